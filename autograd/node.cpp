@@ -1,0 +1,59 @@
+#include "autograd/node.h"
+
+#include "autograd/grad_mode.h"
+
+namespace mnemo {
+
+namespace {
+thread_local bool grad_mode_enabled = true;
+}
+
+bool GradMode::is_enabled() { return grad_mode_enabled; }
+void GradMode::set_enabled(bool enabled) { grad_mode_enabled = enabled; }
+
+namespace autograd {
+
+bool should_record(std::initializer_list<const Tensor*> inputs) {
+  if (!GradMode::is_enabled()) return false;
+  for (const Tensor* t : inputs) {
+    if (t->defined() && t->requires_grad()) return true;
+  }
+  return false;
+}
+
+bool should_record(const TensorList& inputs) {
+  if (!GradMode::is_enabled()) return false;
+  for (const Tensor& t : inputs) {
+    if (t.defined() && t.requires_grad()) return true;
+  }
+  return false;
+}
+
+void record(std::string_view name, const Tensor& out, const TensorList& inputs, BackwardFn fn) {
+  auto node = std::make_shared<Node>();
+  node->name = name;
+  node->backward = std::move(fn);
+  node->inputs.reserve(inputs.size());
+  for (const Tensor& input : inputs) {
+    Edge edge;
+    if (input.defined()) {
+      edge.shape = input.shape();
+      edge.dtype = input.dtype();
+      if (input.requires_grad()) {
+        input.ensure_autograd_meta();
+        edge.meta = input.impl()->autograd;
+      }
+    }
+    node->inputs.push_back(std::move(edge));
+  }
+  AutogradMeta& meta = out.ensure_autograd_meta();
+  MNEMO_CHECK(meta.grad_fn == nullptr, "{}: output already has a grad_fn ({})", name,
+              out.grad_fn_name());
+  meta.requires_grad = true;
+  meta.grad_fn = node;
+  meta.grad_fn_name = name;
+  node->output = out.impl()->autograd;
+}
+
+}  // namespace autograd
+}  // namespace mnemo

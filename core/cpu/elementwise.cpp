@@ -1,0 +1,191 @@
+// Elementwise kernels: unary, binary (broadcast through stride-0 views) and where.
+//
+// Each op is a small functor on the compute type C (f32 for bf16/f16). The row body is a
+// plain loop over contiguous memory when every operand's inner stride is 1, which is the
+// case the compiler vectorises; otherwise it steps by the strides.
+#include <cmath>
+#include <limits>
+
+#include "core/cpu/cpu_backend.h"
+#include "core/cpu/strided.h"
+
+namespace mnemo::cpu {
+
+namespace {
+
+template <typename C>
+C gelu_exact(C x) {
+  return C(0.5) * x * (C(1) + std::erf(x * C(0.70710678118654752440)));
+}
+
+template <typename C>
+C gelu_tanh(C x) {
+  const C k = C(0.79788456080286535588);  // sqrt(2/pi)
+  return C(0.5) * x * (C(1) + std::tanh(k * (x + C(0.044715) * x * x * x)));
+}
+
+template <typename C>
+C softplus(C x) {  // log(1 + e^x) without overflow
+  return x > C(0) ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
+}
+
+template <typename C>
+C sigmoid(C x) {
+  return x >= C(0) ? C(1) / (C(1) + std::exp(-x)) : std::exp(x) / (C(1) + std::exp(x));
+}
+
+// Calls body(f) with f the scalar function of op on compute type C.
+template <typename C, typename Body>
+void with_unary(UnaryOp op, const UnaryParams& p, Body&& body) {
+  const C alpha = C(p.alpha), beta = C(p.beta);
+  switch (op) {
+    case UnaryOp::neg: return body([](C x) { return -x; });
+    case UnaryOp::exp: return body([](C x) { return std::exp(x); });
+    case UnaryOp::log: return body([](C x) { return std::log(x); });
+    case UnaryOp::sqrt: return body([](C x) { return std::sqrt(x); });
+    case UnaryOp::rsqrt: return body([](C x) { return C(1) / std::sqrt(x); });
+    case UnaryOp::abs: return body([](C x) { return std::abs(x); });
+    case UnaryOp::tanh: return body([](C x) { return std::tanh(x); });
+    case UnaryOp::sigmoid: return body([](C x) { return sigmoid(x); });
+    case UnaryOp::relu: return body([](C x) { return x > C(0) ? x : C(0); });
+    case UnaryOp::gelu: return body([](C x) { return gelu_exact(x); });
+    case UnaryOp::gelu_tanh: return body([](C x) { return gelu_tanh(x); });
+    case UnaryOp::silu: return body([](C x) { return x * sigmoid(x); });
+    case UnaryOp::softplus: return body([](C x) { return softplus(x); });
+    case UnaryOp::erf: return body([](C x) { return std::erf(x); });
+    case UnaryOp::sign: return body([](C x) { return C((x > C(0)) - (x < C(0))); });
+    case UnaryOp::logical_not: return body([](C x) { return C(x == C(0)); });
+    case UnaryOp::affine: return body([=](C x) { return alpha * x + beta; });
+    case UnaryOp::pow_scalar:
+      if (p.alpha == 2) return body([](C x) { return x * x; });
+      return body([=](C x) { return std::pow(x, alpha); });
+    case UnaryOp::clamp: return body([=](C x) { return x < alpha ? alpha : (x > beta ? beta : x); });
+    case UnaryOp::count: break;
+  }
+  fail("unary: invalid op {}", int(op));
+}
+
+template <typename C, typename Body>
+void with_binary(BinaryOp op, Body&& body) {
+  switch (op) {
+    case BinaryOp::add: return body([](C a, C b) { return a + b; });
+    case BinaryOp::sub: return body([](C a, C b) { return a - b; });
+    case BinaryOp::mul: return body([](C a, C b) { return a * b; });
+    case BinaryOp::div:
+      if constexpr (std::is_integral_v<C>) {
+        return body([](C a, C b) { return b == 0 ? C(0) : a / b; });  // no UB on x / 0
+      } else {
+        return body([](C a, C b) { return a / b; });
+      }
+    case BinaryOp::pow: return body([](C a, C b) { return C(std::pow(a, b)); });
+    case BinaryOp::maximum: return body([](C a, C b) { return a > b || a != a ? a : b; });
+    case BinaryOp::minimum: return body([](C a, C b) { return a < b || a != a ? a : b; });
+    case BinaryOp::eq: return body([](C a, C b) { return a == b; });
+    case BinaryOp::ne: return body([](C a, C b) { return a != b; });
+    case BinaryOp::lt: return body([](C a, C b) { return a < b; });
+    case BinaryOp::le: return body([](C a, C b) { return a <= b; });
+    case BinaryOp::gt: return body([](C a, C b) { return a > b; });
+    case BinaryOp::ge: return body([](C a, C b) { return a >= b; });
+    case BinaryOp::logical_and: return body([](C a, C b) { return a != C(0) && b != C(0); });
+    case BinaryOp::logical_or: return body([](C a, C b) { return a != C(0) || b != C(0); });
+    case BinaryOp::count: break;
+  }
+  fail("binary: invalid op {}", int(op));
+}
+
+// Transcendental ops cost more per element; this steers the parallel threshold.
+int64_t unary_cost(UnaryOp op) {
+  switch (op) {
+    case UnaryOp::neg:
+    case UnaryOp::abs:
+    case UnaryOp::relu:
+    case UnaryOp::affine:
+    case UnaryOp::clamp:
+    case UnaryOp::sign:
+    case UnaryOp::logical_not: return 1;
+    default: return 8;
+  }
+}
+
+}  // namespace
+
+void CpuBackend::unary(UnaryOp op, const UnaryParams& params, const Tensor& x,
+                       const Tensor& out) {
+  visit_dtype(x.dtype(), op_name(op), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using C = ComputeType<T>;
+    const T* xs = static_cast<const T*>(x.data_ptr());
+    with_unary<C>(op, params, [&](auto f) {
+      visit_dtype(out.dtype(), op_name(op), [&](auto out_tag) {
+        using O = typename decltype(out_tag)::type;
+        O* os = static_cast<O*>(out.data_ptr());
+        for_each_row<2>(out.shape(), {&x.strides(), &out.strides()}, unary_cost(op),
+                        [&](const std::array<int64_t, 2>& off, int64_t n,
+                            const std::array<int64_t, 2>& st) {
+                          const T* xp = xs + off[0];
+                          O* op_ = os + off[1];
+                          if (st[0] == 1 && st[1] == 1) {
+                            for (int64_t i = 0; i < n; ++i) op_[i] = convert<O>(f(C(xp[i])));
+                          } else {
+                            for (int64_t i = 0; i < n; ++i) {
+                              op_[i * st[1]] = convert<O>(f(C(xp[i * st[0]])));
+                            }
+                          }
+                        });
+      });
+    });
+  });
+}
+
+void CpuBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
+  visit_dtype(a.dtype(), op_name(op), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using C = ComputeType<T>;
+    const T* as = static_cast<const T*>(a.data_ptr());
+    const T* bs = static_cast<const T*>(b.data_ptr());
+    with_binary<C>(op, [&](auto f) {
+      visit_dtype(out.dtype(), op_name(op), [&](auto out_tag) {
+        using O = typename decltype(out_tag)::type;
+        O* os = static_cast<O*>(out.data_ptr());
+        for_each_row<3>(
+            out.shape(), {&a.strides(), &b.strides(), &out.strides()},
+            op == BinaryOp::pow ? 8 : 1,
+            [&](const std::array<int64_t, 3>& off, int64_t n, const std::array<int64_t, 3>& st) {
+              const T* ap = as + off[0];
+              const T* bp = bs + off[1];
+              O* op_ = os + off[2];
+              if (st[0] == 1 && st[1] == 1 && st[2] == 1) {
+                for (int64_t i = 0; i < n; ++i) op_[i] = convert<O>(C(f(C(ap[i]), C(bp[i]))));
+              } else if (st[0] == 1 && st[1] == 0 && st[2] == 1) {  // row op scalar
+                const C bv = C(bp[0]);
+                for (int64_t i = 0; i < n; ++i) op_[i] = convert<O>(C(f(C(ap[i]), bv)));
+              } else {
+                for (int64_t i = 0; i < n; ++i) {
+                  op_[i * st[2]] = convert<O>(C(f(C(ap[i * st[0]]), C(bp[i * st[1]]))));
+                }
+              }
+            });
+      });
+    });
+  });
+}
+
+void CpuBackend::where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) {
+  visit_dtype(out.dtype(), "where", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const uint8_t* cs = static_cast<const uint8_t*>(cond.data_ptr());
+    const T* as = static_cast<const T*>(a.data_ptr());
+    const T* bs = static_cast<const T*>(b.data_ptr());
+    T* os = static_cast<T*>(out.data_ptr());
+    for_each_row<4>(out.shape(), {&cond.strides(), &a.strides(), &b.strides(), &out.strides()}, 1,
+                    [&](const std::array<int64_t, 4>& off, int64_t n,
+                        const std::array<int64_t, 4>& st) {
+                      for (int64_t i = 0; i < n; ++i) {
+                        os[off[3] + i * st[3]] = cs[off[0] + i * st[0]] ? as[off[1] + i * st[1]]
+                                                                        : bs[off[2] + i * st[2]];
+                      }
+                    });
+  });
+}
+
+}  // namespace mnemo::cpu

@@ -1,0 +1,5 @@
+#pragma once
+#include <string>
+namespace mnemo {
+std::string version();
+}
