@@ -8,10 +8,32 @@ namespace {
 thread_local bool grad_mode_enabled = true;
 }
 
-bool GradMode::is_enabled() { return grad_mode_enabled; }
-void GradMode::set_enabled(bool enabled) { grad_mode_enabled = enabled; }
+bool GradMode::is_enabled() {
+  return grad_mode_enabled;
+}
+void GradMode::set_enabled(bool enabled) {
+  grad_mode_enabled = enabled;
+}
 
 namespace autograd {
+
+Node::~Node() {
+  std::vector<std::shared_ptr<Node>> orphans;
+  auto take_orphans = [&](std::vector<Edge>& edges) {
+    for (Edge& edge : edges) {
+      if (edge.meta && edge.meta.use_count() == 1 && edge.meta->grad_fn &&
+          edge.meta->grad_fn.use_count() == 1) {
+        orphans.push_back(std::move(edge.meta->grad_fn));
+      }
+    }
+  };
+  take_orphans(inputs);
+  while (!orphans.empty()) {
+    std::shared_ptr<Node> node = std::move(orphans.back());
+    orphans.pop_back();
+    take_orphans(node->inputs);
+  }  // each node is destroyed here with its own orphans already taken
+}
 
 bool should_record(std::initializer_list<const Tensor*> inputs) {
   if (!GradMode::is_enabled()) return false;

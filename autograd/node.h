@@ -45,9 +45,16 @@ struct Edge {
 };
 
 struct Node {
+  Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  // Frees the chain of nodes only this one keeps alive iteratively, so that dropping a tape
+  // of a million ops does not recurse a million frames deep.
+  ~Node();
+
   std::string_view name;  // the op, e.g. "mul" (a string literal)
   std::vector<Edge> inputs;
-  BackwardFn backward;                  // empty once released (after backward without retain)
+  BackwardFn backward;                 // empty once released (after backward without retain)
   std::weak_ptr<AutogradMeta> output;  // for hooks and retain_grad on non-leaf tensors
 };
 
