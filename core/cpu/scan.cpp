@@ -80,14 +80,15 @@ void CpuBackend::scan_backward(const Tensor& a, const Tensor& h, const Tensor& h
     for_each_chunk(B, T, C, [&](int64_t b, int64_t c0, int64_t n) {
       std::array<Acc, kChunk> g{};       // g_t for this chunk
       std::array<Acc, kChunk> a_next{};  // a_{t+1} (0 past the end)
+      const std::array<Scalar, kChunk> zeros{};
       for (int64_t t = T - 1; t >= 0; --t) {
         const int64_t off = (b * T + t) * C + c0;
-        // h_{t-1}: the previous row of h, or h0 (or nothing) at t = 0.
-        const Scalar* h_prev = t > 0 ? hs + off - C : (h0s ? h0s + b * C + c0 : nullptr);
+        // h_{t-1}: the previous row of h, or h0 (zeros if undefined) at t = 0.
+        const Scalar* h_prev = t > 0 ? hs + off - C : (h0s ? h0s + b * C + c0 : zeros.data());
         for (int64_t c = 0; c < n; ++c) {
           g[c] = Acc(dhs[off + c]) + a_next[c] * g[c];
           dxs[off + c] = Scalar(g[c]);
-          das[off + c] = Scalar(h_prev ? g[c] * Acc(h_prev[c]) : Acc(0));
+          das[off + c] = Scalar(g[c] * Acc(h_prev[c]));
           a_next[c] = Acc(as[off + c]);
         }
       }
