@@ -51,7 +51,7 @@
 //                    bf16/f16 are computed in f32 and rounded. cos/sin/log come from each
 //                    backend's math library, so normals agree across backends to a few ulp,
 //                    not bit for bit (uniform, bernoulli and randint are bit-exact).
-//   bernoulli(p)     w32 < t, t = round(p * 2^32) (an integer in [0, 2^32]); i.e. u < p with
+//   bernoulli(p)     w32 < t, t = llround(p * 2^32) (an integer in [0, 2^32]); i.e. u < p with
 //                    u = w / 2^32 and p rounded to a multiple of 2^-32. Any output dtype.
 //   randint(lo, hi)  n = hi - lo; lo + floor(w * n / 2^bits) with w32 (bits = 32) when
 //                    n <= 2^16 and w64 (bits = 64) otherwise. Each value's probability is
@@ -62,9 +62,10 @@
 //     category k whose running sum of weights (summed in f64, left to right) exceeds
 //     u * total (the inverse CDF), never a zero-weight category.
 //   without replacement (the exponential race, equivalent to Gumbel-top-k): category k of
-//     row r gets the key E / w_k with E = -log(1 - u), u the u53 of element e = r*C + k; the
-//     n categories with the smallest keys (zero weights never; ties to the lower index) are
-//     the samples, in increasing key order. This is exactly sequential sampling without
+//     row r gets the key E / w_k with E = -log1p(-u), u the u53 of element e = r*C + k
+//     (keys capped at the largest finite double, so a tiny weight still beats a zero one);
+//     the n categories with the smallest keys (zero weights never; ties to the lower index)
+//     are the samples, in increasing key order. This is exactly sequential sampling without
 //     replacement with renormalised weights (Efraimidis & Spirakis 2006).
 //
 // ---- Thread safety ----
@@ -88,7 +89,7 @@ namespace mnemo {
 namespace philox {
 inline constexpr uint32_t kMultiplier0 = 0xD2511F53;
 inline constexpr uint32_t kMultiplier1 = 0xCD9E8D57;
-inline constexpr uint32_t kWeyl0 = 0x9E3779B9;  // golden ratio * 2^32
+inline constexpr uint32_t kWeyl0 = 0x9E3779B9;  // 2^32 / golden ratio
 inline constexpr uint32_t kWeyl1 = 0xBB67AE85;  // (sqrt(3) - 1) * 2^32
 inline constexpr int kRounds = 10;
 }  // namespace philox

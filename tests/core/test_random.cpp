@@ -11,6 +11,7 @@
 #include <cmath>
 #include <numbers>
 #include <set>
+#include <thread>
 
 #include "autograd/ops.h"
 #include "core/cpu/parallel.h"
@@ -240,6 +241,27 @@ TEST_CASE("manual_seed resets the default generator") {
   CHECK(rand({64}, {}, &g).to_vector<float>() == a);
 }
 
+TEST_CASE("the default generator hands each op a distinct state across threads") {
+  manual_seed(11);
+  const int threads = 4, ops = 500;
+  std::vector<std::vector<float>> drawn(threads);
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&drawn, t] {
+      for (int i = 0; i < ops; ++i) drawn[size_t(t)].push_back(rand({1}).item());
+    });
+  }
+  for (std::thread& w : workers) w.join();
+  // Under the mutex no increment is lost, and every op drew from its own offset: replaying
+  // offsets 0 .. threads*ops - 1 gives exactly the same multiset of numbers.
+  CHECK(default_generator().offset() == uint64_t(threads * ops));
+  std::multiset<float> seen, replay;
+  for (const auto& v : drawn) seen.insert(v.begin(), v.end());
+  Generator g(11);
+  for (int i = 0; i < threads * ops; ++i) replay.insert(float(rand({1}, {}, &g).item()));
+  CHECK(seen == replay);
+}
+
 TEST_CASE("random ops give the same result on 1 and 2 threads") {
   const Shape shape{1 << 20};
   Generator g(123);
@@ -406,6 +428,20 @@ TEST_CASE("multinomial with replacement: frequencies match the weights") {
   std::vector<int64_t> strided = multinomial(t, 50, true, &g).to_vector<int64_t>();
   g.set_state(9, 100);
   CHECK(multinomial(probs, 50, true, &g).to_vector<int64_t>() == strided);
+}
+
+TEST_CASE("zero samples, empty shapes and requires_grad") {
+  Generator g(12);
+  Tensor none = multinomial(from_vector(std::vector<double>{1, 2, 3, 4}, {2, 2}), 0, true, &g);
+  CHECK(none.shape() == Shape{2, 0});
+  // The weights are still checked when no sample is drawn.
+  CHECK_THROWS_WITH_AS(multinomial(tensor({1, -1}), 0, true, &g), doctest::Contains("multinomial"),
+                       Error);
+  CHECK(rand({0, 3}, {}, &g).shape() == Shape{0, 3});
+  CHECK(randn({}, {}, &g).dim() == 0);
+  Tensor w = randn({3}, TensorOptions{}.with_requires_grad(), &g);
+  CHECK(w.requires_grad());
+  CHECK(w.is_leaf());
 }
 
 TEST_CASE("multinomial with replacement follows the documented inverse CDF") {
