@@ -1,4 +1,214 @@
+// Matrix products on the CPU: Eigen's GEMM kernel, mnemo's own threading.
+//
+// out (..., M, N) = a (..., M, K) @ b (..., K, N); the op layer (core/ops/linalg.cpp) has
+// already expanded both operands' batch dims to out's (broadcast dims have stride 0).
+//
+// ---- No copies for transposes ----
+// A GEMM reads a matrix through a leading dimension: row-major (element (i, j) at i*ld + j)
+// or column-major (at i + j*ld). A strided view with strides (rs, cs) is row-major when
+// cs == 1 and column-major when rs == 1 -- and a transposed matrix, x.transpose(-1, -2),
+// is exactly a column-major view of x's storage. So both a and b are handed to the GEMM in
+// place whichever way round they are stored; only other layouts (a column slice with step 2,
+// a row broadcast with stride 0) are first copied into a contiguous buffer. This matters for
+// backward: dA = dY @ B^T and dB = A^T @ dY read transposed views, never materialised ones.
+//
+// ---- Threads, and why results do not depend on their number ----
+// Eigen's GEMM (Goto's algorithm: pack a kc-deep panel of each operand, then a register-
+// blocked micro-kernel) can parallelise itself, but it then picks a smaller depth block kc
+// (at most 320) than when it runs on one thread, and a different kc groups the K-sum
+// differently: the same product would round differently on 1 and 2 threads. mnemo instead
+// always runs Eigen's single-threaded kernel and splits the work itself:
+//   - many small matrices (attention heads): whole matrices per thread;
+//   - otherwise: each matrix's rows in blocks of kRowBlock rows per thread.
+// In single-threaded mode Eigen's kc depends on K only, and which micro-kernel computes an
+// element depends on its position relative to the ends of the matrix (Eigen's register
+// blocks are 4 columns of our row-major out, a divisor of kRowBlock), so every element is
+// computed by the same sequence of fused multiply-adds however the rows are split. The test
+// "matmul: same bits on any thread count" checks this.
+//
+// We call Eigen's GEMM routine (internal::general_matrix_matrix_product, what `c.noalias() =
+// a * b` ends up in for large matrices) directly rather than through the expression API, so
+// that the product never switches to Eigen's GEMV or coefficient-wise paths for thin shapes
+// (which sum in other orders) and never starts Eigen's own threads.
+//
+// ---- Dtypes ----
+// f32 and f64 run natively. bf16/f16 operands are converted to f32 buffers, multiplied in
+// f32 and rounded once on store. Integer dtypes are rejected by the op layer.
+// GCC 12 reports a false "may be used uninitialized" inside Eigen's AVX-512 packet transpose
+// (_mm256_undefined_pd is uninitialised by design); the pragma must precede the intrinsics
+// headers, since the warning points into them.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include <Eigen/Core>
+#include <cstring>
+#include <vector>
+
 #include "core/cpu/cpu_backend.h"
+#include "core/cpu/parallel.h"
+
+#if !EIGEN_VERSION_AT_LEAST(3, 4, 0)
+#error "mnemo's CPU matmul calls Eigen 3.4's GEMM routine; install Eigen >= 3.4"
+#endif
+
 namespace mnemo::cpu {
-void CpuBackend::matmul(const Tensor& a, const Tensor& b, const Tensor& out) { Backend::matmul(a, b, out); }
+
+namespace {
+
+// Rows of out per unit of parallel work; a multiple of Eigen's 4-wide register blocks.
+constexpr int64_t kRowBlock = 16;
+// Below this many multiply-adds per matrix, batched products hand whole matrices to threads.
+constexpr int64_t kSmallMatrix = int64_t(1) << 21;
+
+// One matrix as the GEMM reads it: element (i, j) at data[i*ld + j] (row-major) or
+// data[i + j*ld] (column-major).
+template <typename C>
+struct Operand {
+  const C* data = nullptr;
+  int64_t ld = 0;
+  bool row_major = true;
+  std::vector<C> buffer;  // owns data when the input had to be copied or converted
+
+  const C* row(int64_t r) const { return data + (row_major ? r * ld : r); }
+};
+
+// Wraps the (rows, cols) matrix at p with strides (rs, cs), copying (and converting to C)
+// only if the GEMM cannot read it in place. A size-1 dim never steps, so its stride is free.
+template <typename C, typename T>
+Operand<C> make_operand(const T* p, int64_t rows, int64_t cols, int64_t rs, int64_t cs) {
+  Operand<C> op;
+  if constexpr (std::is_same_v<T, C>) {
+    if ((cols == 1 || cs == 1) && (rows == 1 || rs >= cols)) {
+      op.data = p;
+      op.ld = rows == 1 ? cols : rs;
+      op.row_major = true;
+      return op;
+    }
+    if ((rows == 1 || rs == 1) && (cols == 1 || cs >= rows)) {
+      op.data = p;
+      op.ld = cols == 1 ? rows : cs;
+      op.row_major = false;
+      return op;
+    }
+  }
+  op.buffer.resize(size_t(rows * cols));
+  for (int64_t i = 0; i < rows; ++i) {
+    C* dst = op.buffer.data() + i * cols;
+    for (int64_t j = 0; j < cols; ++j) dst[j] = C(p[i * rs + j * cs]);
+  }
+  op.data = op.buffer.data();
+  op.ld = cols;
+  op.row_major = true;
+  return op;
+}
+
+// c (M, N) row-major with leading dimension ldc  +=  a (M, K) @ b (K, N), on this thread.
+template <typename C, int AOrder, int BOrder>
+void gemm(int64_t M, int64_t N, int64_t K, const C* a, int64_t lda, const C* b, int64_t ldb, C* c,
+          int64_t ldc) {
+  using Gemm = Eigen::internal::general_matrix_matrix_product<Eigen::Index, C, AOrder, false, C,
+                                                              BOrder, false, Eigen::RowMajor, 1>;
+  // Block sizes for one thread (num_threads = 1): kc then depends on K alone.
+  Eigen::internal::gemm_blocking_space<Eigen::RowMajor, C, C, Eigen::Dynamic, Eigen::Dynamic,
+                                       Eigen::Dynamic>
+      blocking(M, N, K, 1, true);
+  Gemm::run(M, N, K, a, lda, b, ldb, c, 1, ldc, C(1), blocking, nullptr);
+}
+
+template <typename C>
+void gemm(int64_t M, int64_t N, int64_t K, const C* a, bool a_row_major, int64_t lda, const C* b,
+          bool b_row_major, int64_t ldb, C* c, int64_t ldc) {
+  constexpr int R = Eigen::RowMajor, L = Eigen::ColMajor;
+  if (a_row_major && b_row_major) return gemm<C, R, R>(M, N, K, a, lda, b, ldb, c, ldc);
+  if (a_row_major) return gemm<C, R, L>(M, N, K, a, lda, b, ldb, c, ldc);
+  if (b_row_major) return gemm<C, L, R>(M, N, K, a, lda, b, ldb, c, ldc);
+  return gemm<C, L, L>(M, N, K, a, lda, b, ldb, c, ldc);
+}
+
+// The geometry of one batched product, read off the tensors once.
+struct Problem {
+  int64_t M, N, K, batch;
+  int64_t a_rs, a_cs, b_rs, b_cs;           // matrix strides of a and b
+  std::vector<int64_t> a_offset, b_offset;  // element offset of each batch item's matrix
+};
+
+Problem make_problem(const Tensor& a, const Tensor& b, const Tensor& out) {
+  Problem p;
+  const int64_t rank = out.dim();
+  p.M = out.size(-2);
+  p.N = out.size(-1);
+  p.K = a.size(-1);
+  p.a_rs = a.stride(-2), p.a_cs = a.stride(-1), p.b_rs = b.stride(-2), p.b_cs = b.stride(-1);
+  p.batch = out.numel() / (p.M * p.N);
+  p.a_offset.resize(size_t(p.batch));
+  p.b_offset.resize(size_t(p.batch));
+  // Odometer over the batch dims (all but the last two), row-major like out.
+  std::vector<int64_t> index(size_t(rank - 2), 0);
+  int64_t a_off = 0, b_off = 0;
+  for (int64_t i = 0; i < p.batch; ++i) {
+    p.a_offset[size_t(i)] = a_off;
+    p.b_offset[size_t(i)] = b_off;
+    for (int64_t d = rank - 3; d >= 0; --d) {
+      a_off += a.stride(d);
+      b_off += b.stride(d);
+      if (++index[size_t(d)] < out.size(d)) break;
+      a_off -= a.stride(d) * out.size(d);
+      b_off -= b.stride(d) * out.size(d);
+      index[size_t(d)] = 0;
+    }
+  }
+  return p;
+}
+
+// out_matrix (M, N) = a_matrix @ b_matrix for batch item i, its rows split over threads in
+// blocks of kRowBlock (inline when called from a thread already).
+template <typename T>
+void multiply_one(const Problem& p, int64_t i, const T* a, const T* b, T* out) {
+  using C = ComputeType<T>;
+  const Operand<C> A = make_operand<C>(a + p.a_offset[size_t(i)], p.M, p.K, p.a_rs, p.a_cs);
+  const Operand<C> B = make_operand<C>(b + p.b_offset[size_t(i)], p.K, p.N, p.b_rs, p.b_cs);
+  T* out_matrix = out + i * p.M * p.N;
+  const int64_t blocks = (p.M + kRowBlock - 1) / kRowBlock;
+  // kParallelGrain counts elementwise operations; a multiply-add in a vectorised GEMM costs
+  // about an eighth of one.
+  const int64_t cost_per_block = std::max<int64_t>(1, kRowBlock * p.N * p.K / 8);
+  parallel_for(blocks, cost_per_block, [&](int64_t begin, int64_t end) {
+    const int64_t r0 = begin * kRowBlock, r1 = std::min(p.M, end * kRowBlock);
+    const int64_t rows = r1 - r0;
+    std::vector<C> staging;  // f32 rows for bf16/f16 outputs
+    C* c = nullptr;
+    if constexpr (std::is_same_v<T, C>) {
+      c = out_matrix + r0 * p.N;
+    } else {
+      staging.resize(size_t(rows * p.N));
+      c = staging.data();
+    }
+    std::memset(static_cast<void*>(c), 0, size_t(rows * p.N) * sizeof(C));  // GEMM adds into c
+    gemm<C>(rows, p.N, p.K, A.row(r0), A.row_major, A.ld, B.data, B.row_major, B.ld, c, p.N);
+    if constexpr (!std::is_same_v<T, C>) {
+      for (int64_t j = 0; j < rows * p.N; ++j) out_matrix[r0 * p.N + j] = convert<T>(c[j]);
+    }
+  });
+}
+
+}  // namespace
+
+void CpuBackend::matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
+  visit_floating(out.dtype(), "matmul", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const Problem p = make_problem(a, b, out);
+    const T* ap = static_cast<const T*>(a.data_ptr());
+    const T* bp = static_cast<const T*>(b.data_ptr());
+    T* op = static_cast<T*>(out.data_ptr());
+    const int64_t work = p.M * p.N * p.K;
+    if (p.batch > 1 && (work < kSmallMatrix || p.batch >= 4 * num_threads())) {
+      // Many matrices: whole ones per thread (the row split inside then runs inline).
+      parallel_for(p.batch, std::max<int64_t>(1, work / 8), [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) multiply_one(p, i, ap, bp, op);
+      });
+    } else {
+      for (int64_t i = 0; i < p.batch; ++i) multiply_one(p, i, ap, bp, op);
+    }
+  });
+}
+
 }  // namespace mnemo::cpu
