@@ -231,7 +231,10 @@ TEST_CASE("norms: weight gradients do not depend on the thread count") {
   auto one = run(1);
   auto many = run(std::max(threads, 4));
   set_num_threads(threads);
-  for (size_t i = 0; i < one.size(); ++i) CHECK(one[i] == many[i]);  // bit for bit
+  for (size_t i = 0; i < one.size(); ++i) {
+    INFO("output ", i);
+    CHECK(one[i] == many[i]);  // bit for bit
+  }
 }
 
 TEST_CASE("norms: zero rows give empty outputs and zero parameter gradients") {

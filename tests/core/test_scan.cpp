@@ -108,7 +108,7 @@ TEST_CASE("scan: forward matches the recurrence along every dim") {
   };
   for (DType dtype : {DType::f64, DType::f32}) {
     for (const Case& c : cases) {
-      INFO(c.label, " ", dtype_name(dtype));
+      INFO(std::string(c.label), " ", dtype_name(dtype));
       Tensor a = random_tensor(c.a, 1, dtype, 0.5, 1.0);
       Tensor x = random_tensor(c.x, 2, dtype);
       Shape shape = broadcast_shapes(c.a, c.x, "test");
