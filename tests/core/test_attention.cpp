@@ -226,6 +226,26 @@ TEST_CASE("attention: causal aligns bottom-right, and rows without keys are zero
   }
 }
 
+TEST_CASE("attention: no keys at all, or no queries") {
+  Tensor q = random_tensor({1, 2, 3, 4}, 80);
+  Tensor k = zeros({1, 2, 0, 4}, {DType::f64});
+  Tensor v = zeros({1, 2, 0, 5}, {DType::f64});
+  core::AttentionOutput o = core::attention(q, k, v);
+  CHECK(values(o.out) == std::vector<double>(30, 0.0));
+  CHECK(values(o.lse) == std::vector<double>(6, -kInf));
+  core::AttentionGrads g = core::attention_backward(q, k, v, {}, o.out, o.lse, o.out);
+  CHECK(values(g.dq) == std::vector<double>(24, 0.0));
+  CHECK(g.dk.shape() == k.shape());
+  // No queries: empty outputs, and zero gradients for the keys and values.
+  Tensor q0 = zeros({1, 2, 0, 4}, {DType::f64});
+  Tensor k2 = random_tensor({1, 2, 3, 4}, 81), v2 = random_tensor({1, 2, 3, 5}, 82);
+  core::AttentionOutput o0 = core::attention(q0, k2, v2);
+  CHECK(o0.out.shape() == Shape{1, 2, 0, 5});
+  core::AttentionGrads g0 = core::attention_backward(q0, k2, v2, {}, o0.out, o0.lse, o0.out);
+  CHECK(values(g0.dk) == std::vector<double>(24, 0.0));
+  CHECK(values(g0.dv) == std::vector<double>(30, 0.0));
+}
+
 TEST_CASE("attention: grouped-query equals repeating each kv head over its group") {
   const int64_t H = 6, Hkv = 2;
   Tensor q = random_tensor({2, H, 7, 4}, 30);
