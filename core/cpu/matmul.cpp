@@ -19,12 +19,12 @@
 // differently: the same product would round differently on 1 and 2 threads. mnemo instead
 // always runs Eigen's single-threaded kernel and splits the work itself:
 //   - many small matrices (attention heads): whole matrices per thread;
-//   - otherwise: each matrix's rows in blocks of kRowBlock rows per thread.
+//   - otherwise: each matrix cut into one tile per thread along its longer side.
 // In single-threaded mode Eigen's kc depends on K only, and which micro-kernel computes an
-// element depends on its position relative to the ends of the matrix (Eigen's register
-// blocks are 4 columns of our row-major out, a divisor of kRowBlock), so every element is
-// computed by the same sequence of fused multiply-adds however the rows are split. The test
-// "matmul: same bits on any thread count" checks this.
+// element depends only on its position relative to the ends of the matrix, as long as the
+// cuts fall on whole register blocks (4 rows by mr columns of our row-major out). Then every
+// element is computed by the same sequence of fused multiply-adds however the work is split;
+// the test "matmul: same bits on any thread count" checks this.
 //
 // We call Eigen's GEMM routine (internal::general_matrix_matrix_product, what `c.noalias() =
 // a * b` ends up in for large matrices) directly rather than through the expression API, so
@@ -54,7 +54,9 @@ namespace mnemo::cpu {
 
 namespace {
 
-// Rows of out per unit of parallel work; a multiple of Eigen's 4-wide register blocks.
+// Rows of out per unit of parallel work when rows are split: a multiple of the 4 rows of
+// out that Eigen's register blocks span. (Column splits use Eigen's mr, the register
+// block's other side.)
 constexpr int64_t kRowBlock = 16;
 // Below this many multiply-adds per matrix, batched products hand whole matrices to threads.
 constexpr int64_t kSmallMatrix = int64_t(1) << 21;
@@ -69,6 +71,7 @@ struct Operand {
   std::vector<C> buffer;  // owns data when the input had to be copied or converted
 
   const C* row(int64_t r) const { return data + (row_major ? r * ld : r); }
+  const C* col(int64_t c) const { return data + (row_major ? c : c * ld); }
 };
 
 // Wraps the (rows, cols) matrix at p with strides (rs, cs), copying (and converting to C)
@@ -159,33 +162,57 @@ Problem make_problem(const Tensor& a, const Tensor& b, const Tensor& out) {
   return p;
 }
 
-// out_matrix (M, N) = a_matrix @ b_matrix for batch item i, its rows split over threads in
-// blocks of kRowBlock (inline when called from a thread already).
+// out[r0:r1, c0:c1] = A[r0:r1, :] @ B[:, c0:c1]; out (M, N) row-major. The tile is zeroed
+// first (Eigen's GEMM adds into its output); bf16/f16 tiles are computed in an f32 staging
+// buffer and rounded once on store.
+template <typename T, typename C>
+void multiply_tile(const Operand<C>& A, const Operand<C>& B, int64_t N, int64_t K, int64_t r0,
+                   int64_t r1, int64_t c0, int64_t c1, T* out) {
+  const int64_t rows = r1 - r0, cols = c1 - c0;
+  std::vector<C> staging;
+  C* c = nullptr;
+  int64_t ldc = 0;
+  if constexpr (std::is_same_v<T, C>) {
+    c = out + r0 * N + c0;
+    ldc = N;
+  } else {
+    staging.resize(size_t(rows * cols));
+    c = staging.data();
+    ldc = cols;
+  }
+  for (int64_t r = 0; r < rows; ++r) std::memset(c + r * ldc, 0, size_t(cols) * sizeof(C));
+  gemm<C>(rows, cols, K, A.row(r0), A.row_major, A.ld, B.col(c0), B.row_major, B.ld, c, ldc);
+  if constexpr (!std::is_same_v<T, C>) {
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t j = 0; j < cols; ++j) out[(r0 + r) * N + c0 + j] = convert<T>(c[r * ldc + j]);
+    }
+  }
+}
+
+// out_matrix (M, N) = a_matrix @ b_matrix for batch item i, split over threads (inline when
+// called from a thread already). We cut along the longer side of out: row tiles share B,
+// column tiles share A, and each tile packs the shared operand again, so cutting the longer
+// side keeps that repeated packing small. Cuts fall on multiples of Eigen's register blocks
+// (kRowBlock rows, mr columns), which keeps the results independent of the thread count.
 template <typename T>
 void multiply_one(const Problem& p, int64_t i, const T* a, const T* b, T* out) {
   using C = ComputeType<T>;
   const Operand<C> A = make_operand<C>(a + p.a_offset[size_t(i)], p.M, p.K, p.a_rs, p.a_cs);
   const Operand<C> B = make_operand<C>(b + p.b_offset[size_t(i)], p.K, p.N, p.b_rs, p.b_cs);
   T* out_matrix = out + i * p.M * p.N;
-  const int64_t blocks = (p.M + kRowBlock - 1) / kRowBlock;
+  const bool along_n = p.N > p.M;
+  const int64_t unit = along_n ? int64_t(Eigen::internal::gebp_traits<C, C>::mr) : kRowBlock;
+  const int64_t extent = along_n ? p.N : p.M;
+  const int64_t units = (extent + unit - 1) / unit;
   // kParallelGrain counts elementwise operations; a multiply-add in a vectorised GEMM costs
   // about an eighth of one.
-  const int64_t cost_per_block = std::max<int64_t>(1, kRowBlock * p.N * p.K / 8);
-  parallel_for(blocks, cost_per_block, [&](int64_t begin, int64_t end) {
-    const int64_t r0 = begin * kRowBlock, r1 = std::min(p.M, end * kRowBlock);
-    const int64_t rows = r1 - r0;
-    std::vector<C> staging;  // f32 rows for bf16/f16 outputs
-    C* c = nullptr;
-    if constexpr (std::is_same_v<T, C>) {
-      c = out_matrix + r0 * p.N;
+  const int64_t cost_per_unit = std::max<int64_t>(1, unit * (along_n ? p.M : p.N) * p.K / 8);
+  parallel_for(units, cost_per_unit, [&](int64_t begin, int64_t end) {
+    const int64_t lo = begin * unit, hi = std::min(extent, end * unit);
+    if (along_n) {
+      multiply_tile(A, B, p.N, p.K, 0, p.M, lo, hi, out_matrix);
     } else {
-      staging.resize(size_t(rows * p.N));
-      c = staging.data();
-    }
-    std::memset(static_cast<void*>(c), 0, size_t(rows * p.N) * sizeof(C));  // GEMM adds into c
-    gemm<C>(rows, p.N, p.K, A.row(r0), A.row_major, A.ld, B.data, B.row_major, B.ld, c, p.N);
-    if constexpr (!std::is_same_v<T, C>) {
-      for (int64_t j = 0; j < rows * p.N; ++j) out_matrix[r0 * p.N + j] = convert<T>(c[j]);
+      multiply_tile(A, B, p.N, p.K, lo, hi, 0, p.N, out_matrix);
     }
   });
 }

@@ -22,17 +22,20 @@
 // The op layer passes contiguous tensors, so the softmax dim splits a tensor into
 // (outer, D, inner). When the dim is the last one (inner == 1) each row is contiguous and is
 // processed with Eigen array expressions, which vectorise max, exp (Eigen's SIMD pexp) and
-// sum. Otherwise we take slabs of up to kColumnBlock neighbouring columns and reduce across
-// D for all of them at once, so the vector lanes run along the contiguous inner dim. Rows
-// and slabs are spread over threads; each is reduced by one thread in a fixed order, so the
-// result does not depend on the thread count. bf16/f16 tensors are computed on f32 copies
-// (the CPU backend is their reference, not their fast path).
+// sum. Otherwise the lines along D are strided, and we take slabs of neighbouring lines
+// ("lanes") and walk D for all of them at once, so the vector lanes run along the contiguous
+// inner dim: one pass for the max, one for exp and its sum, one to normalise. Rows and slabs
+// are spread over threads; each is reduced by one thread in a fixed order, and how tensors
+// are cut depends on their shape only, so results do not depend on the thread count.
+// bf16/f16 tensors are computed on f32 copies (the CPU backend is their reference, not their
+// fast path).
 // GCC 12 reports a false "may be used uninitialized" inside Eigen's AVX-512 packet math
 // (_mm256_undefined_ps is uninitialised by design); the pragma must precede the intrinsics
 // headers, since the warning points into them.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -49,29 +52,21 @@ template <typename C>
 using VecMap = Eigen::Map<Vec<C>>;
 template <typename C>
 using ConstVecMap = Eigen::Map<const Vec<C>>;
-// (w, D) column-major slab: column d is x[o, d, i0 : i0 + w], with column stride `inner`.
-template <typename C>
-using Slab = Eigen::Map<Eigen::Array<C, Eigen::Dynamic, Eigen::Dynamic>, 0, Eigen::OuterStride<>>;
-template <typename C>
-using ConstSlab =
-    Eigen::Map<const Eigen::Array<C, Eigen::Dynamic, Eigen::Dynamic>, 0, Eigen::OuterStride<>>;
+constexpr int64_t kColumnBlock = 256;  // fewest lanes per slab when the dim is not last
+constexpr int64_t kMaxSlabs = 8;       // most slabs across the inner dims
+constexpr int64_t kExpCost = 4;        // parallel cost of one exp, in elementwise units
 
-constexpr int64_t kColumnBlock = 64;  // columns per slab when the dim is not the last
-constexpr int64_t kExpCost = 4;       // parallel cost of one exp, in elementwise units
-
-// Sets values below the smallest normal number to 0, so that exp(-inf) (a masked entry) is
-// exactly 0: Eigen's vectorised exp clamps its argument and returns a tiny denormal instead.
-// A plain loop the compiler vectorises (a compare and a blend).
+// p[i] = p[i] * scale[i], with results smaller in magnitude than the smallest normal number
+// set to 0, so that exp(-inf) (a masked entry) comes out exactly 0: Eigen's vectorised exp
+// clamps its argument and returns a tiny denormal instead. scale_stride 0 uses scale[0] for
+// every element. A plain loop the compiler vectorises (multiply, compare, blend).
 template <typename C>
-void flush_tiny(C* p, int64_t n) {
+void scale_and_flush(C* p, int64_t n, const C* scale, int64_t scale_stride) {
   const C lowest = std::numeric_limits<C>::min();
-  for (int64_t i = 0; i < n; ++i) p[i] = p[i] < lowest ? C(0) : p[i];
-}
-
-// The same over the w-long columns of a (w, D) slab with column stride `stride`.
-template <typename C>
-void flush_tiny(C* p, int64_t w, int64_t D, int64_t stride) {
-  for (int64_t d = 0; d < D; ++d) flush_tiny(p + d * stride, w);
+  for (int64_t i = 0; i < n; ++i) {
+    const C v = p[i] * scale[i * scale_stride];
+    p[i] = std::abs(v) < lowest ? C(0) : v;
+  }
 }
 
 // ---- 16-bit inputs: computed on f32 copies -------------------------------------------------
@@ -108,8 +103,9 @@ DimSplit split_at(const Shape& shape, int64_t dim) {
   return s;
 }
 
-// Calls row(offset) for each contiguous row (inner == 1), or slab(offset, w) for each
-// (w, D) slab with column stride inner, over threads. offset is in elements.
+// Calls row(offset) for each contiguous row (inner == 1), or slab(offset, w) for each slab
+// of w neighbouring lanes whose D elements lie `inner` apart, over threads. offset is in
+// elements.
 template <typename RowFn, typename SlabFn>
 void for_each_line(const DimSplit& s, int64_t cost_per_element, RowFn row, SlabFn slab) {
   if (s.inner == 1) {
@@ -118,17 +114,26 @@ void for_each_line(const DimSplit& s, int64_t cost_per_element, RowFn row, SlabF
     });
     return;
   }
-  const int64_t blocks = (s.inner + kColumnBlock - 1) / kColumnBlock;
-  parallel_for(s.outer * blocks, kColumnBlock * s.D * cost_per_element,
+  // Wide slabs stream long contiguous runs, which the hardware prefetcher likes: inner is cut
+  // into at most kMaxSlabs slabs of at least kColumnBlock lanes. The cut depends on the shape
+  // alone, never on the thread count: where a slab starts decides which lanes Eigen computes
+  // in SIMD packets and which in its scalar head and tail, and those round differently.
+  const int64_t blocks = std::clamp<int64_t>(s.inner / kColumnBlock, 1, kMaxSlabs);
+  const int64_t width = (s.inner + blocks - 1) / blocks;
+  parallel_for(s.outer * blocks, std::min(width, s.inner) * s.D * cost_per_element,
                [&](int64_t begin, int64_t end) {
                  for (int64_t u = begin; u < end; ++u) {
-                   const int64_t o = u / blocks, i0 = (u % blocks) * kColumnBlock;
-                   slab(o * s.D * s.inner + i0, std::min(kColumnBlock, s.inner - i0));
+                   const int64_t o = u / blocks, i0 = (u % blocks) * width;
+                   slab(o * s.D * s.inner + i0, std::min(width, s.inner - i0));
                  }
                });
 }
 
 // ---- softmax / log_softmax ------------------------------------------------------------------
+//
+// A row is short enough to stay in cache, so its passes are separate Eigen expressions. A
+// slab walks D steps of w lanes (one contiguous run of w elements per step) three times:
+// the max, then exp and its sum, then the normalisation.
 
 template <typename C>
 void softmax_forward(const C* x, C* y, const DimSplit& s, bool log) {
@@ -136,26 +141,36 @@ void softmax_forward(const C* x, C* y, const DimSplit& s, bool log) {
     ConstVecMap<C> xr(x + off, s.D);
     VecMap<C> yr(y + off, s.D);
     const C m = xr.maxCoeff();
-    yr = (xr - m).exp();
-    const C sum = yr.sum();
     if (log) {
-      yr = (xr - m) - std::log(sum);  // not x - (m + log s): m + log s would round at m's scale
+      // (x - m) - log s, not x - (m + log s): m + log s would round at m's scale.
+      yr = (xr - m) - std::log((xr - m).exp().sum());
     } else {
-      yr *= C(1) / sum;
-      flush_tiny(y + off, s.D);
+      yr = (xr - m).exp();
+      const C inverse = C(1) / yr.sum();
+      scale_and_flush(y + off, s.D, &inverse, 0);
     }
   };
   auto slab = [&](int64_t off, int64_t w) {
-    ConstSlab<C> xs(x + off, w, s.D, Eigen::OuterStride<>(s.inner));
-    Slab<C> ys(y + off, w, s.D, Eigen::OuterStride<>(s.inner));
-    const Vec<C> m = xs.rowwise().maxCoeff();  // (w,) one max per column of x
-    ys = (xs.colwise() - m).exp();
-    const Vec<C> sum = ys.rowwise().sum();
+    auto x_at = [&](int64_t d) { return ConstVecMap<C>(x + off + d * s.inner, w); };
+    auto y_at = [&](int64_t d) { return VecMap<C>(y + off + d * s.inner, w); };
+    Vec<C> m = x_at(0);  // (w,) running max of each lane
+    for (int64_t d = 1; d < s.D; ++d) m = m.max(x_at(d));
+    Vec<C> sum = Vec<C>::Zero(w);
+    for (int64_t d = 0; d < s.D; ++d) {
+      if (log) {
+        sum += (x_at(d) - m).exp();
+      } else {
+        y_at(d) = (x_at(d) - m).exp();
+        sum += y_at(d);
+      }
+    }
     if (log) {
-      ys = (xs.colwise() - m).colwise() - sum.log();
+      const Vec<C> log_sum = sum.log();
+      for (int64_t d = 0; d < s.D; ++d) y_at(d) = (x_at(d) - m) - log_sum;
     } else {
-      ys.colwise() *= sum.inverse();
-      flush_tiny(y + off, w, s.D, s.inner);
+      const Vec<C> inverse = sum.inverse();
+      for (int64_t d = 0; d < s.D; ++d)
+        scale_and_flush(y + off + d * s.inner, w, inverse.data(), 1);
     }
   };
   for_each_line(s, kExpCost, row, slab);
@@ -163,29 +178,37 @@ void softmax_forward(const C* x, C* y, const DimSplit& s, bool log) {
 
 template <typename C>
 void softmax_backward_impl(const C* y, const C* dy, C* dx, const DimSplit& s, bool log) {
+  const C one = C(1);
   auto row = [&](int64_t off) {
     ConstVecMap<C> yr(y + off, s.D), dyr(dy + off, s.D);
     VecMap<C> dxr(dx + off, s.D);
     if (log) {  // dx = dy - exp(y) * sum(dy), exp(y) = softmax(x)
       dxr = yr.exp();
-      flush_tiny(dx + off, s.D);
+      scale_and_flush(dx + off, s.D, &one, 0);
       dxr = dyr - dxr * dyr.sum();
     } else {  // dx = y * (dy - sum(dy * y))
       dxr = yr * (dyr - (dyr * yr).sum());
     }
   };
   auto slab = [&](int64_t off, int64_t w) {
-    const Eigen::OuterStride<> stride(s.inner);
-    ConstSlab<C> ys(y + off, w, s.D, stride), dys(dy + off, w, s.D, stride);
-    Slab<C> dxs(dx + off, w, s.D, stride);
-    if (log) {
-      const Vec<C> sum = dys.rowwise().sum();
-      dxs = ys.exp();
-      flush_tiny(dx + off, w, s.D, s.inner);
-      dxs = dys - dxs.colwise() * sum;
-    } else {
-      const Vec<C> dot = (dys * ys).rowwise().sum();
-      dxs = ys * (dys.colwise() - dot);
+    auto at = [&](const C* p, int64_t d) { return ConstVecMap<C>(p + off + d * s.inner, w); };
+    auto dx_at = [&](int64_t d) { return VecMap<C>(dx + off + d * s.inner, w); };
+    Vec<C> sum = Vec<C>::Zero(w);  // (w,) sum(dy) or sum(dy * y) of each lane
+    for (int64_t d = 0; d < s.D; ++d) {
+      if (log) {
+        sum += at(dy, d);
+      } else {
+        sum += at(dy, d) * at(y, d);
+      }
+    }
+    for (int64_t d = 0; d < s.D; ++d) {
+      if (log) {
+        dx_at(d) = at(y, d).exp();
+        scale_and_flush(dx + off + d * s.inner, w, &one, 0);
+        dx_at(d) = at(dy, d) - dx_at(d) * sum;
+      } else {
+        dx_at(d) = at(y, d) * (at(dy, d) - sum);
+      }
     }
   };
   for_each_line(s, kExpCost, row, slab);
@@ -241,8 +264,8 @@ void cross_entropy_backward_impl(const C* z, const int64_t* t, const C* lse, con
       ConstVecMap<C> zr(z + n * classes, classes);
       const C g = dloss[n];
       dzr = (zr - lse[n]).exp();  // softmax(z)
-      flush_tiny(dz + n * classes, classes);
-      dzr = g * (dzr - smoothing / C(classes));
+      scale_and_flush(dz + n * classes, classes, &g, 0);
+      dzr -= g * smoothing / C(classes);
       dzr[t[n]] -= g * (C(1) - smoothing);
     }
   });

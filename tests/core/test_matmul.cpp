@@ -249,22 +249,30 @@ TEST_CASE("matmul: same bits on any thread count") {
   struct Case {
     Shape a, b;
     bool transpose_a;
+    DType dtype = DType::f32;
   };
-  // K above Eigen's multi-threaded depth block (320) and odd M, N; batches small and large.
+  // K above Eigen's multi-threaded depth block (320) and odd M, N; split along M (M >= N) and
+  // along N (N > M); batches small and large; f64 (other register blocks).
   const std::vector<Case> cases = {
-      {{203, 517}, {517, 77}, false},    {{517, 203}, {517, 300}, true},
-      {{64, 1000}, {1000, 130}, false},  {{6, 33, 70}, {6, 70, 41}, false},
+      {{203, 517}, {517, 77}, false},
+      {{517, 203}, {517, 300}, true},
+      {{64, 1000}, {1000, 130}, false},
+      {{5, 300}, {300, 1001}, false},
+      {{6, 33, 70}, {6, 70, 41}, false},
       {{2, 150, 400}, {400, 90}, false},
+      {{350, 77}, {350, 211}, true, DType::f64},
+      {{211, 350}, {350, 77}, false, DType::f64},
   };
   const int saved = num_threads();
   for (const Case& c : cases) {
-    INFO("a ", shape_str(c.a), " b ", shape_str(c.b), c.transpose_a ? " (a transposed)" : "");
-    Tensor a = random_tensor(c.a, DType::f32, 19), b = random_tensor(c.b, DType::f32, 20);
+    INFO("a ", shape_str(c.a), " b ", shape_str(c.b), c.transpose_a ? " (a transposed) " : " ",
+         dtype_name(c.dtype));
+    Tensor a = random_tensor(c.a, c.dtype, 19), b = random_tensor(c.b, c.dtype, 20);
     if (c.transpose_a) a = core::transpose(a, -1, -2);
-    std::vector<std::vector<float>> results;
+    std::vector<std::vector<double>> results;  // f32 values are exact in f64
     for (int threads : {1, 2, 3, 4}) {
       set_num_threads(threads);
-      results.push_back(core::matmul(a, b).to_vector<float>());
+      results.push_back(core::matmul(a, b).to_vector<double>());
     }
     set_num_threads(saved);
     for (size_t i = 1; i < results.size(); ++i) CHECK(results[i] == results[0]);

@@ -200,16 +200,19 @@ TEST_CASE("softmax: the backward ops match their closed forms") {
 }
 
 TEST_CASE("softmax: same bits on any thread count") {
-  Tensor x = random_tensor({64, 300, 9}, DType::f32, 5);
+  // Rows, and slabs whose width follows the thread count (inner = 700 along dim 0).
+  Tensor x = random_tensor({64, 300, 9}, DType::f32, 5),
+         wide = random_tensor({5, 700}, DType::f32, 6);
   const int saved = num_threads();
   std::vector<std::vector<float>> results;
   for (int threads : {1, 2, 3}) {
     set_num_threads(threads);
     results.push_back(core::softmax(x, 1).to_vector<float>());
     results.push_back(core::log_softmax(x, 2).to_vector<float>());
+    results.push_back(core::softmax(wide, 0).to_vector<float>());
   }
   set_num_threads(saved);
-  for (size_t i = 2; i < results.size(); ++i) CHECK(results[i] == results[i % 2]);
+  for (size_t i = 3; i < results.size(); ++i) CHECK(results[i] == results[i % 3]);
 }
 
 TEST_CASE("softmax: errors name the op") {
@@ -296,6 +299,17 @@ TEST_CASE("cross_entropy: backward is dloss * (softmax - q), 0 on ignored rows")
       }
     }
   }
+}
+
+TEST_CASE("cross_entropy: a -inf logit gets exactly zero gradient") {
+  Tensor logits = from_vector(std::vector<double>{1, -kInf, 0.5, 2}, {1, 4}, {DType::f32});
+  Tensor target = from_vector(std::vector<int64_t>{3}, {1});
+  core::CrossEntropyOutput out = core::cross_entropy(logits, target);
+  CHECK(std::isfinite(out.loss.item()));
+  Tensor dz = core::cross_entropy_backward(logits, target, out.lse, full({1}, -2.0));
+  CHECK(dz.at({0, 1}) == 0.0);
+  CHECK(dz.at({0, 0}) < 0.0);  // dloss < 0 flips the usual signs
+  CHECK(dz.at({0, 3}) > 0.0);
 }
 
 TEST_CASE("cross_entropy: errors name the op and the offending value") {
