@@ -1,0 +1,339 @@
+// bench_core: CPU throughput of mnemo's core ops, one JSON object per line on stdout.
+//
+//   gemm      f32 GFLOP/s of core::matmul on the products of a small LM training step
+//             (batch * seq = 2048 rows, hidden 128, intermediate 384, vocab 512), including
+//             the transposed operands backward reads (dX = dY @ W, dW = dY^T @ X), next to
+//             OpenBLAS's cblas_sgemm on the same shapes with the same thread count.
+//   softmax   GB/s of softmax / log_softmax / their backward / fused cross_entropy
+//   rms_norm  GB/s (skipped with the error message if the op is not available)
+//   mlp       ms per SGD step of a 784 -> 512 -> 10 MLP on a batch of 256
+//
+// Usage: bench_core [threads [section]]
+//   threads: default mnemo::num_threads() (OMP_NUM_THREADS, or all cores); 0 keeps the default
+//   section: gemm, softmax, rms_norm or mlp (default: all)
+//
+// Method: inputs are uniform random (never zeros: some kernels are faster on zeros), each
+// result is validated against an independent computation before it is timed, every
+// measurement is warmed up, and the reported time is the median of many runs timed with
+// std::chrono::steady_clock (the best run is reported too). mnemo and OpenBLAS calls
+// alternate, so that both see the same load from other processes; the 1-minute load average
+// is printed at the start and the end, since on a shared machine it decides how far apart
+// median and best are. OpenBLAS is loaded at run time (dlopen("libopenblas.so.0")), so it is
+// never a build dependency; without it the gemm lines say so and carry no ratio.
+#include <dlfcn.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "autograd/engine.h"
+#include "autograd/grad_mode.h"
+#include "autograd/ops.h"
+#include "core/cpu/parallel.h"
+#include "core/ops/linalg.h"
+
+using namespace mnemo;
+
+namespace {
+
+// A string as a JSON string body (quotes and backslashes escaped).
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c == '\n' ? ' ' : c;
+  }
+  return out;
+}
+
+// ---- timing ---------------------------------------------------------------------------------
+
+struct Timing {
+  double median = 0;  // seconds
+  double best = 0;
+};
+
+Timing summarize(std::vector<double> times) {
+  std::sort(times.begin(), times.end());
+  return {times[times.size() / 2], times.front()};
+}
+
+double seconds_of(const std::function<void()>& fn) {
+  auto start = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Times each of fns (3 warm-up calls each), calling them in turn so that all see the same
+// machine load, until every one has at least 20 runs and 0.5 s (at most 500 runs).
+std::vector<Timing> time_interleaved(const std::vector<std::function<void()>>& fns) {
+  for (const auto& fn : fns) {
+    for (int i = 0; i < 3; ++i) fn();
+  }
+  std::vector<std::vector<double>> times(fns.size());
+  double total = 0;
+  while ((times[0].size() < 20 || total < 0.5 * double(fns.size())) && times[0].size() < 500) {
+    for (size_t f = 0; f < fns.size(); ++f) {
+      times[f].push_back(seconds_of(fns[f]));
+      total += times[f].back();
+    }
+  }
+  std::vector<Timing> out;
+  for (auto& t : times) out.push_back(summarize(std::move(t)));
+  return out;
+}
+
+Timing time_one(const std::function<void()>& fn) {
+  return time_interleaved({fn})[0];
+}
+
+// The 1-minute load average: other processes on the machine distort the timings.
+std::string load_average() {
+  std::FILE* f = std::fopen("/proc/loadavg", "r");
+  if (!f) return "null";
+  char buffer[64] = {};
+  const bool ok = std::fgets(buffer, sizeof(buffer), f) != nullptr;
+  std::fclose(f);
+  if (!ok) return "null";
+  std::string s(buffer);
+  return s.substr(0, s.find(' '));
+}
+
+Tensor random_tensor(const Shape& shape, uint64_t seed, double lo = -1, double hi = 1) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> dist{float(lo), float(hi)};
+  std::vector<float> values(size_t(numel(shape)));
+  for (float& v : values) v = dist(rng);
+  return from_vector(values, shape);
+}
+
+// ---- the OpenBLAS peer ----------------------------------------------------------------------
+
+struct OpenBlas {
+  // cblas_sgemm(order, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
+  using Sgemm = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int,
+                         float, float*, int);
+  static constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
+  Sgemm sgemm = nullptr;
+  std::string library;  // the file the dynamic loader resolved
+  std::string error;
+
+  static OpenBlas load(int threads) {
+    OpenBlas blas;
+    void* handle = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
+    if (!handle) {
+      blas.error = dlerror();
+      return blas;
+    }
+    blas.sgemm = reinterpret_cast<Sgemm>(dlsym(handle, "cblas_sgemm"));
+    if (!blas.sgemm) {
+      blas.error = "libopenblas.so.0 has no cblas_sgemm";
+      return blas;
+    }
+    if (auto set = reinterpret_cast<void (*)(int)>(dlsym(handle, "openblas_set_num_threads"))) {
+      set(threads);
+    }
+    Dl_info info;
+    if (dladdr(reinterpret_cast<void*>(blas.sgemm), &info) && info.dli_fname) {
+      blas.library = info.dli_fname;
+    }
+    return blas;
+  }
+};
+
+// ---- gemm -----------------------------------------------------------------------------------
+
+struct GemmShape {
+  const char* what;  // which product of the training step it is
+  int64_t m, n, k;
+  bool trans_a, trans_b;
+};
+
+// The products of one step of a small LM: 2048 rows (batch * seq), hidden 128, MLP 384,
+// vocab 512. Forward uses x @ W^T (trans_b); backward dX = dY @ W and dW = dY^T @ X (trans_a).
+const std::vector<GemmShape> kGemmShapes = {
+    {"mlp_up forward x@W^T", 2048, 384, 128, false, true},
+    {"mlp_down forward h@W^T", 2048, 128, 384, false, true},
+    {"lm_head forward x@W^T", 2048, 512, 128, false, true},
+    {"mlp_up backward dX=dY@W", 2048, 128, 384, false, false},
+    {"mlp_down backward dX=dY@W", 2048, 384, 128, false, false},
+    {"lm_head backward dX=dY@W", 2048, 128, 512, false, false},
+    {"mlp_up backward dW=dY^T@X", 384, 128, 2048, true, false},
+    {"mlp_down backward dW=dY^T@X", 128, 384, 2048, true, false},
+    {"lm_head backward dW=dY^T@X", 512, 128, 2048, true, false},
+    {"square", 1024, 1024, 1024, false, false},
+};
+
+void bench_gemm(const GemmShape& s, const OpenBlas& blas, int threads) {
+  // Stored operands; the transposed ones are views, as autograd hands them to matmul.
+  Tensor a_store = random_tensor(s.trans_a ? Shape{s.k, s.m} : Shape{s.m, s.k}, 1);
+  Tensor b_store = random_tensor(s.trans_b ? Shape{s.n, s.k} : Shape{s.k, s.n}, 2);
+  Tensor a = s.trans_a ? transpose(a_store, 0, 1) : a_store;
+  Tensor b = s.trans_b ? transpose(b_store, 0, 1) : b_store;
+  const double gflop = 2.0 * double(s.m) * double(s.n) * double(s.k) * 1e-9;
+  std::function<void()> ours = [&] { core::matmul(a, b); };
+  std::string line = fmt::format(
+      R"({{"bench":"gemm","what":"{}","m":{},"n":{},"k":{},"trans_a":{},"trans_b":{},"threads":{})",
+      s.what, s.m, s.n, s.k, s.trans_a, s.trans_b, threads);
+  if (!blas.sgemm) {
+    const Timing t = time_one(ours);
+    fmt::print(R"({},"mnemo_ms":{:.4f},"mnemo_gflops":{:.2f},"openblas":"skipped: {}"}})"
+               "\n",
+               line, t.median * 1e3, gflop / t.median, json_escape(blas.error));
+    return;
+  }
+  std::vector<float> c(size_t(s.m * s.n));
+  std::function<void()> theirs = [&] {
+    blas.sgemm(OpenBlas::kRowMajor, s.trans_a ? OpenBlas::kTrans : OpenBlas::kNoTrans,
+               s.trans_b ? OpenBlas::kTrans : OpenBlas::kNoTrans, int(s.m), int(s.n), int(s.k),
+               1.0f, a_store.data<float>(), int(a_store.size(1)), b_store.data<float>(),
+               int(b_store.size(1)), 0.0f, c.data(), int(s.n));
+  };
+  // Validate before timing: both libraries compute the same product.
+  theirs();
+  const std::vector<float> result = core::matmul(a, b).to_vector<float>();
+  double max_diff = 0, max_ref = 0;
+  for (size_t i = 0; i < c.size(); ++i) {
+    max_diff = std::max(max_diff, double(std::abs(result[i] - c[i])));
+    max_ref = std::max(max_ref, double(std::abs(c[i])));
+  }
+  const std::vector<Timing> t = time_interleaved({ours, theirs});
+  fmt::print(
+      R"({},"mnemo_ms":{:.4f},"mnemo_gflops":{:.2f},"openblas_ms":{:.4f},"openblas_gflops":{:.2f},"ratio":{:.3f},"mnemo_best_gflops":{:.2f},"openblas_best_gflops":{:.2f},"ratio_best":{:.3f},"max_rel_diff":{:.2e}}})"
+      "\n",
+      line, t[0].median * 1e3, gflop / t[0].median, t[1].median * 1e3, gflop / t[1].median,
+      t[1].median / t[0].median, gflop / t[0].best, gflop / t[1].best, t[1].best / t[0].best,
+      max_diff / max_ref);
+}
+
+// ---- memory-bound ops -----------------------------------------------------------------------
+
+// One line for an op that streams `bytes` through memory per call.
+template <typename Fn>
+void bench_bandwidth(const std::string& name, const Shape& shape, double bytes, int threads,
+                     Fn&& fn) {
+  try {
+    const Timing t = time_one(fn);
+    fmt::print(
+        R"({{"bench":"{}","shape":"{}","threads":{},"ms":{:.4f},"gb_per_s":{:.2f},"best_gb_per_s":{:.2f}}})"
+        "\n",
+        name, shape_str(shape), threads, t.median * 1e3, bytes / t.median * 1e-9,
+        bytes / t.best * 1e-9);
+  } catch (const Error& e) {
+    fmt::print(R"({{"bench":"{}","shape":"{}","skipped":"{}"}})"
+               "\n",
+               name, shape_str(shape), json_escape(e.what()));
+  }
+}
+
+void bench_softmax(const Shape& shape, int threads) {
+  Tensor x = random_tensor(shape, 3, -4, 4);
+  Tensor dy = random_tensor(shape, 4);
+  const double bytes = double(numel(shape)) * sizeof(float);
+  Tensor y = core::softmax(x, -1), ly = core::log_softmax(x, -1);
+  bench_bandwidth("softmax", shape, 2 * bytes, threads, [&] { core::softmax(x, -1); });
+  bench_bandwidth("log_softmax", shape, 2 * bytes, threads, [&] { core::log_softmax(x, -1); });
+  bench_bandwidth("softmax_dim0", shape, 2 * bytes, threads, [&] { core::softmax(x, 0); });
+  bench_bandwidth("softmax_backward", shape, 3 * bytes, threads,
+                  [&] { core::softmax_backward(y, dy, -1); });
+  bench_bandwidth("log_softmax_backward", shape, 3 * bytes, threads,
+                  [&] { core::log_softmax_backward(ly, dy, -1); });
+
+  // Fused cross-entropy over the rows (class ids uniform in [0, C)).
+  const int64_t N = shape[0], C = shape[1];
+  std::mt19937_64 rng(5);
+  std::vector<int64_t> ids(static_cast<size_t>(N));
+  for (int64_t& id : ids) id = int64_t(rng() % uint64_t(C));
+  Tensor target = from_vector(ids, {N});
+  core::CrossEntropyOutput ce = core::cross_entropy(x, target);
+  Tensor dloss = full({N}, 1.0 / double(N));
+  bench_bandwidth("cross_entropy", shape, bytes, threads, [&] { core::cross_entropy(x, target); });
+  bench_bandwidth("cross_entropy_backward", shape, 2 * bytes, threads,
+                  [&] { core::cross_entropy_backward(x, target, ce.lse, dloss); });
+}
+
+void bench_rms_norm(const Shape& shape, int threads) {
+  Tensor x = random_tensor(shape, 6);
+  Tensor weight = random_tensor({shape.back()}, 7, 0.5, 1.5);
+  const double bytes = double(numel(shape)) * sizeof(float);
+  bench_bandwidth("rms_norm", shape, 2 * bytes, threads, [&] { rms_norm(x, weight); });
+}
+
+// ---- an MLP training step -------------------------------------------------------------------
+
+void bench_mlp(int threads) {
+  const int64_t batch = 256, in = 784, hidden = 512, classes = 10;
+  const double lr = 0.05;
+  Tensor x = random_tensor({batch, in}, 8, 0, 1);
+  std::mt19937_64 rng(9);
+  std::vector<int64_t> labels(static_cast<size_t>(batch));
+  for (int64_t& l : labels) l = int64_t(rng() % uint64_t(classes));
+  Tensor y = from_vector(labels, {batch});
+  // Uniform init in +-1/sqrt(fan_in), like PyTorch's nn.Linear.
+  TensorList params = {
+      random_tensor({hidden, in}, 10, -1 / std::sqrt(in), 1 / std::sqrt(in)),
+      random_tensor({hidden}, 11, -1 / std::sqrt(in), 1 / std::sqrt(in)),
+      random_tensor({classes, hidden}, 12, -1 / std::sqrt(hidden), 1 / std::sqrt(hidden)),
+      random_tensor({classes}, 13, -1 / std::sqrt(hidden), 1 / std::sqrt(hidden))};
+  for (Tensor& p : params) p.set_requires_grad(true);
+
+  double loss_value = 0;
+  auto step = [&] {
+    Tensor h = relu(linear(x, params[0], params[1]));
+    Tensor loss = cross_entropy(linear(h, params[2], params[3]), y);
+    backward(loss);
+    NoGradGuard no_grad;
+    for (const Tensor& p : params) {
+      sub_(p, mul(p.grad(), lr));
+      p.set_grad(Tensor());
+    }
+    loss_value = loss.item();
+  };
+  // Validate: the loss on this fixed batch goes down.
+  step();
+  const double first = loss_value;
+  for (int i = 0; i < 20; ++i) step();
+  const double last = loss_value;
+  const double s = time_one(step).median;
+  fmt::print(
+      R"({{"bench":"mlp_sgd_step","batch":{},"layers":"{}-{}-{}","threads":{},"ms_per_step":{:.3f},"samples_per_s":{:.0f},"loss_first":{:.4f},"loss_after_21_steps":{:.4f}}})"
+      "\n",
+      batch, in, hidden, classes, threads, s * 1e3, double(batch) / s, first, last);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc > 1 && std::atoi(argv[1]) > 0) set_num_threads(std::atoi(argv[1]));
+  const std::string only = argc > 2 ? argv[2] : "";  // run one section: gemm, softmax, ...
+  auto wanted = [&](const char* section) { return only.empty() || only == section; };
+  const int threads = num_threads();
+  const OpenBlas blas = OpenBlas::load(threads);
+  fmt::print(R"({{"bench":"setup","threads":{},"openblas":"{}","load_average_1min":{}}})"
+             "\n",
+             threads, json_escape(blas.sgemm ? blas.library : "not found: " + blas.error),
+             load_average());
+  if (wanted("gemm")) {
+    for (const GemmShape& s : kGemmShapes) bench_gemm(s, blas, threads);
+  }
+  if (wanted("softmax")) {
+    bench_softmax({2048, 512}, threads);
+    bench_softmax({8192, 4096}, threads);
+  }
+  if (wanted("rms_norm")) {
+    bench_rms_norm({2048, 128}, threads);
+    bench_rms_norm({8192, 4096}, threads);
+  }
+  if (wanted("mlp")) bench_mlp(threads);
+  fmt::print(R"({{"bench":"done","load_average_1min":{}}})"
+             "\n",
+             load_average());
+  return 0;
+}
