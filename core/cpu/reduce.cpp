@@ -1,26 +1,96 @@
-// Reductions over any set of dims, arg-reductions, cumsum and top-k on the CPU.
+// Reductions, arg-reductions, cumsum and top-k on the CPU.
 //
-// reduce: the output is split over threads; each output element walks its reduced block
-// (the reduced dims, merged where contiguous) with an odometer. Sums accumulate in f64 for
-// floating inputs (f32 storage stays exact to its rounding), in i64 for integers.
+// reduce (sum / max / min over any set of dims)
+//   x's dims are split into kept dims (one output each, row-major like out) and reduced dims,
+//   and each set is merged where its memory is contiguous. Two loop orders, picked from the
+//   memory layout of x:
+//   - inner order: the reduced dims are innermost (a sum over the last dim). Each output walks
+//     its reduced positions; a run of them is folded into kLanes independent accumulators
+//     (lane j takes elements j, j + kLanes, ...). The lanes do not depend on each other, so
+//     the compiler emits SIMD code without having to reassociate floating-point additions.
+//   - outer order: a kept dim is innermost and contiguous (the bias gradient: a sum over dim 0
+//     of (N, C)). A tile of C accumulators steps through the reduced positions adding one
+//     contiguous piece of a row each time (vectorised over C), instead of striding through
+//     memory once per output.
+//   Accumulators: f64 for floating sums (f32, bf16, f16, f64 inputs), i64 for integer sums,
+//   the compute type for max/min (exact). NaN wins max and min.
+//
+//   Determinism: the reduced positions of every output are cut into fixed blocks, each block
+//   is folded on its own (its lanes combined pairwise at the end) and the block results are
+//   folded in block order. The cut depends on the shape only, never on the thread count.
+//   Threads take whole outputs when there are many, or single blocks (into a buffer that is
+//   folded afterwards) when there are few outputs and long reductions; either way the same
+//   additions happen in the same order, so results are bitwise identical for any thread count.
+//
+// arg_reduce, cumsum, topk work along one dim, line by line (core/cpu/lines.h): line mode when
+// the dim is contiguous, tile mode (a tile of adjacent lines advanced together, vectorised
+// across the tile) when it is strided. cumsum accumulates like sum (f64 / i64). topk copies
+// each line into a buffer, partitions it with nth_element and sorts the first k; ties go to the
+// lower index, and NaN counts as larger than every number (as in PyTorch).
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
+#include <vector>
 
 #include "core/cpu/cpu_backend.h"
+#include "core/cpu/lines.h"
 #include "core/cpu/strided.h"
 
 namespace mnemo::cpu {
 
 namespace {
 
+constexpr int64_t kLanes = 32;     // independent accumulators of an inner-order fold
+constexpr int64_t kBlock = 16384;  // reduced elements per block (sets the rounding)
+constexpr int64_t kTile = 256;     // outputs (or lines) advanced together in outer order
+
+template <typename A>
+bool is_nan(A v) {
+  if constexpr (std::is_floating_point_v<A>) {
+    return v != v;
+  } else {
+    return false;
+  }
+}
+
+// The accumulator of a sum (and of cumsum) over stored type T.
 template <typename T>
-using Accumulator = std::conditional_t<std::is_floating_point_v<ComputeType<T>>, double, int64_t>;
+using SumAcc = std::conditional_t<std::is_floating_point_v<ComputeType<T>>, double, int64_t>;
 
-}  // namespace
+// The three reductions as folds over an accumulator type A.
+template <typename A>
+struct SumFold {
+  static A identity() { return A(0); }
+  static A step(A acc, A v) { return acc + v; }
+};
+template <typename A>
+struct MaxFold {
+  static A identity() {
+    if constexpr (std::numeric_limits<A>::has_infinity) return -std::numeric_limits<A>::infinity();
+    return std::numeric_limits<A>::lowest();
+  }
+  static A step(A acc, A v) { return v > acc || is_nan(v) ? v : acc; }
+};
+template <typename A>
+struct MinFold {
+  static A identity() {
+    if constexpr (std::numeric_limits<A>::has_infinity) return std::numeric_limits<A>::infinity();
+    return std::numeric_limits<A>::max();
+  }
+  static A step(A acc, A v) { return v < acc || is_nan(v) ? v : acc; }
+};
 
-void CpuBackend::reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims,
-                        const Tensor& out) {
-  // Split x's dims into kept (outer loop, matching out's layout) and reduced (inner block).
+// How one reduce call walks x.
+struct ReducePlan {
+  RowGeometry<1> kept;  // kept dims of x (row-major, like out), merged
+  RowGeometry<1> red;   // reduced dims of x, merged
+  int64_t outputs = 0;
+  int64_t red_numel = 0;
+  bool outer = false;  // outer order (see the header); inner order otherwise
+};
+
+ReducePlan plan_reduce(const Tensor& x, const std::vector<int64_t>& dims) {
   Shape kept_shape, red_shape;
   Strides kept_strides, red_strides;
   for (int64_t d = 0; d < x.dim(); ++d) {
@@ -28,73 +98,382 @@ void CpuBackend::reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>
     (reduced ? red_shape : kept_shape).push_back(x.shape()[d]);
     (reduced ? red_strides : kept_strides).push_back(x.strides()[d]);
   }
-  RowGeometry<1> block = merge_dims<1>(red_shape, {&red_strides});
-  const int64_t block_numel = numel(block.shape);
-  const int64_t outputs = numel(kept_shape);
-  const Strides kept_contiguous = contiguous_strides(kept_shape);
+  ReducePlan plan;
+  plan.kept = merge_dims<1>(kept_shape, {&kept_strides});
+  plan.red = merge_dims<1>(red_shape, {&red_strides});
+  plan.outputs = numel(kept_shape);
+  plan.red_numel = numel(red_shape);
+  plan.outer = plan.kept.shape.back() > 1 && plan.kept.strides[0].back() == 1;
+  return plan;
+}
 
+// Element offset of position `linear` (row-major) of a merged geometry.
+int64_t offset_of(const RowGeometry<1>& g, int64_t linear) {
+  int64_t offset = 0;
+  for (int64_t d = int64_t(g.shape.size()) - 1; d >= 0; --d) {
+    offset += (linear % g.shape[d]) * g.strides[0][d];
+    linear /= g.shape[d];
+  }
+  return offset;
+}
+
+// Odometer over the outer dims of a merged geometry (all but the innermost).
+struct RowCursor {
+  const RowGeometry<1>& g;
+  std::vector<int64_t> index;
+  int64_t offset = 0;
+
+  RowCursor(const RowGeometry<1>& geometry, int64_t row) : g(geometry), index(g.shape.size()) {
+    for (int64_t d = int64_t(g.shape.size()) - 2; d >= 0; --d) {
+      index[d] = row % g.shape[d];
+      row /= g.shape[d];
+      offset += index[d] * g.strides[0][d];
+    }
+  }
+  void next() {
+    for (int64_t d = int64_t(g.shape.size()) - 2; d >= 0; --d) {
+      offset += g.strides[0][d];
+      if (++index[d] < g.shape[d]) return;
+      offset -= g.strides[0][d] * g.shape[d];
+      index[d] = 0;
+    }
+  }
+};
+
+// lanes[j] folds elements j, j + kLanes, ... of p[0 .. n) (stride apart).
+template <typename Fold, typename T, typename A>
+void fold_run(A* lanes, const T* p, int64_t n, int64_t stride) {
+  using C = ComputeType<T>;
+  int64_t i = 0;
+  if (stride == 1) {
+    for (; i + kLanes <= n; i += kLanes) {
+      for (int64_t j = 0; j < kLanes; ++j) lanes[j] = Fold::step(lanes[j], A(C(p[i + j])));
+    }
+  } else {
+    for (; i + kLanes <= n; i += kLanes) {
+      for (int64_t j = 0; j < kLanes; ++j) {
+        lanes[j] = Fold::step(lanes[j], A(C(p[(i + j) * stride])));
+      }
+    }
+  }
+  for (int64_t j = 0; i < n; ++i, ++j) lanes[j] = Fold::step(lanes[j], A(C(p[i * stride])));
+}
+
+// Inner order: folds reduced positions [begin, end) of the output whose x offset is base.
+template <typename Fold, typename T, typename A>
+A fold_block(const T* x, int64_t base, const RowGeometry<1>& red, int64_t begin, int64_t end) {
+  A lanes[kLanes];
+  std::fill(lanes, lanes + kLanes, Fold::identity());
+  const int64_t inner = red.shape.back();
+  const int64_t stride = red.strides[0].back();
+  RowCursor row(red, begin / inner);
+  for (int64_t p = begin, col = begin % inner; p < end; col = 0) {
+    const int64_t n = std::min(inner - col, end - p);
+    fold_run<Fold>(lanes, x + base + row.offset + col * stride, n, stride);
+    p += n;
+    row.next();
+  }
+  for (int64_t width = kLanes / 2; width >= 1; width /= 2) {
+    for (int64_t j = 0; j < width; ++j) lanes[j] = Fold::step(lanes[j], lanes[j + width]);
+  }
+  return lanes[0];
+}
+
+template <typename Fold, typename T>
+void reduce_inner(const ReducePlan& plan, const T* x, T* out) {
+  using A = decltype(Fold::identity());
+  const int64_t blocks = (plan.red_numel + kBlock - 1) / kBlock;
+  auto block = [&](int64_t o, int64_t b) {
+    return fold_block<Fold, T, A>(x, offset_of(plan.kept, o), plan.red, b * kBlock,
+                                  std::min(plan.red_numel, (b + 1) * kBlock));
+  };
+  if (blocks == 1 || plan.outputs >= 2 * num_threads()) {
+    parallel_for(plan.outputs, plan.red_numel, [&](int64_t begin, int64_t end) {
+      for (int64_t o = begin; o < end; ++o) {
+        A acc = Fold::identity();
+        for (int64_t b = 0; b < blocks; ++b) acc = Fold::step(acc, block(o, b));
+        out[o] = convert<T>(acc);
+      }
+    });
+    return;
+  }
+  // Few outputs, long reductions: one task per block, folded in order afterwards.
+  std::vector<A> partial(size_t(plan.outputs * blocks));
+  parallel_for(plan.outputs * blocks, kBlock, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) partial[size_t(t)] = block(t / blocks, t % blocks);
+  });
+  for (int64_t o = 0; o < plan.outputs; ++o) {
+    A acc = Fold::identity();
+    for (int64_t b = 0; b < blocks; ++b) acc = Fold::step(acc, partial[size_t(o * blocks + b)]);
+    out[o] = convert<T>(acc);
+  }
+}
+
+// Outer order: acc[c] folds x[p + offset(q) + c] over reduced positions q in [begin, end).
+template <typename Fold, typename T, typename A>
+void fold_rows(A* acc, const T* p, int64_t n, const RowGeometry<1>& red, int64_t begin,
+               int64_t end) {
+  using C = ComputeType<T>;
+  std::fill(acc, acc + n, Fold::identity());
+  const int64_t inner = red.shape.back();
+  const int64_t stride = red.strides[0].back();
+  RowCursor row(red, begin / inner);
+  for (int64_t q = begin, col = begin % inner; q < end; col = 0) {
+    const int64_t stop = std::min(inner, col + end - q);
+    for (; col < stop; ++col, ++q) {
+      const T* r = p + row.offset + col * stride;
+      for (int64_t c = 0; c < n; ++c) acc[c] = Fold::step(acc[c], A(C(r[c])));
+    }
+    row.next();
+  }
+}
+
+template <typename Fold, typename T>
+void reduce_outer(const ReducePlan& plan, const T* x, T* out) {
+  using A = decltype(Fold::identity());
+  const int64_t width = plan.kept.shape.back();  // contiguous outputs per kept row
+  const int64_t tiles_per_row = (width + kTile - 1) / kTile;
+  const int64_t units = plan.outputs / width * tiles_per_row;
+  // Reduced positions per block: about kBlock elements of x (shape-dependent only).
+  const int64_t block_len = std::max<int64_t>(1, kBlock / std::min(width, kTile));
+  const int64_t blocks = (plan.red_numel + block_len - 1) / block_len;
+  auto tile_of = [&](int64_t unit, int64_t& first_output, int64_t& n) {
+    const int64_t row = unit / tiles_per_row, first = (unit % tiles_per_row) * kTile;
+    first_output = row * width + first;
+    n = std::min(kTile, width - first);
+  };
+  auto block = [&](A* acc, int64_t o, int64_t n, int64_t b) {
+    fold_rows<Fold>(acc, x + offset_of(plan.kept, o), n, plan.red, b * block_len,
+                    std::min(plan.red_numel, (b + 1) * block_len));
+  };
+  if (blocks == 1 || units >= 2 * num_threads()) {
+    parallel_for(units, kTile * plan.red_numel, [&](int64_t begin, int64_t end) {
+      A acc[kTile], total[kTile];
+      for (int64_t u = begin; u < end; ++u) {
+        int64_t o, n;
+        tile_of(u, o, n);
+        std::fill(total, total + n, Fold::identity());
+        for (int64_t b = 0; b < blocks; ++b) {
+          block(acc, o, n, b);
+          for (int64_t c = 0; c < n; ++c) total[c] = Fold::step(total[c], acc[c]);
+        }
+        for (int64_t c = 0; c < n; ++c) out[o + c] = convert<T>(total[c]);
+      }
+    });
+    return;
+  }
+  // Few output tiles, long reductions: one task per (tile, block), folded in order afterwards.
+  std::vector<A> partial(size_t(blocks * plan.outputs));
+  parallel_for(units * blocks, kBlock, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      int64_t o, n, b = t % blocks;
+      tile_of(t / blocks, o, n);
+      block(partial.data() + b * plan.outputs + o, o, n, b);
+    }
+  });
+  parallel_for(plan.outputs, blocks, [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o) {
+      A acc = Fold::identity();
+      for (int64_t b = 0; b < blocks; ++b) {
+        acc = Fold::step(acc, partial[size_t(b * plan.outputs + o)]);
+      }
+      out[o] = convert<T>(acc);
+    }
+  });
+}
+
+template <typename Fold, typename T>
+void reduce_typed(const ReducePlan& plan, const T* x, T* out) {
+  if (plan.outer) {
+    reduce_outer<Fold>(plan, x, out);
+  } else {
+    reduce_inner<Fold>(plan, x, out);
+  }
+}
+
+}  // namespace
+
+void CpuBackend::reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims,
+                        const Tensor& out) {
+  const ReducePlan plan = plan_reduce(x, dims);
   visit_dtype(x.dtype(), op_name(op), [&](auto tag) {
     using T = typename decltype(tag)::type;
-    using Acc = Accumulator<T>;
+    using C = ComputeType<T>;
     const T* xs = static_cast<const T*>(x.data_ptr());
     T* os = static_cast<T*>(out.data_ptr());
-    parallel_for(outputs, block_numel, [&](int64_t begin, int64_t end) {
-      std::vector<int64_t> index(block.shape.size());
-      for (int64_t o = begin; o < end; ++o) {
-        int64_t base = 0, rest = o;
-        for (size_t d = 0; d < kept_shape.size(); ++d) {
-          base += (rest / kept_contiguous[d]) * kept_strides[d];
-          rest %= kept_contiguous[d];
+    switch (op) {
+      case ReduceOp::sum: return reduce_typed<SumFold<SumAcc<T>>>(plan, xs, os);
+      case ReduceOp::max: return reduce_typed<MaxFold<C>>(plan, xs, os);
+      case ReduceOp::min: return reduce_typed<MinFold<C>>(plan, xs, os);
+      case ReduceOp::count: break;
+    }
+    fail("reduce: invalid op {}", int(op));
+  });
+}
+
+// ---- arg_reduce ---------------------------------------------------------------------------
+
+namespace {
+
+// Whether v at a later index replaces best: the first NaN wins for good; otherwise strictly
+// larger (argmax) or smaller (argmin), so the first index wins ties.
+template <bool kMax, typename C>
+bool improves(C v, C best) {
+  if (is_nan(best)) return false;
+  if (is_nan(v)) return true;
+  return kMax ? v > best : v < best;
+}
+
+template <bool kMax, typename T>
+void arg_reduce_typed(const Tensor& x, int64_t dim, const Tensor& out) {
+  using C = ComputeType<T>;
+  const T* xs = static_cast<const T*>(x.data_ptr());
+  int64_t* os = static_cast<int64_t*>(out.data_ptr());
+  const auto g = line_geometry<2>(x.shape(), dim, {&x.strides(), &out.strides()});
+  const int64_t length = g.length, sd = g.dim_strides[0];
+  if (!prefers_tiles(g)) {
+    for_each_line(g, length, [&](const std::array<int64_t, 2>& off) {
+      const T* p = xs + off[0];
+      C best = C(p[0]);
+      int64_t arg = 0;
+      for (int64_t t = 1; t < length; ++t) {
+        if (improves<kMax>(C(p[t * sd]), best)) best = C(p[t * sd]), arg = t;
+      }
+      os[off[1]] = arg;
+    });
+    return;
+  }
+  const int64_t si = g.inner_strides[0], so = g.inner_strides[1];
+  for_each_tile(g, kTile, length, [&](const std::array<int64_t, 2>& off, int64_t n) {
+    C best[kTile];
+    int64_t arg[kTile];
+    const T* p = xs + off[0];
+    for (int64_t c = 0; c < n; ++c) best[c] = C(p[c * si]), arg[c] = 0;
+    for (int64_t t = 1; t < length; ++t) {
+      const T* row = p + t * sd;
+      for (int64_t c = 0; c < n; ++c) {
+        const C v = C(row[c * si]);
+        if (improves<kMax>(v, best[c])) best[c] = v, arg[c] = t;
+      }
+    }
+    for (int64_t c = 0; c < n; ++c) os[off[1] + c * so] = arg[c];
+  });
+}
+
+}  // namespace
+
+void CpuBackend::arg_reduce(ArgReduceOp op, const Tensor& x, int64_t dim, const Tensor& out) {
+  visit_dtype(x.dtype(), op_name(op), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if (op == ArgReduceOp::argmax) {
+      arg_reduce_typed<true, T>(x, dim, out);
+    } else {
+      arg_reduce_typed<false, T>(x, dim, out);
+    }
+  });
+}
+
+// ---- cumsum -------------------------------------------------------------------------------
+
+void CpuBackend::cumsum(const Tensor& x, int64_t dim, bool reverse, const Tensor& out) {
+  const auto g = line_geometry<2>(x.shape(), dim, {&x.strides(), &out.strides()});
+  const int64_t length = g.length;
+  // Step t of the scan visits position first + t * step along the dim.
+  const int64_t first = reverse ? length - 1 : 0, step = reverse ? -1 : 1;
+  visit_dtype(x.dtype(), "cumsum", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using C = ComputeType<T>;
+    using A = SumAcc<T>;
+    const T* xs = static_cast<const T*>(x.data_ptr());
+    T* os = static_cast<T*>(out.data_ptr());
+    const int64_t sx = g.dim_strides[0] * step, so = g.dim_strides[1] * step;
+    const int64_t x0 = first * g.dim_strides[0], o0 = first * g.dim_strides[1];
+    if (!prefers_tiles(g)) {
+      for_each_line(g, length, [&](const std::array<int64_t, 2>& off) {
+        const T* p = xs + off[0] + x0;
+        T* q = os + off[1] + o0;
+        A acc = 0;
+        for (int64_t t = 0; t < length; ++t) {
+          acc += A(C(p[t * sx]));
+          q[t * so] = convert<T>(acc);
         }
-        // Walk the block: innermost dim as a loop, the others by odometer.
-        const int64_t inner = block.shape.back();
-        const int64_t inner_stride = block.strides[0].back();
-        const int64_t rows = block_numel / inner;
-        std::fill(index.begin(), index.end(), 0);
-        int64_t row_offset = base;
-        Acc acc_sum = 0;
-        ComputeType<T> acc_ext = ComputeType<T>(xs[base]);
-        for (int64_t r = 0; r < rows; ++r) {
-          const T* p = xs + row_offset;
-          if (op == ReduceOp::sum) {
-            Acc s = 0;
-            for (int64_t i = 0; i < inner; ++i) s += Acc(ComputeType<T>(p[i * inner_stride]));
-            acc_sum += s;
-          } else if (op == ReduceOp::max) {
-            for (int64_t i = 0; i < inner; ++i) {
-              ComputeType<T> v = ComputeType<T>(p[i * inner_stride]);
-              if (v > acc_ext || v != v) acc_ext = v;
-              if (acc_ext != acc_ext) break;  // NaN propagates
-            }
-          } else {
-            for (int64_t i = 0; i < inner; ++i) {
-              ComputeType<T> v = ComputeType<T>(p[i * inner_stride]);
-              if (v < acc_ext || v != v) acc_ext = v;
-              if (acc_ext != acc_ext) break;
-            }
-          }
-          for (int64_t d = int64_t(block.shape.size()) - 2; d >= 0; --d) {
-            row_offset += block.strides[0][d];
-            if (++index[d] < block.shape[d]) break;
-            row_offset -= block.strides[0][d] * block.shape[d];
-            index[d] = 0;
-          }
+      });
+      return;
+    }
+    const int64_t si = g.inner_strides[0], oi = g.inner_strides[1];
+    for_each_tile(g, kTile, length, [&](const std::array<int64_t, 2>& off, int64_t n) {
+      A acc[kTile];
+      std::fill(acc, acc + n, A(0));
+      for (int64_t t = 0; t < length; ++t) {
+        const T* p = xs + off[0] + x0 + t * sx;
+        T* q = os + off[1] + o0 + t * so;
+        for (int64_t c = 0; c < n; ++c) {
+          acc[c] += A(C(p[c * si]));
+          q[c * oi] = convert<T>(acc[c]);
         }
-        os[o] = op == ReduceOp::sum ? convert<T>(acc_sum) : T(acc_ext);
       }
     });
   });
 }
 
-void CpuBackend::arg_reduce(ArgReduceOp op, const Tensor& x, int64_t dim, const Tensor& out) {
-  Backend::arg_reduce(op, x, dim, out);
+// ---- topk ---------------------------------------------------------------------------------
+
+namespace {
+
+template <typename C>
+struct Entry {
+  C value;
+  int64_t index;
+};
+
+// The order topk sorts by: NaN first (largest) or last (smallest), then by value, then by
+// index. A total order, so nth_element and sort give one well-defined answer.
+template <bool kLargest, typename C>
+bool comes_first(const Entry<C>& a, const Entry<C>& b) {
+  const bool a_nan = is_nan(a.value), b_nan = is_nan(b.value);
+  if (a_nan != b_nan) return kLargest ? a_nan : b_nan;
+  if (!a_nan && a.value != b.value) return kLargest ? a.value > b.value : a.value < b.value;
+  return a.index < b.index;
 }
-void CpuBackend::cumsum(const Tensor& x, int64_t dim, bool reverse, const Tensor& out) {
-  Backend::cumsum(x, dim, reverse, out);
+
+template <bool kLargest, typename T>
+void topk_typed(const Tensor& x, int64_t k, int64_t dim, const Tensor& values,
+                const Tensor& indices) {
+  using C = ComputeType<T>;
+  const T* xs = static_cast<const T*>(x.data_ptr());
+  T* vs = static_cast<T*>(values.data_ptr());
+  int64_t* is = static_cast<int64_t*>(indices.data_ptr());
+  // values and indices are both contiguous with the same shape, so they share offsets.
+  const auto g = line_geometry<2>(x.shape(), dim, {&x.strides(), &values.strides()});
+  const int64_t length = g.length, sx = g.dim_strides[0], sv = g.dim_strides[1];
+  parallel_for(g.lines, 4 * length, [&](int64_t begin, int64_t end) {
+    std::vector<Entry<C>> line(static_cast<size_t>(length));
+    for (int64_t l = begin; l < end; ++l) {
+      const auto off = g.offsets(l);
+      for (int64_t t = 0; t < length; ++t) line[size_t(t)] = {C(xs[off[0] + t * sx]), t};
+      auto order = comes_first<kLargest, C>;
+      if (k < length) std::nth_element(line.begin(), line.begin() + k, line.end(), order);
+      std::sort(line.begin(), line.begin() + k, order);
+      for (int64_t j = 0; j < k; ++j) {
+        vs[off[1] + j * sv] = convert<T>(line[size_t(j)].value);
+        is[off[1] + j * sv] = line[size_t(j)].index;
+      }
+    }
+  });
 }
+
+}  // namespace
+
 void CpuBackend::topk(const Tensor& x, int64_t k, int64_t dim, bool largest, const Tensor& values,
                       const Tensor& indices) {
-  Backend::topk(x, k, dim, largest, values, indices);
+  visit_dtype(x.dtype(), "topk", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if (largest) {
+      topk_typed<true, T>(x, k, dim, values, indices);
+    } else {
+      topk_typed<false, T>(x, k, dim, values, indices);
+    }
+  });
 }
 
 }  // namespace mnemo::cpu

@@ -76,8 +76,9 @@ Tensor amin(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 // lse = m + log(sum(exp(x - m))), m = max over dims (0 where m is infinite, so that rows of
 // all -inf give -inf rather than NaN).
 Tensor logsumexp(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
-  MNEMO_CHECK(x.defined() && is_floating(x.dtype()),
-              "logsumexp: expected a floating tensor");
+  MNEMO_CHECK(x.defined(), "logsumexp: undefined input");
+  MNEMO_CHECK(is_floating(x.dtype()), "logsumexp: expected a floating tensor, got {} of shape {}",
+              x.dtype(), shape_str(x.shape()));
   std::vector<int64_t> norm = normalize_dims(dims, x.dim(), "logsumexp");
   Tensor m = amax(x, norm, true);
   Tensor finite_m = where(logical_and(gt(m, -std::numeric_limits<double>::infinity()),
@@ -123,8 +124,8 @@ TopK topk(const Tensor& x, int64_t k, int64_t dim, bool largest) {
   MNEMO_CHECK(x.defined(), "topk: undefined input");
   MNEMO_CHECK(x.dim() > 0, "topk: expected a tensor with at least one dim");
   int64_t d = normalize_dim(dim, x.dim(), "topk");
-  MNEMO_CHECK(k >= 0 && k <= x.shape()[d], "topk: k = {} out of range for dim {} of size {}", k,
-              d, x.shape()[d]);
+  MNEMO_CHECK(k >= 0 && k <= x.shape()[d], "topk: k = {} out of range for dim {} of size {}", k, d,
+              x.shape()[d]);
   Shape shape = x.shape();
   shape[d] = k;
   TopK out{Tensor::empty(shape, x.dtype(), x.device()),
