@@ -34,6 +34,7 @@
 // ---- Dtypes ----
 // f32 and f64 run natively. bf16/f16 operands are converted to f32 buffers, multiplied in
 // f32 and rounded once on store. Integer dtypes are rejected by the op layer.
+
 // GCC 12 reports a false "may be used uninitialized" inside Eigen's AVX-512 packet transpose
 // (_mm256_undefined_pd is uninitialised by design); the pragma must precede the intrinsics
 // headers, since the warning points into them.

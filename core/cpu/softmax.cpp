@@ -29,6 +29,7 @@
 // are cut depends on their shape only, so results do not depend on the thread count.
 // bf16/f16 tensors are computed on f32 copies (the CPU backend is their reference, not their
 // fast path).
+
 // GCC 12 reports a false "may be used uninitialized" inside Eigen's AVX-512 packet math
 // (_mm256_undefined_ps is uninitialised by design); the pragma must precede the intrinsics
 // headers, since the warning points into them.
