@@ -19,7 +19,8 @@
 // alternate, so that both see the same load from other processes; the 1-minute load average
 // is printed at the start and the end, since on a shared machine it decides how far apart
 // median and best are. OpenBLAS is loaded at run time (dlopen("libopenblas.so.0")), so it is
-// never a build dependency; without it the gemm lines say so and carry no ratio.
+// never a build dependency (the OpenMP build is preferred, see OpenBlas::load); without it
+// the gemm lines say so and carry no ratio.
 #include <dlfcn.h>
 #include <fmt/format.h>
 
@@ -125,13 +126,21 @@ struct OpenBlas {
   std::string library;  // the file the dynamic loader resolved
   std::string error;
 
+  // The OpenMP build of OpenBLAS is preferred when installed (Debian's libopenblas0-openmp):
+  // it shares mnemo's OpenMP runtime, whereas the pthreads build keeps its threads spinning
+  // after each call, stealing cores from the mnemo call that follows when the two alternate.
+  // MNEMO_BENCH_OPENBLAS overrides the choice with a file name for dlopen.
   static OpenBlas load(int threads) {
     OpenBlas blas;
-    void* handle = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
-    if (!handle) {
+    std::vector<std::string> candidates = {
+        "/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0", "libopenblas.so.0"};
+    if (const char* path = std::getenv("MNEMO_BENCH_OPENBLAS")) candidates = {path};
+    void* handle = nullptr;
+    for (const std::string& name : candidates) {
+      if ((handle = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL))) break;
       blas.error = dlerror();
-      return blas;
     }
+    if (!handle) return blas;
     blas.sgemm = reinterpret_cast<Sgemm>(dlsym(handle, "cblas_sgemm"));
     if (!blas.sgemm) {
       blas.error = "libopenblas.so.0 has no cblas_sgemm";
