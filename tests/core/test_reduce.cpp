@@ -184,33 +184,41 @@ TEST_CASE("sum: long reductions (blocked, parallel paths) against f64 references
                                          {{20000, 300}, {0}},  // bias gradient shape
                                          {{30, 700, 40}, {0, 1}},
                                          {{64, 40000}, {1}},  // many outputs
-                                         {{9, 3000, 7}, {0, 2}}}) {
-    INFO("shape ", shape_str(c.shape));
-    Tensor x = random_tensor(c.shape, 11, DType::f32);
-    std::vector<int64_t> norm = normalize_dims(c.dims, x.dim(), "test");
-    check_close(core::sum(x, c.dims).to_vector<double>(), reference_reduce(x, norm, 's'), 1e-5,
-                1e-3);
-    check_close(core::amax(x, c.dims).to_vector<double>(), reference_reduce(x, norm, '>'), 0);
+                                         {{9, 3000, 7}, {0, 2}},
+                                         {{3, 5000}, {0}},       // outputs in two tiles
+                                         {{64, 100, 300}, {1}},  // kept dims (64, 300)
+                                         {{50, 800, 64}, {0, 1}}}) {
+    for (bool strided : {false, true}) {
+      INFO("shape ", shape_str(c.shape), " strided ", strided);
+      Tensor x = random_tensor(c.shape, 11, DType::f32);
+      // Every other element of dim 1 (dim 0 of a 1-d x): dims that do not merge into one run.
+      const int64_t d = x.dim() > 1 ? 1 : 0;
+      if (strided) x = core::slice(x, d, 0, x.shape()[size_t(d)], 2);
+      std::vector<int64_t> norm = normalize_dims(c.dims, x.dim(), "test");
+      check_close(core::sum(x, c.dims).to_vector<double>(), reference_reduce(x, norm, 's'), 1e-5,
+                  1e-3);
+      check_close(core::amax(x, c.dims).to_vector<double>(), reference_reduce(x, norm, '>'), 0);
+    }
   }
 }
 
+// With 1 thread, (3, 200000) over dim 1 and (3, 5000, 300) over dim 1 take the one-task-per-
+// output path; with 3 or 4 threads they take the one-task-per-block path. Same bits either way.
 TEST_CASE("sum: results are bitwise independent of the thread count") {
   const int saved = num_threads();
-  std::vector<std::pair<Shape, std::vector<int64_t>>> cases = {{{1 << 20}, {}},
-                                                               {{3, 200000}, {1}},
-                                                               {{200000, 3}, {0}},
-                                                               {{5000, 257}, {0}},
-                                                               {{64, 33, 129}, {0, 2}}};
+  std::vector<std::pair<Shape, std::vector<int64_t>>> cases = {
+      {{1 << 20}, {}},    {{3, 200000}, {1}},      {{200000, 3}, {0}},
+      {{5000, 257}, {0}}, {{64, 33, 129}, {0, 2}}, {{3, 5000, 300}, {1}}};
   for (const auto& [shape, dims] : cases) {
-    Tensor x = random_tensor(shape, 12, DType::f32);
+    Tensor x = random_tensor(shape, 12);  // f64: any change of order shows in the last bits
     set_num_threads(1);
-    std::vector<float> one = core::sum(x, dims).to_vector<float>();
+    std::vector<double> one = core::sum(x, dims).to_vector<double>();
     std::vector<double> cum_one = core::cumsum(x, 0).to_vector<double>();
     set_num_threads(4);
-    CHECK(core::sum(x, dims).to_vector<float>() == one);
+    CHECK(core::sum(x, dims).to_vector<double>() == one);
     CHECK(core::cumsum(x, 0).to_vector<double>() == cum_one);
     set_num_threads(3);
-    CHECK(core::sum(x, dims).to_vector<float>() == one);
+    CHECK(core::sum(x, dims).to_vector<double>() == one);
   }
   set_num_threads(saved);
 }
