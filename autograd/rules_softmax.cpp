@@ -49,12 +49,9 @@ Tensor softmax_with_rule(std::string_view name, const Tensor& x, int64_t dim, bo
 // The per-row gradient dloss (N,) that a reduction's output gradient dy implies.
 Tensor row_gradient(const Tensor& dy, Reduction reduction, int64_t N, const Tensor& count) {
   switch (reduction) {
-    case Reduction::none:
-      return reshape(dy, {N});
-    case Reduction::sum:
-      return expand(reshape(dy, {1}), {N});
-    case Reduction::mean:
-      return expand(reshape(div(dy, count), {1}), {N});
+    case Reduction::none: return reshape(dy, {N});
+    case Reduction::sum: return expand(reshape(dy, {1}), {N});
+    case Reduction::mean: return expand(reshape(div(dy, count), {1}), {N});
   }
   fail("cross_entropy: invalid reduction {}", int(reduction));
 }
@@ -93,18 +90,15 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
   const DType acc = stats_dtype(logits.dtype());
   Tensor out, count;
   switch (reduction) {
-    case Reduction::none:
-      out = core::reshape(rows.loss, rows_shape);
-      break;
-    case Reduction::sum:
-      out = core::to(core::sum(core::to(rows.loss, acc)), logits.dtype());
-      break;
+    case Reduction::none: out = core::reshape(rows.loss, rows_shape); break;
+    case Reduction::sum: out = core::to(core::sum(core::to(rows.loss, acc)), logits.dtype()); break;
     case Reduction::mean:
       // count stays a tensor on the device: no host round trip to count the targets.
       count = core::to(core::sum(ne(t, double(ignore_index))), acc);
       out = core::to(core::div(core::sum(core::to(rows.loss, acc)), count), logits.dtype());
       break;
   }
+  MNEMO_CHECK(out.defined(), "cross_entropy: invalid reduction {}", int(reduction));
 
   if (autograd::should_record({&logits})) {
     autograd::record(
