@@ -135,7 +135,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
 Tensor dropout(const Tensor& x, double p, bool training = true, Generator* gen = nullptr);
 // q (B, H, Tq, D), k (B, Hkv, Tk, D), v (B, Hkv, Tk, Dv) -> (B, H, Tq, Dv).
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
-                 const core::AttentionOptions& options = {});
+                 const AttentionOptions& options = {});
 // h_t = a_t * h_{t-1} + x_t along dim; h0 optional (shape of a without dim).
 Tensor scan(const Tensor& a, const Tensor& x, int64_t dim, const Tensor& h0 = {});
 

@@ -60,8 +60,9 @@ struct RandomParams {
   double beta = 1;
 };
 
-// A position in a Philox-4x32-10 stream (core/random.h): element i of a random op draws from
-// counter (i, offset) under key seed, so every backend produces the same numbers.
+// A position in a Philox-4x32-10 stream: the values of a random op depend only on (seed,
+// offset, element index), as core/ops/random.h specifies, so every backend and every thread
+// count produces the same numbers.
 struct PhiloxState {
   uint64_t seed = 0;
   uint64_t offset = 0;
@@ -180,7 +181,7 @@ class Backend {
   virtual void scan_backward(const Tensor& a, const Tensor& h, const Tensor& h0, const Tensor& dh,
                              const Tensor& da, const Tensor& dx, const Tensor& dh0);
 
-  // -- random (core/random.h) --
+  // -- random (core/ops/random.h) --
   virtual void random(RandomOp op, const RandomParams& params, PhiloxState state,
                       const Tensor& out);
   // probs (R, C) non-negative rows (need not sum to 1). out (R, n) i64.

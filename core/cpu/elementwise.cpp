@@ -3,6 +3,7 @@
 // Each op is a small functor on the compute type C (f32 for bf16/f16). The row body is a
 // plain loop over contiguous memory when every operand's inner stride is 1, which is the
 // case the compiler vectorises; otherwise it steps by the strides.
+#include <Eigen/Core>
 #include <cmath>
 #include <limits>
 
@@ -59,7 +60,8 @@ void with_unary(UnaryOp op, const UnaryParams& p, Body&& body) {
     case UnaryOp::pow_scalar:
       if (p.alpha == 2) return body([](C x) { return x * x; });
       return body([=](C x) { return std::pow(x, alpha); });
-    case UnaryOp::clamp: return body([=](C x) { return x < alpha ? alpha : (x > beta ? beta : x); });
+    case UnaryOp::clamp:
+      return body([=](C x) { return x < alpha ? alpha : (x > beta ? beta : x); });
     case UnaryOp::count: break;
   }
   fail("unary: invalid op {}", int(op));
@@ -107,10 +109,49 @@ int64_t unary_cost(UnaryOp op) {
   }
 }
 
+// Transcendental ops on contiguous f32/f64 go through Eigen's SIMD implementations (exp, log,
+// tanh, logistic: a few ulp, vectorised), which the plain loop above cannot use: the compiler
+// only vectorises std::exp under -ffast-math, which mnemo does not use (NaN must survive).
+template <typename T>
+bool unary_eigen(UnaryOp op, const T* x, T* out, int64_t n) {
+  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  auto apply = [&](auto expression_of) {
+    parallel_for(n, 8, [&](int64_t begin, int64_t end) {
+      Eigen::Map<const Array> in(x + begin, end - begin);
+      Eigen::Map<Array> result(out + begin, end - begin);
+      result = expression_of(in);
+    });
+    return true;
+  };
+  switch (op) {
+    case UnaryOp::exp: return apply([](const auto& a) { return a.exp(); });
+    case UnaryOp::log: return apply([](const auto& a) { return a.log(); });
+    case UnaryOp::tanh: return apply([](const auto& a) { return a.tanh(); });
+    case UnaryOp::sigmoid: return apply([](const auto& a) { return a.logistic(); });
+    case UnaryOp::silu: return apply([](const auto& a) { return a * a.logistic(); });
+    case UnaryOp::sqrt: return apply([](const auto& a) { return a.sqrt(); });
+    case UnaryOp::rsqrt: return apply([](const auto& a) { return a.rsqrt(); });
+    case UnaryOp::gelu_tanh:
+      return apply([](const auto& a) {
+        const T k = T(0.79788456080286535588), c = T(0.044715);
+        return T(0.5) * a * (T(1) + (k * (a + c * a * a * a)).tanh());
+      });
+    default: return false;
+  }
+}
+
 }  // namespace
 
-void CpuBackend::unary(UnaryOp op, const UnaryParams& params, const Tensor& x,
-                       const Tensor& out) {
+void CpuBackend::unary(UnaryOp op, const UnaryParams& params, const Tensor& x, const Tensor& out) {
+  if (x.dtype() == out.dtype() && x.is_contiguous() && out.is_contiguous()) {
+    if (x.dtype() == DType::f32 && unary_eigen(op, x.data<float>(), out.data<float>(), x.numel())) {
+      return;
+    }
+    if (x.dtype() == DType::f64 &&
+        unary_eigen(op, x.data<double>(), out.data<double>(), x.numel())) {
+      return;
+    }
+  }
   visit_dtype(x.dtype(), op_name(op), [&](auto tag) {
     using T = typename decltype(tag)::type;
     using C = ComputeType<T>;
@@ -119,19 +160,19 @@ void CpuBackend::unary(UnaryOp op, const UnaryParams& params, const Tensor& x,
       visit_dtype(out.dtype(), op_name(op), [&](auto out_tag) {
         using O = typename decltype(out_tag)::type;
         O* os = static_cast<O*>(out.data_ptr());
-        for_each_row<2>(out.shape(), {&x.strides(), &out.strides()}, unary_cost(op),
-                        [&](const std::array<int64_t, 2>& off, int64_t n,
-                            const std::array<int64_t, 2>& st) {
-                          const T* xp = xs + off[0];
-                          O* op_ = os + off[1];
-                          if (st[0] == 1 && st[1] == 1) {
-                            for (int64_t i = 0; i < n; ++i) op_[i] = convert<O>(f(C(xp[i])));
-                          } else {
-                            for (int64_t i = 0; i < n; ++i) {
-                              op_[i * st[1]] = convert<O>(f(C(xp[i * st[0]])));
-                            }
-                          }
-                        });
+        for_each_row<2>(
+            out.shape(), {&x.strides(), &out.strides()}, unary_cost(op),
+            [&](const std::array<int64_t, 2>& off, int64_t n, const std::array<int64_t, 2>& st) {
+              const T* xp = xs + off[0];
+              O* op_ = os + off[1];
+              if (st[0] == 1 && st[1] == 1) {
+                for (int64_t i = 0; i < n; ++i) op_[i] = convert<O>(f(C(xp[i])));
+              } else {
+                for (int64_t i = 0; i < n; ++i) {
+                  op_[i * st[1]] = convert<O>(f(C(xp[i * st[0]])));
+                }
+              }
+            });
       });
     });
   });
@@ -148,8 +189,7 @@ void CpuBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, const Ten
         using O = typename decltype(out_tag)::type;
         O* os = static_cast<O*>(out.data_ptr());
         for_each_row<3>(
-            out.shape(), {&a.strides(), &b.strides(), &out.strides()},
-            op == BinaryOp::pow ? 8 : 1,
+            out.shape(), {&a.strides(), &b.strides(), &out.strides()}, op == BinaryOp::pow ? 8 : 1,
             [&](const std::array<int64_t, 3>& off, int64_t n, const std::array<int64_t, 3>& st) {
               const T* ap = as + off[0];
               const T* bp = bs + off[1];
@@ -177,14 +217,14 @@ void CpuBackend::where(const Tensor& cond, const Tensor& a, const Tensor& b, con
     const T* as = static_cast<const T*>(a.data_ptr());
     const T* bs = static_cast<const T*>(b.data_ptr());
     T* os = static_cast<T*>(out.data_ptr());
-    for_each_row<4>(out.shape(), {&cond.strides(), &a.strides(), &b.strides(), &out.strides()}, 1,
-                    [&](const std::array<int64_t, 4>& off, int64_t n,
-                        const std::array<int64_t, 4>& st) {
-                      for (int64_t i = 0; i < n; ++i) {
-                        os[off[3] + i * st[3]] = cs[off[0] + i * st[0]] ? as[off[1] + i * st[1]]
-                                                                        : bs[off[2] + i * st[2]];
-                      }
-                    });
+    for_each_row<4>(
+        out.shape(), {&cond.strides(), &a.strides(), &b.strides(), &out.strides()}, 1,
+        [&](const std::array<int64_t, 4>& off, int64_t n, const std::array<int64_t, 4>& st) {
+          for (int64_t i = 0; i < n; ++i) {
+            os[off[3] + i * st[3]] =
+                cs[off[0] + i * st[0]] ? as[off[1] + i * st[1]] : bs[off[2] + i * st[2]];
+          }
+        });
   });
 }
 

@@ -4,6 +4,16 @@
 
 #include "core/tensor.h"
 
+namespace mnemo {
+
+struct AttentionOptions {
+  bool causal = false;  // query i sees key j iff j <= i + (Tk - Tq)
+  double scale = 0;     // 0 means 1 / sqrt(D)
+  Tensor mask = {};     // optional additive bias broadcastable to (B, H, Tq, Tk)
+};
+
+}  // namespace mnemo
+
 namespace mnemo::core {
 
 Tensor softmax(const Tensor& x, int64_t dim = -1);
@@ -41,11 +51,9 @@ NormOutput layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
 NormGrads layer_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& mean,
                               const Tensor& rstd, const Tensor& dy, bool has_bias);
 
-struct AttentionOptions {
-  bool causal = false;    // query i sees key j iff j <= i + (Tk - Tq)
-  double scale = 0;       // 0 means 1 / sqrt(D)
-  Tensor mask;            // optional additive bias broadcastable to (B, H, Tq, Tk)
-};
+// AttentionOptions lives in namespace mnemo (above), so that argument-dependent lookup
+// of an unqualified attention(q, k, v, options) finds only the differentiable mnemo::attention.
+using AttentionOptions = mnemo::AttentionOptions;
 struct AttentionOutput {
   Tensor out;  // (B, H, Tq, Dv)
   Tensor lse;  // (B, H, Tq) stats, saved for backward

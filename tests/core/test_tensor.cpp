@@ -31,6 +31,15 @@ double naive_at(const std::vector<double>& flat, const Shape& shape,
 
 }  // namespace
 
+// GCC 12 with -march=native on AVX-512 machines compiled this initialiser to {1, 1, 1, 1}
+// (see CMakeLists.txt); any such miscompilation silently corrupts every result.
+TEST_CASE("the compiler keeps constant initialisers") {
+  std::vector<double> v{1, 1, 0, 0};
+  CHECK(v == std::vector<double>{1, 1, 0, 0});
+  CHECK(from_vector(std::vector<double>{3, 3, 3, 0}, {4}).to_vector<double>() ==
+        std::vector<double>{3, 3, 3, 0});
+}
+
 TEST_CASE("dtype names, sizes and promotion") {
   CHECK(dtype_size(DType::bf16) == 2);
   CHECK(dtype_size(DType::i64) == 8);
