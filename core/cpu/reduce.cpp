@@ -45,7 +45,7 @@ constexpr int64_t kLanes = 32;        // independent accumulators of an inner-or
 constexpr int64_t kBlock = 16384;     // reduced positions per inner-order block
 constexpr int64_t kRowBlock = 64;     // reduced positions (rows of x) per outer-order block
 constexpr int64_t kOuterTile = 4096;  // outputs advanced together in outer order
-constexpr int64_t kTile = 256;        // lines advanced together in tile mode (arg, cumsum)
+constexpr int64_t kTile = 2048;       // lines advanced together in tile mode (arg, cumsum)
 
 template <typename A>
 bool is_nan(A v) {
@@ -335,12 +335,66 @@ void CpuBackend::reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>
 namespace {
 
 // Whether v at a later index replaces best: the first NaN wins for good; otherwise strictly
-// larger (argmax) or smaller (argmin), so the first index wins ties.
+// larger (argmax) or smaller (argmin), so the first index wins ties. Written without branches
+// so that the loops below vectorise.
 template <bool kMax, typename C>
 bool improves(C v, C best) {
-  if (is_nan(best)) return false;
-  if (is_nan(v)) return true;
-  return kMax ? v > best : v < best;
+  const bool better = kMax ? v > best : v < best;
+  return (!is_nan(best)) & (is_nan(v) | better);
+}
+
+// Lane results (value, index) combined: NaN beats numbers, then the better value, then the
+// lower index.
+template <bool kMax, typename C>
+bool beats(C v, int64_t i, C best, int64_t best_i) {
+  if (is_nan(v) != is_nan(best)) return is_nan(v);
+  if (!is_nan(v) && v != best) return kMax ? v > best : v < best;
+  return i < best_i;
+}
+
+// The arg-extreme of a contiguous line p[0 .. n). Lane j scans elements j, j + kLanes, ...
+// keeping its first extreme; the lanes are then combined.
+template <bool kMax, typename T>
+int64_t arg_extreme_contiguous(const T* p, int64_t n) {
+  using C = ComputeType<T>;
+  C best[kLanes] = {};
+  int64_t arg[kLanes] = {};
+  const int64_t lanes = std::min(n, kLanes);
+  for (int64_t j = 0; j < lanes; ++j) best[j] = C(p[j]), arg[j] = j;
+  int64_t i = lanes;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int64_t j = 0; j < kLanes; ++j) {
+      const C v = C(p[i + j]);
+      const bool take = improves<kMax>(v, best[j]);
+      best[j] = take ? v : best[j];
+      arg[j] = take ? i + j : arg[j];
+    }
+  }
+  for (int64_t j = 0; i < n; ++i, ++j) {
+    if (improves<kMax>(C(p[i]), best[j])) best[j] = C(p[i]), arg[j] = i;
+  }
+  int64_t winner = 0;
+  for (int64_t j = 1; j < lanes; ++j) {
+    if (beats<kMax>(best[j], arg[j], best[winner], arg[winner])) winner = j;
+  }
+  return arg[winner];
+}
+
+// Tile mode: element c of row (c < n, stride apart) at position t along the dim updates
+// (best[c], arg[c]).
+template <bool kMax, typename T, typename C>
+void arg_update(C* __restrict best, int64_t* __restrict arg, const T* row, int64_t t, int64_t n,
+                int64_t stride) {
+  auto update = [&](int64_t c, C v) {
+    const bool take = improves<kMax>(v, best[c]);
+    best[c] = take ? v : best[c];
+    arg[c] = take ? t : arg[c];
+  };
+  if (stride == 1) {
+    for (int64_t c = 0; c < n; ++c) update(c, C(row[c]));
+  } else {
+    for (int64_t c = 0; c < n; ++c) update(c, C(row[c * stride]));
+  }
 }
 
 template <bool kMax, typename T>
@@ -353,6 +407,10 @@ void arg_reduce_typed(const Tensor& x, int64_t dim, const Tensor& out) {
   if (!prefers_tiles(g)) {
     for_each_line(g, length, [&](const std::array<int64_t, 2>& off) {
       const T* p = xs + off[0];
+      if (sd == 1) {
+        os[off[1]] = arg_extreme_contiguous<kMax>(p, length);
+        return;
+      }
       C best = C(p[0]);
       int64_t arg = 0;
       for (int64_t t = 1; t < length; ++t) {
@@ -364,17 +422,13 @@ void arg_reduce_typed(const Tensor& x, int64_t dim, const Tensor& out) {
   }
   const int64_t si = g.inner_strides[0], so = g.inner_strides[1];
   for_each_tile(g, kTile, length, [&](const std::array<int64_t, 2>& off, int64_t n) {
-    C best[kTile];
-    int64_t arg[kTile];
+    std::vector<C> best_buffer(static_cast<size_t>(n));
+    std::vector<int64_t> arg_buffer(best_buffer.size(), 0);
+    C* __restrict best = best_buffer.data();
+    int64_t* __restrict arg = arg_buffer.data();
     const T* p = xs + off[0];
-    for (int64_t c = 0; c < n; ++c) best[c] = C(p[c * si]), arg[c] = 0;
-    for (int64_t t = 1; t < length; ++t) {
-      const T* row = p + t * sd;
-      for (int64_t c = 0; c < n; ++c) {
-        const C v = C(row[c * si]);
-        if (improves<kMax>(v, best[c])) best[c] = v, arg[c] = t;
-      }
-    }
+    for (int64_t c = 0; c < n; ++c) best[c] = C(p[c * si]);
+    for (int64_t t = 1; t < length; ++t) arg_update<kMax>(best, arg, p + t * sd, t, n, si);
     for (int64_t c = 0; c < n; ++c) os[off[1] + c * so] = arg[c];
   });
 }
@@ -394,6 +448,32 @@ void CpuBackend::arg_reduce(ArgReduceOp op, const Tensor& x, int64_t dim, const 
 
 // ---- cumsum -------------------------------------------------------------------------------
 
+namespace {
+
+// One line: q[t] = p[0] + ... + p[t] (elements stride apart), accumulated in A.
+template <typename A, typename T>
+void scan_line(const T* p, T* q, int64_t n, int64_t p_stride, int64_t q_stride) {
+  using C = ComputeType<T>;
+  A acc = 0;
+  for (int64_t t = 0; t < n; ++t) q[t * q_stride] = convert<T>(acc += A(C(p[t * p_stride])));
+}
+
+// One step along the dim for a tile of n lines: acc[c] += p[c], q[c] = acc[c].
+template <typename T, typename A>
+void scan_tile_step(A* __restrict acc, const T* p, T* q, int64_t n, int64_t p_stride,
+                    int64_t q_stride) {
+  using C = ComputeType<T>;
+  if (p_stride == 1 && q_stride == 1) {
+    for (int64_t c = 0; c < n; ++c) q[c] = convert<T>(acc[c] += A(C(p[c])));
+  } else {
+    for (int64_t c = 0; c < n; ++c) q[c * q_stride] = convert<T>(acc[c] += A(C(p[c * p_stride])));
+  }
+}
+
+}  // namespace
+
+// A line scan is a chain of dependent additions (one add latency per element); tiles of
+// adjacent lines, when the dim is strided, advance many independent chains at once.
 void CpuBackend::cumsum(const Tensor& x, int64_t dim, bool reverse, const Tensor& out) {
   const auto g = line_geometry<2>(x.shape(), dim, {&x.strides(), &out.strides()});
   const int64_t length = g.length;
@@ -401,35 +481,21 @@ void CpuBackend::cumsum(const Tensor& x, int64_t dim, bool reverse, const Tensor
   const int64_t first = reverse ? length - 1 : 0, step = reverse ? -1 : 1;
   visit_dtype(x.dtype(), "cumsum", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    using C = ComputeType<T>;
     using A = SumAcc<T>;
-    const T* xs = static_cast<const T*>(x.data_ptr());
-    T* os = static_cast<T*>(out.data_ptr());
+    const T* xs = static_cast<const T*>(x.data_ptr()) + first * g.dim_strides[0];
+    T* os = static_cast<T*>(out.data_ptr()) + first * g.dim_strides[1];
     const int64_t sx = g.dim_strides[0] * step, so = g.dim_strides[1] * step;
-    const int64_t x0 = first * g.dim_strides[0], o0 = first * g.dim_strides[1];
     if (!prefers_tiles(g)) {
       for_each_line(g, length, [&](const std::array<int64_t, 2>& off) {
-        const T* p = xs + off[0] + x0;
-        T* q = os + off[1] + o0;
-        A acc = 0;
-        for (int64_t t = 0; t < length; ++t) {
-          acc += A(C(p[t * sx]));
-          q[t * so] = convert<T>(acc);
-        }
+        scan_line<A>(xs + off[0], os + off[1], length, sx, so);
       });
       return;
     }
     const int64_t si = g.inner_strides[0], oi = g.inner_strides[1];
     for_each_tile(g, kTile, length, [&](const std::array<int64_t, 2>& off, int64_t n) {
-      A acc[kTile];
-      std::fill(acc, acc + n, A(0));
+      std::vector<A> acc(static_cast<size_t>(n), A(0));
       for (int64_t t = 0; t < length; ++t) {
-        const T* p = xs + off[0] + x0 + t * sx;
-        T* q = os + off[1] + o0 + t * so;
-        for (int64_t c = 0; c < n; ++c) {
-          acc[c] += A(C(p[c * si]));
-          q[c * oi] = convert<T>(acc[c]);
-        }
+        scan_tile_step(acc.data(), xs + off[0] + t * sx, os + off[1] + t * so, n, si, oi);
       }
     });
   });

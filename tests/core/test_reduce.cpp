@@ -247,6 +247,21 @@ TEST_CASE("argmax/argmin: first index on ties, NaN wins, dims and layouts") {
   Tensor n = from_vector(std::vector<double>{1, kNaN, 7, kNaN}, {4});
   CHECK(argmax(n, 0).item() == 1);
   CHECK(argmin(n, 0).item() == 1);
+  // Long lines (the lane-parallel scan, and tiles along a strided dim): the first NaN wins,
+  // also when a later lane sees one first in its own order.
+  std::vector<double> long_line(100, 0.0);
+  long_line[70] = kNaN, long_line[45] = kNaN, long_line[3] = 9, long_line[90] = 9;
+  Tensor l = from_vector(long_line, {100});
+  CHECK(argmax(l, 0).item() == 45);
+  CHECK(argmin(l, 0).item() == 45);
+  long_line[45] = 0, long_line[70] = 0;
+  CHECK(argmax(from_vector(long_line, {100}), 0).item() == 3);
+  Tensor cols = core::expand(core::reshape(from_vector(long_line, {100}), {100, 1}), {100, 3});
+  CHECK(argmax(core::contiguous(cols), 0).to_vector<int64_t>() == std::vector<int64_t>{3, 3, 3});
+  long_line[50] = kNaN;
+  cols = core::contiguous(
+      core::expand(core::reshape(from_vector(long_line, {100}), {100, 1}), {100, 3}));
+  CHECK(argmin(cols, 0).to_vector<int64_t>() == std::vector<int64_t>{50, 50, 50});
   // Against a naive scan, in both loop modes (dim contiguous, dim strided), several dtypes.
   for (DType dtype : {DType::f32, DType::bf16, DType::i32, DType::f64}) {
     Tensor r = random_ints({6, 7, 300}, 13, dtype, -40, 40);  // many ties
