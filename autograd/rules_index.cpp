@@ -15,9 +15,10 @@ namespace {
 
 using autograd::Needs;
 
-// The differentiable index_add used by index_select's rule.
+// index_add with a rule (used by index_select's rule, so that it differentiates again).
 // y = x with src added at rows index along dim  =>  dx = dy,  dsrc = index_select(dy, index)
-Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src) {
+Tensor differentiable_index_add(const Tensor& x, int64_t dim, const Tensor& index,
+                                const Tensor& src) {
   Tensor out = core::index_add(x, dim, index, src);
   if (autograd::should_record({&x, &src})) {
     autograd::record("index_add", out, {x, src},
@@ -51,7 +52,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
     autograd::record(
         "index_select", out, {x},
         [shape = x.shape(), dim, index = detach(index)](const Tensor& dy, const Needs&) {
-          return TensorList{index_add(zeros(shape, options_of(dy)), dim, index, dy)};
+          return TensorList{differentiable_index_add(zeros(shape, options_of(dy)), dim, index, dy)};
         });
   }
   return out;

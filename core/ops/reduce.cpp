@@ -1,4 +1,11 @@
-// Reductions, scans and top-k: dim handling and output allocation, then the backend.
+// Reductions, scans and top-k: argument checks, dim normalisation (negative dims, an empty
+// list meaning all dims) and output allocation, then one backend call.
+//
+// Backends always write the keepdim shape (size 1 at each reduced dim), so a kernel indexes
+// input and output with the same rank; dropping the dims afterwards is a free view. Sums and
+// cumsums of integers and bools are computed in i64 (a sum of i32 cannot overflow 32 bits);
+// floating ones keep their dtype (the CPU kernels accumulate in f64). logsumexp is composed
+// from the other ops here, so every backend has it once it has max, sum, exp and log.
 #include "core/ops/reduce.h"
 
 #include <limits>
