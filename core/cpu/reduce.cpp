@@ -8,6 +8,7 @@
 //     its reduced positions; a run of them is folded into kLanes independent accumulators
 //     (lane j takes elements j, j + kLanes, ...). The lanes do not depend on each other, so
 //     the compiler emits SIMD code without having to reassociate floating-point additions.
+//     Short reductions use kShortLanes lanes, which are cheaper to combine at the end.
 //   - outer order: a kept dim is innermost and contiguous (the bias gradient: a sum over dim 0
 //     of (N, C)). A row of C accumulators takes whole rows of x, four at a time
 //     (acc += (x0 + x1) + (x2 + x3)): vectorised over C and reading memory in order, instead
@@ -42,6 +43,7 @@ namespace mnemo::cpu {
 namespace {
 
 constexpr int64_t kLanes = 32;        // independent accumulators of an inner-order fold
+constexpr int64_t kShortLanes = 8;    // ... for reductions shorter than kLanes * 8
 constexpr int64_t kBlock = 16384;     // reduced positions per inner-order block
 constexpr int64_t kRowBlock = 64;     // reduced positions (rows of x) per outer-order block
 constexpr int64_t kOuterTile = 4096;  // outputs advanced together in outer order
@@ -149,18 +151,18 @@ void for_each_run(const RowGeometry<1>& red, int64_t begin, int64_t end, Fn&& fn
 
 // ---- inner order --------------------------------------------------------------------------
 
-// lanes[j] folds elements j, j + kLanes, ... of p[0 .. n) (stride apart).
-template <typename Fold, typename T, typename A>
+// lanes[j] folds elements j, j + Lanes, ... of p[0 .. n) (stride apart).
+template <typename Fold, int64_t Lanes, typename T, typename A>
 void fold_run(A* lanes, const T* p, int64_t n, int64_t stride) {
   using C = ComputeType<T>;
   int64_t i = 0;
   if (stride == 1) {
-    for (; i + kLanes <= n; i += kLanes) {
-      for (int64_t j = 0; j < kLanes; ++j) lanes[j] = Fold::step(lanes[j], A(C(p[i + j])));
+    for (; i + Lanes <= n; i += Lanes) {
+      for (int64_t j = 0; j < Lanes; ++j) lanes[j] = Fold::step(lanes[j], A(C(p[i + j])));
     }
   } else {
-    for (; i + kLanes <= n; i += kLanes) {
-      for (int64_t j = 0; j < kLanes; ++j) {
+    for (; i + Lanes <= n; i += Lanes) {
+      for (int64_t j = 0; j < Lanes; ++j) {
         lanes[j] = Fold::step(lanes[j], A(C(p[(i + j) * stride])));
       }
     }
@@ -169,26 +171,28 @@ void fold_run(A* lanes, const T* p, int64_t n, int64_t stride) {
 }
 
 // Folds reduced positions [begin, end) of the output whose elements start at x.
-template <typename Fold, typename T, typename A>
+template <typename Fold, int64_t Lanes, typename T, typename A>
 A fold_block(const T* x, const RowGeometry<1>& red, int64_t begin, int64_t end) {
-  A lanes[kLanes];
-  std::fill(lanes, lanes + kLanes, Fold::identity());
+  A lanes[Lanes];
+  std::fill(lanes, lanes + Lanes, Fold::identity());
   const int64_t stride = red.strides[0].back();
-  for_each_run(red, begin, end,
-               [&](int64_t offset, int64_t n) { fold_run<Fold>(lanes, x + offset, n, stride); });
-  for (int64_t width = kLanes / 2; width >= 1; width /= 2) {
+  for_each_run(red, begin, end, [&](int64_t offset, int64_t n) {
+    fold_run<Fold, Lanes>(lanes, x + offset, n, stride);
+  });
+  for (int64_t width = Lanes / 2; width >= 1; width /= 2) {
     for (int64_t j = 0; j < width; ++j) lanes[j] = Fold::step(lanes[j], lanes[j + width]);
   }
   return lanes[0];
 }
 
-template <typename Fold, typename T>
+// Lanes: kLanes, or kShortLanes for short reductions (fewer lanes to combine at the end).
+template <typename Fold, int64_t Lanes, typename T>
 void reduce_inner(const ReducePlan& plan, const T* x, T* out) {
   using A = decltype(Fold::identity());
   const int64_t blocks = (plan.red_numel + kBlock - 1) / kBlock;
   auto block = [&](int64_t o, int64_t b) {
-    return fold_block<Fold, T, A>(x + offset_of(plan.kept, o), plan.red, b * kBlock,
-                                  std::min(plan.red_numel, (b + 1) * kBlock));
+    return fold_block<Fold, Lanes, T, A>(x + offset_of(plan.kept, o), plan.red, b * kBlock,
+                                         std::min(plan.red_numel, (b + 1) * kBlock));
   };
   if (blocks == 1 || plan.outputs >= 2 * num_threads()) {
     parallel_for(plan.outputs, plan.red_numel, [&](int64_t begin, int64_t end) {
@@ -305,8 +309,10 @@ template <typename Fold, typename T>
 void reduce_typed(const ReducePlan& plan, const T* x, T* out) {
   if (plan.outer) {
     reduce_outer<Fold>(plan, x, out);
+  } else if (plan.red_numel < 8 * kLanes) {
+    reduce_inner<Fold, kShortLanes>(plan, x, out);
   } else {
-    reduce_inner<Fold>(plan, x, out);
+    reduce_inner<Fold, kLanes>(plan, x, out);
   }
 }
 
