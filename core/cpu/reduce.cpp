@@ -26,8 +26,8 @@
 // arg_reduce, cumsum, topk work along one dim, line by line (core/cpu/lines.h): line mode when
 // the dim is contiguous, tile mode (a tile of adjacent lines advanced together, vectorised
 // across the tile) when it is strided. cumsum accumulates in f64 / i64. topk copies each line
-// into a buffer, partitions it with nth_element and sorts the first k; ties go to the lower
-// index, and NaN counts as larger than every number (as in PyTorch).
+// into a buffer and selects the first k (a heap for small k, nth_element otherwise); ties go
+// to the lower index, and NaN counts as larger than every number (as in PyTorch).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -527,6 +527,32 @@ bool comes_first(const Entry<C>& a, const Entry<C>& b) {
   return a.index < b.index;
 }
 
+// The first k of the n entries at(0), .., at(n - 1) in `order`, sorted, into buffer[0 .. k).
+// Small k: one pass keeping a heap of the k best so far, whose worst is replaced by any entry
+// that beats it (most entries are rejected by one comparison, and only k are ever stored).
+// Large k: all n entries into the buffer, nth_element, then sort the first k.
+template <typename C, typename At, typename Order>
+void select_first_k(std::vector<Entry<C>>& buffer, int64_t n, int64_t k, At at, Order order) {
+  const bool heap = k > 0 && 8 * k < n;
+  buffer.resize(size_t(heap ? k : n));
+  for (int64_t t = 0; t < int64_t(buffer.size()); ++t) buffer[size_t(t)] = at(t);
+  const auto first = buffer.begin(), kth = buffer.begin() + k;
+  if (heap) {
+    std::make_heap(first, kth, order);  // the top is the worst of the k kept
+    for (int64_t t = k; t < n; ++t) {
+      const Entry<C> e = at(t);
+      if (!order(e, *first)) continue;
+      std::pop_heap(first, kth, order);
+      *(kth - 1) = e;
+      std::push_heap(first, kth, order);
+    }
+    std::sort_heap(first, kth, order);
+    return;
+  }
+  if (kth != buffer.end()) std::nth_element(first, kth, buffer.end(), order);
+  std::sort(first, kth, order);
+}
+
 template <bool kLargest, typename T>
 void topk_typed(const Tensor& x, int64_t k, int64_t dim, const Tensor& values,
                 const Tensor& indices) {
@@ -537,17 +563,17 @@ void topk_typed(const Tensor& x, int64_t k, int64_t dim, const Tensor& values,
   // values and indices are both contiguous with the same shape, so they share offsets.
   const auto g = line_geometry<2>(x.shape(), dim, {&x.strides(), &values.strides()});
   const int64_t length = g.length, sx = g.dim_strides[0], sv = g.dim_strides[1];
+  auto order = [](const Entry<C>& a, const Entry<C>& b) { return comes_first<kLargest>(a, b); };
   parallel_for(g.lines, 4 * length, [&](int64_t begin, int64_t end) {
-    std::vector<Entry<C>> line(static_cast<size_t>(length));
+    std::vector<Entry<C>> buffer;
     for (int64_t l = begin; l < end; ++l) {
       const auto off = g.offsets(l);
-      for (int64_t t = 0; t < length; ++t) line[size_t(t)] = {C(xs[off[0] + t * sx]), t};
-      auto order = comes_first<kLargest, C>;
-      if (k < length) std::nth_element(line.begin(), line.begin() + k, line.end(), order);
-      std::sort(line.begin(), line.begin() + k, order);
+      const T* p = xs + off[0];
+      auto at = [&](int64_t t) { return Entry<C>{C(p[t * sx]), t}; };
+      select_first_k(buffer, length, k, at, order);
       for (int64_t j = 0; j < k; ++j) {
-        vs[off[1] + j * sv] = convert<T>(line[size_t(j)].value);
-        is[off[1] + j * sv] = line[size_t(j)].index;
+        vs[off[1] + j * sv] = convert<T>(buffer[size_t(j)].value);
+        is[off[1] + j * sv] = buffer[size_t(j)].index;
       }
     }
   });

@@ -285,6 +285,11 @@ TEST_CASE("pad: positive, negative (crop) and mixed amounts against a naive loop
     }
   }
   CHECK(core::pad(x, {-5, 0}).shape() == Shape{3, 4, 0});
+  // Always a fresh tensor, even with nothing to pad.
+  Tensor same = core::pad(x, {0, 0});
+  CHECK(same.to_vector<double>() == x.to_vector<double>());
+  fill_(same, 1e9);
+  CHECK(x.at({0, 0, 0}) != 1e9);
 }
 
 TEST_CASE("one_hot: values, dtypes, ids of any shape") {

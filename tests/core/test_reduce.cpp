@@ -399,6 +399,15 @@ TEST_CASE("topk: values and indices against a stable sort, ties, NaN, k edge cas
   CHECK(hi.indices.to_vector<int64_t>() == std::vector<int64_t>{1, 3, 2});
   core::TopK lo = core::topk(n, 4, 0, false);
   CHECK(lo.indices.to_vector<int64_t>() == std::vector<int64_t>{4, 0, 2, 1});
+  // The same rules on a long line, where small k takes the one-pass heap.
+  std::vector<double> line(200);
+  for (size_t i = 0; i < line.size(); ++i) line[i] = double((i * 37) % 101);  // ties
+  line[150] = kNaN, line[20] = kNaN;
+  Tensor long_line = from_vector(line, {200});
+  CHECK(core::topk(long_line, 4, 0, true).indices.to_vector<int64_t>() ==
+        std::vector<int64_t>{20, 150, 30, 131});  // the NaNs, then 100 at 30 and 131
+  CHECK(core::topk(long_line, 3, 0, false).indices.to_vector<int64_t>() ==
+        std::vector<int64_t>{0, 101, 71});  // 0 at 0 and 101, then 1 at 71 (and 172)
 }
 
 TEST_CASE("reductions: errors name the op") {
