@@ -18,6 +18,10 @@
 //     atomics, and every element is accumulated in the same order for any thread count.
 //     When the index is constant across a tile (index_add, embedding_backward) the inner loop
 //     is a contiguous vectorised row add.
+//
+// Measured (f32, 1 thread, a 2-core AMD EPYC VM shared with other jobs): an embedding lookup of
+// 16384 ids in a (50257, 768) table (index_select) 6.5-12 ms, i.e. 8-15 GB/s moved; its
+// backward (index_add into the table) 6-8 ms, ~20 GB/s.
 #include <algorithm>
 #include <string_view>
 

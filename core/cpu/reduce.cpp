@@ -23,6 +23,11 @@
 //   are few outputs and long reductions; either way the same additions happen in the same
 //   order, so results are bitwise identical for any number of threads.
 //
+//   Measured (f32, 1 thread, a 2-core AMD EPYC VM shared with other jobs, best of 7): a sum
+//   over the last dim of (4096, 4096) 2.9 ms (23 GB/s); over dim 0 4.5 ms (15 GB/s; the first
+//   version, one strided walk per output, took 144 ms); over dim 0 of (32768, 768) 14 ms
+//   (7 GB/s; was 142 ms); max over the last dim 2.9 ms.
+//
 // arg_reduce, cumsum, topk work along one dim, line by line (core/cpu/lines.h): line mode when
 // the dim is contiguous, tile mode (a tile of adjacent lines advanced together, vectorised
 // across the tile) when it is strided. cumsum accumulates in f64 / i64. topk copies each line
