@@ -3,7 +3,7 @@
 //
 // A "line" is the 1-d slice x[i0, .., :, .., ik] through every position of the OTHER dims.
 // The other dims are merged where possible (strided.h merge_dims), so a contiguous (B, T, C)
-// tensor walked along T has B lines-rows of C adjacent lines each.
+// tensor walked along T has B rows of C adjacent lines each.
 //
 // Two ways to walk them, chosen by the kernel from the memory layout:
 //   - line mode (for_each_line): one line at a time, good when the dim itself is contiguous
