@@ -29,6 +29,10 @@
 // are cut depends on their shape only, so results do not depend on the thread count.
 // bf16/f16 tensors are computed on f32 copies (the CPU backend is their reference, not their
 // fast path).
+//
+// Measured (bench/bench_core.cpp softmax; 2-core AMD EPYC Zen 4 VM, f32, one thread, (2048,
+// 512) logits): softmax 20 GB/s, along dim 0 15 GB/s, softmax_backward 62 GB/s, fused
+// cross_entropy 13 GB/s (it reads the logits only) and its backward 25 GB/s.
 
 // GCC 12 reports a false "may be used uninitialized" inside Eigen's AVX-512 packet math
 // (_mm256_undefined_ps is uninitialised by design); the pragma must precede the intrinsics
