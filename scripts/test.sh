@@ -53,6 +53,10 @@ build_and_test() {
   echo "$name: $((SECONDS - t0)) s"
 }
 
+# Tests that start several ranks with mpirun must also pass --oversubscribe (CI has 2 cores);
+# these let Open MPI run as root, which CI containers are.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+
 section "dependencies"
 if ! "$root/scripts/install-deps.sh"; then
   echo "test.sh: installing dependencies failed" >&2
