@@ -86,7 +86,7 @@ Tensor operator/(double s, const Tensor& x);
 // ---- reductions (autograd/rules_reduce.cpp) ----
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
-// Largest / smallest value over dims; the gradient goes to the (first) arg position, split
+// Largest / smallest value over dims; the gradient goes to the positions holding it, split
 // evenly among ties.
 Tensor max(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
 Tensor min(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);

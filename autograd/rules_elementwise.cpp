@@ -13,10 +13,14 @@ namespace {
 
 using autograd::Needs;
 
-Tensor zero_like_scalar(const Tensor& t) { return scalar_tensor(0, options_of(t)); }
+Tensor zero_like_scalar(const Tensor& t) {
+  return scalar_tensor(0, options_of(t));
+}
 
 // dy where mask, else 0.
-Tensor masked(const Tensor& mask, const Tensor& dy) { return where(mask, dy, zero_like_scalar(dy)); }
+Tensor masked(const Tensor& mask, const Tensor& dy) {
+  return where(mask, dy, zero_like_scalar(dy));
+}
 
 // A unary op whose rule needs the input x and/or the output y: dx = dy * local(x, y).
 template <typename Local>
@@ -58,11 +62,10 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = core::mul(a, b);
   if (autograd::should_record({&a, &b})) {
-    autograd::record("mul", out, {a, b},
-                     [a = detach(a), b = detach(b)](const Tensor& dy, const Needs& needs) {
-                       return TensorList{needs[0] ? mul(dy, b) : Tensor(),
-                                         needs[1] ? mul(dy, a) : Tensor()};
-                     });
+    autograd::record(
+        "mul", out, {a, b}, [a = detach(a), b = detach(b)](const Tensor& dy, const Needs& needs) {
+          return TensorList{needs[0] ? mul(dy, b) : Tensor(), needs[1] ? mul(dy, a) : Tensor()};
+        });
   }
   return out;
 }
@@ -71,12 +74,11 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 Tensor div(const Tensor& a, const Tensor& b) {
   Tensor out = core::div(a, b);
   if (autograd::should_record({&a, &b})) {
-    autograd::record("div", out, {a, b},
-                     [b = detach(b), y = detach(out)](const Tensor& dy, const Needs& needs) {
-                       Tensor da = div(dy, b);
-                       return TensorList{needs[0] ? da : Tensor(),
-                                         needs[1] ? neg(mul(da, y)) : Tensor()};
-                     });
+    autograd::record(
+        "div", out, {a, b}, [b = detach(b), y = detach(out)](const Tensor& dy, const Needs& needs) {
+          Tensor da = div(dy, b);
+          return TensorList{needs[0] ? da : Tensor(), needs[1] ? neg(mul(da, y)) : Tensor()};
+        });
   }
   return out;
 }
@@ -97,22 +99,20 @@ Tensor pow(const Tensor& a, const Tensor& b) {
 
 // y = x^p  =>  dx = dy * p * x^(p-1)
 Tensor pow(const Tensor& x, double exponent) {
-  return unary_with_rule("pow", x, core::pow(x, exponent),
-                         [exponent](const Tensor& x, const Tensor&) {
-                           return mul(pow(x, exponent - 1), exponent);
-                         });
+  return unary_with_rule(
+      "pow", x, core::pow(x, exponent),
+      [exponent](const Tensor& x, const Tensor&) { return mul(pow(x, exponent - 1), exponent); });
 }
 
 // y = max(a, b)  =>  dy goes to the larger; ties split it evenly
 Tensor maximum(const Tensor& a, const Tensor& b) {
   Tensor out = core::maximum(a, b);
   if (autograd::should_record({&a, &b})) {
-    autograd::record("maximum", out, {a, b},
-                     [a = detach(a), b = detach(b)](const Tensor& dy, const Needs&) {
-                       Tensor half = mul(masked(eq(a, b), dy), 0.5);
-                       return TensorList{add(masked(gt(a, b), dy), half),
-                                         add(masked(lt(a, b), dy), half)};
-                     });
+    autograd::record(
+        "maximum", out, {a, b}, [a = detach(a), b = detach(b)](const Tensor& dy, const Needs&) {
+          Tensor half = mul(masked(eq(a, b), dy), 0.5);
+          return TensorList{add(masked(gt(a, b), dy), half), add(masked(lt(a, b), dy), half)};
+        });
   }
   return out;
 }
@@ -120,12 +120,11 @@ Tensor maximum(const Tensor& a, const Tensor& b) {
 Tensor minimum(const Tensor& a, const Tensor& b) {
   Tensor out = core::minimum(a, b);
   if (autograd::should_record({&a, &b})) {
-    autograd::record("minimum", out, {a, b},
-                     [a = detach(a), b = detach(b)](const Tensor& dy, const Needs&) {
-                       Tensor half = mul(masked(eq(a, b), dy), 0.5);
-                       return TensorList{add(masked(lt(a, b), dy), half),
-                                         add(masked(gt(a, b), dy), half)};
-                     });
+    autograd::record(
+        "minimum", out, {a, b}, [a = detach(a), b = detach(b)](const Tensor& dy, const Needs&) {
+          Tensor half = mul(masked(eq(a, b), dy), 0.5);
+          return TensorList{add(masked(lt(a, b), dy), half), add(masked(gt(a, b), dy), half)};
+        });
   }
   return out;
 }
@@ -148,9 +147,8 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 Tensor add(const Tensor& x, double s) {
   Tensor out = core::affine(x, 1, s);
   if (autograd::should_record({&x})) {
-    autograd::record("add", out, {x}, [](const Tensor& dy, const Needs&) {
-      return TensorList{dy};
-    });
+    autograd::record("add", out, {x},
+                     [](const Tensor& dy, const Needs&) { return TensorList{dy}; });
   }
   return out;
 }
@@ -159,9 +157,8 @@ Tensor add(const Tensor& x, double s) {
 Tensor mul(const Tensor& x, double s) {
   Tensor out = core::affine(x, s, 0);
   if (autograd::should_record({&x})) {
-    autograd::record("mul", out, {x}, [s](const Tensor& dy, const Needs&) {
-      return TensorList{mul(dy, s)};
-    });
+    autograd::record("mul", out, {x},
+                     [s](const Tensor& dy, const Needs&) { return TensorList{mul(dy, s)}; });
   }
   return out;
 }
@@ -181,9 +178,8 @@ Tensor affine(const Tensor& x, double alpha, double beta) {
 Tensor neg(const Tensor& x) {
   Tensor out = core::neg(x);
   if (autograd::should_record({&x})) {
-    autograd::record("neg", out, {x}, [](const Tensor& dy, const Needs&) {
-      return TensorList{neg(dy)};
-    });
+    autograd::record("neg", out, {x},
+                     [](const Tensor& dy, const Needs&) { return TensorList{neg(dy)}; });
   }
   return out;
 }
@@ -217,9 +213,8 @@ Tensor sqrt(const Tensor& x) {
 
 // y = x^(-1/2)  =>  dx = -dy * y^3 / 2
 Tensor rsqrt(const Tensor& x) {
-  return unary_with_rule("rsqrt", x, core::rsqrt(x), [](const Tensor&, const Tensor& y) {
-    return mul(pow(y, 3.0), -0.5);
-  });
+  return unary_with_rule("rsqrt", x, core::rsqrt(x),
+                         [](const Tensor&, const Tensor& y) { return mul(pow(y, 3.0), -0.5); });
 }
 
 // y = |x|  =>  dx = dy * sign(x)   (0 at x = 0)
@@ -241,16 +236,14 @@ Tensor clamp(const Tensor& x, double lo, double hi) {
 
 // y = tanh x  =>  dx = dy * (1 - y^2)
 Tensor tanh(const Tensor& x) {
-  return unary_with_rule("tanh", x, core::tanh(x), [](const Tensor&, const Tensor& y) {
-    return affine(mul(y, y), -1, 1);
-  });
+  return unary_with_rule("tanh", x, core::tanh(x),
+                         [](const Tensor&, const Tensor& y) { return affine(mul(y, y), -1, 1); });
 }
 
 // y = sigmoid x  =>  dx = dy * y * (1 - y)
 Tensor sigmoid(const Tensor& x) {
-  return unary_with_rule("sigmoid", x, core::sigmoid(x), [](const Tensor&, const Tensor& y) {
-    return mul(y, affine(y, -1, 1));
-  });
+  return unary_with_rule("sigmoid", x, core::sigmoid(x),
+                         [](const Tensor&, const Tensor& y) { return mul(y, affine(y, -1, 1)); });
 }
 
 // y = max(x, 0)  =>  dx = dy where x > 0
@@ -281,8 +274,7 @@ Tensor gelu(const Tensor& x, bool tanh_approximation) {
     Tensor x2 = mul(x, x);
     Tensor t = tanh(mul(mul(x, affine(x2, c, 1)), k));
     Tensor left = affine(t, 0.5, 0.5);
-    Tensor right = mul(mul(x, affine(mul(t, t), -1, 1)), affine(x2, 3 * c * k * 0.5,
-                                                                            k * 0.5));
+    Tensor right = mul(mul(x, affine(mul(t, t), -1, 1)), affine(x2, 3 * c * k * 0.5, k * 0.5));
     return add(left, right);
   });
 }
@@ -308,19 +300,47 @@ Tensor erf(const Tensor& x) {
   });
 }
 
-Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
-Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
-Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
-Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
-Tensor operator-(const Tensor& x) { return neg(x); }
-Tensor operator+(const Tensor& x, double s) { return add(x, s); }
-Tensor operator-(const Tensor& x, double s) { return add(x, -s); }
-Tensor operator*(const Tensor& x, double s) { return mul(x, s); }
-Tensor operator/(const Tensor& x, double s) { return mul(x, 1 / s); }
-Tensor operator+(double s, const Tensor& x) { return add(x, s); }
-Tensor operator-(double s, const Tensor& x) { return add(neg(x), s); }
-Tensor operator*(double s, const Tensor& x) { return mul(x, s); }
+Tensor operator+(const Tensor& a, const Tensor& b) {
+  return add(a, b);
+}
+Tensor operator-(const Tensor& a, const Tensor& b) {
+  return sub(a, b);
+}
+Tensor operator*(const Tensor& a, const Tensor& b) {
+  return mul(a, b);
+}
+Tensor operator/(const Tensor& a, const Tensor& b) {
+  return div(a, b);
+}
+Tensor operator-(const Tensor& x) {
+  return neg(x);
+}
+Tensor operator+(const Tensor& x, double s) {
+  return add(x, s);
+}
+Tensor operator-(const Tensor& x, double s) {
+  return add(x, -s);
+}
+Tensor operator*(const Tensor& x, double s) {
+  return mul(x, s);
+}
+// Divides (rather than multiplying by 1/s, which would round twice); integers divide as f64.
+Tensor operator/(const Tensor& x, double s) {
+  DType dtype = is_floating(x.dtype()) ? x.dtype() : DType::f64;
+  return div(x, scalar_tensor(s, options_of(x).with_dtype(dtype)));
+}
+Tensor operator+(double s, const Tensor& x) {
+  return add(x, s);
+}
+Tensor operator-(double s, const Tensor& x) {
+  return add(neg(x), s);
+}
+Tensor operator*(double s, const Tensor& x) {
+  return mul(x, s);
+}
 // y = s / x  =>  dx = -dy s / x^2
-Tensor operator/(double s, const Tensor& x) { return mul(pow(x, -1.0), s); }
+Tensor operator/(double s, const Tensor& x) {
+  return mul(pow(x, -1.0), s);
+}
 
 }  // namespace mnemo
