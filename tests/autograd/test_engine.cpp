@@ -101,7 +101,7 @@ TEST_CASE("requires_grad is for floating leaves") {
                        Error);
 }
 
-TEST_CASE("hooks can rewrite gradients; post-accumulate hooks fire once with the full sum") {
+TEST_CASE("hooks can rewrite gradients, and post-accumulate hooks fire once with the full sum") {
   Tensor x = leaf({1, 2}, {2});
   Tensor h = mul(x, 3.0);
   register_hook(h, [](const Tensor& g) { return mul(g, 10.0); });  // on a non-leaf

@@ -204,7 +204,7 @@ TEST_CASE("randn: Box-Muller on the documented pairs of uniforms") {
   }
 }
 
-TEST_CASE("the same state gives the same numbers; the next op gives new ones") {
+TEST_CASE("the same state gives the same numbers, and the next op gives new ones") {
   Generator a(42), b(42);
   Tensor first = randn({1000}, {}, &a);
   CHECK(first.to_vector<float>() == randn({1000}, {}, &b).to_vector<float>());
@@ -376,7 +376,7 @@ TEST_CASE("bernoulli: the rate of ones over 1e6 samples, in several dtypes") {
   CHECK(*std::min_element(always.begin(), always.end()) == 1);
 }
 
-TEST_CASE("randint covers [lo, hi) uniformly (chi-square)") {
+TEST_CASE("randint covers lo to hi-1 uniformly (chi-square)") {
   struct Case {
     int64_t lo, hi;
     DType dtype;
