@@ -121,6 +121,11 @@ void Backend::attention_backward(const Tensor& q, const Tensor&, const Tensor&, 
                                  const Tensor&, const Tensor&, const Tensor&) {
   unsupported("attention_backward", q);
 }
+void Backend::adamw(const Tensor& param, const Tensor&, const Tensor&, const Tensor&,
+                    const AdamWParams&) {
+  unsupported("adamw", param);
+}
+
 void Backend::scan(const Tensor& a, const Tensor&, const Tensor&, const Tensor&) {
   unsupported("scan", a);
 }

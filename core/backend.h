@@ -48,6 +48,16 @@ enum class BinaryOp : uint8_t {
 enum class ReduceOp : uint8_t { sum, max, min, count };
 enum class ArgReduceOp : uint8_t { argmax, argmin, count };
 
+struct AdamWParams {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0;
+  int64_t step = 1;         // 1 for the first step (bias correction)
+  double grad_scale = 1;    // multiplies the gradient first (clipping, accumulation)
+};
+
 enum class RandomOp : uint8_t {
   uniform,    // [alpha, beta)
   normal,     // mean alpha, standard deviation beta
@@ -180,6 +190,15 @@ class Backend {
   //   dh0 is undefined when h0 is.
   virtual void scan_backward(const Tensor& a, const Tensor& h, const Tensor& h0, const Tensor& dh,
                              const Tensor& da, const Tensor& dx, const Tensor& dh0);
+
+  // -- optimizer steps (core/ops/optim.h) --
+  // One AdamW step in place (decoupled weight decay, bias-corrected moments):
+  //   g = grad * grad_scale;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+  //   param -= lr * (m / (1-b1^step) / (sqrt(v / (1-b2^step)) + eps) + weight_decay * param).
+  //   param, grad, exp_avg, exp_avg_sq: contiguous, same shape; param and grad share a dtype,
+  //   the moments are f32 for bf16/f16 params, else the param dtype.
+  virtual void adamw(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
+                     const Tensor& exp_avg_sq, const AdamWParams& params);
 
   // -- random (core/ops/random.h) --
   virtual void random(RandomOp op, const RandomParams& params, PhiloxState state,

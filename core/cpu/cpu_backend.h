@@ -73,6 +73,10 @@ class CpuBackend final : public Backend {
                           const Tensor& dout, const Tensor& dq, const Tensor& dk,
                           const Tensor& dv) override;
 
+  // optim.cpp
+  void adamw(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
+             const Tensor& exp_avg_sq, const AdamWParams& params) override;
+
   // scan.cpp
   void scan(const Tensor& a, const Tensor& x, const Tensor& h0, const Tensor& h) override;
   void scan_backward(const Tensor& a, const Tensor& h, const Tensor& h0, const Tensor& dh,
