@@ -4,13 +4,18 @@
 //             (batch * seq = 2048 rows, hidden 128, intermediate 384, vocab 512), including
 //             the transposed operands backward reads (dX = dY @ W, dW = dY^T @ X), next to
 //             OpenBLAS's cblas_sgemm on the same shapes with the same thread count.
+//   llama_gemms  every projection product of one training step of configs/demo.json (Llama,
+//             4 layers, hidden 128, q/k/v fused to 384, gate/up fused to 768, down 384 -> 128,
+//             tied lm_head 128 -> 512 vocab; 16 x 128 = 2048 tokens): forward x @ W^T, backward
+//             dX = dY @ W and dW = dY^T @ X, one line each, then a "llama_gemms_step" line
+//             with the per-step total (each per-layer product counted 4 times) for both.
 //   softmax   GB/s of softmax / log_softmax / their backward / fused cross_entropy
 //   rms_norm  GB/s (skipped with the error message if the op is not available)
 //   mlp       ms per SGD step of a 784 -> 512 -> 10 MLP on a batch of 256
 //
 // Usage: bench_core [threads [section]]
 //   threads: default mnemo::num_threads() (OMP_NUM_THREADS, or all cores); 0 keeps the default
-//   section: gemm, softmax, rms_norm or mlp (default: all)
+//   section: gemm, llama_gemms, softmax, rms_norm or mlp (default: all but llama_gemms)
 //
 // Method: inputs are uniform random (never zeros: some kernels are faster on zeros), each
 // result is validated against an independent computation before it is timed, every
@@ -32,6 +37,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "autograd/engine.h"
@@ -180,7 +186,10 @@ const std::vector<GemmShape> kGemmShapes = {
     {"square", 1024, 1024, 1024, false, false},
 };
 
-void bench_gemm(const GemmShape& s, const OpenBlas& blas, int threads) {
+// One JSON line for the product s; returns the median seconds of mnemo and OpenBLAS (0 when
+// OpenBLAS is missing).
+std::pair<double, double> bench_gemm(const GemmShape& s, const OpenBlas& blas, int threads,
+                                     const char* bench = "gemm") {
   // Stored operands; the transposed ones are views, as autograd hands them to matmul.
   Tensor a_store = random_tensor(s.trans_a ? Shape{s.k, s.m} : Shape{s.m, s.k}, 1);
   Tensor b_store = random_tensor(s.trans_b ? Shape{s.n, s.k} : Shape{s.k, s.n}, 2);
@@ -189,14 +198,14 @@ void bench_gemm(const GemmShape& s, const OpenBlas& blas, int threads) {
   const double gflop = 2.0 * double(s.m) * double(s.n) * double(s.k) * 1e-9;
   std::function<void()> ours = [&] { core::matmul(a, b); };
   std::string line = fmt::format(
-      R"({{"bench":"gemm","what":"{}","m":{},"n":{},"k":{},"trans_a":{},"trans_b":{},"threads":{})",
-      s.what, s.m, s.n, s.k, s.trans_a, s.trans_b, threads);
+      R"({{"bench":"{}","what":"{}","m":{},"n":{},"k":{},"trans_a":{},"trans_b":{},"threads":{})",
+      bench, s.what, s.m, s.n, s.k, s.trans_a, s.trans_b, threads);
   if (!blas.sgemm) {
     const Timing t = time_one(ours);
     fmt::print(R"({},"mnemo_ms":{:.4f},"mnemo_gflops":{:.2f},"openblas":"skipped: {}"}})"
                "\n",
                line, t.median * 1e3, gflop / t.median, json_escape(blas.error));
-    return;
+    return {t.median, 0.0};
   }
   std::vector<float> c(size_t(s.m * s.n));
   std::function<void()> theirs = [&] {
@@ -220,6 +229,52 @@ void bench_gemm(const GemmShape& s, const OpenBlas& blas, int threads) {
       line, t[0].median * 1e3, gflop / t[0].median, t[1].median * 1e3, gflop / t[1].median,
       t[1].median / t[0].median, gflop / t[0].best, gflop / t[1].best, t[1].best / t[0].best,
       max_diff / max_ref);
+  return {t[0].median, t[1].median};
+}
+
+// The projection products of one demo training step; `count` = how often each runs per step.
+struct StepGemm {
+  GemmShape shape;
+  int count;
+};
+std::vector<StepGemm> llama_step_gemms() {
+  const int64_t rows = 16 * 128, hidden = 128, layers = 4, vocab = 512;
+  struct Projection {
+    const char* name;
+    int64_t in, out, count;
+  };
+  const std::vector<Projection> projections = {{"qkv", hidden, 3 * hidden, layers},
+                                               {"o", hidden, hidden, layers},
+                                               {"gate_up", hidden, 2 * 384, layers},
+                                               {"down", 384, hidden, layers},
+                                               {"lm_head", hidden, vocab, 1}};
+  static std::vector<std::string> names;  // GemmShape holds const char*
+  names.clear();
+  names.reserve(projections.size() * 3);
+  std::vector<StepGemm> out;
+  for (const Projection& p : projections) {
+    names.push_back(fmt::format("{} forward Y=X@W^T", p.name));
+    out.push_back({{names.back().c_str(), rows, p.out, p.in, false, true}, int(p.count)});
+    names.push_back(fmt::format("{} backward dX=dY@W", p.name));
+    out.push_back({{names.back().c_str(), rows, p.in, p.out, false, false}, int(p.count)});
+    names.push_back(fmt::format("{} backward dW=dY^T@X", p.name));
+    out.push_back({{names.back().c_str(), p.out, p.in, rows, true, false}, int(p.count)});
+  }
+  return out;
+}
+
+void bench_llama_gemms(const OpenBlas& blas, int threads) {
+  double ours = 0, theirs = 0, flop = 0;
+  for (const StepGemm& g : llama_step_gemms()) {
+    const auto [m, o] = bench_gemm(g.shape, blas, threads, "llama_gemm");
+    ours += g.count * m;
+    theirs += g.count * o;
+    flop += g.count * 2.0 * double(g.shape.m * g.shape.n * g.shape.k);
+  }
+  fmt::print(
+      R"({{"bench":"llama_gemms_step","threads":{},"gflop_per_step":{:.3f},"mnemo_ms":{:.3f},"openblas_ms":{:.3f},"ratio":{:.3f}}})"
+      "\n",
+      threads, flop * 1e-9, ours * 1e3, theirs * 1e3, theirs > 0 ? theirs / ours : 0.0);
 }
 
 // ---- memory-bound ops -----------------------------------------------------------------------
@@ -323,6 +378,7 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::atoi(argv[1]) > 0) set_num_threads(std::atoi(argv[1]));
   const std::string only = argc > 2 ? argv[2] : "";  // run one section: gemm, softmax, ...
   auto wanted = [&](const char* section) { return only.empty() || only == section; };
+  const bool llama_gemms = only == "llama_gemms";
   const int threads = num_threads();
   const OpenBlas blas = OpenBlas::load(threads);
   fmt::print(R"({{"bench":"setup","threads":{},"openblas":"{}","load_average_1min":{}}})"
@@ -332,6 +388,7 @@ int main(int argc, char** argv) {
   if (wanted("gemm")) {
     for (const GemmShape& s : kGemmShapes) bench_gemm(s, blas, threads);
   }
+  if (llama_gemms) bench_llama_gemms(blas, threads);
   if (wanted("softmax")) {
     bench_softmax({2048, 512}, threads);
     bench_softmax({8192, 4096}, threads);

@@ -48,10 +48,13 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 #include <Eigen/Core>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 #include <vector>
 
 #include "core/cpu/cpu_backend.h"
+#include "core/cpu/gemm_f32.h"
 #include "core/cpu/parallel.h"
 
 #if !EIGEN_VERSION_AT_LEAST(3, 4, 0)
@@ -173,6 +176,16 @@ Problem make_problem(const Tensor& a, const Tensor& b, const Tensor& out) {
 // out[r0:r1, c0:c1] = A[r0:r1, :] @ B[:, c0:c1]; out (M, N) row-major. The tile is zeroed
 // first (Eigen's GEMM adds into its output); bf16/f16 tiles are computed in an f32 staging
 // buffer and rounded once on store.
+// mnemo's own f32 kernel (core/cpu/gemm_f32.h) when the build has it, unless the
+// environment sets MNEMO_CPU_GEMM=eigen (to compare the two in one binary).
+bool use_own_f32_gemm() {
+  static const bool use = [] {
+    const char* choice = std::getenv("MNEMO_CPU_GEMM");
+    return gemm_f32_available() && !(choice != nullptr && std::string_view(choice) == "eigen");
+  }();
+  return use;
+}
+
 template <typename T, typename C>
 void multiply_tile(const Operand<C>& A, const Operand<C>& B, int64_t N, int64_t K, int64_t r0,
                    int64_t r1, int64_t c0, int64_t c1, T* out) {
@@ -188,8 +201,16 @@ void multiply_tile(const Operand<C>& A, const Operand<C>& B, int64_t N, int64_t 
     c = staging.data();
     ldc = cols;
   }
-  for (int64_t r = 0; r < rows; ++r) std::memset(c + r * ldc, 0, size_t(cols) * sizeof(C));
-  gemm<C>(rows, cols, K, A.row(r0), A.row_major, A.ld, B.col(c0), B.row_major, B.ld, c, ldc);
+  if constexpr (std::is_same_v<C, float>) {
+    if (use_own_f32_gemm()) {  // overwrites c: no zeroing pass
+      gemm_f32(rows, cols, K, A.row(r0), A.row_major ? A.ld : 1, A.row_major ? 1 : A.ld, B.col(c0),
+               B.row_major ? B.ld : 1, B.row_major ? 1 : B.ld, c, ldc);
+    }
+  }
+  if (!std::is_same_v<C, float> || !use_own_f32_gemm()) {
+    for (int64_t r = 0; r < rows; ++r) std::memset(c + r * ldc, 0, size_t(cols) * sizeof(C));
+    gemm<C>(rows, cols, K, A.row(r0), A.row_major, A.ld, B.col(c0), B.row_major, B.ld, c, ldc);
+  }
   if constexpr (!std::is_same_v<T, C>) {
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t j = 0; j < cols; ++j) out[(r0 + r) * N + c0 + j] = convert<T>(c[r * ldc + j]);

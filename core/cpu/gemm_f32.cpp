@@ -1,0 +1,215 @@
+// mnemo's f32 GEMM (see gemm_f32.h for the contract): Goto/BLIS blocking with a 6x16
+// AVX2/FMA micro-kernel.
+//
+// ---- Algorithm ----
+//   for each block of kKc rows of b (the K dimension, in order):
+//     for each block of kNc columns:   pack b[k block, n block] into 16-column panels
+//                                        (kc x 16 floats, k-major: one panel row per k)
+//       for each block of kMc rows:    pack a[m block, k block] into 6-row panels (kc x 6)
+//         for each 16-column panel of b (stays in L1: 16 KiB at kc = 256):
+//           for each 6-row panel of a (the a block stays in L2):
+//             c tile (6 x 16) = (first k block ? 0 : c tile) + a panel @ b panel
+// The micro-kernel keeps the 6 x 16 tile in 12 ymm accumulators; each k step loads two
+// vectors of b, broadcasts six scalars of a and issues 12 FMAs. Panels are padded with zeros
+// at the matrix edges, and edge tiles go through a 6 x 16 scratch tile, so one kernel serves
+// every shape and each element is computed by the same FMA chain wherever it lies.
+//
+// FLOPs: 2*M*N*K. Bytes packed: K*N per thread (b) plus M*K (a) once per kNc columns.
+//
+// ---- Measured (bench/bench_core.cpp llama_gemms) ----
+// See the numbers in core/cpu/matmul.cpp's header.
+#include "core/cpu/gemm_f32.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define MNEMO_GEMM_F32_AVX2 1
+#endif
+
+namespace mnemo::cpu {
+
+#if MNEMO_GEMM_F32_AVX2
+
+namespace {
+
+constexpr int64_t kMr = 6;     // rows of a micro-tile
+constexpr int64_t kNr = 16;    // columns of a micro-tile (two ymm vectors)
+constexpr int64_t kKc = 256;   // depth of a block: a 16-column b panel is 16 KiB (L1)
+constexpr int64_t kMc = 96;    // rows of an a block: 96 KiB packed (L2)
+constexpr int64_t kNc = 2048;  // columns of a b block: 2 MiB packed
+
+// A 64-byte aligned scratch buffer per thread, grown on demand.
+struct Buffer {
+  std::unique_ptr<float, decltype(&std::free)> data{nullptr, &std::free};
+  int64_t capacity = 0;
+  float* get(int64_t n) {
+    if (n > capacity) {
+      const int64_t bytes = (n * int64_t(sizeof(float)) + 63) / 64 * 64;
+      data.reset(static_cast<float*>(std::aligned_alloc(64, size_t(bytes))));
+      capacity = data ? n : 0;
+    }
+    return data.get();
+  }
+};
+
+// Packs a[i0 : i0+mc, p0 : p0+kc] into ceil(mc/6) panels, panel p holding rows 6p..6p+5:
+// dst[p*kc*6 + k*6 + r] = a(i0 + 6p + r, p0 + k), zero past the last row.
+void pack_a(int64_t mc, int64_t kc, const float* a, int64_t rs, int64_t cs, float* dst) {
+  for (int64_t i = 0; i < mc; i += kMr) {
+    const int64_t rows = std::min(kMr, mc - i);
+    float* panel = dst + i * kc;
+    if (cs == 1 && rows == kMr) {  // row-major: read each row contiguously
+      for (int64_t r = 0; r < kMr; ++r) {
+        const float* src = a + (i + r) * rs;
+        for (int64_t k = 0; k < kc; ++k) panel[k * kMr + r] = src[k];
+      }
+      continue;
+    }
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* src = a + i * rs + k * cs;
+      for (int64_t r = 0; r < rows; ++r) panel[k * kMr + r] = src[r * rs];
+      for (int64_t r = rows; r < kMr; ++r) panel[k * kMr + r] = 0.0f;
+    }
+  }
+}
+
+// Packs b[p0 : p0+kc, j0 : j0+nc] into ceil(nc/16) panels, panel p holding columns
+// 16p..16p+15: dst[p*kc*16 + k*16 + j] = b(p0 + k, j0 + 16p + j), zero past the last column.
+void pack_b(int64_t kc, int64_t nc, const float* b, int64_t rs, int64_t cs, float* dst) {
+  for (int64_t j = 0; j < nc; j += kNr) {
+    const int64_t cols = std::min(kNr, nc - j);
+    float* panel = dst + j * kc;
+    if (cs == 1 && cols == kNr) {  // row-major: 16 contiguous floats per k
+      for (int64_t k = 0; k < kc; ++k)
+        std::memcpy(panel + k * kNr, b + k * rs + j, sizeof(float) * kNr);
+      continue;
+    }
+    if (rs == 1 && cols == kNr) {  // column-major (a transposed weight): read down columns
+      for (int64_t c = 0; c < kNr; ++c) {
+        const float* src = b + (j + c) * cs;
+        for (int64_t k = 0; k < kc; ++k) panel[k * kNr + c] = src[k];
+      }
+      continue;
+    }
+    for (int64_t k = 0; k < kc; ++k) {
+      for (int64_t c = 0; c < cols; ++c) panel[k * kNr + c] = b[k * rs + (j + c) * cs];
+      for (int64_t c = cols; c < kNr; ++c) panel[k * kNr + c] = 0.0f;
+    }
+  }
+}
+
+// c (6 x 16, leading dimension ldc) = (accumulate ? c : 0) + a_panel (6 x kc) @ b_panel.
+void kernel_6x16(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                 bool accumulate) {
+  __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+  if (accumulate) {
+    c00 = _mm256_loadu_ps(c + 0 * ldc), c01 = _mm256_loadu_ps(c + 0 * ldc + 8);
+    c10 = _mm256_loadu_ps(c + 1 * ldc), c11 = _mm256_loadu_ps(c + 1 * ldc + 8);
+    c20 = _mm256_loadu_ps(c + 2 * ldc), c21 = _mm256_loadu_ps(c + 2 * ldc + 8);
+    c30 = _mm256_loadu_ps(c + 3 * ldc), c31 = _mm256_loadu_ps(c + 3 * ldc + 8);
+    c40 = _mm256_loadu_ps(c + 4 * ldc), c41 = _mm256_loadu_ps(c + 4 * ldc + 8);
+    c50 = _mm256_loadu_ps(c + 5 * ldc), c51 = _mm256_loadu_ps(c + 5 * ldc + 8);
+  } else {
+    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+  }
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+    __m256 x = _mm256_broadcast_ss(a + 0);
+    c00 = _mm256_fmadd_ps(x, b0, c00), c01 = _mm256_fmadd_ps(x, b1, c01);
+    x = _mm256_broadcast_ss(a + 1);
+    c10 = _mm256_fmadd_ps(x, b0, c10), c11 = _mm256_fmadd_ps(x, b1, c11);
+    x = _mm256_broadcast_ss(a + 2);
+    c20 = _mm256_fmadd_ps(x, b0, c20), c21 = _mm256_fmadd_ps(x, b1, c21);
+    x = _mm256_broadcast_ss(a + 3);
+    c30 = _mm256_fmadd_ps(x, b0, c30), c31 = _mm256_fmadd_ps(x, b1, c31);
+    x = _mm256_broadcast_ss(a + 4);
+    c40 = _mm256_fmadd_ps(x, b0, c40), c41 = _mm256_fmadd_ps(x, b1, c41);
+    x = _mm256_broadcast_ss(a + 5);
+    c50 = _mm256_fmadd_ps(x, b0, c50), c51 = _mm256_fmadd_ps(x, b1, c51);
+    a += kMr;
+    b += kNr;
+  }
+  _mm256_storeu_ps(c + 0 * ldc, c00), _mm256_storeu_ps(c + 0 * ldc + 8, c01);
+  _mm256_storeu_ps(c + 1 * ldc, c10), _mm256_storeu_ps(c + 1 * ldc + 8, c11);
+  _mm256_storeu_ps(c + 2 * ldc, c20), _mm256_storeu_ps(c + 2 * ldc + 8, c21);
+  _mm256_storeu_ps(c + 3 * ldc, c30), _mm256_storeu_ps(c + 3 * ldc + 8, c31);
+  _mm256_storeu_ps(c + 4 * ldc, c40), _mm256_storeu_ps(c + 4 * ldc + 8, c41);
+  _mm256_storeu_ps(c + 5 * ldc, c50), _mm256_storeu_ps(c + 5 * ldc + 8, c51);
+}
+
+// An edge tile (rows x cols < 6 x 16) through a full-size scratch tile.
+void kernel_edge(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate,
+                 int64_t rows, int64_t cols) {
+  alignas(64) float tile[kMr * kNr] = {};
+  if (accumulate) {
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(tile + r * kNr, c + r * ldc, sizeof(float) * size_t(cols));
+  }
+  kernel_6x16(kc, a, b, tile, kNr, accumulate);
+  for (int64_t r = 0; r < rows; ++r)
+    std::memcpy(c + r * ldc, tile + r * kNr, sizeof(float) * size_t(cols));
+}
+
+}  // namespace
+
+bool gemm_f32_available() {
+  return true;
+}
+
+void gemm_f32(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_rs, int64_t a_cs,
+              const float* b, int64_t b_rs, int64_t b_cs, float* c, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    for (int64_t i = 0; i < M; ++i) std::fill(c + i * ldc, c + i * ldc + N, 0.0f);
+    return;
+  }
+  thread_local Buffer a_buffer, b_buffer;
+  const int64_t nc_max = std::min(N, kNc), kc_max = std::min(K, kKc), mc_max = std::min(M, kMc);
+  float* bp = b_buffer.get((nc_max + kNr - 1) / kNr * kNr * kc_max);
+  float* ap = a_buffer.get((mc_max + kMr - 1) / kMr * kMr * kc_max);
+  for (int64_t j0 = 0; j0 < N; j0 += kNc) {
+    const int64_t nc = std::min(kNc, N - j0);
+    for (int64_t p0 = 0; p0 < K; p0 += kKc) {
+      const int64_t kc = std::min(kKc, K - p0);
+      const bool accumulate = p0 > 0;
+      pack_b(kc, nc, b + p0 * b_rs + j0 * b_cs, b_rs, b_cs, bp);
+      for (int64_t i0 = 0; i0 < M; i0 += kMc) {
+        const int64_t mc = std::min(kMc, M - i0);
+        pack_a(mc, kc, a + i0 * a_rs + p0 * a_cs, a_rs, a_cs, ap);
+        for (int64_t j = 0; j < nc; j += kNr) {
+          const int64_t cols = std::min(kNr, nc - j);
+          const float* b_panel = bp + j * kc;
+          for (int64_t i = 0; i < mc; i += kMr) {
+            const int64_t rows = std::min(kMr, mc - i);
+            float* tile = c + (i0 + i) * ldc + j0 + j;
+            if (rows == kMr && cols == kNr) {
+              kernel_6x16(kc, ap + i * kc, b_panel, tile, ldc, accumulate);
+            } else {
+              kernel_edge(kc, ap + i * kc, b_panel, tile, ldc, accumulate, rows, cols);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+#else  // no AVX2/FMA: matmul.cpp uses Eigen
+
+bool gemm_f32_available() {
+  return false;
+}
+
+void gemm_f32(int64_t, int64_t, int64_t, const float*, int64_t, int64_t, const float*, int64_t,
+              int64_t, float*, int64_t) {
+  std::abort();  // unreachable: callers check gemm_f32_available()
+}
+
+#endif
+
+}  // namespace mnemo::cpu

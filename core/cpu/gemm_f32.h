@@ -1,0 +1,26 @@
+// mnemo's own f32 GEMM for the CPU: packed panels and an AVX2/FMA register-blocked kernel.
+//
+// c (M, N) = a (M, K) @ b (K, N), single-threaded, where a's element (i, k) is at
+// a[i*a_rs + k*a_cs] and b's element (k, j) at b[k*b_rs + j*b_cs]: any strides (transposed
+// views, stride-0 broadcasts) are read in place while packing. c is row-major with leading
+// dimension ldc and is overwritten (its old contents are never read), so callers need not
+// zero it. core/cpu/matmul.cpp splits the work over threads and calls this on each tile.
+//
+// Each element of c is one chain of fused multiply-adds over k = 0, 1, ..., K-1 in order
+// (the accumulator of a K block is reloaded from c for the next block), whatever the tile,
+// its position, M, N or the block sizes: results are bit-identical however the caller cuts
+// the matrix, and so across thread counts.
+#pragma once
+
+#include <cstdint>
+
+namespace mnemo::cpu {
+
+// True when this build has the vector kernel (x86-64 with AVX2 and FMA); otherwise
+// matmul.cpp keeps using Eigen's GEMM and gemm_f32 must not be called.
+bool gemm_f32_available();
+
+void gemm_f32(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_rs, int64_t a_cs,
+              const float* b, int64_t b_rs, int64_t b_cs, float* c, int64_t ldc);
+
+}  // namespace mnemo::cpu
