@@ -1,0 +1,39 @@
+// Feed-forward blocks of a transformer.
+//
+//   MLP (GPT-2 style):      y = proj(gelu(fc(x)))                         names fc, proj
+//   SwiGLU (HF Llama):      y = down_proj(silu(gate_proj(x)) * up_proj(x)) no biases
+//
+// SwiGLU does gate and up as ONE matmul: their weights are concatenated along the output dim
+// (W_gu = [W_gate; W_up], (2I, C)), the (rows, 2I) product is split into two views, and the
+// concat's backward hands each HF parameter its own gradient. One GEMM of twice the width
+// runs faster than two, and the parameters keep HF's names and shapes.
+#pragma once
+
+#include <memory>
+
+#include "nn/linear.h"
+
+namespace mnemo::nn {
+
+class MLP : public Module {
+ public:
+  MLP(int64_t dim, int64_t hidden_dim, bool bias = true, Generator* gen = nullptr,
+      double init_std = 0.02);
+  Tensor forward(const Tensor& x) const;  // x (..., dim) -> (..., dim)
+
+  std::shared_ptr<Linear> fc;    // dim -> hidden
+  std::shared_ptr<Linear> proj;  // hidden -> dim
+};
+
+class SwiGLU : public Module {
+ public:
+  SwiGLU(int64_t dim, int64_t intermediate_dim, Generator* gen = nullptr, double init_std = 0.02);
+  Tensor forward(const Tensor& x) const;  // x (..., dim) -> (..., dim)
+
+  int64_t intermediate_dim;
+  std::shared_ptr<Linear> gate_proj;  // dim -> I
+  std::shared_ptr<Linear> up_proj;    // dim -> I
+  std::shared_ptr<Linear> down_proj;  // I -> dim
+};
+
+}  // namespace mnemo::nn
