@@ -1,0 +1,42 @@
+// AdamW (Loshchilov & Hutter, "Decoupled Weight Decay Regularization"), PyTorch
+// torch.optim.AdamW semantics, one fused kernel call per parameter (core/ops/optim.h adamw_).
+//
+// For each parameter p with gradient g at step t = steps_taken() + 1, with
+// lr' = lr * group.lr_scale and wd = group.weight_decay:
+//
+//   g = g * grad_scale                      (step(grad_scale); 1 for step())
+//   m = beta1 * m + (1 - beta1) * g         ("<name>.exp_avg")
+//   v = beta2 * v + (1 - beta2) * g^2       ("<name>.exp_avg_sq")
+//   p = p * (1 - lr' * wd)                  (decoupled decay: not part of the gradient)
+//   p = p - lr' / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+//
+// m and v start at zero, created at a parameter's first step with a gradient, in f32 for
+// bf16/f16 parameters and in the parameter's dtype otherwise. grad_scale lets clipping (or
+// loss-scale removal) multiply the gradient without rewriting it: clip_grad_norm's factor can
+// be passed here instead of scaling every .grad in place.
+#pragma once
+
+#include "optim/optimizer.h"
+
+namespace mnemo::optim {
+
+class AdamW : public Optimizer {
+ public:
+  AdamW(std::vector<ParamGroup> groups, double lr, double beta1 = 0.9, double beta2 = 0.95,
+        double eps = 1e-8);
+
+  void step() override { step(1.0); }
+  void step(double grad_scale);
+
+  double beta1() const { return beta1_; }
+  double beta2() const { return beta2_; }
+  double eps() const { return eps_; }
+
+ protected:
+  DType state_dtype(DType param_dtype) const override;
+
+ private:
+  double beta1_, beta2_, eps_;
+};
+
+}  // namespace mnemo::optim

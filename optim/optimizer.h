@@ -1,0 +1,113 @@
+// Optimizer: the base class of SGD and AdamW — parameter groups, the learning rate, the step
+// count, and per-parameter state that can be saved and restored by name.
+//
+// A training step, with gradient accumulation over `micro` micro-batches:
+//
+//   optimizer.zero_grad();                       // every .grad becomes undefined
+//   for (int m = 0; m < micro; ++m) {
+//     Tensor loss = model(batch[m]) / micro;     // divide, so the sum is the batch mean
+//     loss.backward();                           // grads ADD UP across backward calls
+//   }
+//   double norm = optim::clip_grad_norm(params, max_norm);   // optional (optim/clip.h)
+//   optimizer.set_lr(schedule.at(optimizer.steps_taken()));  // optional (optim/schedule.h)
+//   optimizer.step();
+//
+// Gradient accumulation needs no class: backward accumulates into .grad (+=) until
+// zero_grad() clears it, so k backward passes over losses divided by k leave the gradient of
+// the mean loss over all k micro-batches, exactly as one large batch would (up to rounding).
+//
+// Parameters come in groups (ParamGroup): each group has its own weight decay and a factor on
+// the optimizer's learning rate (optim/param_groups.h makes the usual decay/no-decay split).
+// Every parameter has a unique name; its state tensors are saved as "<name>.<slot>", e.g.
+// "model.norm.weight.exp_avg", so a checkpoint can store them next to the weights. A parameter
+// whose .grad is undefined at step() is skipped: not updated, no state created, no decay.
+//
+// The step count (steps_taken) is one number for the whole optimizer; AdamW's bias correction
+// uses it (PyTorch counts per parameter; the two agree whenever every parameter receives a
+// gradient at every step, as in LM training). Save it next to the state tensors and restore it
+// with set_steps_taken.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace mnemo::optim {
+
+struct ParamGroup {
+  // names[i] names params[i]. Names must be unique across all groups; if names is empty, the
+  // optimizer names the parameters "group<g>.<i>".
+  std::vector<std::string> names;
+  std::vector<Tensor> params;  // leaves with requires_grad; floating, contiguous
+  double weight_decay = 0;     // AdamW: decoupled decay; SGD: L2 added to the gradient
+  double lr_scale = 1;         // this group's learning rate is lr() * lr_scale
+};
+
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+
+  // One update of every parameter that has a gradient; then steps_taken() grows by one.
+  virtual void step() = 0;
+  // Makes every parameter's gradient undefined (the next backward starts from nothing).
+  void zero_grad();
+
+  double lr() const { return lr_; }
+  void set_lr(double lr);
+  int64_t steps_taken() const { return steps_taken_; }
+  void set_steps_taken(int64_t steps);
+
+  const std::vector<ParamGroup>& groups() const { return groups_; }
+  std::string_view kind() const { return kind_; }  // "SGD", "AdamW"
+
+  // The live state tensors ("<param name>.<slot>", parameter order, slot order). Only
+  // parameters that have state (were stepped with a gradient) appear. The tensors are the
+  // optimizer's own: write them out before the next step, or clone them.
+  NamedTensors state_tensors() const;
+  // Replaces the whole state with `state` (copied, converted to the state dtype and the
+  // parameter's device). Every name must be a known "<param>.<slot>" with the parameter's
+  // shape, at most once; a parameter has either all of its slots or none (none: it starts
+  // fresh, as if never stepped). Throws mnemo::Error naming the key otherwise, changing
+  // nothing.
+  void load_state_tensors(const NamedTensors& state);
+
+ protected:
+  // slot_names: the state each parameter keeps ({"exp_avg", "exp_avg_sq"}, ...).
+  Optimizer(std::string_view kind, std::vector<ParamGroup> groups, double lr,
+            std::vector<std::string> slot_names);
+
+  struct ParamState {
+    std::string name;
+    Tensor param;
+    size_t group = 0;           // index into groups()
+    std::vector<Tensor> slots;  // one per slot name; undefined until first created
+  };
+  std::vector<ParamState>& params() { return params_; }
+  const std::vector<std::string>& slot_names() const { return slot_names_; }
+  // The dtype the state of a parameter of this dtype is kept in (the parameter's by default).
+  virtual DType state_dtype(DType param_dtype) const { return param_dtype; }
+  // A zero state tensor for p (its shape, its device, state_dtype).
+  Tensor zero_state(const Tensor& param) const;
+  // p's gradient ready for an update (contiguous, the parameter's dtype), or an undefined
+  // tensor when p has none. Throws naming the parameter if the shape differs.
+  Tensor gradient_of(const ParamState& p) const;
+  void count_step() { ++steps_taken_; }
+
+ private:
+  std::string kind_;
+  std::vector<ParamGroup> groups_;
+  std::vector<ParamState> params_;
+  std::vector<std::string> slot_names_;
+  double lr_ = 0;
+  int64_t steps_taken_ = 0;
+};
+
+}  // namespace mnemo::optim
