@@ -129,6 +129,27 @@ void prune(const fs::path& run, int keep) {
   for (const fs::path& path : stale) fs::remove_all(path);
 }
 
+// The four steps of commit_checkpoint (which turns file system exceptions into Errors).
+std::string commit_checkpoint_steps(const std::string& run_dir, const std::string& tmp_dir,
+                                    int64_t step, int keep) {
+  fs::path run(run_dir);
+  fs::path tmp(tmp_dir);
+  MNEMO_CHECK(fs::is_directory(tmp), "commit_checkpoint: '{}' is not a directory", tmp_dir);
+  std::error_code error;
+  MNEMO_CHECK(fs::equivalent(tmp.parent_path().empty() ? "." : tmp.parent_path(), run, error),
+              "commit_checkpoint: '{}' is not inside the run directory '{}'", tmp_dir, run_dir);
+  std::string name = checkpoint_dir_name(step);
+  fs::path final_path = run / name;
+
+  fsync_tree(tmp);                   // 1. the files' bytes are on disk
+  rename_dir_over(tmp, final_path);  // 2. the checkpoint gets its name
+  fsync_path(run.string());
+  point_latest(run, name);  // 3. latest moves to it in one rename
+  fsync_path(run.string());
+  prune(run, keep);  // 4. old checkpoints and crash leftovers go
+  return final_path.string();
+}
+
 }  // namespace
 
 std::string checkpoint_dir_name(int64_t step) {
@@ -155,21 +176,11 @@ std::string begin_checkpoint(const std::string& run_dir, int64_t step) {
 
 std::string commit_checkpoint(const std::string& run_dir, const std::string& tmp_dir, int64_t step,
                               int keep) {
-  fs::path run(run_dir);
-  fs::path tmp(tmp_dir);
-  MNEMO_CHECK(fs::is_directory(tmp), "commit_checkpoint: '{}' is not a directory", tmp_dir);
-  MNEMO_CHECK(fs::equivalent(tmp.parent_path().empty() ? "." : tmp.parent_path(), run),
-              "commit_checkpoint: '{}' is not inside the run directory '{}'", tmp_dir, run_dir);
-  std::string name = checkpoint_dir_name(step);
-  fs::path final_path = run / name;
-
-  fsync_tree(tmp);                   // 1. the files' bytes are on disk
-  rename_dir_over(tmp, final_path);  // 2. the checkpoint gets its name
-  fsync_path(run.string());
-  point_latest(run, name);  // 3. latest moves to it in one rename
-  fsync_path(run.string());
-  prune(run, keep);  // 4. old checkpoints and crash leftovers go
-  return final_path.string();
+  try {
+    return commit_checkpoint_steps(run_dir, tmp_dir, step, keep);
+  } catch (const fs::filesystem_error& e) {  // e.g. permissions, a full disk
+    fail("commit_checkpoint: {}: {}", run_dir, e.what());
+  }
 }
 
 std::string resolve_checkpoint(const std::string& path) {
