@@ -16,6 +16,7 @@ packages=(
   nlohmann-json3-dev                  # configs, checkpoints' metadata
   libcli11-dev                        # the mnemo command line
   libopenmpi-dev openmpi-bin          # data-parallel training across processes
+  fortunes                            # the default training corpus (plain-text fortunes)
 )
 
 missing=()

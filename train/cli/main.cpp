@@ -1,6 +1,12 @@
 // mnemo — the command-line tool. Subcommands:
 //
 //   mnemo version                 the version and the features this build has
+//   mnemo train                   train a Llama-style LM on text (train/lib/trainer.h)
+//   mnemo eval                    score a text file with a checkpoint (train/lib/evaluate.h)
+//   mnemo sample                  generate text from a checkpoint (train/lib/generate.h)
+//   mnemo tokenize                a text file's token ids, as JSON
+//   mnemo tokenizer train         train a byte-level BPE tokenizer
+//   mnemo bench train             the training step's speed, as JSON (train/lib/bench_train.h)
 //   mnemo demo-mlp [options]      train a small MLP on a generated spiral (train/lib/demo_mlp.h)
 //
 // This file only parses arguments (CLI11) and maps failures to exit codes; the work lives
@@ -13,8 +19,12 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/cpu/parallel.h"
+#include "train/lib/bench_train.h"
 #include "train/lib/build_info.h"
+#include "train/lib/commands.h"
 #include "train/lib/demo_mlp.h"
+#include "train/lib/trainer.h"
 
 namespace {
 
@@ -56,6 +66,11 @@ void add_demo_mlp_options(CLI::App& demo, mnemo::DemoMlpOptions& o, std::string&
   demo.add_option("--device", device, "cpu, cuda or cuda:N")->capture_default_str();
 }
 
+void add_threads_option(CLI::App& app, int& threads) {
+  app.add_option("--threads", threads, "CPU threads (default: the config's, else all cores)")
+      ->check(CLI::Range(1, 4096));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -70,6 +85,109 @@ int main(int argc, char** argv) {
   mnemo::DemoMlpOptions demo_options;
   std::string device = "cpu";
   add_demo_mlp_options(*demo, demo_options, device);
+  int threads = 0;
+
+  // ---- train ----
+  mnemo::train::TrainOptions train_options;
+  CLI::App* train = app.add_subcommand(
+      "train", "Train a Llama-style language model on text (a config from configs/)");
+  train->add_option("--config", train_options.config_file, "Run config (JSON: model, train, data)")
+      ->check(CLI::ExistingFile);
+  train->add_option("--out", train_options.out_dir, "Run directory")->required();
+  train->add_option("--steps", train_options.steps, "Override train.steps")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 40));
+  train->add_option("--set", train_options.overrides,
+                    "key=value (section.key or a unique key), repeatable")
+      ->allow_extra_args(false);
+  train->add_flag("--resume", train_options.resume, "Continue from OUT/latest");
+  train->add_option("--device", train_options.device, "auto, cpu, cuda or cuda:N");
+  add_threads_option(*train, threads);
+
+  // ---- eval ----
+  mnemo::train::EvalOptions eval_options;
+  CLI::App* eval = app.add_subcommand(
+      "eval", "Score a text file: loss per token and bits per byte, as one JSON line");
+  eval->add_option("--checkpoint", eval_options.checkpoint, "Run or checkpoint directory")
+      ->required();
+  eval->add_option("--text", eval_options.text, "Text file")->required();
+  eval->add_option("--seq", eval_options.seq, "Window length (default: max_position_embeddings)")
+      ->check(CLI::Range(int64_t(2), int64_t(1) << 30));
+  eval->add_option("--batch", eval_options.batch, "Windows per forward pass")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20))
+      ->capture_default_str();
+  eval->add_option("--device", eval_options.device, "auto, cpu, cuda or cuda:N")
+      ->capture_default_str();
+  add_threads_option(*eval, threads);
+
+  // ---- sample ----
+  mnemo::train::SampleOptions sample_options;
+  CLI::App* sample = app.add_subcommand("sample", "Generate text from a checkpoint");
+  sample->add_option("--checkpoint", sample_options.checkpoint, "Run or checkpoint directory")
+      ->required();
+  sample->add_option("--prompt", sample_options.prompt, "Text to continue")->capture_default_str();
+  sample->add_option("--max-tokens", sample_options.max_tokens, "Tokens to generate")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 30))
+      ->capture_default_str();
+  sample->add_option("--temperature", sample_options.temperature, "0 = greedy")
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str();
+  sample->add_option("--top-k", sample_options.top_k, "Keep the k most likely tokens (0 = all)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 30))
+      ->capture_default_str();
+  sample->add_option("--top-p", sample_options.top_p, "Nucleus: smallest set with this mass")
+      ->check(CLI::Range(1e-9, 1.0))
+      ->capture_default_str();
+  sample->add_option("--seed", sample_options.seed, "Sampling seed")->capture_default_str();
+  bool no_cache = false;
+  sample->add_flag("--no-cache", no_cache, "Recompute the whole sequence at every token");
+  sample->add_option("--device", sample_options.device, "auto, cpu, cuda or cuda:N")
+      ->capture_default_str();
+  add_threads_option(*sample, threads);
+
+  // ---- tokenize ----
+  std::string tokenize_checkpoint, tokenize_text, tokenize_out;
+  CLI::App* tokenize =
+      app.add_subcommand("tokenize", "Write a text file's token ids as a JSON array");
+  tokenize->add_option("--checkpoint", tokenize_checkpoint, "Run or checkpoint directory")
+      ->required();
+  tokenize->add_option("--text", tokenize_text, "Text file")->required();
+  tokenize->add_option("--out", tokenize_out, "Output JSON file")->required();
+
+  // ---- tokenizer train ----
+  CLI::App* tokenizer = app.add_subcommand("tokenizer", "Tokenizer tools");
+  tokenizer->require_subcommand(1);
+  CLI::App* tokenizer_train =
+      tokenizer->add_subcommand("train", "Train a byte-level BPE tokenizer on text");
+  std::string tok_text, tok_out, tok_type = "bpe";
+  int64_t tok_vocab = 512;
+  tokenizer_train->add_option("--text", tok_text, "Text file or directory")->required();
+  tokenizer_train->add_option("--vocab-size", tok_vocab, "Ids: 256 bytes + merges + eos")
+      ->capture_default_str();
+  tokenizer_train->add_option("--type", tok_type, "bpe or byte")->capture_default_str();
+  tokenizer_train->add_option("--out", tok_out, "Output tokenizer.json")->required();
+
+  // ---- bench train ----
+  CLI::App* bench = app.add_subcommand("bench", "Benchmarks printing JSON");
+  bench->require_subcommand(1);
+  CLI::App* bench_train =
+      bench->add_subcommand("train", "Time the training step of a config (one JSON line)");
+  mnemo::train::BenchTrainOptions bench_options;
+  bench_train->add_option("--config", bench_options.config_file, "Run config")
+      ->required()
+      ->check(CLI::ExistingFile);
+  bench_train->add_option("--batch", bench_options.batch, "Sequences per step (default: config)")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+  bench_train->add_option("--seq", bench_options.seq, "Tokens per sequence (default: config)")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+  bench_train->add_option("--steps", bench_options.steps, "Timed steps")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20))
+      ->capture_default_str();
+  bench_train->add_option("--warmup", bench_options.warmup, "Untimed steps first")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 20))
+      ->capture_default_str();
+  bench_train->add_option("--set", bench_options.overrides, "key=value, repeatable");
+  bench_train->add_option("--device", bench_options.device, "auto, cpu, cuda or cuda:N");
+  add_threads_option(*bench_train, threads);
 
   try {
     app.parse(argc, argv);
@@ -79,13 +197,35 @@ int main(int argc, char** argv) {
     return kExitBadInput;
   }
   if (app.get_subcommands().empty()) {
-    print_error("a subcommand is required: version or demo-mlp (see mnemo --help)");
+    print_error(
+        "a subcommand is required: train, eval, sample, tokenize, tokenizer, bench, version or "
+        "demo-mlp (see mnemo --help)");
     return kExitBadInput;
   }
 
   try {
+    if (threads > 0) mnemo::set_num_threads(threads);
     if (*version) {
       std::cout << mnemo::version_report();
+    } else if (*train) {
+      if (threads > 0) train_options.overrides.push_back(fmt::format("train.threads={}", threads));
+      if (train_options.config_file.empty() && !train_options.resume) {
+        throw mnemo::Error("train: --config FILE is required (unless --resume)");
+      }
+      const auto summary = mnemo::train::run_training(train_options, std::cerr);
+      (void)summary;
+    } else if (*eval) {
+      mnemo::train::run_eval(eval_options, std::cout);
+    } else if (*sample) {
+      sample_options.use_cache = !no_cache;
+      mnemo::train::run_sample(sample_options, std::cout);
+    } else if (*tokenize) {
+      mnemo::train::run_tokenize(tokenize_checkpoint, tokenize_text, tokenize_out);
+    } else if (*tokenizer_train) {
+      mnemo::train::run_tokenizer_train(tok_text, tok_vocab, tok_type, tok_out, std::cout);
+    } else if (*bench_train) {
+      if (threads > 0) bench_options.overrides.push_back(fmt::format("train.threads={}", threads));
+      std::cout << mnemo::train::bench_train(bench_options).dump() << std::endl;
     } else if (*demo) {
       demo_options.device = mnemo::Device::parse(device);
       mnemo::run_demo_mlp(demo_options, std::cout);

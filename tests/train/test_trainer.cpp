@@ -1,0 +1,283 @@
+// The training pipeline end to end on a tiny model and corpus: a run writes metrics, curves
+// and checkpoints; a resumed run reproduces the uninterrupted losses bit for bit; checkpoints
+// load back exactly and reject damaged files; evaluation follows its windowing rule.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "autograd/grad_mode.h"
+#include "autograd/ops.h"
+#include "core/error.h"
+#include "train/io/files.h"
+#include "train/lib/checkpoint.h"
+#include "train/lib/evaluate.h"
+#include "train/lib/generate.h"
+#include "train/lib/run_config.h"
+#include "train/lib/trainer.h"
+
+namespace fs = std::filesystem;
+using namespace mnemo;
+using namespace mnemo::train;
+using nlohmann::json;
+
+namespace {
+
+struct ScratchDir {
+  fs::path path;
+  ScratchDir() {
+    static int counter = 0;
+    path = fs::temp_directory_path() /
+           ("mnemo_train_test_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~ScratchDir() {
+    std::error_code ignored;
+    fs::remove_all(path, ignored);
+  }
+};
+
+// A small corpus of fortune-style documents separated by "%" lines.
+std::string write_corpus(const fs::path& dir) {
+  std::ostringstream text;
+  const char* words[] = {"the", "cat", "sees", "a", "moon", "river", "song", "quiet", "house",
+                         "friend", "at", "night", "without", "word", "old", "road"};
+  uint64_t state = 12345;
+  for (int doc = 0; doc < 80; ++doc) {
+    if (doc) text << "%\n";
+    for (int w = 0; w < 25; ++w) {
+      state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+      text << words[(state >> 33) % 16] << (w % 8 == 7 ? ".\n" : " ");
+    }
+    text << "\n";
+  }
+  const fs::path file = dir / "corpus.txt";
+  std::ofstream(file) << text.str();
+  return file.string();
+}
+
+std::string write_config(const fs::path& dir, const std::string& corpus, int64_t steps) {
+  json config = {
+      {"model",
+       {{"vocab_size", 300},
+        {"hidden_size", 16},
+        {"intermediate_size", 32},
+        {"num_hidden_layers", 2},
+        {"num_attention_heads", 4},
+        {"num_key_value_heads", 2},
+        {"max_position_embeddings", 16}}},
+      {"train",
+       {{"batch_size", 4},
+        {"seq_len", 16},
+        {"lr", 0.01},
+        {"min_lr", 0.001},
+        {"warmup_steps", 2},
+        {"steps", steps},
+        {"eval_interval", 3},
+        {"eval_batches", 2},
+        {"checkpoint_interval", 3},
+        {"grad_accum", 2},
+        {"device", "cpu"}}},
+      {"data", {{"path", corpus}, {"tokenizer", "bpe"}, {"vocab_size", 290}, {"val_fraction", 0.1}}}};
+  const fs::path file = dir / "config.json";
+  std::ofstream(file) << config.dump(2);
+  return file.string();
+}
+
+std::vector<json> read_metrics(const fs::path& file) {
+  std::vector<json> lines;
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line)) lines.push_back(json::parse(line));
+  return lines;
+}
+
+std::vector<double> step_losses(const std::vector<json>& metrics) {
+  std::vector<double> losses;
+  for (const json& m : metrics) {
+    if (m.contains("loss")) losses.push_back(m["loss"].get<double>());
+  }
+  return losses;
+}
+
+nn::LlamaConfig tiny_model() {
+  nn::LlamaConfig c;
+  c.vocab_size = 40;
+  c.hidden_size = 16;
+  c.intermediate_size = 24;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.max_position_embeddings = 32;
+  c.tie_word_embeddings = false;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("train: a run writes metrics, the plot and an atomic latest checkpoint") {
+  ScratchDir dir;
+  const std::string config = write_config(dir.path, write_corpus(dir.path), 6);
+  std::ostringstream log;
+  TrainOptions options{.config_file = config, .out_dir = (dir.path / "run").string()};
+  const TrainSummary summary = run_training(options, log);
+  CHECK(summary.steps_done == 6);
+  CHECK(std::isfinite(summary.val_bpb));
+
+  const fs::path run = dir.path / "run";
+  const auto metrics = read_metrics(run / "metrics.jsonl");
+  CHECK(step_losses(metrics).size() == 6);
+  int evals = 0;
+  for (const json& m : metrics) {
+    if (m.contains("loss")) {
+      for (const char* key : {"step", "loss", "lr", "grad_norm", "tokens_per_s"}) {
+        CHECK(m.contains(key));
+      }
+    }
+    if (m.contains("val_loss")) {
+      CHECK(m.contains("val_bpb"));
+      ++evals;
+    }
+  }
+  CHECK(evals == 2);  // at step 3 and at the end
+  CHECK(fs::is_symlink(run / "latest"));
+  for (const char* file : {"config.json", "model.safetensors", "tokenizer.json",
+                           "optimizer.safetensors", "trainer_state.json"}) {
+    CHECK(fs::exists(run / "latest" / file));
+  }
+  const json hf = json::parse(io::read_file((run / "latest" / "config.json").string()));
+  CHECK(hf["architectures"] == json::array({"LlamaForCausalLM"}));
+  CHECK(hf["model_type"] == "llama");
+  CHECK(hf["num_key_value_heads"] == 2);
+  const std::string svg = io::read_file((run / "loss.svg").string());
+  CHECK(svg.find("<svg") != std::string::npos);
+
+  // Without --resume an existing run is not overwritten.
+  CHECK_THROWS_WITH_AS(run_training(options, log), doctest::Contains("--resume"), Error);
+}
+
+TEST_CASE("train: resuming from a checkpoint reproduces the uninterrupted losses bitwise") {
+  ScratchDir dir;
+  const std::string config = write_config(dir.path, write_corpus(dir.path), 6);
+  const fs::path run = dir.path / "run";
+  std::ostringstream log;
+  run_training({.config_file = config, .out_dir = run.string()}, log);
+  const std::vector<double> uninterrupted = step_losses(read_metrics(run / "metrics.jsonl"));
+  REQUIRE(uninterrupted.size() == 6);
+
+  // As if the process had been killed after the checkpoint at step 3 was published: latest
+  // points at step 3 and the step-6 checkpoint never existed.
+  fs::remove_all(run / "step-00000006");
+  fs::remove(run / "latest");
+  fs::create_directory_symlink("step-00000003", run / "latest");
+  run_training({.out_dir = run.string(), .resume = true}, log);
+  const std::vector<double> resumed = step_losses(read_metrics(run / "metrics.jsonl"));
+  REQUIRE(resumed.size() == 6);
+  for (size_t i = 0; i < 6; ++i) {
+    CAPTURE(i);
+    CHECK(resumed[i] == uninterrupted[i]);  // bitwise: same doubles
+  }
+}
+
+TEST_CASE("train: bad configs are errors naming the key") {
+  ScratchDir dir;
+  const fs::path file = dir.path / "c.json";
+  std::ofstream(file) << R"({"train": {"lrr": 0.1}})";
+  CHECK_THROWS_WITH_AS(load_run_config(file.string()), doctest::Contains("lrr"), Error);
+  std::ofstream(file, std::ios::trunc) << R"({"train": {"steps": "many"}})";
+  CHECK_THROWS_WITH_AS(load_run_config(file.string()), doctest::Contains("steps"), Error);
+  std::ofstream(file, std::ios::trunc) << R"({"model": {"hidden_size": 30}})";
+  CHECK_THROWS_AS(load_run_config(file.string()), Error);  // 30 % 4 heads != 0
+  CHECK_THROWS_WITH_AS(load_run_config("", {"train.batch_size=6", "grad_accum=4"}),
+                       doctest::Contains("grad_accum"), Error);
+  const RunConfig rc = load_run_config("", {"lr=0.5", "train.seq_len=64"}, 7);
+  CHECK(rc.train.lr == 0.5);
+  CHECK(rc.train.seq_len == 64);
+  CHECK(rc.train.steps == 7);
+  CHECK_THROWS_WITH_AS(load_run_config("", {"vocab_size=100"}), doctest::Contains("vocab_size"),
+                       Error);  // in both model and data: ambiguous
+}
+
+TEST_CASE("train: a checkpoint loads back exactly and damaged weights are rejected") {
+  ScratchDir dir;
+  manual_seed(3);
+  text::ByteTokenizer tokenizer;
+  nn::LlamaConfig c = tiny_model();
+  c.vocab_size = 300;  // the byte tokenizer has 257 ids
+  nn::LlamaForCausalLM big(c);
+  CheckpointContents contents{.model = &big, .tokenizer = &tokenizer, .trainer_state = json{}};
+  const std::string path = save_checkpoint(dir.path.string(), 5, contents);
+  LoadedCheckpoint loaded = load_checkpoint(dir.path.string());
+  CHECK(loaded.path == path);
+  const auto original = big.state_dict();
+  const auto restored = loaded.model->state_dict();
+  REQUIRE(original.size() == restored.size());
+  for (size_t i = 0; i < original.size(); ++i) {
+    CHECK(original[i].first == restored[i].first);
+    CHECK(original[i].second.to_vector<float>() == restored[i].second.to_vector<float>());
+  }
+
+  // Truncated weights: an error naming the file, never a crash.
+  const std::string weights = path + "/model.safetensors";
+  const std::string bytes = io::read_file(weights);
+  std::ofstream(weights, std::ios::binary | std::ios::trunc).write(bytes.data(), 100);
+  CHECK_THROWS_WITH_AS(load_checkpoint(path), doctest::Contains("model.safetensors"), Error);
+}
+
+TEST_CASE("train: greedy decoding with the KV cache equals decoding without it") {
+  manual_seed(11);
+  nn::LlamaForCausalLM model(tiny_model());
+  const std::vector<int32_t> prompt{1, 5, 7, 2};
+  GenerateOptions options;
+  options.max_new_tokens = 20;
+  options.sampling.temperature = 0;
+  const Generated cached = generate(model, prompt, options);
+  options.use_cache = false;
+  const Generated uncached = generate(model, prompt, options);
+  CHECK(cached.tokens.size() == 20);
+  CHECK(cached.tokens == uncached.tokens);
+  for (size_t i = 0; i < cached.logprobs.size(); ++i) {
+    CHECK(cached.logprobs[i] == doctest::Approx(uncached.logprobs[i]).epsilon(1e-4));
+  }
+  // Sampling with a seed is reproducible.
+  options.use_cache = true;
+  options.sampling.temperature = 1;
+  options.seed = 4;
+  CHECK(generate(model, prompt, options).tokens == generate(model, prompt, options).tokens);
+}
+
+TEST_CASE("train: evaluation scores each window on its own") {
+  manual_seed(5);
+  nn::LlamaForCausalLM model(tiny_model());
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 23; ++i) ids.push_back((i * 7 + 3) % 40);
+  std::vector<int64_t> bytes(40, 1);
+  bytes[3] = 2;
+  const EvalResult r = evaluate_windows(model, ids, 8, 2, bytes);
+  // Windows [0,8), [8,16), [16,23): 7 + 7 + 6 predictions.
+  CHECK(r.tokens == 20);
+  double nats = 0;
+  int64_t expected_bytes = 0;
+  NoGradGuard no_grad;
+  for (int64_t start = 0; start < 23; start += 8) {
+    const int64_t n = std::min<int64_t>(8, 23 - start);
+    std::vector<int64_t> window(ids.begin() + start, ids.begin() + start + n);
+    nn::LMInput input;
+    input.input_ids = from_vector(window, {1, n});
+    const Tensor logits = model.forward(input).logits;  // (1, n, V)
+    const std::vector<float> l = logits.to_vector<float>();
+    for (int64_t i = 0; i + 1 < n; ++i) {
+      double max = -1e30, sum = 0;
+      for (int64_t v = 0; v < 40; ++v) max = std::max(max, double(l[size_t(i * 40 + v)]));
+      for (int64_t v = 0; v < 40; ++v) sum += std::exp(double(l[size_t(i * 40 + v)]) - max);
+      nats += max + std::log(sum) - double(l[size_t(i * 40 + window[size_t(i + 1)])]);
+      expected_bytes += bytes[size_t(window[size_t(i + 1)])];
+    }
+  }
+  CHECK(r.total_nats == doctest::Approx(nats).epsilon(1e-5));
+  CHECK(r.bytes == expected_bytes);
+  CHECK(r.bits_per_byte() == doctest::Approx(nats / std::log(2.0) / double(expected_bytes)));
+}

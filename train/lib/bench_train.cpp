@@ -1,0 +1,77 @@
+// Training-step benchmark (see bench_train.h).
+#include "train/lib/bench_train.h"
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+#include <numeric>
+
+#include "autograd/engine.h"
+#include "autograd/ops.h"
+#include "core/cpu/parallel.h"
+#include "core/error.h"
+#include "optim/adamw.h"
+#include "optim/clip.h"
+#include "optim/param_groups.h"
+#include "train/lib/device_select.h"
+#include "train/lib/run_config.h"
+
+namespace mnemo::train {
+
+nlohmann::json bench_train(const BenchTrainOptions& o) {
+  RunConfig rc = load_run_config(o.config_file, o.overrides);
+  const int64_t batch = o.batch > 0 ? o.batch : rc.train.batch_size;
+  const int64_t seq = o.seq > 0 ? o.seq : rc.train.seq_len;
+  MNEMO_CHECK(o.steps >= 1, "bench train: --steps must be >= 1, got {}", o.steps);
+  MNEMO_CHECK(seq <= rc.model.max_position_embeddings,
+              "bench train: --seq {} exceeds max_position_embeddings {}", seq,
+              rc.model.max_position_embeddings);
+  if (rc.train.threads > 0) set_num_threads(int(rc.train.threads));
+  const Device device = select_device(o.device.empty() ? rc.train.device : o.device, std::cerr);
+
+  manual_seed(rc.train.seed);
+  nn::LlamaForCausalLM model(rc.model);
+  if (!device.is_cpu()) model.to(device);
+  model.train();
+  optim::AdamW optimizer(optim::decay_groups(model.named_parameters(), rc.train.weight_decay),
+                         rc.train.lr, rc.train.beta1, rc.train.beta2, 1e-8);
+  const std::vector<Tensor> params = model.parameters();
+  Generator gen(rc.train.seed + 1);
+  const TensorOptions ids_options{.dtype = DType::i64, .device = device};
+
+  std::vector<double> times;
+  for (int64_t step = 0; step < o.warmup + o.steps; ++step) {
+    // A fresh batch every step, drawn before the clock starts.
+    Tensor ids = randint(0, double(rc.model.vocab_size), {batch, seq + 1}, ids_options, &gen);
+    Tensor x = contiguous(narrow(ids, 1, 0, seq));
+    Tensor y = contiguous(narrow(ids, 1, 1, seq));
+    synchronize(device);
+    const auto start = std::chrono::steady_clock::now();
+    Tensor loss = model.loss(x, y);
+    backward(loss);
+    const double norm = optim::global_grad_norm(params);
+    optimizer.step(norm > rc.train.grad_clip ? rc.train.grad_clip / (norm + 1e-6) : 1.0);
+    optimizer.zero_grad();
+    synchronize(device);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (step >= o.warmup) times.push_back(seconds);
+  }
+  std::vector<double> sorted = times;
+  std::sort(sorted.begin(), sorted.end());
+  const size_t n = sorted.size();
+  const double median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+  const double mean = std::accumulate(times.begin(), times.end(), 0.0) / double(n);
+  return nlohmann::json{{"bench", "train"},
+                        {"tokens_per_s", double(batch * seq) / median},
+                        {"ms_per_step", median * 1e3},
+                        {"ms_per_step_mean", mean * 1e3},
+                        {"batch", batch},
+                        {"seq", seq},
+                        {"steps", o.steps},
+                        {"threads", num_threads()},
+                        {"device", device.str()},
+                        {"parameters", model.num_parameters()}};
+}
+
+}  // namespace mnemo::train

@@ -1,0 +1,114 @@
+// eval, sample, tokenize, tokenizer train (see commands.h).
+#include "train/lib/commands.h"
+
+#include <chrono>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "train/io/checkpoint_dir.h"
+#include "train/io/files.h"
+#include "train/lib/checkpoint.h"
+#include "train/lib/device_select.h"
+#include "train/lib/evaluate.h"
+#include "train/lib/generate.h"
+#include "train/text/tokenizer.h"
+#include "train/text/corpus.h"
+
+namespace mnemo::train {
+
+using nlohmann::json;
+
+namespace {
+
+LoadedCheckpoint load_on(const std::string& checkpoint, const std::string& device_spec) {
+  LoadedCheckpoint ckpt = load_checkpoint(checkpoint);
+  const Device device = select_device(device_spec, std::cerr);
+  if (!device.is_cpu()) ckpt.model->to(device);
+  return ckpt;
+}
+
+}  // namespace
+
+void run_eval(const EvalOptions& o, std::ostream& out) {
+  const std::string text = io::read_file(o.text);
+  LoadedCheckpoint ckpt = load_on(o.checkpoint, o.device);
+  const int64_t seq = o.seq > 0 ? o.seq : ckpt.config.max_position_embeddings;
+  MNEMO_CHECK(seq >= 2 && seq <= ckpt.config.max_position_embeddings,
+              "eval: --seq must be in [2, {}] (the model's max_position_embeddings), got {}",
+              ckpt.config.max_position_embeddings, seq);
+  const std::vector<int32_t> ids = ckpt.tokenizer->encode(text);
+  MNEMO_CHECK(ids.size() >= 2, "eval: {} holds fewer than 2 tokens; nothing to score", o.text);
+  const EvalResult r = evaluate_windows(*ckpt.model, ids, seq, o.batch,
+                                        token_byte_lengths(*ckpt.tokenizer));
+  out << json{{"loss_nats_per_token", r.loss()},
+              {"bits_per_byte", r.bits_per_byte()},
+              {"tokens", r.tokens},
+              {"bytes", r.bytes},
+              {"windows", (int64_t(ids.size()) + seq - 1) / seq},
+              {"seq", seq}}
+             .dump()
+      << "\n";
+}
+
+void run_sample(const SampleOptions& o, std::ostream& out) {
+  MNEMO_CHECK(o.max_tokens >= 0, "sample: --max-tokens must be >= 0, got {}", o.max_tokens);
+  LoadedCheckpoint ckpt = load_on(o.checkpoint, o.device);
+  std::vector<int32_t> prompt{ckpt.tokenizer->eos_id()};
+  const std::vector<int32_t> encoded = ckpt.tokenizer->encode(o.prompt);
+  prompt.insert(prompt.end(), encoded.begin(), encoded.end());
+  GenerateOptions g;
+  g.max_new_tokens = o.max_tokens;
+  g.sampling.temperature = o.temperature;
+  g.sampling.top_k = o.top_k;
+  g.sampling.top_p = o.top_p;
+  g.seed = o.seed;
+  g.use_cache = o.use_cache;
+  g.eos_id = ckpt.tokenizer->eos_id();
+  Generated result = generate(*ckpt.model, prompt, g);
+  if (!result.tokens.empty() && result.tokens.back() == g.eos_id) result.tokens.pop_back();
+  out << o.prompt << ckpt.tokenizer->decode(result.tokens) << "\n";
+  if (result.hit_context_limit) {
+    std::cerr << "sample: stopped at the model's context length ("
+              << ckpt.config.max_position_embeddings << " tokens)\n";
+  }
+}
+
+void run_tokenize(const std::string& checkpoint, const std::string& text_file,
+                  const std::string& out_file) {
+  const std::string text = io::read_file(text_file);
+  const std::string dir = io::resolve_checkpoint(checkpoint);
+  auto tokenizer = text::Tokenizer::load(dir + "/tokenizer.json");
+  const std::vector<int32_t> ids = tokenizer->encode(text);
+  io::write_file_atomic(out_file, json(ids).dump() + "\n");
+}
+
+void run_tokenizer_train(const std::string& text_path, int64_t vocab_size,
+                         const std::string& type, const std::string& out_file, std::ostream& out) {
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<std::string> docs = text::read_documents(text_path);
+  std::unique_ptr<text::Tokenizer> tokenizer;
+  if (type == "byte") {
+    tokenizer = std::make_unique<text::ByteTokenizer>();
+  } else {
+    MNEMO_CHECK(type == "bpe", "tokenizer train: --type must be bpe or byte, got '{}'", type);
+    MNEMO_CHECK(vocab_size >= 257 && vocab_size <= (int64_t(1) << 24),
+                "tokenizer train: --vocab-size must be in [257, 2^24] (256 bytes + eos + merges), "
+                "got {}",
+                vocab_size);
+    tokenizer = std::make_unique<text::BpeTokenizer>(
+        text::BpeTokenizer::train(docs, int32_t(vocab_size)));
+  }
+  tokenizer->save(out_file);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  out << json{{"out", out_file},
+              {"type", type},
+              {"vocab_size", tokenizer->vocab_size()},
+              {"documents", docs.size()},
+              {"seconds", seconds}}
+             .dump()
+      << "\n";
+}
+
+}  // namespace mnemo::train

@@ -1,0 +1,46 @@
+// The `mnemo` subcommands that work on text and checkpoints: eval, sample, tokenize and
+// tokenizer train. Each takes its parsed options and writes its result to `out` (stdout in the
+// CLI); errors are mnemo::Error naming the file or option (exit status 2 in the CLI).
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+
+namespace mnemo::train {
+
+struct EvalOptions {
+  std::string checkpoint;  // run dir (its latest) or checkpoint dir
+  std::string text;        // file to score
+  int64_t seq = 0;         // window length; 0 = max_position_embeddings
+  int64_t batch = 8;
+  std::string device = "auto";
+};
+// One JSON line: {"loss_nats_per_token", "bits_per_byte", "tokens", "bytes", "windows", "seq"}
+// (evaluate.h has the windowing rule and what "bytes" counts).
+void run_eval(const EvalOptions& options, std::ostream& out);
+
+struct SampleOptions {
+  std::string checkpoint;
+  std::string prompt;
+  int64_t max_tokens = 100;
+  double temperature = 1.0;
+  int64_t top_k = 0;
+  double top_p = 1.0;
+  uint64_t seed = 0;
+  bool use_cache = true;
+  std::string device = "auto";
+};
+// Prints the prompt followed by its continuation. The model sees an eos id before the
+// prompt (the start of a document, as in training) and stops at the next eos.
+void run_sample(const SampleOptions& options, std::ostream& out);
+
+// Writes the ids of the text (as the checkpoint's tokenizer encodes it) as a JSON array.
+void run_tokenize(const std::string& checkpoint, const std::string& text_file,
+                  const std::string& out_file);
+
+// Trains a tokenizer ("bpe" or "byte") on a text file or directory and saves it.
+void run_tokenizer_train(const std::string& text_path, int64_t vocab_size,
+                         const std::string& type, const std::string& out_file, std::ostream& out);
+
+}  // namespace mnemo::train

@@ -1,0 +1,241 @@
+// The run config: schema, merge, typed settings, HF config.json (see run_config.h).
+#include "train/lib/run_config.h"
+
+#include <cmath>
+
+#include "core/error.h"
+#include "train/io/config.h"
+
+namespace mnemo::train {
+
+using nlohmann::json;
+
+json default_run_config() {
+  const nn::LlamaConfig m;
+  const TrainSettings t;
+  const DataSettings d;
+  return json{
+      {"model",
+       {{"vocab_size", 512},
+        {"hidden_size", 128},
+        {"intermediate_size", 384},
+        {"num_hidden_layers", 4},
+        {"num_attention_heads", 4},
+        {"num_key_value_heads", 4},
+        {"hidden_act", "silu"},
+        {"rms_norm_eps", 1e-5},
+        {"rope_theta", 10000.0},
+        {"max_position_embeddings", 128},
+        {"tie_word_embeddings", true},
+        {"initializer_range", m.initializer_range},
+        {"torch_dtype", "float32"}}},
+      {"train",
+       {{"batch_size", t.batch_size},
+        {"seq_len", t.seq_len},
+        {"lr", t.lr},
+        {"min_lr", t.min_lr},
+        {"warmup_steps", t.warmup_steps},
+        {"steps", t.steps},
+        {"weight_decay", t.weight_decay},
+        {"grad_clip", t.grad_clip},
+        {"grad_accum", t.grad_accum},
+        {"eval_interval", t.eval_interval},
+        {"eval_batches", t.eval_batches},
+        {"checkpoint_interval", t.checkpoint_interval},
+        {"seed", t.seed},
+        {"device", t.device},
+        {"threads", t.threads},
+        {"beta1", t.beta1},
+        {"beta2", t.beta2},
+        {"decay", t.decay},
+        {"log_interval", t.log_interval}}},
+      {"data",
+       {{"path", d.path},
+        {"tokenizer", d.tokenizer},
+        {"vocab_size", d.vocab_size},
+        {"val_fraction", d.val_fraction}}},
+  };
+}
+
+namespace {
+
+template <typename T>
+T get(const json& section, const char* name, std::string_view where) {
+  try {
+    return section.at(name).get<T>();
+  } catch (const json::exception&) {
+    fail("{}: key '{}' is missing or has the wrong type", where, name);
+  }
+}
+
+void check_positive(int64_t value, std::string_view key) {
+  MNEMO_CHECK(value > 0, "config: '{}' must be positive, got {}", key, value);
+}
+
+void check_non_negative(double value, std::string_view key) {
+  MNEMO_CHECK(std::isfinite(value) && value >= 0, "config: '{}' must be finite and >= 0, got {}",
+              key, value);
+}
+
+}  // namespace
+
+RunConfig run_config_from_json(const json& config, std::string_view source) {
+  RunConfig rc;
+  rc.json = config;
+  MNEMO_CHECK(config.is_object() && config.contains("model") && config.contains("train") &&
+                  config.contains("data"),
+              "{}: a run config needs the sections model, train and data", source);
+  rc.model = llama_config_from_hf(config["model"], source);
+
+  const json& t = config["train"];
+  TrainSettings& s = rc.train;
+  s.batch_size = get<int64_t>(t, "batch_size", source);
+  s.seq_len = get<int64_t>(t, "seq_len", source);
+  s.lr = get<double>(t, "lr", source);
+  s.min_lr = get<double>(t, "min_lr", source);
+  s.warmup_steps = get<int64_t>(t, "warmup_steps", source);
+  s.steps = get<int64_t>(t, "steps", source);
+  s.weight_decay = get<double>(t, "weight_decay", source);
+  s.grad_clip = get<double>(t, "grad_clip", source);
+  s.grad_accum = get<int64_t>(t, "grad_accum", source);
+  s.eval_interval = get<int64_t>(t, "eval_interval", source);
+  s.eval_batches = get<int64_t>(t, "eval_batches", source);
+  s.checkpoint_interval = get<int64_t>(t, "checkpoint_interval", source);
+  s.seed = get<uint64_t>(t, "seed", source);
+  s.device = get<std::string>(t, "device", source);
+  s.threads = get<int64_t>(t, "threads", source);
+  s.beta1 = get<double>(t, "beta1", source);
+  s.beta2 = get<double>(t, "beta2", source);
+  s.decay = get<std::string>(t, "decay", source);
+  s.log_interval = get<int64_t>(t, "log_interval", source);
+
+  check_positive(s.batch_size, "train.batch_size");
+  check_positive(s.seq_len, "train.seq_len");
+  check_positive(s.steps, "train.steps");
+  check_positive(s.grad_accum, "train.grad_accum");
+  check_positive(s.eval_batches, "train.eval_batches");
+  check_positive(s.log_interval, "train.log_interval");
+  MNEMO_CHECK(s.batch_size % s.grad_accum == 0,
+              "config: 'train.batch_size' ({}) must be a multiple of 'train.grad_accum' ({})",
+              s.batch_size, s.grad_accum);
+  MNEMO_CHECK(s.seq_len <= rc.model.max_position_embeddings,
+              "config: 'train.seq_len' ({}) exceeds 'model.max_position_embeddings' ({})",
+              s.seq_len, rc.model.max_position_embeddings);
+  check_non_negative(s.lr, "train.lr");
+  check_non_negative(s.min_lr, "train.min_lr");
+  check_non_negative(s.weight_decay, "train.weight_decay");
+  check_non_negative(s.grad_clip, "train.grad_clip");
+  check_non_negative(double(s.warmup_steps), "train.warmup_steps");
+  check_non_negative(double(s.eval_interval), "train.eval_interval");
+  check_non_negative(double(s.checkpoint_interval), "train.checkpoint_interval");
+  check_non_negative(double(s.threads), "train.threads");
+  MNEMO_CHECK(s.beta1 >= 0 && s.beta1 < 1, "config: 'train.beta1' must be in [0, 1), got {}",
+              s.beta1);
+  MNEMO_CHECK(s.beta2 >= 0 && s.beta2 < 1, "config: 'train.beta2' must be in [0, 1), got {}",
+              s.beta2);
+  MNEMO_CHECK(s.decay == "cosine" || s.decay == "linear" || s.decay == "constant",
+              "config: 'train.decay' must be cosine, linear or constant, got '{}'", s.decay);
+  Device::parse(s.device == "auto" ? "cpu" : s.device);  // throws on a bad device name
+
+  const json& d = config["data"];
+  DataSettings& ds = rc.data;
+  ds.path = get<std::string>(d, "path", source);
+  ds.tokenizer = get<std::string>(d, "tokenizer", source);
+  ds.vocab_size = get<int64_t>(d, "vocab_size", source);
+  ds.val_fraction = get<double>(d, "val_fraction", source);
+  if (ds.vocab_size == 0) ds.vocab_size = rc.model.vocab_size;
+  MNEMO_CHECK(ds.val_fraction > 0 && ds.val_fraction < 1,
+              "config: 'data.val_fraction' must be in (0, 1), got {}", ds.val_fraction);
+  MNEMO_CHECK(ds.vocab_size <= rc.model.vocab_size,
+              "config: 'data.vocab_size' ({}) exceeds 'model.vocab_size' ({})", ds.vocab_size,
+              rc.model.vocab_size);
+  return rc;
+}
+
+RunConfig load_run_config(const std::string& file, const std::vector<std::string>& overrides,
+                          int64_t steps) {
+  json config = default_run_config();
+  if (!file.empty()) config = io::merge_config(config, io::load_json_file(file), file);
+  for (const std::string& assignment : overrides) io::apply_override(config, assignment);
+  if (steps > 0) config["train"]["steps"] = steps;
+  return run_config_from_json(config, file.empty() ? "config" : file);
+}
+
+json hf_config_json(const nn::LlamaConfig& c, std::string_view torch_dtype) {
+  return json{{"architectures", {"LlamaForCausalLM"}},
+              {"model_type", "llama"},
+              {"vocab_size", c.vocab_size},
+              {"hidden_size", c.hidden_size},
+              {"intermediate_size", c.intermediate_size},
+              {"num_hidden_layers", c.num_hidden_layers},
+              {"num_attention_heads", c.num_attention_heads},
+              {"num_key_value_heads", c.num_key_value_heads},
+              {"hidden_act", c.hidden_act},
+              {"rms_norm_eps", c.rms_norm_eps},
+              {"rope_theta", c.rope_theta},
+              {"max_position_embeddings", c.max_position_embeddings},
+              {"tie_word_embeddings", c.tie_word_embeddings},
+              {"initializer_range", c.initializer_range},
+              {"attention_bias", false},
+              {"attention_dropout", 0.0},
+              {"mlp_bias", false},
+              {"head_dim", c.hidden_size / c.num_attention_heads},
+              {"pretraining_tp", 1},
+              {"rope_scaling", nullptr},
+              {"use_cache", true},
+              {"bos_token_id", nullptr},
+              {"eos_token_id", c.vocab_size - 1},
+              {"torch_dtype", std::string(torch_dtype)}};
+}
+
+nn::LlamaConfig llama_config_from_hf(const json& j, std::string_view source) {
+  MNEMO_CHECK(j.is_object(), "{}: the model config must be a JSON object", source);
+  if (j.contains("model_type")) {
+    MNEMO_CHECK(j["model_type"] == "llama", "{}: model_type must be \"llama\", got {}", source,
+                j["model_type"].dump());
+  }
+  for (const char* key : {"attention_bias", "mlp_bias"}) {
+    if (j.contains(key)) {
+      MNEMO_CHECK(j[key] == false, "{}: '{}' must be false (mnemo's Llama has no biases)",
+                  source, key);
+    }
+  }
+  if (j.contains("rope_scaling")) {
+    MNEMO_CHECK(j["rope_scaling"].is_null(), "{}: 'rope_scaling' is not supported", source);
+  }
+  nn::LlamaConfig c;
+  c.vocab_size = get<int64_t>(j, "vocab_size", source);
+  c.hidden_size = get<int64_t>(j, "hidden_size", source);
+  c.intermediate_size = get<int64_t>(j, "intermediate_size", source);
+  c.num_hidden_layers = get<int64_t>(j, "num_hidden_layers", source);
+  c.num_attention_heads = get<int64_t>(j, "num_attention_heads", source);
+  c.num_key_value_heads = j.contains("num_key_value_heads")
+                              ? get<int64_t>(j, "num_key_value_heads", source)
+                              : c.num_attention_heads;
+  c.hidden_act = j.contains("hidden_act") ? get<std::string>(j, "hidden_act", source) : "silu";
+  c.rms_norm_eps = get<double>(j, "rms_norm_eps", source);
+  c.rope_theta = j.contains("rope_theta") ? get<double>(j, "rope_theta", source) : 10000.0;
+  c.max_position_embeddings = get<int64_t>(j, "max_position_embeddings", source);
+  c.tie_word_embeddings =
+      j.contains("tie_word_embeddings") ? get<bool>(j, "tie_word_embeddings", source) : true;
+  if (j.contains("initializer_range")) {
+    c.initializer_range = get<double>(j, "initializer_range", source);
+  }
+  if (j.contains("head_dim") && !j["head_dim"].is_null()) {
+    MNEMO_CHECK(get<int64_t>(j, "head_dim", source) * c.num_attention_heads == c.hidden_size,
+                "{}: 'head_dim' must equal hidden_size / num_attention_heads", source);
+  }
+  if (j.contains("torch_dtype")) {
+    const std::string dtype = get<std::string>(j, "torch_dtype", source);
+    MNEMO_CHECK(dtype == "float32" || dtype == "bfloat16",
+                "{}: 'torch_dtype' must be float32 or bfloat16, got '{}'", source, dtype);
+  }
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    fail("{}: {}", source, e.what());
+  }
+  return c;
+}
+
+}  // namespace mnemo::train

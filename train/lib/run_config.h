@@ -1,0 +1,79 @@
+// A training run's configuration: the JSON schema with its defaults, the typed settings the
+// trainer reads, and the conversion of the model section to and from HF's config.json.
+//
+// A config file has three sections (configs/demo.json is the example):
+//   "model": the keys of HF transformers' LlamaConfig (vocab_size, hidden_size, ...), so the
+//            section is, key for key, the config.json a checkpoint carries;
+//   "train": batch_size (the global batch, in sequences), seq_len, lr, min_lr, warmup_steps,
+//            steps, weight_decay, grad_clip, grad_accum, eval_interval, eval_batches,
+//            checkpoint_interval, seed, device, plus threads, beta1, beta2, decay, log_interval;
+//   "data":  path (a text file or directory; "" = the fortunes corpus), tokenizer ("bpe",
+//            "byte", or the path of a tokenizer.json), vocab_size (of a trained BPE; null = the
+//            model's), val_fraction.
+// Every key a file or `--set key=value` names must exist in the schema with a compatible
+// type (train/io/config.h): a typo is an error naming the key, never silently ignored.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "nn/llama.h"
+
+namespace mnemo::train {
+
+struct TrainSettings {
+  int64_t batch_size = 16;  // global batch, in sequences
+  int64_t seq_len = 128;
+  double lr = 3e-3;
+  double min_lr = 3e-4;
+  int64_t warmup_steps = 50;
+  int64_t steps = 1000;
+  double weight_decay = 0.1;
+  double grad_clip = 1.0;  // 0 = no clipping
+  int64_t grad_accum = 1;  // micro-batches per step (batch_size must divide evenly)
+  int64_t eval_interval = 100;  // 0 = only at the end... and never in between
+  int64_t eval_batches = 8;
+  int64_t checkpoint_interval = 500;  // 0 = only at the end
+  uint64_t seed = 0;
+  std::string device = "auto";  // auto, cpu, cuda, cuda:N
+  int64_t threads = 0;          // CPU threads; 0 = all cores
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  std::string decay = "cosine";  // cosine, linear, constant (after the warmup)
+  int64_t log_interval = 10;     // plain progress lines when not on a terminal
+};
+
+struct DataSettings {
+  std::string path;                 // "" = the default corpus (fortunes)
+  std::string tokenizer = "bpe";    // bpe, byte, or a tokenizer.json path
+  int64_t vocab_size = 0;           // BPE vocabulary incl. eos; 0 (null in JSON) = the model's
+  double val_fraction = 0.05;
+};
+
+struct RunConfig {
+  nlohmann::json json;  // the complete, merged config (saved with every checkpoint)
+  nn::LlamaConfig model;
+  TrainSettings train;
+  DataSettings data;
+};
+
+// The schema: every section and key with its default value.
+nlohmann::json default_run_config();
+
+// Reads FILE (if not empty), merges it over the defaults, applies the --set assignments in
+// order and `steps` (if > 0), then checks the values (RunConfig::validate rules: positive
+// sizes, batch divisible by grad_accum, ...). Errors name the file or the key.
+RunConfig load_run_config(const std::string& file, const std::vector<std::string>& overrides = {},
+                          int64_t steps = 0);
+// The typed view of an already merged config JSON (used on --resume).
+RunConfig run_config_from_json(const nlohmann::json& json, std::string_view source);
+
+// HF's config.json for a LlamaForCausalLM with these settings (architectures, model_type,
+// hidden_act "silu", attention_bias/mlp_bias false, torch_dtype, ...).
+nlohmann::json hf_config_json(const nn::LlamaConfig& config, std::string_view torch_dtype);
+// The model settings of an HF config.json (checks model_type and the supported options).
+nn::LlamaConfig llama_config_from_hf(const nlohmann::json& json, std::string_view source);
+
+}  // namespace mnemo::train

@@ -1,0 +1,374 @@
+// The training loop of `mnemo train` (see trainer.h for the run directory and the step).
+#include "train/lib/trainer.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cmath>
+#include <filesystem>
+#include <ostream>
+
+#include "autograd/engine.h"
+#include "autograd/grad_mode.h"
+#include "autograd/ops.h"
+#include "core/cpu/parallel.h"
+#include "core/error.h"
+#include "optim/adamw.h"
+#include "optim/clip.h"
+#include "optim/param_groups.h"
+#include "optim/schedule.h"
+#include "train/io/checkpoint_dir.h"
+#include "train/io/files.h"
+#include "train/io/config.h"
+#include "train/io/metrics.h"
+#include "train/lib/checkpoint.h"
+#include "train/lib/device_select.h"
+#include "train/lib/evaluate.h"
+#include "train/lib/run_config.h"
+#include "train/text/tokenizer.h"
+#include "train/text/corpus.h"
+#include "train/text/dataset.h"
+#include "train/text/loader.h"
+#include "train/text/shard.h"
+
+namespace mnemo::train {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// ---- SIGINT / SIGTERM: finish the step, write a checkpoint, stop ----------------------------
+
+std::atomic<bool> g_stop_requested{false};
+
+extern "C" void request_stop(int) { g_stop_requested.store(true); }
+
+struct StopSignals {
+  using Handler = void (*)(int);
+  Handler old_int, old_term;
+  StopSignals() {
+    g_stop_requested.store(false);
+    old_int = std::signal(SIGINT, request_stop);
+    old_term = std::signal(SIGTERM, request_stop);
+  }
+  ~StopSignals() {
+    std::signal(SIGINT, old_int);
+    std::signal(SIGTERM, old_term);
+  }
+};
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// ---- data -----------------------------------------------------------------------------------
+
+std::unique_ptr<text::Tokenizer> make_tokenizer(const DataSettings& data,
+                                                const std::vector<std::string>& docs,
+                                                std::ostream& log) {
+  if (data.tokenizer == "byte") return std::make_unique<text::ByteTokenizer>();
+  if (data.tokenizer == "bpe") {
+    const auto start = Clock::now();
+    auto tokenizer = std::make_unique<text::BpeTokenizer>(
+        text::BpeTokenizer::train(docs, int32_t(data.vocab_size)));
+    log << "tokenizer: byte-level BPE, " << tokenizer->vocab_size() << " ids, trained in "
+        << fmt::format("{:.1f}", seconds_since(start)) << " s\n";
+    return tokenizer;
+  }
+  return text::Tokenizer::load(data.tokenizer);
+}
+
+// Tokenizes the corpus into RUN/data (train.bin, val.bin, tokenizer.json, info.json).
+void prepare_data(const RunConfig& rc, const fs::path& data_dir, std::ostream& log) {
+  const std::string path = rc.data.path.empty() ? text::default_corpus_path() : rc.data.path;
+  const std::vector<std::string> docs = text::read_documents(path);
+  int64_t bytes = 0;
+  for (const std::string& d : docs) bytes += int64_t(d.size());
+  log << "corpus: " << path << ", " << docs.size() << " documents, " << bytes << " bytes\n";
+  auto tokenizer = make_tokenizer(rc.data, docs, log);
+  MNEMO_CHECK(tokenizer->vocab_size() <= rc.model.vocab_size,
+              "config: the tokenizer has {} ids but model.vocab_size is {}",
+              tokenizer->vocab_size(), rc.model.vocab_size);
+  fs::create_directories(data_dir);
+  const auto start = Clock::now();
+  const text::DatasetInfo info = text::prepare_dataset(docs, *tokenizer, rc.data.val_fraction,
+                                                       rc.train.seed, data_dir.string());
+  tokenizer->save((data_dir / "tokenizer.json").string());
+  log << fmt::format("data: {} train tokens ({:.2f} bytes/token), {} val tokens, in {:.1f} s\n",
+                     info.train_tokens, double(info.train_bytes) / double(info.train_tokens),
+                     info.val_tokens, seconds_since(start));
+}
+
+// ---- the run ----------------------------------------------------------------------------
+
+struct History {
+  std::vector<std::pair<int64_t, double>> train, val;
+};
+
+// The curves so far, read back from metrics.jsonl (so a resumed run's plot is complete).
+History read_history(const fs::path& metrics_file) {
+  History h;
+  if (!fs::exists(metrics_file)) return h;
+  for (const json& j : io::MetricsLog::read(metrics_file.string())) {
+    if (!j.is_object() || !j.contains("step")) continue;
+    if (j.contains("loss")) h.train.emplace_back(j["step"].get<int64_t>(), j["loss"].get<double>());
+    if (j.contains("val_loss")) {
+      h.val.emplace_back(j["step"].get<int64_t>(), j["val_loss"].get<double>());
+    }
+  }
+  return h;
+}
+
+optim::LrSchedule make_schedule(const TrainSettings& t) {
+  optim::LrSchedule s;
+  s.max_lr = t.lr;
+  s.min_lr = t.min_lr;
+  s.warmup_steps = std::min(t.warmup_steps, t.steps);  // a short run (--steps 10) still works
+  s.total_steps = t.steps;
+  s.decay = optim::decay_from_name(t.decay);
+  s.validate();
+  return s;
+}
+
+class Run {
+ public:
+  Run(const TrainOptions& options, std::ostream& log) : options_(options), log_(log) {}
+
+  TrainSummary go() {
+    const fs::path out(options_.out_dir);
+    MNEMO_CHECK(!options_.out_dir.empty(), "train: --out DIR is required");
+    const bool has_checkpoint = fs::exists(out / "latest");
+    if (has_checkpoint && !options_.resume) {
+      fail("train: {} already holds a run ({}); pass --resume to continue it or choose another "
+           "--out",
+           out.string(), (out / "latest").string());
+    }
+    if (options_.resume && has_checkpoint) {
+      resume_from(io::resolve_checkpoint(out.string()));
+    } else {
+      start_fresh();
+    }
+    return loop();
+  }
+
+ private:
+  void setup_common() {
+    const TrainSettings& t = rc_.train;
+    if (t.threads > 0) set_num_threads(int(t.threads));
+    device_ = select_device(options_.device.empty() ? t.device : options_.device, log_);
+    fs::create_directories(options_.out_dir);
+    data_dir_ = fs::path(options_.out_dir) / "data";
+  }
+
+  void build_model_and_optimizer() {
+    manual_seed(rc_.train.seed);
+    model_ = std::make_shared<nn::LlamaForCausalLM>(rc_.model);
+    if (!device_.is_cpu()) model_->to(device_);
+    model_->train();
+    optimizer_ = std::make_unique<optim::AdamW>(
+        optim::decay_groups(model_->named_parameters(), rc_.train.weight_decay), rc_.train.lr,
+        rc_.train.beta1, rc_.train.beta2, 1e-8);
+    schedule_ = make_schedule(rc_.train);
+  }
+
+  void open_data() {
+    tokenizer_ = text::Tokenizer::load((data_dir_ / "tokenizer.json").string());
+    train_shard_ = std::make_unique<text::TokenShard>((data_dir_ / "train.bin").string());
+    val_shard_ = std::make_unique<text::TokenShard>((data_dir_ / "val.bin").string());
+    sampler_ = std::make_unique<text::WindowSampler>(*train_shard_, rc_.train.seq_len,
+                                                     rc_.train.seed);
+    token_bytes_ = token_byte_lengths(*tokenizer_);
+    val_ids_.resize(val_shard_->size());
+    std::vector<int64_t> wide(val_shard_->size());
+    val_shard_->copy_range(0, int64_t(wide.size()), wide.data());
+    for (size_t i = 0; i < wide.size(); ++i) val_ids_[i] = int32_t(wide[i]);
+  }
+
+  void start_fresh() {
+    rc_ = load_run_config(options_.config_file, options_.overrides, options_.steps);
+    setup_common();
+    // A directory left by a run that crashed before its first checkpoint starts over.
+    fs::remove(fs::path(options_.out_dir) / "metrics.jsonl");
+    prepare_data(rc_, data_dir_, log_);
+    io::write_file_atomic((fs::path(options_.out_dir) / "run_config.json").string(),
+                          rc_.json.dump(2) + "\n");
+    build_model_and_optimizer();
+    open_data();
+    step_ = 0;
+    log_ << fmt::format("model: Llama, {} layers, hidden {}, {} heads ({} kv), {} parameters; "
+                        "device {}, {} threads\n",
+                        rc_.model.num_hidden_layers, rc_.model.hidden_size,
+                        rc_.model.num_attention_heads, rc_.model.num_key_value_heads,
+                        model_->num_parameters(), device_.str(), num_threads());
+  }
+
+  void resume_from(const std::string& checkpoint) {
+    LoadedCheckpoint ckpt = load_checkpoint(checkpoint);
+    const json& state = ckpt.trainer_state;
+    MNEMO_CHECK(state.contains("run_config") && state.contains("step") &&
+                    state.contains("sampler_position"),
+                "{}/trainer_state.json: missing run_config, step or sampler_position", checkpoint);
+    json config = state["run_config"];
+    for (const std::string& assignment : options_.overrides) io::apply_override(config, assignment);
+    if (options_.steps > 0) config["train"]["steps"] = options_.steps;
+    rc_ = run_config_from_json(config, checkpoint + "/trainer_state.json");
+    setup_common();
+    build_model_and_optimizer();
+    model_->load_state_dict(ckpt.model->state_dict());
+    load_optimizer_state(checkpoint, *optimizer_);
+    step_ = state["step"].get<int64_t>();
+    optimizer_->set_steps_taken(state.value("optimizer_steps", step_));
+    open_data();
+    sampler_->set_position(state["sampler_position"].get<uint64_t>());
+    tokens_seen_ = state.value("tokens_seen", int64_t(0));
+    io::MetricsLog::truncate_after((fs::path(options_.out_dir) / "metrics.jsonl").string(), step_);
+    log_ << "resumed from " << checkpoint << " at step " << step_ << "\n";
+  }
+
+  json trainer_state() const {
+    return json{{"step", step_},
+                {"optimizer_steps", optimizer_->steps_taken()},
+                {"sampler_position", sampler_->position()},
+                {"tokens_seen", tokens_seen_},
+                {"run_config", rc_.json}};
+  }
+
+  std::string write_checkpoint() {
+    CheckpointContents c;
+    c.model = model_.get();
+    c.optimizer = optimizer_.get();
+    c.tokenizer = tokenizer_.get();
+    c.trainer_state = trainer_state();
+    c.torch_dtype = rc_.json["model"].value("torch_dtype", std::string("float32"));
+    return save_checkpoint(options_.out_dir, step_, c);
+  }
+
+  // One optimisation step; returns {mean loss, grad norm}.
+  std::pair<double, double> train_step(double lr) {
+    const TrainSettings& t = rc_.train;
+    const int64_t micro = t.batch_size / t.grad_accum;
+    std::vector<int64_t> inputs(size_t(micro * t.seq_len)), targets(inputs.size());
+    double loss_sum = 0;
+    for (int64_t m = 0; m < t.grad_accum; ++m) {
+      sampler_->next(micro, inputs.data(), targets.data());
+      Tensor x = from_vector(inputs, {micro, t.seq_len});
+      Tensor y = from_vector(targets, {micro, t.seq_len});
+      if (!device_.is_cpu()) {
+        x = to(x, device_);
+        y = to(y, device_);
+      }
+      Tensor loss = model_->loss(x, y);
+      loss_sum += loss.item();
+      backward(t.grad_accum == 1 ? loss : loss * (1.0 / double(t.grad_accum)));
+    }
+    const std::vector<Tensor> params = model_->parameters();
+    const double norm = optim::global_grad_norm(params);
+    MNEMO_CHECK(std::isfinite(norm),
+                "train: the gradient norm became {} at step {} (try a lower lr or grad_clip)", norm,
+                step_ + 1);
+    const double scale = t.grad_clip > 0 ? optim::clip_factor(norm, t.grad_clip) : 1.0;
+    optimizer_->set_lr(lr);
+    optimizer_->step(scale);
+    optimizer_->zero_grad();
+    return {loss_sum / double(t.grad_accum), norm};
+  }
+
+  EvalResult validate() {
+    return evaluate_windows(*model_, val_ids_, rc_.train.seq_len + 1, rc_.train.batch_size,
+                            token_bytes_, rc_.train.eval_batches * rc_.train.batch_size);
+  }
+
+  TrainSummary loop() {
+    const TrainSettings& t = rc_.train;
+    const fs::path out(options_.out_dir);
+    History history = read_history(out / "metrics.jsonl");
+    io::MetricsLog metrics(out.string());
+    io::Progress progress(t.steps, t.log_interval);
+    StopSignals signals;
+    TrainSummary summary;
+    const int64_t tokens_per_step = t.batch_size * t.seq_len;
+
+    auto evaluate_and_plot = [&]() {
+      const EvalResult r = validate();
+      summary.val_loss = r.loss();
+      summary.val_bpb = r.bits_per_byte();
+      metrics.write(json{{"step", step_}, {"val_loss", r.loss()}, {"val_bpb", r.bits_per_byte()}});
+      history.val.emplace_back(step_, r.loss());
+      io::write_loss_svg((out / "loss.svg").string(), history.train, history.val,
+                         "mnemo train: " + out.filename().string());
+      progress.message(fmt::format("step {}: val_loss {:.4f}, val_bpb {:.4f}", step_, r.loss(),
+                                   r.bits_per_byte()));
+    };
+
+    while (step_ < t.steps) {
+      const double lr = schedule_.at(step_);
+      const auto start = Clock::now();
+      const auto [loss, norm] = train_step(lr);
+      const double seconds = seconds_since(start);
+      ++step_;
+      tokens_seen_ += tokens_per_step;
+      MNEMO_CHECK(std::isfinite(loss), "train: the loss became {} at step {} (try a lower lr)",
+                  loss, step_);
+      const double rate = double(tokens_per_step) / seconds;
+      metrics.write(json{{"step", step_},
+                         {"loss", loss},
+                         {"lr", lr},
+                         {"grad_norm", norm},
+                         {"tokens_per_s", rate}});
+      history.train.emplace_back(step_, loss);
+      summary.last_loss = loss;
+      progress.update(step_, loss, rate);
+
+      const bool last = step_ == t.steps;
+      if (t.eval_interval > 0 && step_ % t.eval_interval == 0 && !last) evaluate_and_plot();
+      if (g_stop_requested.load()) {
+        summary.interrupted = true;
+        break;
+      }
+      if (t.checkpoint_interval > 0 && step_ % t.checkpoint_interval == 0 && !last) {
+        summary.checkpoint = write_checkpoint();
+      }
+    }
+    progress.finish();
+    if (!summary.interrupted) evaluate_and_plot();
+    summary.checkpoint = write_checkpoint();
+    summary.steps_done = step_;
+    if (summary.interrupted) {
+      log_ << "interrupted at step " << step_ << "; checkpoint " << summary.checkpoint
+           << " written; continue with --resume\n";
+    } else {
+      log_ << fmt::format("done: {} steps, loss {:.4f}, val_loss {:.4f}, val_bpb {:.4f}; "
+                          "checkpoint {}\n",
+                          step_, summary.last_loss, summary.val_loss, summary.val_bpb,
+                          summary.checkpoint);
+    }
+    return summary;
+  }
+
+  TrainOptions options_;
+  std::ostream& log_;
+  RunConfig rc_;
+  Device device_ = Device::cpu();
+  fs::path data_dir_;
+  std::shared_ptr<nn::LlamaForCausalLM> model_;
+  std::unique_ptr<optim::AdamW> optimizer_;
+  optim::LrSchedule schedule_;
+  std::unique_ptr<text::Tokenizer> tokenizer_;
+  std::unique_ptr<text::TokenShard> train_shard_, val_shard_;
+  std::unique_ptr<text::WindowSampler> sampler_;
+  std::vector<int64_t> token_bytes_;
+  std::vector<int32_t> val_ids_;
+  int64_t step_ = 0;
+  int64_t tokens_seen_ = 0;
+};
+
+}  // namespace
+
+TrainSummary run_training(const TrainOptions& options, std::ostream& log) {
+  return Run(options, log).go();
+}
+
+}  // namespace mnemo::train
