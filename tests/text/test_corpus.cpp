@@ -13,7 +13,8 @@ using namespace mnemo::text;
 using mnemo::text::testing::TempDir;
 
 TEST_CASE("corpus: fortune files split on lines that are exactly %") {
-  CHECK(split_documents("one\ntwo\n%\nthree\n%\n") == std::vector<std::string>{"one\ntwo\n", "three\n"});
+  CHECK(split_documents("one\ntwo\n%\nthree\n%\n") ==
+        std::vector<std::string>{"one\ntwo\n", "three\n"});
   // "%" inside a line or with other text does not split; empty documents are dropped.
   CHECK(split_documents("a % b\n%%\n%\n%\n \n%\nlast") ==
         std::vector<std::string>{"a % b\n%%\n", "last"});
@@ -35,8 +36,8 @@ TEST_CASE("corpus: directories are read recursively in sorted order, skipping in
   dir.write("empty", "");
   std::filesystem::create_symlink(dir.file("a.txt"), dir.file("link.u8"));
   std::vector<std::string> docs = read_documents(dir.path());
-  CHECK(docs == std::vector<std::string>{"whole file\nno separators\n", "b1\n", "b2\n", "z1\n",
-                                         "z2\n"});
+  CHECK(docs ==
+        std::vector<std::string>{"whole file\nno separators\n", "b1\n", "b2\n", "z1\n", "z2\n"});
   std::vector<std::string> files = corpus_files(dir.path());
   REQUIRE(files.size() == 4);
   CHECK(files[0] == dir.file("a.txt"));

@@ -129,7 +129,8 @@ TEST_CASE("dataset: the split is deterministic, disjoint, and sized by val_fract
 TEST_CASE("dataset: prepare_dataset writes shards of the documents with eos, and info.json") {
   TempDir dir;
   std::vector<std::string> docs;
-  for (int d = 0; d < 40; ++d) docs.push_back("doc " + std::to_string(d) + std::string(size_t(d % 7), 'x'));
+  for (int d = 0; d < 40; ++d)
+    docs.push_back("doc " + std::to_string(d) + std::string(size_t(d % 7), 'x'));
   ByteTokenizer tok;
   DatasetInfo info = prepare_dataset(docs, tok, 0.25, 9, dir.file("data"));
   // Rebuild the expected streams from the split with independent code.

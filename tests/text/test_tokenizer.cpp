@@ -4,12 +4,14 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <random>
 
 #include "core/error.h"
 #include "temp_dir.h"
 #include "train/text/corpus.h"
+#include "train/text/dataset.h"
 #include "train/text/pretokenize.h"
 #include "train/text/tokenizer.h"
 
@@ -84,7 +86,7 @@ void check_error_contains(const std::function<void()>& fn, const std::vector<std
 
 TEST_CASE("pretokenize: chunks follow the documented rules and cover the text") {
   CHECK(chunks_of("Hello world") == std::vector<std::string>{"Hello", " world"});
-  
+
   CHECK(chunks_of("a  b") == std::vector<std::string>{"a", " ", " b"});
   CHECK(chunks_of("x\n  y\n") == std::vector<std::string>{"x", "\n ", " y", "\n"});
   CHECK(chunks_of("  ") == std::vector<std::string>{"  "});
@@ -164,9 +166,14 @@ TEST_CASE("bpe and byte: decode(encode(x)) == x on random bytes, NULs, long runs
   BpeTokenizer bpe = BpeTokenizer::train(sample_documents(), 400);
   ByteTokenizer byte;
   std::mt19937_64 rng(11);
-  std::vector<std::string> inputs = {"", "a", std::string(5000, 'a'), std::string(3000, ' '),
-                                     std::string(100, '\0'), "\xff\xfe\xc3(\x80",
-                                     std::string(2000, '\n') + "x", "<|endoftext|>"};
+  std::vector<std::string> inputs = {"",
+                                     "a",
+                                     std::string(5000, 'a'),
+                                     std::string(3000, ' '),
+                                     std::string(100, '\0'),
+                                     "\xff\xfe\xc3(\x80",
+                                     std::string(2000, '\n') + "x",
+                                     "<|endoftext|>"};
   for (int trial = 0; trial < 30; ++trial) inputs.push_back(random_bytes(rng, rng() % 2000));
   for (const auto& doc : sample_documents()) inputs.push_back(doc);
   for (const auto& s : inputs) {
@@ -175,7 +182,8 @@ TEST_CASE("bpe and byte: decode(encode(x)) == x on random bytes, NULs, long runs
     for (int32_t id : ids) CHECK((id >= 0 && id < bpe.eos_id()));
     std::vector<int32_t> bytes = byte.encode(s);
     REQUIRE(bytes.size() == s.size());
-    for (size_t i = 0; i < s.size(); ++i) CHECK(bytes[i] == int32_t(static_cast<unsigned char>(s[i])));
+    for (size_t i = 0; i < s.size(); ++i)
+      CHECK(bytes[i] == int32_t(static_cast<unsigned char>(s[i])));
     CHECK(byte.decode(bytes) == s);
   }
   // BPE compresses the text it was trained on.
@@ -284,4 +292,18 @@ TEST_CASE("bpe on the fortunes corpus: vocab 512 trains and encodes in seconds, 
           double(bytes) / double(ids.size()), " bytes/token)");
   CHECK(train_s < 30);
   CHECK(encode_s < 10);
+
+  // The dataset of the whole corpus: every byte lands in exactly one split.
+  TempDir dir;
+  auto t3 = clock::now();
+  DatasetInfo info = prepare_dataset(docs, bpe, 0.1, 1337, dir.path());
+  double prepare_s = std::chrono::duration<double>(clock::now() - t3).count();
+  CHECK(info.train_bytes + info.val_bytes == int64_t(bytes));
+  // Documents are encoded one by one (chunks differ from the concatenation's at the seams).
+  size_t tokens = 0;
+  for (const auto& d : docs) tokens += bpe.encode(d).size() + 1;
+  CHECK(info.train_tokens + info.val_tokens == int64_t(tokens));
+  CHECK(info.val_documents == int64_t(std::llround(0.1 * double(docs.size()))));
+  MESSAGE("prepare_dataset: ", prepare_s, " s; train ", info.train_tokens, " tokens, val ",
+          info.val_tokens, " tokens");
 }

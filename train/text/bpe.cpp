@@ -15,7 +15,9 @@
 namespace mnemo::text {
 
 namespace {
-uint64_t pair_key(int32_t a, int32_t b) { return uint64_t(uint32_t(a)) << 32 | uint32_t(b); }
+uint64_t pair_key(int32_t a, int32_t b) {
+  return uint64_t(uint32_t(a)) << 32 | uint32_t(b);
+}
 }  // namespace
 
 BpeTokenizer::BpeTokenizer(std::vector<Pair> merges) : merges_(std::move(merges)) {
@@ -143,8 +145,9 @@ nlohmann::json BpeTokenizer::to_json() const {
   nlohmann::json merges = nlohmann::json::array();
   for (auto [a, b] : merges_) merges.push_back({a, b});
   nlohmann::json vocab = nlohmann::json::object();
-  for (size_t id = 256; id < vocab_.size(); ++id) vocab[std::to_string(id)] = hex_encode(vocab_[id]);
-  return {{"type", "bpe"},     {"version", 1},  {"vocab_size", vocab_size()},
+  for (size_t id = 256; id < vocab_.size(); ++id)
+    vocab[std::to_string(id)] = hex_encode(vocab_[id]);
+  return {{"type", "bpe"},     {"version", 1},       {"vocab_size", vocab_size()},
           {"eos", kEndOfText}, {"eos_id", eos_id()}, {"pretokenizer", "mnemo-v1"},
           {"merges", merges},  {"vocab", vocab}};
 }

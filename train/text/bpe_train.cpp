@@ -24,7 +24,9 @@ namespace mnemo::text {
 
 namespace {
 
-uint64_t pair_key(int32_t a, int32_t b) { return uint64_t(uint32_t(a)) << 32 | uint32_t(b); }
+uint64_t pair_key(int32_t a, int32_t b) {
+  return uint64_t(uint32_t(a)) << 32 | uint32_t(b);
+}
 
 struct Word {
   std::vector<int32_t> symbols;
@@ -137,8 +139,8 @@ class PairCounter {
   }
 
   std::vector<Word> words_;
-  std::unordered_map<uint64_t, int64_t> counts_;               // pair -> weighted count
-  std::unordered_map<uint64_t, std::vector<int32_t>> where_;   // pair -> words (may be stale)
+  std::unordered_map<uint64_t, int64_t> counts_;              // pair -> weighted count
+  std::unordered_map<uint64_t, std::vector<int32_t>> where_;  // pair -> words (may be stale)
   std::priority_queue<HeapEntry> heap_;
   std::vector<uint64_t> changed_;  // pairs whose count changed in the current merge
   std::vector<int32_t> visited_;   // word -> last merge id that rewrote it

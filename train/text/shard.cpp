@@ -95,8 +95,8 @@ TokenShard::TokenShard(const std::string& path) : path_(path) {
   const auto length = size_t(st.st_size);
   if (length < size_t(kShardHeaderBytes)) {
     ::close(fd);
-    fail("token shard '{}': {} bytes is shorter than the {}-byte header (truncated?)", path,
-         length, kShardHeaderBytes);
+    fail("token shard '{}': {} bytes is shorter than the {}-byte header (truncated?)", path, length,
+         kShardHeaderBytes);
   }
   void* address = mmap(nullptr, length, PROT_READ, MAP_SHARED, fd, 0);
   ::close(fd);  // the mapping keeps the file open
@@ -114,8 +114,8 @@ TokenShard::TokenShard(const std::string& path) : path_(path) {
   MNEMO_CHECK(version == kVersion, "token shard '{}': version {} (this build reads {})", path,
               version, kVersion);
   const auto width = get<uint32_t>(bytes + 8);
-  MNEMO_CHECK(width == 2 || width == 4, "token shard '{}': {} bytes per id (expected 2 or 4)",
-              path, width);
+  MNEMO_CHECK(width == 2 || width == 4, "token shard '{}': {} bytes per id (expected 2 or 4)", path,
+              width);
   const auto count = get<uint64_t>(bytes + 16);
   const uint64_t payload = length - uint64_t(kShardHeaderBytes);
   MNEMO_CHECK(count <= payload / width && count * width == payload,

@@ -18,8 +18,8 @@ std::string Tokenizer::decode(std::span<const int32_t> ids) const {
   out.reserve(ids.size() * 3);
   for (size_t i = 0; i < ids.size(); ++i) {
     int32_t id = ids[i];
-    MNEMO_CHECK(id >= 0 && id < vocab, "tokenizer decode: id {} (at position {}) is outside [0, {})",
-                id, i, vocab);
+    MNEMO_CHECK(id >= 0 && id < vocab,
+                "tokenizer decode: id {} (at position {}) is outside [0, {})", id, i, vocab);
     out += token_bytes(id);
   }
   return out;
@@ -68,9 +68,9 @@ std::vector<BpeTokenizer::Pair> read_merges(const nlohmann::json& json, const st
   out.reserve(merges.size());
   for (size_t r = 0; r < merges.size(); ++r) {
     const auto& m = merges[r];
-    MNEMO_CHECK(m.is_array() && m.size() == 2 && m[0].is_number_integer() &&
-                    m[1].is_number_integer(),
-                "tokenizer file '{}': merges[{}] must be a pair of ids [a, b]", src, r);
+    MNEMO_CHECK(
+        m.is_array() && m.size() == 2 && m[0].is_number_integer() && m[1].is_number_integer(),
+        "tokenizer file '{}': merges[{}] must be a pair of ids [a, b]", src, r);
     int64_t a = m[0].get<int64_t>(), b = m[1].get<int64_t>();
     int64_t limit = 256 + int64_t(r);
     MNEMO_CHECK(a >= 0 && a < limit && b >= 0 && b < limit,
@@ -115,10 +115,9 @@ std::unique_ptr<Tokenizer> Tokenizer::from_json(const nlohmann::json& json,
   using vt = nlohmann::json::value_t;
   MNEMO_CHECK(json.is_object(), "tokenizer file '{}': expected a JSON object", src);
   const std::string type = field(json, "type", src, vt::string, "a string").get<std::string>();
-  const auto version =
-      field(json, "version", src, vt::number_integer, "an integer").get<int64_t>();
-  MNEMO_CHECK(version == 1, "tokenizer file '{}': unsupported version {} (this build reads 1)",
-              src, version);
+  const auto version = field(json, "version", src, vt::number_integer, "an integer").get<int64_t>();
+  MNEMO_CHECK(version == 1, "tokenizer file '{}': unsupported version {} (this build reads 1)", src,
+              version);
   const auto vocab_size =
       field(json, "vocab_size", src, vt::number_integer, "an integer").get<int64_t>();
   const std::string eos = field(json, "eos", src, vt::string, "a string").get<std::string>();
@@ -130,9 +129,10 @@ std::unique_ptr<Tokenizer> Tokenizer::from_json(const nlohmann::json& json,
     tokenizer = std::make_unique<ByteTokenizer>();
   } else if (type == "bpe") {
     if (json.contains("pretokenizer")) {
-      MNEMO_CHECK(json.at("pretokenizer") == "mnemo-v1",
-                  "tokenizer file '{}': unknown \"pretokenizer\" {} (this build knows \"mnemo-v1\")",
-                  src, json.at("pretokenizer").dump());
+      MNEMO_CHECK(
+          json.at("pretokenizer") == "mnemo-v1",
+          "tokenizer file '{}': unknown \"pretokenizer\" {} (this build knows \"mnemo-v1\")", src,
+          json.at("pretokenizer").dump());
     }
     auto bpe = std::make_unique<BpeTokenizer>(read_merges(json, src));
     check_vocab(json, *bpe, src);
@@ -141,8 +141,8 @@ std::unique_ptr<Tokenizer> Tokenizer::from_json(const nlohmann::json& json,
     fail("tokenizer file '{}': unknown \"type\" \"{}\" (expected \"byte\" or \"bpe\")", src, type);
   }
   MNEMO_CHECK(vocab_size == tokenizer->vocab_size(),
-              "tokenizer file '{}': \"vocab_size\" is {} but the {} tokenizer described has {}", src,
-              vocab_size, type, tokenizer->vocab_size());
+              "tokenizer file '{}': \"vocab_size\" is {} but the {} tokenizer described has {}",
+              src, vocab_size, type, tokenizer->vocab_size());
   if (json.contains("eos_id")) {
     MNEMO_CHECK(json.at("eos_id") == tokenizer->eos_id(),
                 "tokenizer file '{}': \"eos_id\" must be {} (the last id)", src,

@@ -105,7 +105,7 @@ class BpeTokenizer final : public Tokenizer {
   int32_t rank_of(int32_t a, int32_t b) const;  // merge rank of (a, b), or -1
 
   std::vector<Pair> merges_;
-  std::vector<std::string> vocab_;  // bytes of every id except eos
+  std::vector<std::string> vocab_;               // bytes of every id except eos
   std::unordered_map<uint64_t, int32_t> ranks_;  // (a << 32 | b) -> merge rank
 };
 
