@@ -8,7 +8,8 @@
 //       for each block of kMc rows:    pack a[m block, k block] into 6-row panels (kc x 6)
 //         for each 16-column panel of b (stays in L1: 16 KiB at kc = 256):
 //           for each 6-row panel of a (the a block stays in L2):
-//             c tile (6 x 16) = (first k block ? 0 : c tile) + a panel @ b panel
+//             c tile (6 x 16) = (first k block and not accumulating ? 0 : c tile)
+//                               + a panel @ b panel
 // The micro-kernel keeps the 6 x 16 tile in 12 ymm accumulators; each k step loads two
 // vectors of b, broadcasts six scalars of a and issues 12 FMAs. Panels are padded with zeros
 // at the matrix edges, and edge tiles go through a 6 x 16 scratch tile, so one kernel serves
@@ -162,9 +163,10 @@ bool gemm_f32_available() {
 }
 
 void gemm_f32(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_rs, int64_t a_cs,
-              const float* b, int64_t b_rs, int64_t b_cs, float* c, int64_t ldc) {
+              const float* b, int64_t b_rs, int64_t b_cs, float* c, int64_t ldc, bool accumulate) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
+    if (accumulate) return;
     for (int64_t i = 0; i < M; ++i) std::fill(c + i * ldc, c + i * ldc + N, 0.0f);
     return;
   }
@@ -176,7 +178,7 @@ void gemm_f32(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_rs, int
     const int64_t nc = std::min(kNc, N - j0);
     for (int64_t p0 = 0; p0 < K; p0 += kKc) {
       const int64_t kc = std::min(kKc, K - p0);
-      const bool accumulate = p0 > 0;
+      const bool load_c = accumulate || p0 > 0;
       pack_b(kc, nc, b + p0 * b_rs + j0 * b_cs, b_rs, b_cs, bp);
       for (int64_t i0 = 0; i0 < M; i0 += kMc) {
         const int64_t mc = std::min(kMc, M - i0);
@@ -188,9 +190,9 @@ void gemm_f32(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_rs, int
             const int64_t rows = std::min(kMr, mc - i);
             float* tile = c + (i0 + i) * ldc + j0 + j;
             if (rows == kMr && cols == kNr) {
-              kernel_6x16(kc, ap + i * kc, b_panel, tile, ldc, accumulate);
+              kernel_6x16(kc, ap + i * kc, b_panel, tile, ldc, load_c);
             } else {
-              kernel_edge(kc, ap + i * kc, b_panel, tile, ldc, accumulate, rows, cols);
+              kernel_edge(kc, ap + i * kc, b_panel, tile, ldc, load_c, rows, cols);
             }
           }
         }
@@ -206,7 +208,7 @@ bool gemm_f32_available() {
 }
 
 void gemm_f32(int64_t, int64_t, int64_t, const float*, int64_t, int64_t, const float*, int64_t,
-              int64_t, float*, int64_t) {
+              int64_t, float*, int64_t, bool) {
   std::abort();  // unreachable: callers check gemm_f32_available()
 }
 

@@ -3,8 +3,10 @@
 // c (M, N) = a (M, K) @ b (K, N), single-threaded, where a's element (i, k) is at
 // a[i*a_rs + k*a_cs] and b's element (k, j) at b[k*b_rs + j*b_cs]: any strides (transposed
 // views, stride-0 broadcasts) are read in place while packing. c is row-major with leading
-// dimension ldc and is overwritten (its old contents are never read), so callers need not
-// zero it. core/cpu/matmul.cpp splits the work over threads and calls this on each tile.
+// dimension ldc and is overwritten (its old contents are never read, so callers need not zero
+// it), or with accumulate = true added to: c += a @ b (the chain of each element starts from
+// its old value). core/cpu/matmul.cpp splits the work over threads and calls this on each
+// tile; core/cpu/attention.cpp's per-head products could call it the same way.
 //
 // Each element of c is one chain of fused multiply-adds over k = 0, 1, ..., K-1 in order
 // (the accumulator of a K block is reloaded from c for the next block), whatever the tile,
@@ -21,6 +23,7 @@ namespace mnemo::cpu {
 bool gemm_f32_available();
 
 void gemm_f32(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_rs, int64_t a_cs,
-              const float* b, int64_t b_rs, int64_t b_cs, float* c, int64_t ldc);
+              const float* b, int64_t b_rs, int64_t b_cs, float* c, int64_t ldc,
+              bool accumulate = false);
 
 }  // namespace mnemo::cpu

@@ -1,4 +1,6 @@
-// Matrix products on the CPU: Eigen's GEMM kernel, mnemo's own threading.
+// Matrix products on the CPU: mnemo's f32 GEMM kernel (core/cpu/gemm_f32.h; f32, bf16, f16)
+// or Eigen's (f64, and f32 on machines without AVX2/FMA or with MNEMO_CPU_GEMM=eigen set),
+// with mnemo's own threading.
 //
 // out (..., M, N) = a (..., M, K) @ b (..., K, N); the op layer (core/ops/linalg.cpp) has
 // already expanded both operands' batch dims to out's (broadcast dims have stride 0).
@@ -24,12 +26,13 @@
 // element depends only on its position relative to the ends of the matrix, as long as the
 // cuts fall on whole register blocks (4 rows by mr columns of our row-major out). Then every
 // element is computed by the same sequence of fused multiply-adds however the work is split;
-// the test "matmul: same bits on any thread count" checks this.
+// the test "matmul: same bits on any thread count" checks this. mnemo's f32 kernel needs no
+// such care: each element is one in-order FMA chain over k wherever the cuts fall.
 //
-// We call Eigen's GEMM routine (internal::general_matrix_matrix_product, what `c.noalias() =
-// a * b` ends up in for large matrices) directly rather than through the expression API, so
-// that the product never switches to Eigen's GEMV or coefficient-wise paths for thin shapes
-// (which sum in other orders) and never starts Eigen's own threads.
+// For f64 we call Eigen's GEMM routine (internal::general_matrix_matrix_product, what `c.noalias()
+// = a * b` ends up in for large matrices) directly rather than through the expression API, so that
+// the product never switches to Eigen's GEMV or coefficient-wise paths for thin shapes (which sum
+// in other orders) and never starts Eigen's own threads.
 //
 // ---- Dtypes ----
 // f32 and f64 run natively. bf16/f16 operands are converted to f32 buffers, multiplied in

@@ -98,10 +98,32 @@ TEST_CASE("gemm_f32: a sub-tile computed alone has the same bits as in the whole
   CHECK(mismatches == 0);
 }
 
-TEST_CASE("gemm_f32: K = 0 writes zeros") {
+TEST_CASE("gemm_f32: K = 0 writes zeros, or leaves c alone when accumulating") {
   if (!cpu::gemm_f32_available()) return;
   std::vector<float> out(12, 5.0f);
   const float dummy = 1;
+  cpu::gemm_f32(3, 4, 0, &dummy, 0, 1, &dummy, 4, 1, out.data(), 4, /*accumulate=*/true);
+  for (float v : out) CHECK(v == 5.0f);
   cpu::gemm_f32(3, 4, 0, &dummy, 0, 1, &dummy, 4, 1, out.data(), 4);
   for (float v : out) CHECK(v == 0.0f);
+}
+
+TEST_CASE("gemm_f32: accumulate continues each element's chain from c") {
+  if (!cpu::gemm_f32_available()) return;
+  const int64_t M = 20, N = 37, K = 300;
+  const Matrix a = random_matrix(M, K, Layout::col_major, 5);
+  const Matrix b = random_matrix(K, N, Layout::row_major, 6);
+  const Matrix c0 = random_matrix(M, N, Layout::row_major, 7);
+  std::vector<float> c = c0.data;
+  cpu::gemm_f32(M, N, K, a.data.data(), a.rs, a.cs, b.data.data(), b.rs, b.cs, c.data(), N,
+                /*accumulate=*/true);
+  int64_t mismatches = 0;
+  for (int64_t i = 0; i < M; ++i) {
+    for (int64_t j = 0; j < N; ++j) {
+      float acc = c0.at(i, j);
+      for (int64_t k = 0; k < K; ++k) acc = std::fma(a.at(i, k), b.at(k, j), acc);
+      mismatches += c[size_t(i * N + j)] != acc;
+    }
+  }
+  CHECK(mismatches == 0);
 }
