@@ -3,6 +3,7 @@
 
 #include "autograd/ops.h"
 #include "core/error.h"
+#include "nn/fused_linear.h"
 
 namespace mnemo::nn {
 
@@ -58,9 +59,9 @@ Tensor CausalSelfAttention::forward(const Tensor& x, const RopeTables& rope, Lay
               shape_str(x.shape()));
   const int64_t B = x.size(0), T = x.size(1), C = hidden_size;
   const int64_t H = num_heads, Hkv = num_kv_heads, D = head_dim;
-  const Tensor w_qkv = concat({q_proj->weight, k_proj->weight, v_proj->weight}, 0);
-  const Tensor qkv = linear(reshape(x, {B * T, C}), w_qkv);  // (B*T, (H + 2 Hkv) D)
-  const std::vector<Tensor> parts = split(qkv, {H * D, Hkv * D, Hkv * D}, 1);
+  // One GEMM, three column views: (B*T, H D), (B*T, Hkv D), (B*T, Hkv D).
+  const std::vector<Tensor> parts =
+      fused_linear(reshape(x, {B * T, C}), {q_proj->weight, k_proj->weight, v_proj->weight});
   Tensor q = to_heads(parts[0], B, T, H, D);    // (B, H, T, D)
   Tensor k = to_heads(parts[1], B, T, Hkv, D);  // (B, Hkv, T, D)
   Tensor v = to_heads(parts[2], B, T, Hkv, D);  // (B, Hkv, T, D)
@@ -114,9 +115,8 @@ Tensor CrossAttention::forward(const Tensor& x, const Tensor& memory,
   const int64_t B = x.size(0), T = x.size(1), M = memory.size(1), C = hidden_size;
   const int64_t H = num_heads, Hkv = num_kv_heads, D = head_dim;
   const Tensor q = to_heads(q_proj->forward(reshape(x, {B * T, C})), B, T, H, D);
-  const Tensor w_kv = concat({k_proj->weight, v_proj->weight}, 0);        // (2 Hkv D, Cm)
-  const Tensor kv = linear(reshape(memory, {B * M, memory_size}), w_kv);  // (B*M, 2 Hkv D)
-  const std::vector<Tensor> parts = split(kv, Hkv * D, 1);
+  const std::vector<Tensor> parts =  // 2 x (B*M, Hkv D)
+      fused_linear(reshape(memory, {B * M, memory_size}), {k_proj->weight, v_proj->weight});
   AttentionOptions options;
   options.mask = attn_bias;
   const Tensor o = attention(q, to_heads(parts[0], B, M, Hkv, D), to_heads(parts[1], B, M, Hkv, D),

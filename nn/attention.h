@@ -2,13 +2,12 @@
 //
 // Self-attention, x (B, T, C) with H query heads and Hkv key/value heads of size D = C / H
 // (Hkv < H is grouped-query attention: query head h reads kv head h / (H / Hkv)):
-//   qkv = x @ [W_q; W_k; W_v]^T          ONE GEMM, (B*T, (H + 2 Hkv) D), split into views
+//   q|k|v = x @ [W_q; W_k; W_v]^T        ONE GEMM (fused_linear.h), three column views
 //   q, k = rope(q), rope(k)              (B, H, T, D), (B, Hkv, T, D)
 //   k, v = concat(extra, cache, k/v)     optional: see below
 //   o = attention(q, k, v, causal)       the fused op (flash-style on the CPU)
 //   y = o @ W_o^T                        (B, T, C)
-// The HF parameters q_proj, k_proj, v_proj, o_proj keep their names and shapes; concat's
-// backward splits the gradient back to each.
+// The HF parameters q_proj, k_proj, v_proj, o_proj keep their names and shapes.
 //
 // Causal with more keys than queries is aligned bottom-right (query i sees key j iff
 // j <= i + Tk - Tq). That one rule covers both extras:

@@ -2,6 +2,7 @@
 #include "nn/mlp.h"
 
 #include "autograd/ops.h"
+#include "nn/fused_linear.h"
 
 namespace mnemo::nn {
 
@@ -21,10 +22,11 @@ SwiGLU::SwiGLU(int64_t dim, int64_t I, Generator* gen, double init_std) : interm
 }
 
 Tensor SwiGLU::forward(const Tensor& x) const {
-  const Tensor w_gate_up = concat({gate_proj->weight, up_proj->weight}, 0);  // (2I, C)
-  const Tensor gate_up = linear(x, w_gate_up);                               // (..., 2I)
-  const std::vector<Tensor> parts = split(gate_up, intermediate_dim, -1);    // 2 x (..., I)
-  return down_proj->forward(silu(parts[0]) * parts[1]);
+  const int64_t C = x.size(-1);
+  const Tensor rows = reshape(x, {-1, C});  // (R, C)
+  const std::vector<Tensor> gate_up =
+      fused_linear(rows, {gate_proj->weight, up_proj->weight});  // 2 x (R, I)
+  return reshape(down_proj->forward(silu(gate_up[0]) * gate_up[1]), x.shape());
 }
 
 }  // namespace mnemo::nn

@@ -3,10 +3,9 @@
 //   MLP (GPT-2 style):      y = proj(gelu(fc(x)))                         names fc, proj
 //   SwiGLU (HF Llama):      y = down_proj(silu(gate_proj(x)) * up_proj(x)) no biases
 //
-// SwiGLU does gate and up as ONE matmul: their weights are concatenated along the output dim
-// (W_gu = [W_gate; W_up], (2I, C)), the (rows, 2I) product is split into two views, and the
-// concat's backward hands each HF parameter its own gradient. One GEMM of twice the width
-// runs faster than two, and the parameters keep HF's names and shapes.
+// SwiGLU does gate and up as ONE matmul (fused_linear.h: a (rows, 2I) GEMM over [W_gate; W_up]
+// whose two column views are the gate and up activations), while the parameters keep HF's
+// names and shapes and get their gradients separately.
 #pragma once
 
 #include <memory>
