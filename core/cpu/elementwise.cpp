@@ -109,18 +109,22 @@ int64_t unary_cost(UnaryOp op) {
   }
 }
 
-// Transcendental ops on contiguous f32/f64 go through Eigen's SIMD implementations (exp, log,
-// tanh, logistic: a few ulp, vectorised), which the plain loop above cannot use: the compiler
-// only vectorises std::exp under -ffast-math, which mnemo does not use (NaN must survive).
+// Transcendental ops on f32/f64 go through Eigen's SIMD implementations (exp, log, tanh,
+// logistic: a few ulp, vectorised), which the plain loop above cannot use: the compiler only
+// vectorises std::exp under -ffast-math, which mnemo does not use (NaN must survive).
+// eigen_line applies op to one line of n elements (strides in elements; vectorised when both
+// are 1) and returns false for ops without an Eigen path.
 template <typename T>
-bool unary_eigen(UnaryOp op, const T* x, T* out, int64_t n) {
+bool eigen_line(UnaryOp op, const T* x, int64_t x_stride, T* out, int64_t out_stride, int64_t n) {
   using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
   auto apply = [&](auto expression_of) {
-    parallel_for(n, 8, [&](int64_t begin, int64_t end) {
-      Eigen::Map<const Array> in(x + begin, end - begin);
-      Eigen::Map<Array> result(out + begin, end - begin);
-      result = expression_of(in);
-    });
+    if (x_stride == 1 && out_stride == 1) {
+      Eigen::Map<Array>(out, n) = expression_of(Eigen::Map<const Array>(x, n));
+    } else {
+      using Stride = Eigen::InnerStride<>;
+      Eigen::Map<Array, 0, Stride>(out, n, Stride(out_stride)) =
+          expression_of(Eigen::Map<const Array, 0, Stride>(x, n, Stride(x_stride)));
+    }
     return true;
   };
   switch (op) {
@@ -140,17 +144,54 @@ bool unary_eigen(UnaryOp op, const T* x, T* out, int64_t n) {
   }
 }
 
+bool has_eigen_path(UnaryOp op) {
+  switch (op) {
+    case UnaryOp::exp:
+    case UnaryOp::log:
+    case UnaryOp::tanh:
+    case UnaryOp::sigmoid:
+    case UnaryOp::silu:
+    case UnaryOp::sqrt:
+    case UnaryOp::rsqrt:
+    case UnaryOp::gelu_tanh: return true;
+    default: return false;
+  }
+}
+
+// x and out of the same f32/f64 dtype, any strides: contiguous tensors in fixed blocks spread
+// over threads, strided ones row by row (a column slice of a wider matrix — the gate half of a
+// fused gate/up product — still gets the vectorised path on each row). Eigen computes the
+// unaligned head and the tail of a line with scalar code and the rest with SIMD code, which
+// may differ in the last bit; fixed blocks and whole rows make that split, and so the
+// result, independent of the thread count.
+template <typename T>
+void unary_eigen(UnaryOp op, const Tensor& x, const Tensor& out) {
+  const T* xs = x.data<T>();
+  T* os = out.data<T>();
+  if (x.is_contiguous() && out.is_contiguous()) {
+    constexpr int64_t kBlock = 2048;
+    const int64_t n = x.numel(), blocks = (n + kBlock - 1) / kBlock;
+    parallel_for(blocks, kBlock * 8, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        const int64_t at = b * kBlock;
+        eigen_line(op, xs + at, 1, os + at, 1, std::min(kBlock, n - at));
+      }
+    });
+    return;
+  }
+  for_each_row<2>(
+      out.shape(), {&x.strides(), &out.strides()}, 8,
+      [&](const std::array<int64_t, 2>& off, int64_t n, const std::array<int64_t, 2>& st) {
+        eigen_line(op, xs + off[0], st[0], os + off[1], st[1], n);
+      });
+}
+
 }  // namespace
 
 void CpuBackend::unary(UnaryOp op, const UnaryParams& params, const Tensor& x, const Tensor& out) {
-  if (x.dtype() == out.dtype() && x.is_contiguous() && out.is_contiguous()) {
-    if (x.dtype() == DType::f32 && unary_eigen(op, x.data<float>(), out.data<float>(), x.numel())) {
-      return;
-    }
-    if (x.dtype() == DType::f64 &&
-        unary_eigen(op, x.data<double>(), out.data<double>(), x.numel())) {
-      return;
-    }
+  if (x.dtype() == out.dtype() && has_eigen_path(op)) {
+    if (x.dtype() == DType::f32) return unary_eigen<float>(op, x, out);
+    if (x.dtype() == DType::f64) return unary_eigen<double>(op, x, out);
   }
   visit_dtype(x.dtype(), op_name(op), [&](auto tag) {
     using T = typename decltype(tag)::type;

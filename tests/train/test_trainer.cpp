@@ -103,6 +103,14 @@ std::vector<double> step_losses(const std::vector<json>& metrics) {
   return losses;
 }
 
+TrainOptions train_options(const std::string& config, const fs::path& out, bool resume = false) {
+  TrainOptions o;
+  o.config_file = config;
+  o.out_dir = out.string();
+  o.resume = resume;
+  return o;
+}
+
 nn::LlamaConfig tiny_model() {
   nn::LlamaConfig c;
   c.vocab_size = 40;
@@ -122,7 +130,7 @@ TEST_CASE("train: a run writes metrics, the plot and an atomic latest checkpoint
   ScratchDir dir;
   const std::string config = write_config(dir.path, write_corpus(dir.path), 6);
   std::ostringstream log;
-  TrainOptions options{.config_file = config, .out_dir = (dir.path / "run").string()};
+  const TrainOptions options = train_options(config, dir.path / "run");
   const TrainSummary summary = run_training(options, log);
   CHECK(summary.steps_done == 6);
   CHECK(std::isfinite(summary.val_bpb));
@@ -164,7 +172,7 @@ TEST_CASE("train: resuming from a checkpoint reproduces the uninterrupted losses
   const std::string config = write_config(dir.path, write_corpus(dir.path), 6);
   const fs::path run = dir.path / "run";
   std::ostringstream log;
-  run_training({.config_file = config, .out_dir = run.string()}, log);
+  run_training(train_options(config, run), log);
   const std::vector<double> uninterrupted = step_losses(read_metrics(run / "metrics.jsonl"));
   REQUIRE(uninterrupted.size() == 6);
 
@@ -173,7 +181,7 @@ TEST_CASE("train: resuming from a checkpoint reproduces the uninterrupted losses
   fs::remove_all(run / "step-00000006");
   fs::remove(run / "latest");
   fs::create_directory_symlink("step-00000003", run / "latest");
-  run_training({.out_dir = run.string(), .resume = true}, log);
+  run_training(train_options("", run, /*resume=*/true), log);
   const std::vector<double> resumed = step_losses(read_metrics(run / "metrics.jsonl"));
   REQUIRE(resumed.size() == 6);
   for (size_t i = 0; i < 6; ++i) {

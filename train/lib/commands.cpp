@@ -36,7 +36,7 @@ void run_eval(const EvalOptions& o, std::ostream& out) {
   const int64_t seq = o.seq > 0 ? o.seq : ckpt.config.max_position_embeddings;
   MNEMO_CHECK(seq >= 2 && seq <= ckpt.config.max_position_embeddings,
               "eval: --seq must be in [2, {}] (the model's max_position_embeddings), got {}",
-              ckpt.config.max_position_embeddings, seq);
+              ckpt.config.max_position_embeddings, seq);  // (eval could take one more id)
   const std::vector<int32_t> ids = ckpt.tokenizer->encode(text);
   MNEMO_CHECK(ids.size() >= 2, "eval: {} holds fewer than 2 tokens; nothing to score", o.text);
   const EvalResult r = evaluate_windows(*ckpt.model, ids, seq, o.batch,

@@ -58,8 +58,9 @@ EvalResult evaluate_windows(nn::LlamaForCausalLM& model, std::span<const int32_t
                             int64_t window, int64_t batch, const std::vector<int64_t>& token_bytes,
                             int64_t max_windows) {
   MNEMO_CHECK(window >= 2, "eval: the window must hold at least 2 tokens, got {}", window);
-  MNEMO_CHECK(window <= model.config.max_position_embeddings,
-              "eval: window {} exceeds the model's max_position_embeddings {}", window,
+  // A window of n ids feeds n - 1 of them to the model.
+  MNEMO_CHECK(window - 1 <= model.config.max_position_embeddings,
+              "eval: window {} exceeds the model's max_position_embeddings {} + 1", window,
               model.config.max_position_embeddings);
   MNEMO_CHECK(batch >= 1, "eval: batch must be >= 1, got {}", batch);
   const bool was_training = model.is_training();
