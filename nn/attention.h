@@ -31,7 +31,8 @@ struct LayerKV {
   Tensor v;
 };
 
-// Keys/values of every layer for the tokens seen so far (generation). forward appends.
+// Keys/values of every layer for the tokens seen so far (generation). forward appends. Run
+// generation under NoGradGuard: with grad mode on, the cached tensors keep the tape alive.
 struct KVCache {
   std::vector<LayerKV> layers;
   int64_t length() const;  // cached positions (0 when empty)
