@@ -2,10 +2,11 @@
 // AVX2/FMA micro-kernel.
 //
 // ---- Algorithm ----
-//   for each block of kKc rows of b (the K dimension, in order):
-//     for each block of kNc columns:   pack b[k block, n block] into 16-column panels
-//                                        (kc x 16 floats, k-major: one panel row per k)
-//       for each block of kMc rows:    pack a[m block, k block] into 6-row panels (kc x 6)
+//   for each block of nc columns (all N when K x N packed floats fit 2 MiB):
+//     pack b[:, n block] into 16-column panels (kc x 16 floats, k-major), per k block
+//     for each block of kMc rows:
+//       for each block of kKc rows of b (the K dimension, in order):
+//         pack a[m block, k block] into 6-row panels (kc x 6)
 //         for each 16-column panel of b (stays in L1: 16 KiB at kc = 256):
 //           for each 6-row panel of a (the a block stays in L2):
 //             c tile (6 x 16) = (first k block and not accumulating ? 0 : c tile)
@@ -15,7 +16,9 @@
 // at the matrix edges, and edge tiles go through a 6 x 16 scratch tile, so one kernel serves
 // every shape and each element is computed by the same FMA chain wherever it lies.
 //
-// FLOPs: 2*M*N*K. Bytes packed: K*N per thread (b) plus M*K (a) once per kNc columns.
+// The k blocks run innermost so that the c block (kMc x nc) stays in cache while its sums
+// go round (for dX = dY @ W with N = 128, K = 768 that halved the traffic to memory).
+// FLOPs: 2*M*N*K. Floats packed: K*N (b) plus M*K (a) once per column block.
 //
 // ---- Measured (bench/bench_core.cpp llama_gemms) ----
 // See the numbers in core/cpu/matmul.cpp's header.
@@ -37,11 +40,11 @@ namespace mnemo::cpu {
 
 namespace {
 
-constexpr int64_t kMr = 6;     // rows of a micro-tile
-constexpr int64_t kNr = 16;    // columns of a micro-tile (two ymm vectors)
-constexpr int64_t kKc = 256;   // depth of a block: a 16-column b panel is 16 KiB (L1)
-constexpr int64_t kMc = 96;    // rows of an a block: 96 KiB packed (L2)
-constexpr int64_t kNc = 2048;  // columns of a b block: 2 MiB packed
+constexpr int64_t kMr = 6;    // rows of a micro-tile
+constexpr int64_t kNr = 16;   // columns of a micro-tile (two ymm vectors)
+constexpr int64_t kKc = 256;  // depth of a block: a 16-column b panel is 16 KiB (L1)
+constexpr int64_t kMc = 96;   // rows of an a block: 96 KiB packed (L2)
+constexpr int64_t kPackedB = int64_t(1) << 19;  // floats of packed b per column block (2 MiB)
 
 // A 64-byte aligned scratch buffer per thread, grown on demand.
 struct Buffer {
@@ -171,21 +174,30 @@ void gemm_f32(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_rs, int
     return;
   }
   thread_local Buffer a_buffer, b_buffer;
-  const int64_t nc_max = std::min(N, kNc), kc_max = std::min(K, kKc), mc_max = std::min(M, kMc);
-  float* bp = b_buffer.get((nc_max + kNr - 1) / kNr * kNr * kc_max);
-  float* ap = a_buffer.get((mc_max + kMr - 1) / kMr * kMr * kc_max);
-  for (int64_t j0 = 0; j0 < N; j0 += kNc) {
-    const int64_t nc = std::min(kNc, N - j0);
+  // Columns per b block: all of N when the whole packed block (K x nc) fits kPackedB floats.
+  const int64_t nc_fit = std::max(kNr, kPackedB / K / kNr * kNr);
+  const int64_t nc_max = std::min(N, nc_fit);
+  const int64_t nc_padded_max = (nc_max + kNr - 1) / kNr * kNr;
+  float* bp = b_buffer.get(nc_padded_max * K);
+  float* ap = a_buffer.get((std::min(M, kMc) + kMr - 1) / kMr * kMr * std::min(K, kKc));
+  for (int64_t j0 = 0; j0 < N; j0 += nc_max) {
+    const int64_t nc = std::min(nc_max, N - j0);
+    const int64_t nc_padded = (nc + kNr - 1) / kNr * kNr;
+    // b[:, j0 : j0+nc] packed once, as one chunk of panels per k block (chunk p0 starts at
+    // bp + p0 * nc_padded); it stays in L2 while every a block streams past it.
     for (int64_t p0 = 0; p0 < K; p0 += kKc) {
-      const int64_t kc = std::min(kKc, K - p0);
-      const bool load_c = accumulate || p0 > 0;
-      pack_b(kc, nc, b + p0 * b_rs + j0 * b_cs, b_rs, b_cs, bp);
-      for (int64_t i0 = 0; i0 < M; i0 += kMc) {
-        const int64_t mc = std::min(kMc, M - i0);
+      pack_b(std::min(kKc, K - p0), nc, b + p0 * b_rs + j0 * b_cs, b_rs, b_cs, bp + p0 * nc_padded);
+    }
+    for (int64_t i0 = 0; i0 < M; i0 += kMc) {
+      const int64_t mc = std::min(kMc, M - i0);
+      // The k blocks innermost: the c block (mc x nc) stays in cache between them.
+      for (int64_t p0 = 0; p0 < K; p0 += kKc) {
+        const int64_t kc = std::min(kKc, K - p0);
+        const bool load_c = accumulate || p0 > 0;
         pack_a(mc, kc, a + i0 * a_rs + p0 * a_cs, a_rs, a_cs, ap);
         for (int64_t j = 0; j < nc; j += kNr) {
           const int64_t cols = std::min(kNr, nc - j);
-          const float* b_panel = bp + j * kc;
+          const float* b_panel = bp + p0 * nc_padded + j * kc;
           for (int64_t i = 0; i < mc; i += kMr) {
             const int64_t rows = std::min(kMr, mc - i);
             float* tile = c + (i0 + i) * ldc + j0 + j;

@@ -1,8 +1,8 @@
 // mnemo's f32 GEMM kernel (core/cpu/gemm_f32.h), called directly: every element must be
 // exactly the in-order fused multiply-add chain over k (so bitwise equal to a scalar std::fma
 // loop), for shapes crossing every block edge (6-row and 16-column micro-tiles, 256-deep K
-// blocks, 96-row A blocks, 2048-column B blocks), any operand strides (transposed, stride 0),
-// a leading dimension wider than N, K = 0, and any sub-tile computed on its own.
+// blocks, 96-row A blocks, B column blocks of 2 MiB packed), any operand strides (transposed,
+// stride 0), a leading dimension wider than N, K = 0, and any sub-tile computed on its own.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -55,7 +55,8 @@ TEST_CASE("gemm_f32: every element is the in-order fma chain, across block edges
       {6, 16, 256, Layout::row_major, Layout::row_major},
       {7, 17, 257, Layout::col_major, Layout::col_major},
       {97, 33, 600, Layout::row_major, Layout::col_major},
-      {5, 2100, 40, Layout::col_major, Layout::row_major},  // two B column blocks
+      {5, 2100, 40, Layout::col_major, Layout::row_major},
+      {8, 1000, 600, Layout::row_major, Layout::col_major},  // b in two column blocks
       {200, 45, 513, Layout::broadcast_rows, Layout::row_major},
       {13, 70, 9, Layout::row_major, Layout::broadcast_rows},
   };
