@@ -10,7 +10,8 @@
 //     1 MiB (small tensors repeat exact sizes), then four classes per power of two, so a
 //     block is at most 25% larger than asked for and a reused block always fits;
 //   - a freed block goes to its class's list; if that would push the cache past its limit
-//     (1 GiB by default, set_cache_limit), the cache is emptied first, so it stays bounded;
+//     (1 GiB by default; set_cache_limit, or MNEMO_CPU_CACHE_LIMIT_MB in the environment, where
+//     0 turns caching off), the cache is emptied first, so it stays bounded;
 //   - if the system is out of memory, the cache is emptied and the request retried.
 // Blocks are 64-byte aligned (a cache line; enough for AVX-512 loads). Memory is never
 // zeroed: tensors are uninitialised (factories fill explicitly). Setting the environment
@@ -71,6 +72,11 @@ class CachingAllocator final : public Allocator {
     const char* fill = std::getenv("MNEMO_CPU_ALLOC_FILL");
     fill_ = fill != nullptr && fill[0] != '\0' && fill[0] != '0';
     stats_.cache_limit_bytes = size_t(1) << 30;
+    if (const char* limit = std::getenv("MNEMO_CPU_CACHE_LIMIT_MB")) {
+      char* end = nullptr;
+      const unsigned long long mb = std::strtoull(limit, &end, 10);
+      if (end != limit && *end == '\0') stats_.cache_limit_bytes = size_t(mb) << 20;
+    }
   }
   ~CachingAllocator() override { release_cache(); }
 
