@@ -23,11 +23,16 @@ Allocator& cpu_allocator() {
   return *backend_for(Device::cpu()).allocator(Device::cpu());
 }
 
-// Restores the default limit and a clean cache whatever a test did.
+// Starts each test from an empty cache with the default 1 GiB limit (whatever
+// MNEMO_CPU_CACHE_LIMIT_MB says) and restores the previous limit afterwards.
 struct CacheGuard {
-  CacheGuard() { cpu::empty_cache(); }
-  ~CacheGuard() {
+  size_t saved_limit = cpu::allocator_stats().cache_limit_bytes;
+  CacheGuard() {
     cpu::set_cache_limit(size_t(1) << 30);
+    cpu::empty_cache();
+  }
+  ~CacheGuard() {
+    cpu::set_cache_limit(saved_limit);
     cpu::empty_cache();
   }
 };
