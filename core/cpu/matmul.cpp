@@ -38,12 +38,13 @@
 // f32 and f64 run natively. bf16/f16 operands are converted to f32 buffers, multiplied in
 // f32 and rounded once on store. Integer dtypes are rejected by the op layer.
 //
-// ---- Measured (bench/bench_core.cpp gemm) ----
-// 2-core AMD EPYC (Zen 4) VM, f32, one thread, best run: 73-85 GFLOP/s on the products of a
-// small LM step (2048 rows, hidden 128, MLP 384, vocab 512, transposed operands included),
-// 0.79-0.89 of OpenBLAS 0.3.21 (Cooperlake AVX-512 kernels) on the same shapes; Eigen 3.4's
-// 48x4 AVX-512 micro-kernel is the gap. Two threads reached 137-158 GFLOP/s when the second
-// core was free.
+// ---- Measured (bench/bench_core.cpp llama_gemms: the 15 projection products of one step
+// of configs/demo.json, 11.3 GFLOP; 2-core AMD EPYC Zen 4 VM, f32, median of interleaved runs)
+//   1 thread:  Eigen kernel 192 ms per step (0.68x OpenBLAS 0.3.21), mnemo's f32 kernel
+//              119 ms (1.00x; 75-108 GFLOP/s per product, the dW = dY^T @ X ones lowest);
+//   2 threads: Eigen 82 ms (1.10x OpenBLAS, whose threads scale poorly on these small
+//              products), mnemo's kernel 60 ms (1.60x; 151-208 GFLOP/s).
+// `MNEMO_CPU_GEMM=eigen bench_core 2 llama_gemms` reproduces the Eigen numbers.
 
 // GCC 12 reports a false "may be used uninitialized" inside Eigen's AVX-512 packet transpose
 // (_mm256_undefined_pd is uninitialised by design); the pragma must precede the intrinsics
