@@ -35,6 +35,8 @@
 #include <cstring>
 #include <memory>
 
+#include "core/error.h"
+
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define MNEMO_GEMM_F32_AVX2 1
@@ -61,6 +63,8 @@ struct Buffer {
       const int64_t bytes = (n * int64_t(sizeof(float)) + 63) / 64 * 64;
       data.reset(static_cast<float*>(std::aligned_alloc(64, size_t(bytes))));
       capacity = data ? n : 0;
+      MNEMO_CHECK(data != nullptr, "matmul: out of memory allocating a {}-byte packing buffer",
+                  bytes);
     }
     return data.get();
   }
