@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cmath>
 #include <filesystem>
+#include <mutex>
 #include <ostream>
 
 #include "autograd/engine.h"
@@ -206,6 +207,14 @@ class Run {
   }
 
   void resume_from(const std::string& checkpoint) {
+    try {
+      resume_from_checked(checkpoint);
+    } catch (const nlohmann::json::exception& e) {
+      fail("{}/trainer_state.json: {}", checkpoint, e.what());
+    }
+  }
+
+  void resume_from_checked(const std::string& checkpoint) {
     LoadedCheckpoint ckpt = load_checkpoint(checkpoint);
     const json& state = ckpt.trainer_state;
     MNEMO_CHECK(state.contains("run_config") && state.contains("step") &&
@@ -223,15 +232,27 @@ class Run {
     optimizer_->set_steps_taken(state.value("optimizer_steps", step_));
     open_data();
     sampler_->set_position(state["sampler_position"].get<uint64_t>());
+    if (state.contains("rng")) {  // the process-wide generator (dropout, if a model uses it)
+      std::lock_guard<std::mutex> lock(default_generator_mutex());
+      default_generator().set_state(state["rng"]["seed"].get<uint64_t>(),
+                                    state["rng"]["offset"].get<uint64_t>());
+    }
     tokens_seen_ = state.value("tokens_seen", int64_t(0));
     io::MetricsLog::truncate_after((fs::path(options_.out_dir) / "metrics.jsonl").string(), step_);
     log_ << "resumed from " << checkpoint << " at step " << step_ << "\n";
   }
 
   json trainer_state() const {
+    uint64_t rng_seed = 0, rng_offset = 0;
+    {
+      std::lock_guard<std::mutex> lock(default_generator_mutex());
+      rng_seed = default_generator().seed();
+      rng_offset = default_generator().offset();
+    }
     return json{{"step", step_},
                 {"optimizer_steps", optimizer_->steps_taken()},
                 {"sampler_position", sampler_->position()},
+                {"rng", {{"seed", rng_seed}, {"offset", rng_offset}}},
                 {"tokens_seen", tokens_seen_},
                 {"run_config", rc_.json}};
   }
