@@ -47,12 +47,15 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <limits>
+#include <string_view>
 #include <type_traits>
 #include <vector>
 
 #include "core/cpu/cpu_backend.h"
+#include "core/cpu/gemm_f32.h"
 #include "core/cpu/parallel.h"
 
 namespace mnemo::cpu {
@@ -61,19 +64,44 @@ namespace {
 
 constexpr int RowMajor = Eigen::RowMajor, ColMajor = Eigen::ColMajor;
 
-// c (M, N), row-major with row length ldc,  +=  alpha * a (M, K) @ b (K, N), on this thread.
-// An operand is row-major (AOrder/BOrder = RowMajor, ld = its row length) or the transpose of
-// a row-major matrix with row length ld (ColMajor).
+// mnemo's own f32 GEMM (core/cpu/gemm_f32.h) for the f32 products when the build has it,
+// unless the environment sets MNEMO_CPU_GEMM=eigen (as in matmul.cpp, to compare the two).
+bool use_own_f32_gemm() {
+  static const bool use = [] {
+    const char* choice = std::getenv("MNEMO_CPU_GEMM");
+    return gemm_f32_available() && !(choice != nullptr && std::string_view(choice) == "eigen");
+  }();
+  return use;
+}
+
+// c (M, N), row-major with row length ldc,  =  a (M, K) @ b (K, N)  (or += with accumulate),
+// on this thread. An operand is row-major (AOrder/BOrder = RowMajor, ld = its row length) or
+// the transpose of a row-major matrix with row length ld (ColMajor): read in place, no copy.
+// f32 goes to gemm_f32 (which overwrites c, so no zero fill), anything else to Eigen's
+// single-threaded kernel (which only adds, so c is zeroed first unless accumulating).
 template <int AOrder, int BOrder, typename F>
 void gemm(int64_t M, int64_t N, int64_t K, const F* a, int64_t lda, const F* b, int64_t ldb, F* c,
-          int64_t ldc, F alpha) {
-  if (M == 0 || N == 0 || K == 0) return;
+          int64_t ldc, bool accumulate) {
+  if (M == 0 || N == 0) return;
+  if constexpr (std::is_same_v<F, float>) {
+    if (use_own_f32_gemm()) {
+      // Element (i, k) of a row-major a is at a[i*lda + k]; of a transposed one at a[k*lda + i].
+      const bool ar = AOrder == RowMajor, br = BOrder == RowMajor;
+      gemm_f32(M, N, K, a, ar ? lda : 1, ar ? 1 : lda, b, br ? ldb : 1, br ? 1 : ldb, c, ldc,
+               accumulate);
+      return;
+    }
+  }
+  if (!accumulate) {
+    for (int64_t i = 0; i < M; ++i) std::fill(c + i * ldc, c + i * ldc + N, F(0));
+  }
+  if (K == 0) return;
   using Gemm = Eigen::internal::general_matrix_matrix_product<Eigen::Index, F, AOrder, false, F,
                                                               BOrder, false, RowMajor, 1>;
   Eigen::internal::gemm_blocking_space<RowMajor, F, F, Eigen::Dynamic, Eigen::Dynamic,
                                        Eigen::Dynamic>
       blocking(M, N, K, 1, true);  // one thread: the blocking depends on the sizes alone
-  Gemm::run(M, N, K, a, lda, b, ldb, c, 1, ldc, alpha, blocking, nullptr);
+  Gemm::run(M, N, K, a, lda, b, ldb, c, 1, ldc, F(1), blocking, nullptr);
 }
 
 constexpr int64_t kQueryBlock = 32;
@@ -130,6 +158,18 @@ const F* as_compute(const T* src, int64_t count, std::vector<F>& buffer) {
   }
 }
 
+// dst (cols, rows) = src (rows, cols)^T, converted to F: a kv head's keys or values turned
+// column-major once per task run, so that the products reading K^T or V^T find rows of 16
+// contiguous floats (the cheap packing path of gemm_f32) instead of strided columns.
+template <typename T, typename F>
+const F* transposed(const T* src, int64_t rows, int64_t cols, std::vector<F>& dst) {
+  dst.resize(size_t(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) dst[size_t(c * rows + r)] = F(src[r * cols + c]);
+  }
+  return dst.data();
+}
+
 // Where to compute count values bound for dst: dst itself when T is F, else buffer, which
 // finish_output then rounds into dst.
 template <typename T, typename F>
@@ -148,14 +188,23 @@ void finish_output(const F* src, int64_t count, T* dst) {
   }
 }
 
-// S (n, kend) = scale * Q K[0, kend)^T + mask for the query rows i0 .. i0 + n of head (b, h),
-// with -inf for the keys a row may not see. Q (n, D), K (Tk, D) row-major.
+// Qs (n, D) = scale * Q: the scale goes into the n x D queries rather than the n x kend scores.
+// The forward and the backward's recomputation both use this, so they get the same S.
+template <typename F>
+const F* scaled_queries(const Geometry& g, const F* Q, int64_t n, std::vector<F>& buffer) {
+  const F scale = F(g.scale);
+  buffer.resize(size_t(n * g.D));
+  for (int64_t i = 0; i < n * g.D; ++i) buffer[size_t(i)] = scale * Q[i];
+  return buffer.data();
+}
+
+// S (n, kend) = Qs K[0, kend)^T + mask for the query rows i0 .. i0 + n of head (b, h), with
+// -inf for the keys a row may not see. Qs (n, D) the scaled queries, Kt (D, Tk) = K^T.
 template <typename T, typename F>
 void scores(const Geometry& g, const MaskView<T>& mask, int64_t b, int64_t h, int64_t i0, int64_t n,
-            int64_t kend, const F* Q, const F* K, F* S) {
-  const F scale = F(g.scale), neg_inf = -std::numeric_limits<F>::infinity();
-  std::fill(S, S + n * kend, F(0));
-  gemm<RowMajor, ColMajor>(n, kend, g.D, Q, g.D, K, g.D, S, kend, scale);
+            int64_t kend, const F* Qs, const F* Kt, F* S) {
+  const F neg_inf = -std::numeric_limits<F>::infinity();
+  gemm<RowMajor, RowMajor>(n, kend, g.D, Qs, g.D, Kt, g.Tk, S, kend, false);
   for (int64_t r = 0; r < n; ++r) {
     F* s = S + r * kend;
     const int64_t visible = g.visible(i0 + r);
@@ -250,12 +299,13 @@ void probabilities_row(F* s, int64_t n, F lse) {
 // Per-thread scratch for converted rows and score blocks.
 template <typename F>
 struct Scratch {
-  std::vector<F> q, k, v, o, dout, scores, dscores, result;
+  std::vector<F> q, qs, k, v, o, dout, scores, dscores, result;
 };
 
-// One forward task: query block blk of head (b, h). K (Tk, D), V (Tk, Dv): its kv head in F.
+// One forward task: query block blk of head (b, h). Kt (D, Tk) = K^T and V (Tk, Dv): its kv
+// head in F.
 template <typename T, typename F>
-void forward_block(const Geometry& g, const T* q, const MaskView<T>& mask, const F* K, const F* V,
+void forward_block(const Geometry& g, const T* q, const MaskView<T>& mask, const F* Kt, const F* V,
                    int64_t b, int64_t h, int64_t blk, T* out, F* lse, Scratch<F>& s) {
   const int64_t i0 = blk * kQueryBlock, n = std::min(kQueryBlock, g.Tq - i0);
   const int64_t kend = g.visible(i0 + n - 1);
@@ -267,22 +317,33 @@ void forward_block(const Geometry& g, const T* q, const MaskView<T>& mask, const
     return;
   }
   const F* Q = as_compute(q + row * g.D, n * g.D, s.q);  // (n, D)
+  const F* Qs = scaled_queries(g, Q, n, s.qs);           // (n, D)
   s.scores.resize(size_t(n * kend));
   F* P = s.scores.data();  // (n, kend)
-  scores(g, mask, b, h, i0, n, kend, Q, K, P);
+  scores(g, mask, b, h, i0, n, kend, Qs, Kt, P);
   for (int64_t r = 0; r < n; ++r) lse[row + r] = softmax_row(P + r * kend, kend);
   F* O = output_buffer(out_rows, n * g.Dv, s.o);  // (n, Dv)
-  std::fill(O, O + n * g.Dv, F(0));
-  gemm<RowMajor, RowMajor>(n, g.Dv, kend, P, kend, V, g.Dv, O, g.Dv, F(1));
+  gemm<RowMajor, RowMajor>(n, g.Dv, kend, P, kend, V, g.Dv, O, g.Dv, false);
   finish_output(O, n * g.Dv, out_rows);
 }
 
-// One query block of a backward task: block blk of head h; adds its share into dK (Tk, D) and
-// dV (Tk, Dv) and writes its rows of dq. K, V as in forward_block.
+// The operands of a backward task's kv head, in F: K (Tk, D), Kt (D, Tk) = K^T,
+// Vt (Dv, Tk) = V^T; and its gradient accumulators, kept transposed: dKt (D, Tk) = dK^T,
+// dVt (Dv, Tk) = dV^T. Transposed, the products that add into them, dK^T += Q^T dS and
+// dV^T += dO^T P, read dS and P (n, kend) as row-major b operands (cheap to pack) and only
+// the small Q, dO (n, D) as transposed a operands.
+template <typename F>
+struct KvHead {
+  const F *K, *Kt, *Vt;
+  F *dKt, *dVt;
+};
+
+// One query block of a backward task: block blk of head h; adds its share into dKt, dVt and
+// writes its rows of dq.
 template <typename T, typename F>
 void backward_block(const Geometry& g, const T* q, const T* out, const T* dout, const F* lse,
-                    const MaskView<T>& mask, const F* K, const F* V, int64_t b, int64_t h,
-                    int64_t blk, T* dq, F* dK, F* dV, Scratch<F>& s) {
+                    const MaskView<T>& mask, const KvHead<F>& kv, int64_t b, int64_t h,
+                    int64_t blk, T* dq, Scratch<F>& s) {
   const int64_t i0 = blk * kQueryBlock, n = std::min(kQueryBlock, g.Tq - i0);
   const int64_t kend = g.visible(i0 + n - 1);
   const int64_t row = g.q_row(b, h, i0);
@@ -292,30 +353,30 @@ void backward_block(const Geometry& g, const T* q, const T* out, const T* dout, 
     return;
   }
   const F* Q = as_compute(q + row * g.D, n * g.D, s.q);           // (n, D)
+  const F* Qs = scaled_queries(g, Q, n, s.qs);                    // (n, D)
   const F* O = as_compute(out + row * g.Dv, n * g.Dv, s.o);       // (n, Dv)
   const F* dO = as_compute(dout + row * g.Dv, n * g.Dv, s.dout);  // (n, Dv)
   s.scores.resize(size_t(n * kend));
   s.dscores.resize(size_t(n * kend));
   F* P = s.scores.data();    // (n, kend)
   F* dS = s.dscores.data();  // (n, kend): dP first, then dS in place
-  scores(g, mask, b, h, i0, n, kend, Q, K, P);
-  std::fill(dS, dS + n * kend, F(0));
-  gemm<RowMajor, ColMajor>(n, kend, g.Dv, dO, g.Dv, V, g.Dv, dS, kend, F(1));  // dP = dO V^T
+  scores(g, mask, b, h, i0, n, kend, Qs, kv.Kt, P);
+  gemm<RowMajor, RowMajor>(n, kend, g.Dv, dO, g.Dv, kv.Vt, g.Tk, dS, kend, false);  // dP = dO V^T
+  const F scale = F(g.scale);
   for (int64_t r = 0; r < n; ++r) {
     F* p = P + r * kend;
     F* ds = dS + r * kend;
     probabilities_row(p, kend, lse[row + r]);
     F delta = 0;  // rowsum(dO * O), which equals sum_j P dP (Dv terms, in order)
     for (int64_t e = 0; e < g.Dv; ++e) delta += dO[r * g.Dv + e] * O[r * g.Dv + e];
-    for (int64_t j = 0; j < kend; ++j) ds[j] = p[j] * (ds[j] - delta);
+    // dS with the scale folded in: both dQ and dK take scale * dS.
+    for (int64_t j = 0; j < kend; ++j) ds[j] = scale * (p[j] * (ds[j] - delta));
   }
-  const F scale = F(g.scale);
   F* dQ = output_buffer(dq_rows, n * g.D, s.result);  // (n, D)
-  std::fill(dQ, dQ + n * g.D, F(0));
-  gemm<RowMajor, RowMajor>(n, g.D, kend, dS, kend, K, g.D, dQ, g.D, scale);
+  gemm<RowMajor, RowMajor>(n, g.D, kend, dS, kend, kv.K, g.D, dQ, g.D, false);  // dQ = dS K
   finish_output(dQ, n * g.D, dq_rows);
-  gemm<ColMajor, RowMajor>(kend, g.D, n, dS, kend, Q, g.D, dK, g.D, scale);    // dK += dS^T Q
-  gemm<ColMajor, RowMajor>(kend, g.Dv, n, P, kend, dO, g.Dv, dV, g.Dv, F(1));  // dV += P^T dO
+  gemm<ColMajor, RowMajor>(g.D, kend, n, Q, g.D, dS, kend, kv.dKt, g.Tk, true);  // dK^T += Q^T dS
+  gemm<ColMajor, RowMajor>(g.Dv, kend, n, dO, g.Dv, P, kend, kv.dVt, g.Tk, true);  // dV^T += dO^T P
 }
 
 }  // namespace
@@ -344,7 +405,7 @@ void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, co
         const int64_t b = bh / g.H, h = bh % g.H, hk = h / g.group();
         if (b * g.Hkv + hk != loaded) {
           loaded = b * g.Hkv + hk;
-          kp = as_compute(ks + g.kv_row(b, hk) * g.D, g.Tk * g.D, kbuf);
+          kp = transposed(ks + g.kv_row(b, hk) * g.D, g.Tk, g.D, kbuf);
           vp = as_compute(vs + g.kv_row(b, hk) * g.Dv, g.Tk * g.Dv, vbuf);
         }
         forward_block(g, qs, mask_view, kp, vp, b, h, blk, outs, lses, s);
@@ -374,23 +435,27 @@ void CpuBackend::attention_backward(const Tensor& q, const Tensor& k, const Tens
     const int64_t cost = g.group() * g.Tq * g.Tk * 2 * (g.D + g.Dv + 4);
     parallel_for(g.B * g.Hkv, cost, [&](int64_t begin, int64_t end) {
       Scratch<F> s;
-      std::vector<F> kbuf, vbuf;
-      std::vector<F> dK(size_t(g.Tk * g.D)), dV(size_t(g.Tk * g.Dv));  // accumulators
+      std::vector<F> kbuf, ktbuf, vtbuf;
+      std::vector<F> dKt(size_t(g.D * g.Tk)), dVt(size_t(g.Dv * g.Tk));  // accumulators
       for (int64_t task = begin; task < end; ++task) {
         const int64_t b = task / g.Hkv, hk = task % g.Hkv;
-        const int64_t kv = g.kv_row(b, hk);
-        const F* K = as_compute(ks + kv * g.D, g.Tk * g.D, kbuf);
-        const F* V = as_compute(vs + kv * g.Dv, g.Tk * g.Dv, vbuf);
-        std::fill(dK.begin(), dK.end(), F(0));
-        std::fill(dV.begin(), dV.end(), F(0));
+        const int64_t row = g.kv_row(b, hk);
+        const KvHead<F> kv{as_compute(ks + row * g.D, g.Tk * g.D, kbuf),
+                           transposed(ks + row * g.D, g.Tk, g.D, ktbuf),
+                           transposed(vs + row * g.Dv, g.Tk, g.Dv, vtbuf), dKt.data(), dVt.data()};
+        std::fill(dKt.begin(), dKt.end(), F(0));
+        std::fill(dVt.begin(), dVt.end(), F(0));
         for (int64_t h = hk * g.group(); h < (hk + 1) * g.group(); ++h) {
           for (int64_t blk = 0; blk < g.blocks(); ++blk) {
-            backward_block(g, qs, outs, douts, lses, mask_view, K, V, b, h, blk, dqs, dK.data(),
-                           dV.data(), s);
+            backward_block(g, qs, outs, douts, lses, mask_view, kv, b, h, blk, dqs, s);
           }
         }
-        for (int64_t i = 0; i < g.Tk * g.D; ++i) dks[kv * g.D + i] = T(dK[size_t(i)]);
-        for (int64_t i = 0; i < g.Tk * g.Dv; ++i) dvs[kv * g.Dv + i] = T(dV[size_t(i)]);
+        T* dk_rows = dks + row * g.D;   // (Tk, D)
+        T* dv_rows = dvs + row * g.Dv;  // (Tk, Dv)
+        for (int64_t j = 0; j < g.Tk; ++j) {
+          for (int64_t d = 0; d < g.D; ++d) dk_rows[j * g.D + d] = T(dKt[size_t(d * g.Tk + j)]);
+          for (int64_t e = 0; e < g.Dv; ++e) dv_rows[j * g.Dv + e] = T(dVt[size_t(e * g.Tk + j)]);
+        }
       }
     });
   });
