@@ -43,12 +43,13 @@
 // GCC 12 reports a false "may be used uninitialized" inside Eigen's AVX-512 packet code
 // (_mm256_undefined_pd is uninitialised by design); the pragma must precede the intrinsics.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// Eigen packet types carry vector attributes that a template argument drops (harmless here).
+#pragma GCC diagnostic ignored "-Wignored-attributes"
 
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <functional>
 #include <limits>
 #include <string_view>
 #include <type_traits>
@@ -158,16 +159,60 @@ const F* as_compute(const T* src, int64_t count, std::vector<F>& buffer) {
   }
 }
 
-// dst (cols, rows) = src (rows, cols)^T, converted to F: a kv head's keys or values turned
-// column-major once per task run, so that the products reading K^T or V^T find rows of 16
-// contiguous floats (the cheap packing path of gemm_f32) instead of strided columns.
-template <typename T, typename F>
-const F* transposed(const T* src, int64_t rows, int64_t cols, std::vector<F>& dst) {
-  dst.resize(size_t(rows * cols));
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) dst[size_t(c * rows + r)] = F(src[r * cols + c]);
+namespace ei = Eigen::internal;
+template <typename F>
+using Packet = typename ei::packet_traits<F>::type;
+template <typename F>
+constexpr int64_t kWidth = ei::packet_traits<F>::size;
+
+// dst (cols, rows) = src (rows, cols)^T, both row-major: W x W tiles through packet
+// transposes (8 x 8 floats in AVX registers), the ragged edges element by element.
+template <typename F>
+void transpose(const F* src, int64_t rows, int64_t cols, F* dst) {
+  constexpr int64_t W = kWidth<F>;
+  int64_t r0 = 0, c0 = 0;
+  if constexpr (W > 1) {
+    for (; r0 + W <= rows; r0 += W) {
+      for (c0 = 0; c0 + W <= cols; c0 += W) {
+        ei::PacketBlock<Packet<F>, int(W)> tile;
+        for (int64_t i = 0; i < W; ++i) tile.packet[i] = ei::ploadu<Packet<F>>(src + (r0 + i) * cols + c0);
+        ei::ptranspose(tile);
+        for (int64_t i = 0; i < W; ++i) ei::pstoreu(dst + (c0 + i) * rows + r0, tile.packet[i]);
+      }
+      for (int64_t r = r0; r < r0 + W; ++r) {  // the columns past the last full tile
+        for (int64_t c = c0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
+      }
+    }
   }
+  for (int64_t r = r0; r < rows; ++r) {  // the rows past the last full tile
+    for (int64_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
+  }
+}
+
+// (cols, rows) = src (rows, cols)^T in F: a kv head's keys or values turned column-major once
+// per task run, so that the products reading K^T or V^T find rows of 16 contiguous floats
+// (the cheap packing path of gemm_f32) instead of strided columns.
+template <typename T, typename F>
+const F* transposed(const T* src, int64_t rows, int64_t cols, std::vector<F>& dst,
+                    std::vector<F>& buffer) {
+  dst.resize(size_t(rows * cols));
+  transpose(as_compute(src, rows * cols, buffer), rows, cols, dst.data());
   return dst.data();
+}
+
+// sum over e < n of x[e] * y[e], in W lane partials from x[0] (so independent of where x and
+// y lie in memory; a sequential sum would be a chain of n dependent scalar adds).
+template <typename F>
+F row_dot(const F* x, const F* y, int64_t n) {
+  constexpr int64_t W = kWidth<F>;
+  Packet<F> acc = ei::pset1<Packet<F>>(F(0));
+  int64_t e = 0;
+  for (; e + W <= n; e += W) {
+    acc = ei::pmadd(ei::ploadu<Packet<F>>(x + e), ei::ploadu<Packet<F>>(y + e), acc);
+  }
+  F total = ei::predux(acc);
+  for (; e < n; ++e) total += x[e] * y[e];
+  return total;
 }
 
 // Where to compute count values bound for dst: dst itself when T is F, else buffer, which
@@ -198,22 +243,19 @@ const F* scaled_queries(const Geometry& g, const F* Q, int64_t n, std::vector<F>
   return buffer.data();
 }
 
-// S (n, kend) = Qs K[0, kend)^T + mask for the query rows i0 .. i0 + n of head (b, h), with
-// -inf for the keys a row may not see. Qs (n, D) the scaled queries, Kt (D, Tk) = K^T.
+// S (n, kend) = Qs K[0, kend)^T + mask for the query rows i0 .. i0 + n of head (b, h). Only
+// the keys a row sees, [0, g.visible(i0 + r)), are meaningful (the row functions below read
+// no further). Qs (n, D) the scaled queries, Kt (D, Tk) = K^T.
 template <typename T, typename F>
 void scores(const Geometry& g, const MaskView<T>& mask, int64_t b, int64_t h, int64_t i0, int64_t n,
             int64_t kend, const F* Qs, const F* Kt, F* S) {
-  const F neg_inf = -std::numeric_limits<F>::infinity();
   gemm<RowMajor, RowMajor>(n, kend, g.D, Qs, g.D, Kt, g.Tk, S, kend, false);
+  if (!mask.data) return;
   for (int64_t r = 0; r < n; ++r) {
     F* s = S + r * kend;
-    const int64_t visible = g.visible(i0 + r);
-    if (mask.data) {
-      const T* m = mask.row(b, h, i0 + r);
-      const int64_t sj = mask.sj;
-      for (int64_t j = 0; j < visible; ++j) s[j] += F(m[j * sj]);
-    }
-    for (int64_t j = visible; j < kend; ++j) s[j] = neg_inf;
+    const T* m = mask.row(b, h, i0 + r);
+    const int64_t visible = g.visible(i0 + r), sj = mask.sj;
+    for (int64_t j = 0; j < visible; ++j) s[j] += F(m[j * sj]);
   }
 }
 
@@ -222,78 +264,86 @@ void scores(const Geometry& g, const MaskView<T>& mask, int64_t b, int64_t h, in
 // change with heap addresses (and so with the thread count). Eigen's array expressions peel
 // unaligned heads and tails into scalar code (std::exp there, its vectorised pexp elsewhere:
 // they round differently), and a compiler-vectorised reduction may also peel for alignment.
-// So these loops fix the order themselves: sums and maxima over kLanes interleaved partials
-// (kept in vector registers), and exp through Eigen's packet pexp for every element, the
-// tail included (through a padded packet). std::exp in a loop would stay scalar without
-// -ffast-math and cost more than the GEMMs.
+// So these loops work in Eigen packets from the row's first element, the tail through a
+// padded packet: exp through pexp for every element, sums in W lane partials (lane l adds the
+// elements j = l mod W in order, then the lanes are combined), maxima likewise (exact, any
+// order). std::exp in a loop would stay scalar without -ffast-math and cost more than the
+// GEMMs. Only a row's visible keys [0, visible) are read; the rest of the row is set to 0.
 
-constexpr int kLanes = 16;
-
-// op-reduction of s[0, n) in a fixed order: kLanes interleaved partials, then combined.
-template <typename F, typename Op>
-F reduce_row(const F* s, int64_t n, F init, Op op) {
-  F acc[kLanes];
-  std::fill(acc, acc + kLanes, init);
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
-    for (int l = 0; l < kLanes; ++l) acc[l] = op(acc[l], s[j + l]);
-  }
-  for (; j < n; ++j) acc[0] = op(acc[0], s[j]);
-  F total = acc[0];
-  for (int l = 1; l < kLanes; ++l) total = op(total, acc[l]);
-  return total;
+// The packet of s[j, n) padded with fill (n - j < W).
+template <typename F>
+Packet<F> load_tail(const F* s, int64_t j, int64_t n, F fill) {
+  F tail[kWidth<F>];
+  std::fill(tail, tail + kWidth<F>, fill);
+  std::copy(s + j, s + n, tail);
+  return ei::ploadu<Packet<F>>(tail);
 }
 
-// s[j] = exp(s[j] - shift) for j < n, exactly 0 where s[j] = -inf (a hidden key; Eigen's pexp
-// clamps its argument, so it would give a tiny positive number there).
+// max of s[0, n); -inf for n = 0.
 template <typename F>
-void exp_shifted(F* s, int64_t n, F shift) {
-  namespace ei = Eigen::internal;
-  using Packet = typename ei::packet_traits<F>::type;
-  constexpr int64_t W = ei::packet_traits<F>::size;
-  const Packet neg_inf = ei::pset1<Packet>(-std::numeric_limits<F>::infinity());
-  const Packet vshift = ei::pset1<Packet>(shift);
-  auto exp_packet = [&](F* p) {
-    const Packet x = ei::ploadu<Packet>(p);
-    const Packet e = ei::pexp(ei::psub(x, vshift));
-    ei::pstoreu(p, ei::pselect(ei::pcmp_eq(x, neg_inf), ei::pzero(e), e));
+F row_max(const F* s, int64_t n) {
+  constexpr int64_t W = kWidth<F>;
+  const F neg_inf = -std::numeric_limits<F>::infinity();
+  Packet<F> m = ei::pset1<Packet<F>>(neg_inf);
+  int64_t j = 0;
+  for (; j + W <= n; j += W) m = ei::pmax(m, ei::ploadu<Packet<F>>(s + j));
+  if (j < n) m = ei::pmax(m, load_tail(s, j, n, neg_inf));
+  return ei::predux_max(m);
+}
+
+// s[j] = exp(s[j] - shift) for j < n, exactly 0 where s[j] = -inf (a masked key; Eigen's pexp
+// clamps its argument, so it would give a tiny positive number there); returns the sum of
+// the new s[0, n) (in the fixed lane order above).
+template <typename F>
+F exp_shifted(F* s, int64_t n, F shift) {
+  constexpr int64_t W = kWidth<F>;
+  const Packet<F> neg_inf = ei::pset1<Packet<F>>(-std::numeric_limits<F>::infinity());
+  const Packet<F> vshift = ei::pset1<Packet<F>>(shift);
+  Packet<F> sum = ei::pzero(vshift);
+  auto exp_packet = [&](const Packet<F>& x) {
+    const Packet<F> e = ei::pexp(ei::psub(x, vshift));
+    return ei::pselect(ei::pcmp_eq(x, neg_inf), ei::pzero(e), e);
   };
   int64_t j = 0;
-  for (; j + W <= n; j += W) exp_packet(s + j);
+  for (; j + W <= n; j += W) {
+    const Packet<F> e = exp_packet(ei::ploadu<Packet<F>>(s + j));
+    ei::pstoreu(s + j, e);
+    sum = ei::padd(sum, e);
+  }
   if (j < n) {
     F tail[W];
-    std::fill(tail, tail + W, F(0));
-    std::copy(s + j, s + n, tail);
-    exp_packet(tail);
+    ei::pstoreu(tail, exp_packet(load_tail(s, j, n, -std::numeric_limits<F>::infinity())));
     std::copy(tail, tail + (n - j), s + j);
+    sum = ei::padd(sum, ei::ploadu<Packet<F>>(tail));  // the padding lanes hold exp(-inf) = 0
   }
+  return ei::predux(sum);
 }
 
-// Row s[0, n) of scores -> softmax probabilities in place; returns the row's logsumexp.
-// A row of -inf (no visible key) becomes zeros with lse -inf.
+// Row s[0, n) of scores, keys [0, visible) visible -> unnormalised probabilities
+// exp(s - max) in place (0 past visible); returns 1 / their sum (the caller scales the
+// row's output instead of the n probabilities) and sets lse to the row's logsumexp. A row
+// with no finite score becomes zeros with lse = -inf and 1 / sum = 0.
 template <typename F>
-F softmax_row(F* s, int64_t n) {
-  const F neg_inf = -std::numeric_limits<F>::infinity();
-  const F max = reduce_row(s, n, neg_inf, [](F a, F b) { return std::max(a, b); });
-  if (max == neg_inf) {
-    std::fill(s, s + n, F(0));
-    return max;
+F softmax_row(F* s, int64_t visible, int64_t n, F& lse) {
+  std::fill(s + visible, s + n, F(0));
+  const F max = row_max(s, visible);
+  if (max == -std::numeric_limits<F>::infinity()) {
+    std::fill(s, s + visible, F(0));
+    lse = max;
+    return F(0);
   }
-  exp_shifted(s, n, max);
-  const F sum = reduce_row(s, n, F(0), std::plus<F>());
-  const F inv = F(1) / sum;
-  for (int64_t j = 0; j < n; ++j) s[j] *= inv;
-  return max + std::log(sum);
+  const F sum = exp_shifted(s, visible, max);
+  lse = max + std::log(sum);
+  return F(1) / sum;
 }
 
-// Row s[0, n) of scores -> probabilities exp(s - lse) in place, from the forward's lse.
+// Row s[0, n) of scores -> probabilities exp(s - lse) in place, from the forward's lse; keys
+// past visible get 0.
 template <typename F>
-void probabilities_row(F* s, int64_t n, F lse) {
-  if (lse == -std::numeric_limits<F>::infinity()) {
-    std::fill(s, s + n, F(0));
-    return;
-  }
-  exp_shifted(s, n, lse);
+void probabilities_row(F* s, int64_t visible, int64_t n, F lse) {
+  if (lse == -std::numeric_limits<F>::infinity()) visible = 0;
+  std::fill(s + visible, s + n, F(0));
+  exp_shifted(s, visible, lse);
 }
 
 // Per-thread scratch for converted rows and score blocks.
@@ -321,9 +371,15 @@ void forward_block(const Geometry& g, const T* q, const MaskView<T>& mask, const
   s.scores.resize(size_t(n * kend));
   F* P = s.scores.data();  // (n, kend)
   scores(g, mask, b, h, i0, n, kend, Qs, Kt, P);
-  for (int64_t r = 0; r < n; ++r) lse[row + r] = softmax_row(P + r * kend, kend);
+  F inv_sum[kQueryBlock];
+  for (int64_t r = 0; r < n; ++r) {
+    inv_sum[r] = softmax_row(P + r * kend, g.visible(i0 + r), kend, lse[row + r]);
+  }
   F* O = output_buffer(out_rows, n * g.Dv, s.o);  // (n, Dv)
   gemm<RowMajor, RowMajor>(n, g.Dv, kend, P, kend, V, g.Dv, O, g.Dv, false);
+  for (int64_t r = 0; r < n; ++r) {  // normalise: O = softmax(S) V = (exp(S - max) V) / sum
+    for (int64_t e = 0; e < g.Dv; ++e) O[r * g.Dv + e] *= inv_sum[r];
+  }
   finish_output(O, n * g.Dv, out_rows);
 }
 
@@ -366,9 +422,8 @@ void backward_block(const Geometry& g, const T* q, const T* out, const T* dout, 
   for (int64_t r = 0; r < n; ++r) {
     F* p = P + r * kend;
     F* ds = dS + r * kend;
-    probabilities_row(p, kend, lse[row + r]);
-    F delta = 0;  // rowsum(dO * O), which equals sum_j P dP (Dv terms, in order)
-    for (int64_t e = 0; e < g.Dv; ++e) delta += dO[r * g.Dv + e] * O[r * g.Dv + e];
+    probabilities_row(p, g.visible(i0 + r), kend, lse[row + r]);
+    const F delta = row_dot(dO + r * g.Dv, O + r * g.Dv, g.Dv);  // rowsum(dO * O) = sum_j P dP
     // dS with the scale folded in: both dQ and dK take scale * dS.
     for (int64_t j = 0; j < kend; ++j) ds[j] = scale * (p[j] * (ds[j] - delta));
   }
@@ -397,7 +452,7 @@ void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, co
     const int64_t cost = kQueryBlock * g.Tk * (g.D + g.Dv + 8);
     parallel_for(g.B * g.H * blocks, cost, [&](int64_t begin, int64_t end) {
       Scratch<F> s;
-      std::vector<F> kbuf, vbuf;
+      std::vector<F> kbuf, vbuf, convert;
       const F *kp = nullptr, *vp = nullptr;
       int64_t loaded = -1;  // the (b, kv head) kp, vp hold
       for (int64_t task = begin; task < end; ++task) {
@@ -405,7 +460,7 @@ void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, co
         const int64_t b = bh / g.H, h = bh % g.H, hk = h / g.group();
         if (b * g.Hkv + hk != loaded) {
           loaded = b * g.Hkv + hk;
-          kp = transposed(ks + g.kv_row(b, hk) * g.D, g.Tk, g.D, kbuf);
+          kp = transposed(ks + g.kv_row(b, hk) * g.D, g.Tk, g.D, kbuf, convert);
           vp = as_compute(vs + g.kv_row(b, hk) * g.Dv, g.Tk * g.Dv, vbuf);
         }
         forward_block(g, qs, mask_view, kp, vp, b, h, blk, outs, lses, s);
@@ -435,14 +490,15 @@ void CpuBackend::attention_backward(const Tensor& q, const Tensor& k, const Tens
     const int64_t cost = g.group() * g.Tq * g.Tk * 2 * (g.D + g.Dv + 4);
     parallel_for(g.B * g.Hkv, cost, [&](int64_t begin, int64_t end) {
       Scratch<F> s;
-      std::vector<F> kbuf, ktbuf, vtbuf;
+      std::vector<F> kbuf, ktbuf, vtbuf, convert, result;
       std::vector<F> dKt(size_t(g.D * g.Tk)), dVt(size_t(g.Dv * g.Tk));  // accumulators
       for (int64_t task = begin; task < end; ++task) {
         const int64_t b = task / g.Hkv, hk = task % g.Hkv;
         const int64_t row = g.kv_row(b, hk);
         const KvHead<F> kv{as_compute(ks + row * g.D, g.Tk * g.D, kbuf),
-                           transposed(ks + row * g.D, g.Tk, g.D, ktbuf),
-                           transposed(vs + row * g.Dv, g.Tk, g.Dv, vtbuf), dKt.data(), dVt.data()};
+                           transposed(ks + row * g.D, g.Tk, g.D, ktbuf, convert),
+                           transposed(vs + row * g.Dv, g.Tk, g.Dv, vtbuf, convert), dKt.data(),
+                           dVt.data()};
         std::fill(dKt.begin(), dKt.end(), F(0));
         std::fill(dVt.begin(), dVt.end(), F(0));
         for (int64_t h = hk * g.group(); h < (hk + 1) * g.group(); ++h) {
@@ -450,12 +506,14 @@ void CpuBackend::attention_backward(const Tensor& q, const Tensor& k, const Tens
             backward_block(g, qs, outs, douts, lses, mask_view, kv, b, h, blk, dqs, s);
           }
         }
-        T* dk_rows = dks + row * g.D;   // (Tk, D)
-        T* dv_rows = dvs + row * g.Dv;  // (Tk, Dv)
-        for (int64_t j = 0; j < g.Tk; ++j) {
-          for (int64_t d = 0; d < g.D; ++d) dk_rows[j * g.D + d] = T(dKt[size_t(d * g.Tk + j)]);
-          for (int64_t e = 0; e < g.Dv; ++e) dv_rows[j * g.Dv + e] = T(dVt[size_t(e * g.Tk + j)]);
-        }
+        T* dk_rows = dks + row * g.D;  // (Tk, D) = dKt^T
+        F* dK = output_buffer(dk_rows, g.Tk * g.D, result);
+        transpose(dKt.data(), g.D, g.Tk, dK);
+        finish_output(dK, g.Tk * g.D, dk_rows);
+        T* dv_rows = dvs + row * g.Dv;  // (Tk, Dv) = dVt^T
+        F* dV = output_buffer(dv_rows, g.Tk * g.Dv, result);
+        transpose(dVt.data(), g.Dv, g.Tk, dV);
+        finish_output(dV, g.Tk * g.Dv, dv_rows);
       }
     });
   });
