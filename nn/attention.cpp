@@ -62,13 +62,17 @@ Tensor CausalSelfAttention::forward(const Tensor& x, const RopeTables& rope, Lay
   // One GEMM, three column views: (B*T, H D), (B*T, Hkv D), (B*T, Hkv D).
   const std::vector<Tensor> parts =
       fused_linear(reshape(x, {B * T, C}), {q_proj->weight, k_proj->weight, v_proj->weight});
-  Tensor q = to_heads(parts[0], B, T, H, D);    // (B, H, T, D)
-  Tensor k = to_heads(parts[1], B, T, Hkv, D);  // (B, Hkv, T, D)
-  Tensor v = to_heads(parts[2], B, T, Hkv, D);  // (B, Hkv, T, D)
+  Tensor q, k;  // (B, H, T, D), (B, Hkv, T, D)
   if (rope.cos.defined()) {
-    q = apply_rotary(q, rope);
-    k = apply_rotary(k, rope);
+    // RoPE on the rows viewed as (B, T, heads, D): its result is contiguous in that layout,
+    // so to_heads' permute is free and dq/dk come back as plain rows for the GEMM backward.
+    q = permute(apply_rotary_bthd(view(parts[0], {B, T, H, D}), rope), {0, 2, 1, 3});
+    k = permute(apply_rotary_bthd(view(parts[1], {B, T, Hkv, D}), rope), {0, 2, 1, 3});
+  } else {
+    q = to_heads(parts[0], B, T, H, D);    // (B, H, T, D)
+    k = to_heads(parts[1], B, T, Hkv, D);  // (B, Hkv, T, D)
   }
+  Tensor v = to_heads(parts[2], B, T, Hkv, D);  // (B, Hkv, T, D)
   if (cache != nullptr) {
     if (cache->k.defined()) {
       MNEMO_CHECK(cache->k.size(0) == B && cache->k.size(1) == Hkv && cache->k.size(3) == D,
