@@ -59,6 +59,10 @@
 #include "core/cpu/gemm_f32.h"
 #include "core/cpu/parallel.h"
 
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
 namespace mnemo::cpu {
 
 namespace {
@@ -75,6 +79,97 @@ bool use_own_f32_gemm() {
   return use;
 }
 
+#if defined(__AVX2__) && defined(__FMA__)
+// ---- A small-product kernel that reads its operands in place ----
+// The products here are small (one side 32 = D or the query block, the other <= Tk) and
+// their operands already lie in L1/L2, so gemm_f32's packing of both operands on every call
+// was about a fifth of the attention time (its a-panel packing is a scalar transpose). This
+// kernel packs nothing: c tile (R x 16) += a (R rows, any strides: a broadcast per row and k)
+// @ b (row-major, contiguous rows: two vector loads per k), in R x 2 ymm accumulators. Each
+// element of c is one chain of FMAs over k = 0 .. K-1 in order, starting from 0 or from c:
+// the same chain as gemm_f32's, so the results equal its results bit for bit.
+template <int R, bool Full>
+void small_tile(int64_t K, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
+                int64_t ldb, float* c, int64_t ldc, bool accumulate, int64_t cols) {
+  // cols < 16 (the right edge): masked loads and stores of the lanes past cols.
+  alignas(32) static constexpr int32_t kLane[16] = {0, 1, 2, 3, 4, 5, 6, 7,
+                                                    8, 9, 10, 11, 12, 13, 14, 15};
+  const __m256i n = _mm256_set1_epi32(int32_t(cols));
+  const __m256i m0 = _mm256_cmpgt_epi32(n, _mm256_load_si256((const __m256i*)kLane));
+  const __m256i m1 = _mm256_cmpgt_epi32(n, _mm256_load_si256((const __m256i*)(kLane + 8)));
+  constexpr bool full = Full;
+  __m256 acc[R][2];
+#pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) {
+    if (!accumulate) {
+      acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    } else if (full) {
+      acc[r][0] = _mm256_loadu_ps(c + r * ldc), acc[r][1] = _mm256_loadu_ps(c + r * ldc + 8);
+    } else {
+      acc[r][0] = _mm256_maskload_ps(c + r * ldc, m0);
+      acc[r][1] = _mm256_maskload_ps(c + r * ldc + 8, m1);
+    }
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const float* bk = b + k * ldb;
+    const __m256 b0 = full ? _mm256_loadu_ps(bk) : _mm256_maskload_ps(bk, m0);
+    const __m256 b1 = full ? _mm256_loadu_ps(bk + 8) : _mm256_maskload_ps(bk + 8, m1);
+    const float* ak = a + k * a_cs;
+  #pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) {
+      const __m256 x = _mm256_broadcast_ss(ak + r * a_rs);
+      acc[r][0] = _mm256_fmadd_ps(x, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(x, b1, acc[r][1]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) {
+    if (full) {
+      _mm256_storeu_ps(c + r * ldc, acc[r][0]), _mm256_storeu_ps(c + r * ldc + 8, acc[r][1]);
+    } else {
+      _mm256_maskstore_ps(c + r * ldc, m0, acc[r][0]);
+      _mm256_maskstore_ps(c + r * ldc + 8, m1, acc[r][1]);
+    }
+  }
+}
+
+// One column strip of 16 (Full) or cols < 16 columns: 6-row tiles, then the remaining rows.
+template <bool Full>
+void small_strip(int64_t M, int64_t K, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
+                 int64_t ldb, float* c, int64_t ldc, bool accumulate, int64_t cols) {
+  int64_t i = 0;
+  for (; i + 6 <= M; i += 6) {
+    small_tile<6, Full>(K, a + i * a_rs, a_rs, a_cs, b, ldb, c + i * ldc, ldc, accumulate, cols);
+  }
+  a += i * a_rs, c += i * ldc;
+  switch (M - i) {
+    case 5: small_tile<5, Full>(K, a, a_rs, a_cs, b, ldb, c, ldc, accumulate, cols); break;
+    case 4: small_tile<4, Full>(K, a, a_rs, a_cs, b, ldb, c, ldc, accumulate, cols); break;
+    case 3: small_tile<3, Full>(K, a, a_rs, a_cs, b, ldb, c, ldc, accumulate, cols); break;
+    case 2: small_tile<2, Full>(K, a, a_rs, a_cs, b, ldb, c, ldc, accumulate, cols); break;
+    case 1: small_tile<1, Full>(K, a, a_rs, a_cs, b, ldb, c, ldc, accumulate, cols); break;
+    default: break;
+  }
+}
+
+// c (M, N) (row-major, ldc) = or += a (M, K) @ b (K, N): a element (i, k) at
+// a[i*a_rs + k*a_cs], b row-major with row length ldb. Strips of 16 columns, the last one
+// masked.
+void small_gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_rs, int64_t a_cs,
+                const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+  int64_t j = 0;
+  for (; j + 16 <= N; j += 16) {
+    small_strip<true>(M, K, a, a_rs, a_cs, b + j, ldb, c + j, ldc, accumulate, 16);
+  }
+  if (j < N) small_strip<false>(M, K, a, a_rs, a_cs, b + j, ldb, c + j, ldc, accumulate, N - j);
+}
+constexpr bool kSmallGemm = true;
+#else
+void small_gemm(int64_t, int64_t, int64_t, const float*, int64_t, int64_t, const float*, int64_t,
+                float*, int64_t, bool) {}
+constexpr bool kSmallGemm = false;
+#endif
+
 // c (M, N), row-major with row length ldc,  =  a (M, K) @ b (K, N)  (or += with accumulate),
 // on this thread. An operand is row-major (AOrder/BOrder = RowMajor, ld = its row length) or
 // the transpose of a row-major matrix with row length ld (ColMajor): read in place, no copy.
@@ -88,6 +183,10 @@ void gemm(int64_t M, int64_t N, int64_t K, const F* a, int64_t lda, const F* b, 
     if (use_own_f32_gemm()) {
       // Element (i, k) of a row-major a is at a[i*lda + k]; of a transposed one at a[k*lda + i].
       const bool ar = AOrder == RowMajor, br = BOrder == RowMajor;
+      if (kSmallGemm && br) {
+        small_gemm(M, N, K, a, ar ? lda : 1, ar ? 1 : lda, b, ldb, c, ldc, accumulate);
+        return;
+      }
       gemm_f32(M, N, K, a, ar ? lda : 1, ar ? 1 : lda, b, br ? ldb : 1, br ? 1 : ldb, c, ldc,
                accumulate);
       return;
