@@ -483,17 +483,14 @@ void forward_block(const Geometry& g, const T* q, const MaskView<T>& mask, const
 }
 
 // The operands of a backward task's kv head, in F: K (Tk, D), Kt (D, Tk) = K^T,
-// Vt (Dv, Tk) = V^T; and its gradient accumulators, kept transposed: dKt (D, Tk) = dK^T,
-// dVt (Dv, Tk) = dV^T. Transposed, the products that add into them, dK^T += Q^T dS and
-// dV^T += dO^T P, read dS and P (n, kend) as row-major b operands (cheap to pack) and only
-// the small Q, dO (n, D) as transposed a operands.
+// Vt (Dv, Tk) = V^T; and its gradient accumulators dK (Tk, D), dV (Tk, Dv).
 template <typename F>
 struct KvHead {
   const F *K, *Kt, *Vt;
-  F *dKt, *dVt;
+  F *dK, *dV;
 };
 
-// One query block of a backward task: block blk of head h; adds its share into dKt, dVt and
+// One query block of a backward task: block blk of head h; adds its share into dK, dV and
 // writes its rows of dq.
 template <typename T, typename F>
 void backward_block(const Geometry& g, const T* q, const T* out, const T* dout, const F* lse,
@@ -529,8 +526,8 @@ void backward_block(const Geometry& g, const T* q, const T* out, const T* dout, 
   F* dQ = output_buffer(dq_rows, n * g.D, s.result);  // (n, D)
   gemm<RowMajor, RowMajor>(n, g.D, kend, dS, kend, kv.K, g.D, dQ, g.D, false);  // dQ = dS K
   finish_output(dQ, n * g.D, dq_rows);
-  gemm<ColMajor, RowMajor>(g.D, kend, n, Q, g.D, dS, kend, kv.dKt, g.Tk, true);  // dK^T += Q^T dS
-  gemm<ColMajor, RowMajor>(g.Dv, kend, n, dO, g.Dv, P, kend, kv.dVt, g.Tk, true);  // dV^T += dO^T P
+  gemm<ColMajor, RowMajor>(kend, g.D, n, dS, kend, Q, g.D, kv.dK, g.D, true);    // dK += dS^T Q
+  gemm<ColMajor, RowMajor>(kend, g.Dv, n, P, kend, dO, g.Dv, kv.dV, g.Dv, true);  // dV += P^T dO
 }
 
 }  // namespace
@@ -589,30 +586,27 @@ void CpuBackend::attention_backward(const Tensor& q, const Tensor& k, const Tens
     const int64_t cost = g.group() * g.Tq * g.Tk * 2 * (g.D + g.Dv + 4);
     parallel_for(g.B * g.Hkv, cost, [&](int64_t begin, int64_t end) {
       Scratch<F> s;
-      std::vector<F> kbuf, ktbuf, vtbuf, convert, result;
-      std::vector<F> dKt(size_t(g.D * g.Tk)), dVt(size_t(g.Dv * g.Tk));  // accumulators
+      std::vector<F> kbuf, ktbuf, vtbuf, convert, dkbuf, dvbuf;
       for (int64_t task = begin; task < end; ++task) {
         const int64_t b = task / g.Hkv, hk = task % g.Hkv;
         const int64_t row = g.kv_row(b, hk);
+        T* dk_rows = dks + row * g.D;   // (Tk, D)
+        T* dv_rows = dvs + row * g.Dv;  // (Tk, Dv)
+        // The accumulators: the output rows themselves when T is F, else F buffers.
         const KvHead<F> kv{as_compute(ks + row * g.D, g.Tk * g.D, kbuf),
                            transposed(ks + row * g.D, g.Tk, g.D, ktbuf, convert),
-                           transposed(vs + row * g.Dv, g.Tk, g.Dv, vtbuf, convert), dKt.data(),
-                           dVt.data()};
-        std::fill(dKt.begin(), dKt.end(), F(0));
-        std::fill(dVt.begin(), dVt.end(), F(0));
+                           transposed(vs + row * g.Dv, g.Tk, g.Dv, vtbuf, convert),
+                           output_buffer(dk_rows, g.Tk * g.D, dkbuf),
+                           output_buffer(dv_rows, g.Tk * g.Dv, dvbuf)};
+        std::fill(kv.dK, kv.dK + g.Tk * g.D, F(0));
+        std::fill(kv.dV, kv.dV + g.Tk * g.Dv, F(0));
         for (int64_t h = hk * g.group(); h < (hk + 1) * g.group(); ++h) {
           for (int64_t blk = 0; blk < g.blocks(); ++blk) {
             backward_block(g, qs, outs, douts, lses, mask_view, kv, b, h, blk, dqs, s);
           }
         }
-        T* dk_rows = dks + row * g.D;  // (Tk, D) = dKt^T
-        F* dK = output_buffer(dk_rows, g.Tk * g.D, result);
-        transpose(dKt.data(), g.D, g.Tk, dK);
-        finish_output(dK, g.Tk * g.D, dk_rows);
-        T* dv_rows = dvs + row * g.Dv;  // (Tk, Dv) = dVt^T
-        F* dV = output_buffer(dv_rows, g.Tk * g.Dv, result);
-        transpose(dVt.data(), g.Dv, g.Tk, dV);
-        finish_output(dV, g.Tk * g.Dv, dv_rows);
+        finish_output(kv.dK, g.Tk * g.D, dk_rows);
+        finish_output(kv.dV, g.Tk * g.Dv, dv_rows);
       }
     });
   });
