@@ -73,7 +73,9 @@ TEST_CASE("safetensors: round trip of every dtype, bit for bit") {
     CHECK(got.dtype() == expected.dtype());
     CHECK(got.shape() == expected.shape());
     size_t bytes = size_t(expected.numel()) * expected.element_size();
-    CHECK(std::memcmp(got.data_ptr(), expected.data_ptr(), bytes) == 0);
+    if (bytes > 0) {  // an empty tensor may have no storage (memcmp needs valid pointers)
+      CHECK(std::memcmp(got.data_ptr(), expected.data_ptr(), bytes) == 0);
+    }
   }
   CHECK(loaded[2].second.to_vector<double>() == std::vector<double>{1.5, -2.25, 0, 3, -7, 100});
   auto metadata = read_safetensors_metadata(path);
