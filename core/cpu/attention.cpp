@@ -89,10 +89,10 @@ bool use_own_f32_gemm() {
 // element of c is one chain of FMAs over k = 0 .. K-1 in order, starting from 0 or from c:
 // the same chain as gemm_f32's, so the results equal its results bit for bit.
 template <int R, bool Full>
-void small_tile(int64_t K, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
-                int64_t ldb, float* c, int64_t ldc, bool accumulate, int64_t cols) {
+void small_tile(int64_t K, const float* a, int64_t a_rs, int64_t a_cs, const float* b, int64_t ldb,
+                float* c, int64_t ldc, bool accumulate, int64_t cols) {
   // cols < 16 (the right edge): masked loads and stores of the lanes past cols.
-  alignas(32) static constexpr int32_t kLane[16] = {0, 1, 2, 3, 4, 5, 6, 7,
+  alignas(32) static constexpr int32_t kLane[16] = {0, 1, 2,  3,  4,  5,  6,  7,
                                                     8, 9, 10, 11, 12, 13, 14, 15};
   const __m256i n = _mm256_set1_epi32(int32_t(cols));
   const __m256i m0 = _mm256_cmpgt_epi32(n, _mm256_load_si256((const __m256i*)kLane));
@@ -115,8 +115,8 @@ void small_tile(int64_t K, const float* a, int64_t a_rs, int64_t a_cs, const flo
     const __m256 b0 = full ? _mm256_loadu_ps(bk) : _mm256_maskload_ps(bk, m0);
     const __m256 b1 = full ? _mm256_loadu_ps(bk + 8) : _mm256_maskload_ps(bk + 8, m1);
     const float* ak = a + k * a_cs;
-  #pragma GCC unroll 6
-  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
       const __m256 x = _mm256_broadcast_ss(ak + r * a_rs);
       acc[r][0] = _mm256_fmadd_ps(x, b0, acc[r][0]);
       acc[r][1] = _mm256_fmadd_ps(x, b1, acc[r][1]);
@@ -274,7 +274,8 @@ void transpose(const F* src, int64_t rows, int64_t cols, F* dst) {
     for (; r0 + W <= rows; r0 += W) {
       for (c0 = 0; c0 + W <= cols; c0 += W) {
         ei::PacketBlock<Packet<F>, int(W)> tile;
-        for (int64_t i = 0; i < W; ++i) tile.packet[i] = ei::ploadu<Packet<F>>(src + (r0 + i) * cols + c0);
+        for (int64_t i = 0; i < W; ++i)
+          tile.packet[i] = ei::ploadu<Packet<F>>(src + (r0 + i) * cols + c0);
         ei::ptranspose(tile);
         for (int64_t i = 0; i < W; ++i) ei::pstoreu(dst + (c0 + i) * rows + r0, tile.packet[i]);
       }
@@ -390,6 +391,42 @@ F row_max(const F* s, int64_t n) {
   return ei::predux_max(m);
 }
 
+// exp of a packet of x - shift (x <= shift here: shift is a row maximum or logsumexp).
+// Eigen's pexp for 8 floats is Cephes' expf (exp(r) by a polynomial, r = x - m ln 2), then
+// 2^m through a range-safe ldexp of about a dozen integer and multiply steps. With x clamped
+// to [-87, 88], 2^m is a normal float and one exponent-field add suffices: same polynomial,
+// same values (a product by a power of two is exact), a third fewer instructions. Below
+// -87 the result stays at about 1e-38 instead of going to 0 (an absolute error < 1e-37).
+template <typename F>
+Packet<F> exp_packet(const Packet<F>& x) {
+#if defined(__AVX2__) && defined(__FMA__)
+  if constexpr (std::is_same_v<F, float> && kWidth<F> == 8) {
+    const __m256 xc =
+        _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.0f)), _mm256_set1_ps(-87.0f));
+    // m = floor(x / ln 2 + 1/2), r = x - m ln 2 (ln 2 in two parts, as Eigen does)
+    const __m256 m = _mm256_floor_ps(
+        _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+    __m256 r = _mm256_fmadd_ps(m, _mm256_set1_ps(-0.693359375f), xc);
+    r = _mm256_fmadd_ps(m, _mm256_set1_ps(2.12194440e-4f), r);
+    const __m256 r2 = _mm256_mul_ps(r, r), r3 = _mm256_mul_ps(r2, r);
+    __m256 y =
+        _mm256_fmadd_ps(_mm256_set1_ps(1.9875691500E-4f), r, _mm256_set1_ps(1.3981999507E-3f));
+    __m256 y1 =
+        _mm256_fmadd_ps(_mm256_set1_ps(4.1665795894E-2f), r, _mm256_set1_ps(1.6666665459E-1f));
+    const __m256 y2 = _mm256_add_ps(r, _mm256_set1_ps(1.0f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073E-3f));
+    y1 = _mm256_fmadd_ps(y1, r, _mm256_set1_ps(5.0000001201E-1f));
+    y = _mm256_fmadd_ps(y, r3, y1);
+    y = _mm256_fmadd_ps(y, r2, y2);
+    // 2^m: m + 127 in [1, 254] into the exponent field.
+    const __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(m), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+  }
+#endif
+  return ei::pexp(x);
+}
+
 // s[j] = exp(s[j] - shift) for j < n, exactly 0 where s[j] = -inf (a masked key; Eigen's pexp
 // clamps its argument, so it would give a tiny positive number there); returns the sum of
 // the new s[0, n) (in the fixed lane order above).
@@ -399,19 +436,19 @@ F exp_shifted(F* s, int64_t n, F shift) {
   const Packet<F> neg_inf = ei::pset1<Packet<F>>(-std::numeric_limits<F>::infinity());
   const Packet<F> vshift = ei::pset1<Packet<F>>(shift);
   Packet<F> sum = ei::pzero(vshift);
-  auto exp_packet = [&](const Packet<F>& x) {
-    const Packet<F> e = ei::pexp(ei::psub(x, vshift));
+  auto exp_masked = [&](const Packet<F>& x) {
+    const Packet<F> e = exp_packet<F>(ei::psub(x, vshift));
     return ei::pselect(ei::pcmp_eq(x, neg_inf), ei::pzero(e), e);
   };
   int64_t j = 0;
   for (; j + W <= n; j += W) {
-    const Packet<F> e = exp_packet(ei::ploadu<Packet<F>>(s + j));
+    const Packet<F> e = exp_masked(ei::ploadu<Packet<F>>(s + j));
     ei::pstoreu(s + j, e);
     sum = ei::padd(sum, e);
   }
   if (j < n) {
     F tail[W];
-    ei::pstoreu(tail, exp_packet(load_tail(s, j, n, -std::numeric_limits<F>::infinity())));
+    ei::pstoreu(tail, exp_masked(load_tail(s, j, n, -std::numeric_limits<F>::infinity())));
     std::copy(tail, tail + (n - j), s + j);
     sum = ei::padd(sum, ei::ploadu<Packet<F>>(tail));  // the padding lanes hold exp(-inf) = 0
   }
@@ -494,8 +531,8 @@ struct KvHead {
 // writes its rows of dq.
 template <typename T, typename F>
 void backward_block(const Geometry& g, const T* q, const T* out, const T* dout, const F* lse,
-                    const MaskView<T>& mask, const KvHead<F>& kv, int64_t b, int64_t h,
-                    int64_t blk, T* dq, Scratch<F>& s) {
+                    const MaskView<T>& mask, const KvHead<F>& kv, int64_t b, int64_t h, int64_t blk,
+                    T* dq, Scratch<F>& s) {
   const int64_t i0 = blk * kQueryBlock, n = std::min(kQueryBlock, g.Tq - i0);
   const int64_t kend = g.visible(i0 + n - 1);
   const int64_t row = g.q_row(b, h, i0);
@@ -523,10 +560,10 @@ void backward_block(const Geometry& g, const T* q, const T* out, const T* dout, 
     // dS with the scale folded in: both dQ and dK take scale * dS.
     for (int64_t j = 0; j < kend; ++j) ds[j] = scale * (p[j] * (ds[j] - delta));
   }
-  F* dQ = output_buffer(dq_rows, n * g.D, s.result);  // (n, D)
+  F* dQ = output_buffer(dq_rows, n * g.D, s.result);                            // (n, D)
   gemm<RowMajor, RowMajor>(n, g.D, kend, dS, kend, kv.K, g.D, dQ, g.D, false);  // dQ = dS K
   finish_output(dQ, n * g.D, dq_rows);
-  gemm<ColMajor, RowMajor>(kend, g.D, n, dS, kend, Q, g.D, kv.dK, g.D, true);    // dK += dS^T Q
+  gemm<ColMajor, RowMajor>(kend, g.D, n, dS, kend, Q, g.D, kv.dK, g.D, true);     // dK += dS^T Q
   gemm<ColMajor, RowMajor>(kend, g.Dv, n, P, kend, dO, g.Dv, kv.dV, g.Dv, true);  // dV += P^T dO
 }
 
