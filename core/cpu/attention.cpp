@@ -79,6 +79,28 @@ bool use_own_f32_gemm() {
   return use;
 }
 
+// The part of a causal product that matters, per row tile [i, i + R) of c; offset is
+// i0 + Tk - Tq for a query block starting at i0, so that local query row r sees keys
+// [0, r + 1 + offset). kColumns (c = scores or dP, columns are keys): the tile needs columns
+// [0, i + R + offset). kDepthEnd (a = P or dS, zero past each row's keys): the k-sum of the
+// tile ends at i + R + offset. kDepthBegin (c = dK or dV, rows are keys, a = dS^T or P^T): the
+// queries before i - offset see none of the tile's keys, so the k-sum starts there. Skipped
+// terms are products with exact zeros (leaving each sum unchanged), and skipped columns are
+// never read.
+struct Skip {
+  enum Kind { kNone, kColumns, kDepthEnd, kDepthBegin } kind = kNone;
+  int64_t offset = 0;
+  int64_t columns(int64_t i, int64_t R, int64_t N) const {
+    return kind == kColumns ? std::clamp<int64_t>(i + R + offset, 0, N) : N;
+  }
+  int64_t k_end(int64_t i, int64_t R, int64_t K) const {
+    return kind == kDepthEnd ? std::clamp<int64_t>(i + R + offset, 0, K) : K;
+  }
+  int64_t k_begin(int64_t i, int64_t K) const {
+    return kind == kDepthBegin ? std::clamp<int64_t>(i - offset, 0, K) : 0;
+  }
+};
+
 #if defined(__AVX2__) && defined(__FMA__)
 // ---- A small-product kernel that reads its operands in place ----
 // The products here are small (one side 32 = D or the query block, the other <= Tk) and
@@ -86,11 +108,12 @@ bool use_own_f32_gemm() {
 // was about a fifth of the attention time (its a-panel packing is a scalar transpose). This
 // kernel packs nothing: c tile (R x 16) += a (R rows, any strides: a broadcast per row and k)
 // @ b (row-major, contiguous rows: two vector loads per k), in R x 2 ymm accumulators. Each
-// element of c is one chain of FMAs over k = 0 .. K-1 in order, starting from 0 or from c:
-// the same chain as gemm_f32's, so the results equal its results bit for bit.
+// element of c is one chain of FMAs over k = k0 .. k1-1 in order, starting from 0 or from c:
+// the same chain as gemm_f32's (over k0 = 0 .. k1 = K), so the results equal its results bit
+// for bit.
 template <int R, bool Full>
-void small_tile(int64_t K, const float* a, int64_t a_rs, int64_t a_cs, const float* b, int64_t ldb,
-                float* c, int64_t ldc, bool accumulate, int64_t cols) {
+void small_tile(int64_t k0, int64_t k1, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
+                int64_t ldb, float* c, int64_t ldc, bool accumulate, int64_t cols) {
   // cols < 16 (the right edge): masked loads and stores of the lanes past cols.
   alignas(32) static constexpr int32_t kLane[16] = {0, 1, 2,  3,  4,  5,  6,  7,
                                                     8, 9, 10, 11, 12, 13, 14, 15};
@@ -110,7 +133,7 @@ void small_tile(int64_t K, const float* a, int64_t a_rs, int64_t a_cs, const flo
       acc[r][1] = _mm256_maskload_ps(c + r * ldc + 8, m1);
     }
   }
-  for (int64_t k = 0; k < K; ++k) {
+  for (int64_t k = k0; k < k1; ++k) {
     const float* bk = b + k * ldb;
     const __m256 b0 = full ? _mm256_loadu_ps(bk) : _mm256_maskload_ps(bk, m0);
     const __m256 b1 = full ? _mm256_loadu_ps(bk + 8) : _mm256_maskload_ps(bk + 8, m1);
@@ -133,58 +156,84 @@ void small_tile(int64_t K, const float* a, int64_t a_rs, int64_t a_cs, const flo
   }
 }
 
-// One column strip of 16 (Full) or cols < 16 columns: 6-row tiles, then the remaining rows.
+// The operands of one product, as small_gemm takes them.
+struct SmallProduct {
+  int64_t M, N, K;
+  const float* a;
+  int64_t a_rs, a_cs;
+  const float* b;
+  int64_t ldb;
+  float* c;
+  int64_t ldc;
+  bool accumulate;
+  Skip skip;
+};
+
+// Row tile [i, i + R) of the column strip [j, j + 16) (Full) or [j, N) (N - j < 16).
+template <int R, bool Full>
+void small_tile_at(const SmallProduct& p, int64_t i, int64_t j) {
+  if (p.skip.columns(i, R, p.N) <= j) return;  // a causal tile right of every row's keys
+  small_tile<R, Full>(p.skip.k_begin(i, p.K), p.skip.k_end(i, R, p.K), p.a + i * p.a_rs, p.a_rs,
+                      p.a_cs, p.b + j, p.ldb, p.c + i * p.ldc + j, p.ldc, p.accumulate, p.N - j);
+}
+
+// One column strip: 6-row tiles, then the remaining rows.
 template <bool Full>
-void small_strip(int64_t M, int64_t K, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
-                 int64_t ldb, float* c, int64_t ldc, bool accumulate, int64_t cols) {
+void small_strip(const SmallProduct& p, int64_t j) {
   int64_t i = 0;
-  for (; i + 6 <= M; i += 6) {
-    small_tile<6, Full>(K, a + i * a_rs, a_rs, a_cs, b, ldb, c + i * ldc, ldc, accumulate, cols);
-  }
-  a += i * a_rs, c += i * ldc;
-  switch (M - i) {
-    case 5: small_tile<5, Full>(K, a, a_rs, a_cs, b, ldb, c, ldc, accumulate, cols); break;
-    case 4: small_tile<4, Full>(K, a, a_rs, a_cs, b, ldb, c, ldc, accumulate, cols); break;
-    case 3: small_tile<3, Full>(K, a, a_rs, a_cs, b, ldb, c, ldc, accumulate, cols); break;
-    case 2: small_tile<2, Full>(K, a, a_rs, a_cs, b, ldb, c, ldc, accumulate, cols); break;
-    case 1: small_tile<1, Full>(K, a, a_rs, a_cs, b, ldb, c, ldc, accumulate, cols); break;
+  for (; i + 6 <= p.M; i += 6) small_tile_at<6, Full>(p, i, j);
+  switch (p.M - i) {
+    case 5: small_tile_at<5, Full>(p, i, j); break;
+    case 4: small_tile_at<4, Full>(p, i, j); break;
+    case 3: small_tile_at<3, Full>(p, i, j); break;
+    case 2: small_tile_at<2, Full>(p, i, j); break;
+    case 1: small_tile_at<1, Full>(p, i, j); break;
     default: break;
   }
 }
 
 // c (M, N) (row-major, ldc) = or += a (M, K) @ b (K, N): a element (i, k) at
-// a[i*a_rs + k*a_cs], b row-major with row length ldb. Strips of 16 columns, the last one
-// masked.
-void small_gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_rs, int64_t a_cs,
-                const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+// a[i*a_rs + k*a_cs], b row-major with row length ldb; only the part skip asks for. Strips
+// of 16 columns, the last one masked.
+void small_gemm(const SmallProduct& p) {
   int64_t j = 0;
-  for (; j + 16 <= N; j += 16) {
-    small_strip<true>(M, K, a, a_rs, a_cs, b + j, ldb, c + j, ldc, accumulate, 16);
-  }
-  if (j < N) small_strip<false>(M, K, a, a_rs, a_cs, b + j, ldb, c + j, ldc, accumulate, N - j);
+  for (; j + 16 <= p.N; j += 16) small_strip<true>(p, j);
+  if (j < p.N) small_strip<false>(p, j);
 }
 constexpr bool kSmallGemm = true;
 #else
-void small_gemm(int64_t, int64_t, int64_t, const float*, int64_t, int64_t, const float*, int64_t,
-                float*, int64_t, bool) {}
+struct SmallProduct {
+  int64_t M, N, K;
+  const float* a;
+  int64_t a_rs, a_cs;
+  const float* b;
+  int64_t ldb;
+  float* c;
+  int64_t ldc;
+  bool accumulate;
+  Skip skip;
+};
+void small_gemm(const SmallProduct&) {}
 constexpr bool kSmallGemm = false;
 #endif
 
 // c (M, N), row-major with row length ldc,  =  a (M, K) @ b (K, N)  (or += with accumulate),
 // on this thread. An operand is row-major (AOrder/BOrder = RowMajor, ld = its row length) or
 // the transpose of a row-major matrix with row length ld (ColMajor): read in place, no copy.
-// f32 goes to gemm_f32 (which overwrites c, so no zero fill), anything else to Eigen's
-// single-threaded kernel (which only adds, so c is zeroed first unless accumulating).
+// f32 goes to the in-place kernel above when b is row-major (every product here), else to
+// gemm_f32 (both overwrite c, so no zero fill); anything else to Eigen's
+// single-threaded kernel (which only adds, so c is zeroed first unless accumulating). skip
+// lets the in-place f32 kernel leave out the causally dead part (the others compute it all).
 template <int AOrder, int BOrder, typename F>
 void gemm(int64_t M, int64_t N, int64_t K, const F* a, int64_t lda, const F* b, int64_t ldb, F* c,
-          int64_t ldc, bool accumulate) {
+          int64_t ldc, bool accumulate, Skip skip = {}) {
   if (M == 0 || N == 0) return;
   if constexpr (std::is_same_v<F, float>) {
     if (use_own_f32_gemm()) {
       // Element (i, k) of a row-major a is at a[i*lda + k]; of a transposed one at a[k*lda + i].
       const bool ar = AOrder == RowMajor, br = BOrder == RowMajor;
       if (kSmallGemm && br) {
-        small_gemm(M, N, K, a, ar ? lda : 1, ar ? 1 : lda, b, ldb, c, ldc, accumulate);
+        small_gemm({M, N, K, a, ar ? lda : 1, ar ? 1 : lda, b, ldb, c, ldc, accumulate, skip});
         return;
       }
       gemm_f32(M, N, K, a, ar ? lda : 1, ar ? 1 : lda, b, br ? ldb : 1, br ? 1 : ldb, c, ldc,
@@ -226,6 +275,10 @@ struct Geometry {
   // Query i sees keys [0, visible(i)); it grows with i, so a block's last row bounds it.
   int64_t visible(int64_t i) const {
     return causal ? std::clamp<int64_t>(i + 1 + Tk - Tq, 0, Tk) : Tk;
+  }
+  // The causally needed part of a product of the query block starting at i0 (see Skip).
+  Skip skip(Skip::Kind kind, int64_t i0) const {
+    return causal ? Skip{kind, i0 + Tk - Tq} : Skip{};
   }
   // Offsets (in rows) of the first row of a head in q/out and in k/v.
   int64_t q_row(int64_t b, int64_t h, int64_t i) const { return (b * H + h) * Tq + i; }
@@ -349,7 +402,8 @@ const F* scaled_queries(const Geometry& g, const F* Q, int64_t n, std::vector<F>
 template <typename T, typename F>
 void scores(const Geometry& g, const MaskView<T>& mask, int64_t b, int64_t h, int64_t i0, int64_t n,
             int64_t kend, const F* Qs, const F* Kt, F* S) {
-  gemm<RowMajor, RowMajor>(n, kend, g.D, Qs, g.D, Kt, g.Tk, S, kend, false);
+  gemm<RowMajor, RowMajor>(n, kend, g.D, Qs, g.D, Kt, g.Tk, S, kend, false,
+                           g.skip(Skip::kColumns, i0));
   if (!mask.data) return;
   for (int64_t r = 0; r < n; ++r) {
     F* s = S + r * kend;
@@ -512,7 +566,8 @@ void forward_block(const Geometry& g, const T* q, const MaskView<T>& mask, const
     inv_sum[r] = softmax_row(P + r * kend, g.visible(i0 + r), kend, lse[row + r]);
   }
   F* O = output_buffer(out_rows, n * g.Dv, s.o);  // (n, Dv)
-  gemm<RowMajor, RowMajor>(n, g.Dv, kend, P, kend, V, g.Dv, O, g.Dv, false);
+  gemm<RowMajor, RowMajor>(n, g.Dv, kend, P, kend, V, g.Dv, O, g.Dv, false,
+                           g.skip(Skip::kDepthEnd, i0));
   for (int64_t r = 0; r < n; ++r) {  // normalise: O = softmax(S) V = (exp(S - max) V) / sum
     for (int64_t e = 0; e < g.Dv; ++e) O[r * g.Dv + e] *= inv_sum[r];
   }
@@ -550,21 +605,28 @@ void backward_block(const Geometry& g, const T* q, const T* out, const T* dout, 
   F* P = s.scores.data();    // (n, kend)
   F* dS = s.dscores.data();  // (n, kend): dP first, then dS in place
   scores(g, mask, b, h, i0, n, kend, Qs, kv.Kt, P);
-  gemm<RowMajor, RowMajor>(n, kend, g.Dv, dO, g.Dv, kv.Vt, g.Tk, dS, kend, false);  // dP = dO V^T
+  gemm<RowMajor, RowMajor>(n, kend, g.Dv, dO, g.Dv, kv.Vt, g.Tk, dS, kend, false,
+                           g.skip(Skip::kColumns, i0));  // dP = dO V^T
   const F scale = F(g.scale);
   for (int64_t r = 0; r < n; ++r) {
     F* p = P + r * kend;
     F* ds = dS + r * kend;
-    probabilities_row(p, g.visible(i0 + r), kend, lse[row + r]);
+    const int64_t visible = g.visible(i0 + r);
+    probabilities_row(p, visible, kend, lse[row + r]);
     const F delta = row_dot(dO + r * g.Dv, O + r * g.Dv, g.Dv);  // rowsum(dO * O) = sum_j P dP
-    // dS with the scale folded in: both dQ and dK take scale * dS.
-    for (int64_t j = 0; j < kend; ++j) ds[j] = scale * (p[j] * (ds[j] - delta));
+    // dS with the scale folded in: both dQ and dK take scale * dS. Past visible, dP may be
+    // unwritten (Skip::kColumns) and dS is 0.
+    for (int64_t j = 0; j < visible; ++j) ds[j] = scale * (p[j] * (ds[j] - delta));
+    std::fill(ds + visible, ds + kend, F(0));
   }
-  F* dQ = output_buffer(dq_rows, n * g.D, s.result);                            // (n, D)
-  gemm<RowMajor, RowMajor>(n, g.D, kend, dS, kend, kv.K, g.D, dQ, g.D, false);  // dQ = dS K
+  F* dQ = output_buffer(dq_rows, n * g.D, s.result);  // (n, D)
+  gemm<RowMajor, RowMajor>(n, g.D, kend, dS, kend, kv.K, g.D, dQ, g.D, false,
+                           g.skip(Skip::kDepthEnd, i0));  // dQ = dS K
   finish_output(dQ, n * g.D, dq_rows);
-  gemm<ColMajor, RowMajor>(kend, g.D, n, dS, kend, Q, g.D, kv.dK, g.D, true);     // dK += dS^T Q
-  gemm<ColMajor, RowMajor>(kend, g.Dv, n, P, kend, dO, g.Dv, kv.dV, g.Dv, true);  // dV += P^T dO
+  gemm<ColMajor, RowMajor>(kend, g.D, n, dS, kend, Q, g.D, kv.dK, g.D, true,
+                           g.skip(Skip::kDepthBegin, i0));  // dK += dS^T Q
+  gemm<ColMajor, RowMajor>(kend, g.Dv, n, P, kend, dO, g.Dv, kv.dV, g.Dv, true,
+                           g.skip(Skip::kDepthBegin, i0));  // dV += P^T dO
 }
 
 }  // namespace
