@@ -1,6 +1,7 @@
 // attention at f32 on shapes that exercise every edge of core/cpu/attention.cpp's in-place
 // product kernel (6 x 16 tiles): row counts 1..5 past the last full tile, column strips of
-// 1..15 masked lanes, depths D, Dv from 1 up, query blocks cut short, grouped-query heads.
+// 1..15 masked lanes, depths D, Dv from 1 up, query blocks cut short, grouped-query heads,
+// causal offsets of both signs (the kernel skips each tile's causally dead part).
 // The forward is checked against a naive f64 softmax(q k^T * scale + mask) v written with
 // loops here (sharp softmaxes included), the backward against the f64 kernel (which runs its
 // products on Eigen's GEMM, a separate code path), and the f32 results bit for bit across thread
@@ -34,6 +35,8 @@ const Shape4 kShapes[] = {
     {"several blocks, exact strips", 1, 4, 2, 70, 70, 16, 48, true, false},
     {"causal cache, mask with -inf", 1, 2, 2, 100, 130, 24, 8, true, true},
     {"rows 4 and 3 left, Dv 15", 2, 1, 1, 28, 27, 3, 15, false, true},
+    {"causal Tq > Tk: early rows see no key", 2, 2, 1, 45, 30, 9, 20, true, false},
+    {"causal, one long block", 1, 1, 1, 32, 200, 12, 40, true, true},
     // Score gaps of hundreds: exp underflows (the kernel's exp clamps its argument at -87).
     {"sharp softmax, scale 40", 1, 2, 2, 20, 40, 8, 8, true, false, 40.0},
 };
