@@ -6,39 +6,42 @@
 // key j iff j <= i + (Tk - Tq).
 //
 // Forward, per head and per block of kQueryBlock query rows [i0, i0 + n):
-//   S = scale * Q K^T + mask          (n, kend)    one GEMM (Eigen)
-//   P = softmax_rows(S),  lse = logsumexp_rows(S)
-//   O = P V                           (n, Dv)      one GEMM
+//   S = (scale Q) K^T + mask          (n, kend)    one product
+//   E = exp(S - rowmax(S)),  lse = rowmax + log(rowsum(E))
+//   O = (E V) / rowsum(E)             (n, Dv)      one product, rows scaled after it
 // Only the keys [0, kend) that some row of the block can see are touched, so in causal mode
-// the upper triangle is skipped a block at a time (about half the work for Tq = Tk); inside
-// the block, keys past a row's limit are set to -inf. A row that sees no key (all scores
-// -inf) gets P = 0, out = 0 and lse = -inf, never NaN. Tasks are (b, h, query block), spread
-// over threads; each writes its own rows of out and lse.
+// the upper triangle is skipped a block at a time; inside the block the product kernel skips
+// each 6-row tile's dead part too (Skip), and a row's softmax reads only its own keys (the
+// rest of its row of E is 0). A row that sees no key gets out = 0 and lse = -inf, never NaN.
+// Tasks are (b, h, query block), spread over threads; each writes its own rows of out and lse.
 //
 // Backward recomputes P from the saved lse instead of storing it (B*H*Tq*Tk floats):
-//   P  = exp(S - lse)                 (0 where S = -inf or lse = -inf)
-//   dV += P^T dO,   dP = dO V^T,   dS = P * (dP - rowsum(dO * O))
-//   dQ = scale * dS K,   dK += scale * dS^T Q
+//   P  = exp(S - lse)                 (0 where S = -inf or lse = -inf, and past a row's keys)
+//   dP = dO V^T,   dS = scale * P * (dP - rowsum(dO * O))
+//   dQ = dS K,   dK += dS^T Q,   dV += P^T dO
 // With grouped-query attention several query heads add into one kv head's dK, dV. To keep
 // that free of races and independent of the thread count, a backward task is one (b, kv head):
 // it walks the query heads of its group and their blocks in a fixed order, accumulating dK, dV
-// in the compute type, and writes dQ for those heads (each query head belongs to one task).
+// (in the output rows themselves for f32), and writes dQ for those heads.
 //
-// The products go to Eigen's single-threaded GEMM kernel, called directly (as in matmul.cpp):
-// through the expression API Eigen may start its own threads for a large product, and then
-// blocks the K-sum differently, so a result would depend on the thread count. Every operand
-// is a row-major block or the transpose of one (a column-major view of the same memory), so
-// nothing is copied for K^T, dS^T or P^T.
+// Products: f32 ones run on a 6 x 16 AVX2 kernel that reads its operands in place (below;
+// bit-identical to core/cpu/gemm_f32.h, whose per-call packing cost more than the products
+// here), f64 ones (and f32 without AVX2, or with MNEMO_CPU_GEMM=eigen) on Eigen's
+// single-threaded GEMM kernel called directly as in matmul.cpp (through the expression API
+// Eigen may start its own threads and then block the K-sum differently, so a result would
+// depend on the thread count). The kernel wants b row-major, so K and V are transposed once
+// per kv head (Kt, Vt: packet transposes); every a operand (Q, P, dO, dS, and dS^T, P^T read
+// down columns) is read where it lies.
 //
-// FLOPs: forward 2 B H Tq Tk (D + Dv), backward 2.5x that (four GEMMs plus the S
-// recomputation), halved by causal masking when Tq = Tk. bf16/f16 rows are converted to f32
-// before the GEMMs and rounded on store; K and V are converted once per kv head and task run.
+// FLOPs: forward 2 B H Tq Tk (D + Dv), backward 2.5x that (five products), nearly halved by
+// causal masking when Tq = Tk. bf16/f16 rows are converted to f32 before the products and
+// rounded on store. exp: Eigen's Cephes polynomial with a cheaper 2^m (exp_packet).
 //
 // Measured (one thread of the shared 2-core AMD EPYC dev box, process CPU time, f32, the CPU
-// LM's shape B=16 H=4 T=128 D=32): causal forward 2.2 ms (30 GFLOP/s), backward 4.3 ms
-// (39 GFLOP/s); non-causal 3.2 ms and 6.2 ms. kQueryBlock = 32 beat 16 and 64 for causal.
-// About 40-50% of the time is Eigen's GEMM micro-kernel, 15-20% its operand packing, the rest
-// the row softmax and exp.
+// LM's shape B=16 H=4 T=128 D=32): causal forward 1.4 ms, backward 2.4 ms (Eigen products
+// and plain pexp before: 2.6 and 4.7 ms); non-causal about 2.0 and 4.1 ms (3.5, 6.9).
+// kQueryBlock = 32 beat 48 and 64. About 55% of the time is the product kernel (near the
+// FMA peak), 15% exp, the rest K/V transposes, row reductions and fills.
 
 // GCC 12 reports a false "may be used uninitialized" inside Eigen's AVX-512 packet code
 // (_mm256_undefined_pd is uninitialised by design); the pragma must precede the intrinsics.
