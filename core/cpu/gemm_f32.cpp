@@ -70,20 +70,59 @@ struct Buffer {
   }
 };
 
+// In-register transpose of an 8 x 8 block: on return r[k] lane j holds the old r[j] lane k.
+inline void transpose_8x8(__m256 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20), r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20), r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31), r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31), r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
 // Packs a[i0 : i0+mc, p0 : p0+kc] into ceil(mc/6) panels, panel p holding rows 6p..6p+5:
 // dst[p*kc*6 + k*6 + r] = a(i0 + 6p + r, p0 + k), zero past the last row.
+// Row-major a (cs = 1): 8 consecutive k of each row are loaded as one vector (missing rows
+// are zero vectors) and transposed in registers; column k of the 8 x 8 block is the panel's
+// k-th group of 6 (plus 2 lanes of garbage, overwritten by the next store, or left out by a
+// masked store at the panel's end). Column-major a (rs = 1, a transposed activation in
+// dW = dY^T @ X): each k is 6 contiguous floats, one 24-byte copy.
 void pack_a(int64_t mc, int64_t kc, const float* a, int64_t rs, int64_t cs, float* dst) {
+  const __m256i six_lanes = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
   for (int64_t i = 0; i < mc; i += kMr) {
     const int64_t rows = std::min(kMr, mc - i);
     float* panel = dst + i * kc;
-    if (cs == 1 && rows == kMr) {  // row-major: read each row contiguously
-      for (int64_t r = 0; r < kMr; ++r) {
-        const float* src = a + (i + r) * rs;
-        for (int64_t k = 0; k < kc; ++k) panel[k * kMr + r] = src[k];
+    int64_t k0 = 0;
+    if (cs == 1) {
+      const float* src = a + i * rs;
+      for (; k0 + 8 <= kc; k0 += 8) {
+        __m256 v[8];
+        for (int64_t r = 0; r < 8; ++r) {
+          v[r] = r < rows ? _mm256_loadu_ps(src + r * rs + k0) : _mm256_setzero_ps();
+        }
+        transpose_8x8(v);
+        float* out = panel + k0 * kMr;
+        for (int64_t k = 0; k < 7; ++k) _mm256_storeu_ps(out + k * kMr, v[k]);
+        if (k0 + 8 < kc) {
+          _mm256_storeu_ps(out + 7 * kMr, v[7]);  // spills 2 floats into k0 + 8's group
+        } else {
+          _mm256_maskstore_ps(out + 7 * kMr, six_lanes, v[7]);
+        }
       }
-      continue;
+    } else if (rs == 1 && rows == kMr) {
+      for (; k0 < kc; ++k0) std::memcpy(panel + k0 * kMr, a + i + k0 * cs, sizeof(float) * kMr);
     }
-    for (int64_t k = 0; k < kc; ++k) {
+    for (int64_t k = k0; k < kc; ++k) {  // any other stride, edges, and the tail of K
       const float* src = a + i * rs + k * cs;
       for (int64_t r = 0; r < rows; ++r) panel[k * kMr + r] = src[r * rs];
       for (int64_t r = rows; r < kMr; ++r) panel[k * kMr + r] = 0.0f;
@@ -93,23 +132,37 @@ void pack_a(int64_t mc, int64_t kc, const float* a, int64_t rs, int64_t cs, floa
 
 // Packs b[p0 : p0+kc, j0 : j0+nc] into ceil(nc/16) panels, panel p holding columns
 // 16p..16p+15: dst[p*kc*16 + k*16 + j] = b(p0 + k, j0 + 16p + j), zero past the last column.
+// Row-major b (cs = 1): two vector copies per k. Column-major b (rs = 1, a transposed weight
+// in Y = X @ W^T): 8 consecutive k of each of the 16 columns (missing columns are zero
+// vectors) make two 8 x 8 blocks, transposed in registers into 8 rows of 16.
 void pack_b(int64_t kc, int64_t nc, const float* b, int64_t rs, int64_t cs, float* dst) {
   for (int64_t j = 0; j < nc; j += kNr) {
     const int64_t cols = std::min(kNr, nc - j);
     float* panel = dst + j * kc;
-    if (cs == 1 && cols == kNr) {  // row-major: 16 contiguous floats per k
-      for (int64_t k = 0; k < kc; ++k)
-        std::memcpy(panel + k * kNr, b + k * rs + j, sizeof(float) * kNr);
-      continue;
-    }
-    if (rs == 1 && cols == kNr) {  // column-major (a transposed weight): read down columns
-      for (int64_t c = 0; c < kNr; ++c) {
-        const float* src = b + (j + c) * cs;
-        for (int64_t k = 0; k < kc; ++k) panel[k * kNr + c] = src[k];
+    int64_t k0 = 0;
+    if (cs == 1 && cols == kNr) {
+      const float* src = b + j;
+      for (; k0 < kc; ++k0) {
+        _mm256_store_ps(panel + k0 * kNr, _mm256_loadu_ps(src + k0 * rs));
+        _mm256_store_ps(panel + k0 * kNr + 8, _mm256_loadu_ps(src + k0 * rs + 8));
       }
-      continue;
+    } else if (rs == 1 && cs != 1) {
+      const float* src = b + j * cs;
+      for (; k0 + 8 <= kc; k0 += 8) {
+        __m256 lo[8], hi[8];
+        for (int64_t c = 0; c < 8; ++c) {
+          lo[c] = c < cols ? _mm256_loadu_ps(src + c * cs + k0) : _mm256_setzero_ps();
+          hi[c] = c + 8 < cols ? _mm256_loadu_ps(src + (c + 8) * cs + k0) : _mm256_setzero_ps();
+        }
+        transpose_8x8(lo);
+        transpose_8x8(hi);
+        for (int64_t k = 0; k < 8; ++k) {
+          _mm256_store_ps(panel + (k0 + k) * kNr, lo[k]);
+          _mm256_store_ps(panel + (k0 + k) * kNr + 8, hi[k]);
+        }
+      }
     }
-    for (int64_t k = 0; k < kc; ++k) {
+    for (int64_t k = k0; k < kc; ++k) {  // any other stride, edges, and the tail of K
       for (int64_t c = 0; c < cols; ++c) panel[k * kNr + c] = b[k * rs + (j + c) * cs];
       for (int64_t c = cols; c < kNr; ++c) panel[k * kNr + c] = 0.0f;
     }

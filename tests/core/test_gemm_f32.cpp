@@ -59,6 +59,16 @@ TEST_CASE("gemm_f32: every element is the in-order fma chain, across block edges
       {8, 1000, 600, Layout::row_major, Layout::col_major},  // b in two column blocks
       {200, 45, 513, Layout::broadcast_rows, Layout::row_major},
       {13, 70, 9, Layout::row_major, Layout::broadcast_rows},
+      // The vectorised packing (8-deep in-register transposes of row-major a and
+      // column-major b) and its scalar tails: K not a multiple of 8 (also K < 8, and a last
+      // K block of 44 = 5 x 8 + 4), partial 6-row and 16-column panels.
+      {23, 45, 13, Layout::row_major, Layout::col_major},
+      {11, 40, 7, Layout::row_major, Layout::col_major},
+      {100, 35, 300, Layout::row_major, Layout::col_major},
+      {98, 64, 264, Layout::row_major, Layout::col_major},  // last a panel: 2 rows, K 8-aligned
+      {9, 20, 30, Layout::col_major, Layout::row_major},
+      {14, 31, 17, Layout::col_major, Layout::col_major},
+      {4, 3, 16, Layout::row_major, Layout::col_major},
   };
   for (const Case& c : cases) {
     INFO("M=", c.M, " N=", c.N, " K=", c.K, " layouts ", int(c.a), int(c.b));
