@@ -23,9 +23,11 @@
 // ---- Measured (bench/bench_core.cpp llama_gemms; per product in core/cpu/matmul.cpp) ----
 // One thread of a 2-core AMD EPYC (Zen 4) VM: 94-108 GFLOP/s on the forward and dX products
 // of the demo step (at most 32 FLOP/cycle with two 256-bit FMA pipes: near the peak), 75-96
-// on the dW = dY^T @ X ones, where packing 2048-deep panels is a larger share. In a whole
-// training step the packing loops take about a fifth of the GEMM time: they are where the
-// operands are first read from memory. Tried and dropped (no gain measured): reading full
+// on the dW = dY^T @ X ones, where packing 2048-deep panels is a larger share. The packing
+// loops are where the operands are first read from memory; vectorising them (in-register
+// 8 x 8 transposes for row-major a and column-major b, wide copies otherwise) took the
+// per-step total from 0.99-1.01x OpenBLAS's time to 1.05-1.07x faster (113-123 -> 111-119
+// ms on a loaded machine), packing now ~14% of the GEMM samples. Tried and dropped (no gain measured): reading full
 // 6-row panels of a in place instead of packing them (slower: six strided streams in the
 // kernel), and packing rows of b whole instead of panel by panel.
 #include "core/cpu/gemm_f32.h"
@@ -90,15 +92,34 @@ inline void transpose_8x8(__m256 r[8]) {
   r[6] = _mm256_permute2f128_ps(s2, s6, 0x31), r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 
+// 8 consecutive k of `rows` rows of row-major a (rows < kRows are zero) into a panel's 8
+// groups of 6, as pack_a describes; kRows = kMr is the common case, compiled without the
+// per-row tests.
+template <int64_t kRows>
+inline void pack_a_8k(const float* src, int64_t rs, int64_t rows, float* out, bool last) {
+  __m256 v[8];
+  for (int64_t r = 0; r < 8; ++r) {
+    const bool present = kRows == kMr ? r < kMr : r < rows;
+    v[r] = present ? _mm256_loadu_ps(src + r * rs) : _mm256_setzero_ps();
+  }
+  transpose_8x8(v);
+  for (int64_t k = 0; k < 7; ++k) _mm256_storeu_ps(out + k * kMr, v[k]);
+  if (!last) {
+    _mm256_storeu_ps(out + 7 * kMr, v[7]);  // spills 2 floats into the next group
+  } else {
+    _mm256_maskstore_ps(out + 7 * kMr, _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0), v[7]);
+  }
+}
+
 // Packs a[i0 : i0+mc, p0 : p0+kc] into ceil(mc/6) panels, panel p holding rows 6p..6p+5:
 // dst[p*kc*6 + k*6 + r] = a(i0 + 6p + r, p0 + k), zero past the last row.
 // Row-major a (cs = 1): 8 consecutive k of each row are loaded as one vector (missing rows
 // are zero vectors) and transposed in registers; column k of the 8 x 8 block is the panel's
 // k-th group of 6 (plus 2 lanes of garbage, overwritten by the next store, or left out by a
 // masked store at the panel's end). Column-major a (rs = 1, a transposed activation in
-// dW = dY^T @ X): each k is 6 contiguous floats, one 24-byte copy.
+// dW = dY^T @ X): each k is 6 contiguous floats, one 24-byte copy. (Running k outermost
+// over all panels of the block, for one contiguous read per k, measured no different.)
 void pack_a(int64_t mc, int64_t kc, const float* a, int64_t rs, int64_t cs, float* dst) {
-  const __m256i six_lanes = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
   for (int64_t i = 0; i < mc; i += kMr) {
     const int64_t rows = std::min(kMr, mc - i);
     float* panel = dst + i * kc;
@@ -106,17 +127,11 @@ void pack_a(int64_t mc, int64_t kc, const float* a, int64_t rs, int64_t cs, floa
     if (cs == 1) {
       const float* src = a + i * rs;
       for (; k0 + 8 <= kc; k0 += 8) {
-        __m256 v[8];
-        for (int64_t r = 0; r < 8; ++r) {
-          v[r] = r < rows ? _mm256_loadu_ps(src + r * rs + k0) : _mm256_setzero_ps();
-        }
-        transpose_8x8(v);
-        float* out = panel + k0 * kMr;
-        for (int64_t k = 0; k < 7; ++k) _mm256_storeu_ps(out + k * kMr, v[k]);
-        if (k0 + 8 < kc) {
-          _mm256_storeu_ps(out + 7 * kMr, v[7]);  // spills 2 floats into k0 + 8's group
+        const bool last = k0 + 8 == kc;
+        if (rows == kMr) {
+          pack_a_8k<kMr>(src + k0, rs, rows, panel + k0 * kMr, last);
         } else {
-          _mm256_maskstore_ps(out + 7 * kMr, six_lanes, v[7]);
+          pack_a_8k<0>(src + k0, rs, rows, panel + k0 * kMr, last);
         }
       }
     } else if (rs == 1 && rows == kMr) {
