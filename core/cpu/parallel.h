@@ -5,6 +5,7 @@
 // waking threads costs more than a few microseconds of work.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #ifdef _OPENMP
