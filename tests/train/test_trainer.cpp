@@ -43,8 +43,8 @@ struct ScratchDir {
 // A small corpus of fortune-style documents separated by "%" lines.
 std::string write_corpus(const fs::path& dir) {
   std::ostringstream text;
-  const char* words[] = {"the", "cat", "sees", "a", "moon", "river", "song", "quiet", "house",
-                         "friend", "at", "night", "without", "word", "old", "road"};
+  const char* words[] = {"the",   "cat",    "sees", "a",     "moon",    "river", "song", "quiet",
+                         "house", "friend", "at",   "night", "without", "word",  "old",  "road"};
   uint64_t state = 12345;
   for (int doc = 0; doc < 80; ++doc) {
     if (doc) text << "%\n";
@@ -81,7 +81,8 @@ std::string write_config(const fs::path& dir, const std::string& corpus, int64_t
         {"checkpoint_interval", 3},
         {"grad_accum", 2},
         {"device", "cpu"}}},
-      {"data", {{"path", corpus}, {"tokenizer", "bpe"}, {"vocab_size", 290}, {"val_fraction", 0.1}}}};
+      {"data",
+       {{"path", corpus}, {"tokenizer", "bpe"}, {"vocab_size", 290}, {"val_fraction", 0.1}}}};
   const fs::path file = dir / "config.json";
   std::ofstream(file) << config.dump(2);
   return file.string();

@@ -16,8 +16,8 @@ namespace mnemo::train {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-std::string save_checkpoint(const std::string& run_dir, int64_t step,
-                            const CheckpointContents& c, int keep) {
+std::string save_checkpoint(const std::string& run_dir, int64_t step, const CheckpointContents& c,
+                            int keep) {
   MNEMO_CHECK(c.model && c.tokenizer, "save_checkpoint: a model and a tokenizer are required");
   MNEMO_CHECK(c.torch_dtype == "float32" || c.torch_dtype == "bfloat16",
               "save_checkpoint: torch_dtype must be float32 or bfloat16, got '{}'", c.torch_dtype);
@@ -36,8 +36,7 @@ std::string save_checkpoint(const std::string& run_dir, int64_t step,
   io::save_safetensors((dir / "model.safetensors").string(), weights, {{"format", "pt"}});
   c.tokenizer->save((dir / "tokenizer.json").string());
   if (c.optimizer) {
-    io::save_safetensors((dir / "optimizer.safetensors").string(),
-                         c.optimizer->state_tensors());
+    io::save_safetensors((dir / "optimizer.safetensors").string(), c.optimizer->state_tensors());
   }
   json state = c.trainer_state;
   state["step"] = step;
@@ -74,8 +73,8 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
   }
   for (const auto& [name, tensor] : expected) {
     const bool tied_head = out.config.tie_word_embeddings && name == "lm_head.weight";
-    const bool present = std::any_of(loaded.begin(), loaded.end(),
-                                     [&](const auto& l) { return l.first == name; });
+    const bool present =
+        std::any_of(loaded.begin(), loaded.end(), [&](const auto& l) { return l.first == name; });
     MNEMO_CHECK(present || tied_head, "{}: missing tensor '{}'", weights_file, name);
   }
   out.model->load_state_dict(loaded, /*strict=*/false);

@@ -12,8 +12,8 @@
 #include "train/lib/device_select.h"
 #include "train/lib/evaluate.h"
 #include "train/lib/generate.h"
-#include "train/text/tokenizer.h"
 #include "train/text/corpus.h"
+#include "train/text/tokenizer.h"
 
 namespace mnemo::train {
 
@@ -39,8 +39,8 @@ void run_eval(const EvalOptions& o, std::ostream& out) {
               ckpt.config.max_position_embeddings, seq);  // (eval could take one more id)
   const std::vector<int32_t> ids = ckpt.tokenizer->encode(text);
   MNEMO_CHECK(ids.size() >= 2, "eval: {} holds fewer than 2 tokens; nothing to score", o.text);
-  const EvalResult r = evaluate_windows(*ckpt.model, ids, seq, o.batch,
-                                        token_byte_lengths(*ckpt.tokenizer));
+  const EvalResult r =
+      evaluate_windows(*ckpt.model, ids, seq, o.batch, token_byte_lengths(*ckpt.tokenizer));
   out << json{{"loss_nats_per_token", r.loss()},
               {"bits_per_byte", r.bits_per_byte()},
               {"tokens", r.tokens},
@@ -83,8 +83,8 @@ void run_tokenize(const std::string& checkpoint, const std::string& text_file,
   io::write_file_atomic(out_file, json(ids).dump() + "\n");
 }
 
-void run_tokenizer_train(const std::string& text_path, int64_t vocab_size,
-                         const std::string& type, const std::string& out_file, std::ostream& out) {
+void run_tokenizer_train(const std::string& text_path, int64_t vocab_size, const std::string& type,
+                         const std::string& out_file, std::ostream& out) {
   const auto start = std::chrono::steady_clock::now();
   const std::vector<std::string> docs = text::read_documents(text_path);
   std::unique_ptr<text::Tokenizer> tokenizer;
@@ -96,8 +96,8 @@ void run_tokenizer_train(const std::string& text_path, int64_t vocab_size,
                 "tokenizer train: --vocab-size must be in [257, 2^24] (256 bytes + eos + merges), "
                 "got {}",
                 vocab_size);
-    tokenizer = std::make_unique<text::BpeTokenizer>(
-        text::BpeTokenizer::train(docs, int32_t(vocab_size)));
+    tokenizer =
+        std::make_unique<text::BpeTokenizer>(text::BpeTokenizer::train(docs, int32_t(vocab_size)));
   }
   tokenizer->save(out_file);
   const double seconds =

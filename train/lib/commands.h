@@ -40,7 +40,7 @@ void run_tokenize(const std::string& checkpoint, const std::string& text_file,
                   const std::string& out_file);
 
 // Trains a tokenizer ("bpe" or "byte") on a text file or directory and saves it.
-void run_tokenizer_train(const std::string& text_path, int64_t vocab_size,
-                         const std::string& type, const std::string& out_file, std::ostream& out);
+void run_tokenizer_train(const std::string& text_path, int64_t vocab_size, const std::string& type,
+                         const std::string& out_file, std::ostream& out);
 
 }  // namespace mnemo::train

@@ -32,7 +32,8 @@ std::string probe(Device device) {
     Tensor h = rms_norm(linear(x, w), ones({8}, on));
     Tensor q = view(h, {2, 1, 4, 8});
     Tensor a = attention(q, q, q, {.causal = true});
-    Tensor loss = cross_entropy(view(a, {8, 8}), zeros({8}, {.dtype = DType::i64, .device = device}));
+    Tensor loss =
+        cross_entropy(view(a, {8, 8}), zeros({8}, {.dtype = DType::i64, .device = device}));
     (void)loss.item();
     return "";
   } catch (const Error& e) {
@@ -56,8 +57,8 @@ Device select_device(std::string_view spec, std::ostream& log) {
   if (!has_backend(DeviceType::cuda) || visible_gpus() == 0) return Device::cpu();
   const std::string failure = probe(Device::cuda(0));
   if (failure.empty()) return Device::cuda(0);
-  log << "device auto: using the CPU; the CUDA backend cannot run a training step yet ("
-      << failure << ")\n";
+  log << "device auto: using the CPU; the CUDA backend cannot run a training step yet (" << failure
+      << ")\n";
   return Device::cpu();
 }
 

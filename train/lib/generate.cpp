@@ -10,7 +10,9 @@ namespace mnemo::train {
 namespace {
 
 // The logits of the last position: (1, T, V) -> (V,).
-Tensor last_logits(const Tensor& logits) { return select(select(logits, 0, 0), 0, -1); }
+Tensor last_logits(const Tensor& logits) {
+  return select(select(logits, 0, 0), 0, -1);
+}
 
 Tensor ids_tensor(std::span<const int32_t> ids) {
   return from_vector(std::vector<int64_t>(ids.begin(), ids.end()), {1, int64_t(ids.size())});

@@ -196,8 +196,8 @@ nn::LlamaConfig llama_config_from_hf(const json& j, std::string_view source) {
   }
   for (const char* key : {"attention_bias", "mlp_bias"}) {
     if (j.contains(key)) {
-      MNEMO_CHECK(j[key] == false, "{}: '{}' must be false (mnemo's Llama has no biases)",
-                  source, key);
+      MNEMO_CHECK(j[key] == false, "{}: '{}' must be false (mnemo's Llama has no biases)", source,
+                  key);
     }
   }
   if (j.contains("rope_scaling")) {

@@ -31,8 +31,8 @@ struct TrainSettings {
   int64_t warmup_steps = 50;
   int64_t steps = 1000;
   double weight_decay = 0.1;
-  double grad_clip = 1.0;  // 0 = no clipping
-  int64_t grad_accum = 1;  // micro-batches per step (batch_size must divide evenly)
+  double grad_clip = 1.0;       // 0 = no clipping
+  int64_t grad_accum = 1;       // micro-batches per step (batch_size must divide evenly)
   int64_t eval_interval = 100;  // 0 = only at the end... and never in between
   int64_t eval_batches = 8;
   int64_t checkpoint_interval = 500;  // 0 = only at the end
@@ -46,9 +46,9 @@ struct TrainSettings {
 };
 
 struct DataSettings {
-  std::string path;                 // "" = the default corpus (fortunes)
-  std::string tokenizer = "bpe";    // bpe, byte, or a tokenizer.json path
-  int64_t vocab_size = 0;           // BPE vocabulary incl. eos; 0 (null in JSON) = the model's
+  std::string path;               // "" = the default corpus (fortunes)
+  std::string tokenizer = "bpe";  // bpe, byte, or a tokenizer.json path
+  int64_t vocab_size = 0;         // BPE vocabulary incl. eos; 0 (null in JSON) = the model's
   double val_fraction = 0.05;
 };
 

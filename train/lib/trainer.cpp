@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <csignal>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <mutex>
 #include <ostream>
@@ -20,18 +20,18 @@
 #include "optim/param_groups.h"
 #include "optim/schedule.h"
 #include "train/io/checkpoint_dir.h"
-#include "train/io/files.h"
 #include "train/io/config.h"
+#include "train/io/files.h"
 #include "train/io/metrics.h"
 #include "train/lib/checkpoint.h"
 #include "train/lib/device_select.h"
 #include "train/lib/evaluate.h"
 #include "train/lib/run_config.h"
-#include "train/text/tokenizer.h"
 #include "train/text/corpus.h"
 #include "train/text/dataset.h"
 #include "train/text/loader.h"
 #include "train/text/shard.h"
+#include "train/text/tokenizer.h"
 
 namespace mnemo::train {
 
@@ -45,7 +45,9 @@ namespace {
 
 std::atomic<bool> g_stop_requested{false};
 
-extern "C" void request_stop(int) { g_stop_requested.store(true); }
+extern "C" void request_stop(int) {
+  g_stop_requested.store(true);
+}
 
 struct StopSignals {
   using Handler = void (*)(int);
@@ -143,13 +145,23 @@ class Run {
     MNEMO_CHECK(!options_.out_dir.empty(), "train: --out DIR is required");
     const bool has_checkpoint = fs::exists(out / "latest");
     if (has_checkpoint && !options_.resume) {
-      fail("train: {} already holds a run ({}); pass --resume to continue it or choose another "
-           "--out",
-           out.string(), (out / "latest").string());
+      fail(
+          "train: {} already holds a run ({}); pass --resume to continue it or choose another "
+          "--out",
+          out.string(), (out / "latest").string());
     }
     if (options_.resume && has_checkpoint) {
       resume_from(io::resolve_checkpoint(out.string()));
     } else {
+      // --resume before the first checkpoint was written (a crash early on) starts over from
+      // the config, which reproduces the same run.
+      MNEMO_CHECK(!options_.config_file.empty(),
+                  "train: {} has no checkpoint to resume ({} is missing) and no --config was "
+                  "given",
+                  out.string(), (out / "latest").string());
+      if (options_.resume) {
+        log_ << "train: no checkpoint in " << out.string() << " yet; starting from the config\n";
+      }
       start_fresh();
     }
     return loop();
@@ -179,8 +191,8 @@ class Run {
     tokenizer_ = text::Tokenizer::load((data_dir_ / "tokenizer.json").string());
     train_shard_ = std::make_unique<text::TokenShard>((data_dir_ / "train.bin").string());
     val_shard_ = std::make_unique<text::TokenShard>((data_dir_ / "val.bin").string());
-    sampler_ = std::make_unique<text::WindowSampler>(*train_shard_, rc_.train.seq_len,
-                                                     rc_.train.seed);
+    sampler_ =
+        std::make_unique<text::WindowSampler>(*train_shard_, rc_.train.seq_len, rc_.train.seed);
     token_bytes_ = token_byte_lengths(*tokenizer_);
     val_ids_.resize(val_shard_->size());
     std::vector<int64_t> wide(val_shard_->size());
@@ -199,11 +211,11 @@ class Run {
     build_model_and_optimizer();
     open_data();
     step_ = 0;
-    log_ << fmt::format("model: Llama, {} layers, hidden {}, {} heads ({} kv), {} parameters; "
-                        "device {}, {} threads\n",
-                        rc_.model.num_hidden_layers, rc_.model.hidden_size,
-                        rc_.model.num_attention_heads, rc_.model.num_key_value_heads,
-                        model_->num_parameters(), device_.str(), num_threads());
+    log_ << fmt::format(
+        "model: Llama, {} layers, hidden {}, {} heads ({} kv), {} parameters; "
+        "device {}, {} threads\n",
+        rc_.model.num_hidden_layers, rc_.model.hidden_size, rc_.model.num_attention_heads,
+        rc_.model.num_key_value_heads, model_->num_parameters(), device_.str(), num_threads());
   }
 
   void resume_from(const std::string& checkpoint) {
@@ -361,10 +373,10 @@ class Run {
       log_ << "interrupted at step " << step_ << "; checkpoint " << summary.checkpoint
            << " written; continue with --resume\n";
     } else {
-      log_ << fmt::format("done: {} steps, loss {:.4f}, val_loss {:.4f}, val_bpb {:.4f}; "
-                          "checkpoint {}\n",
-                          step_, summary.last_loss, summary.val_loss, summary.val_bpb,
-                          summary.checkpoint);
+      log_ << fmt::format(
+          "done: {} steps, loss {:.4f}, val_loss {:.4f}, val_bpb {:.4f}; "
+          "checkpoint {}\n",
+          step_, summary.last_loss, summary.val_loss, summary.val_bpb, summary.checkpoint);
     }
     return summary;
   }

@@ -25,8 +25,11 @@
 
 namespace mnemo::train {
 
+// With `resume`, a run directory holding a checkpoint continues from OUT/latest with the
+// config saved in it (--set and --steps still apply; --config is then not read); a run
+// directory without one (killed before its first checkpoint) starts over from --config.
 struct TrainOptions {
-  std::string config_file;             // may be empty with resume (the checkpoint has it)
+  std::string config_file;  // may be empty with resume (the checkpoint has it)
   std::string out_dir;
   std::vector<std::string> overrides;  // --set key=value
   int64_t steps = 0;                   // > 0 overrides train.steps
