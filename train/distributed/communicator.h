@@ -1,0 +1,137 @@
+// Communicator: the collectives data-parallel training needs, behind one interface.
+//
+// Every process ("rank") of a data-parallel job holds one Communicator. The trainer calls the
+// same code whatever the backend:
+//
+//   SingleProcessCommunicator  world size 1, every collective is an identity or a copy. This is
+//                              what a plain `mnemo train` (no mpirun) gets, so the one-process
+//                              run goes through exactly the data-parallel code path.
+//   MpiCommunicator            CPU tensors over Open MPI (train/distributed/mpi_communicator.h),
+//                              built when the build has MPI (MNEMO_HAVE_MPI).
+//   (NCCL)                     GPU tensors; not written yet. It plugs in as a third subclass,
+//                              bootstrapped through MPI (rank 0 calls ncclGetUniqueId, MPI_Bcast
+//                              shares it, ncclCommInitRank; the device from local_rank()), and
+//                              make_communicator() picks it for CUDA tensors.
+//
+// The public collectives check their arguments once here (contiguous, same dtype and device,
+// sizes that fit the world size) and hand raw buffers to the backend's do_* methods, as ops
+// do with backends in core/. All collectives are in place on contiguous tensors and are
+// collective calls: every rank must make the same calls in the same order with the same sizes.
+//
+// Failure: a collective cannot return while another rank is gone, so a rank that fails must
+// take the job down rather than leave the others waiting. abort() does that (MPI_Abort kills
+// every rank); the MPI backend also turns an uncaught exception into MPI_Abort (a terminate
+// handler), and Open MPI's mpirun kills the job when a rank exits without finalising. The
+// start-up checks (barrier, the string helpers) wait at most timeout_seconds() and then abort
+// the job with a message naming the call, so a rank that never arrives cannot hang the rest.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace mnemo::dist {
+
+enum class ReduceOp { sum, avg };  // avg = sum / world_size
+std::string_view reduce_op_name(ReduceOp op);
+
+struct CommunicatorOptions {
+  // How long barrier() and the string helpers wait for the other ranks before aborting the
+  // job; 0 waits forever. Tensor collectives are not timed (they run every step).
+  double timeout_seconds = 300;
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+
+  int rank() const { return rank_; }              // 0 .. world_size() - 1
+  int world_size() const { return world_size_; }  // number of ranks in the job
+  int local_rank() const { return local_rank_; }  // rank among the processes on this node
+  int local_size() const { return local_size_; }  // processes on this node
+  bool is_main() const { return rank_ == 0; }     // rank 0 logs, evaluates, checkpoints
+  virtual std::string_view backend() const = 0;   // "single", "mpi"
+  double timeout_seconds() const { return options_.timeout_seconds; }
+  void set_timeout_seconds(double seconds);
+
+  // tensor (any shape): every rank ends with the elementwise sum (or mean) over all ranks.
+  // Floating dtypes; i32/i64 for sum only.
+  void all_reduce(Tensor& tensor, ReduceOp op = ReduceOp::sum);
+  // tensor (any shape, same on every rank): every rank ends with root's values. Any dtype.
+  void broadcast(Tensor& tensor, int root = 0);
+  // input (world_size * n) -> output (n): rank r gets elements [r*n, (r+1)*n) of the
+  // elementwise reduction of every rank's input. Shapes are free; only numel counts.
+  void reduce_scatter(const Tensor& input, Tensor& output, ReduceOp op = ReduceOp::sum);
+  // input (n) -> output (world_size * n): output holds rank 0's input, then rank 1's, ...
+  void all_gather(const Tensor& input, Tensor& output);
+  // Returns when every rank has called it (or aborts the job after timeout_seconds()).
+  void barrier();
+
+  // Start-up helpers (timed like barrier): every rank gets every rank's string, in rank
+  // order; root's string on every rank.
+  std::vector<std::string> all_gather_string(const std::string& value);
+  std::string broadcast_string(const std::string& value, int root = 0);
+
+  // Ends every rank of the job now with exit code `code`, after printing message (one line,
+  // to stderr). For a single process this is std::exit after the message.
+  [[noreturn]] virtual void abort(int code, std::string_view message) = 0;
+
+ protected:
+  Communicator(int rank, int world_size, int local_rank, int local_size,
+               CommunicatorOptions options);
+
+  // Backends see checked, contiguous CPU (for now) buffers of numel elements of dtype.
+  virtual void do_all_reduce(void* data, int64_t numel, DType dtype, ReduceOp op) = 0;
+  virtual void do_broadcast(void* data, int64_t numel, DType dtype, int root) = 0;
+  virtual void do_reduce_scatter(const void* input, void* output, int64_t n, DType dtype,
+                                 ReduceOp op) = 0;
+  virtual void do_all_gather(const void* input, void* output, int64_t n, DType dtype) = 0;
+  virtual void do_barrier() = 0;
+  virtual std::vector<std::string> do_all_gather_string(const std::string& value) = 0;
+  virtual std::string do_broadcast_string(const std::string& value, int root) = 0;
+
+ private:
+  int rank_, world_size_, local_rank_, local_size_;
+  CommunicatorOptions options_;
+};
+
+// World size 1 in this process, no MPI involved.
+class SingleProcessCommunicator final : public Communicator {
+ public:
+  explicit SingleProcessCommunicator(CommunicatorOptions options = {});
+  std::string_view backend() const override { return "single"; }
+  [[noreturn]] void abort(int code, std::string_view message) override;
+
+ protected:
+  void do_all_reduce(void* data, int64_t numel, DType dtype, ReduceOp op) override;
+  void do_broadcast(void* data, int64_t numel, DType dtype, int root) override;
+  void do_reduce_scatter(const void* input, void* output, int64_t n, DType dtype,
+                         ReduceOp op) override;
+  void do_all_gather(const void* input, void* output, int64_t n, DType dtype) override;
+  void do_barrier() override {}
+  std::vector<std::string> do_all_gather_string(const std::string& value) override;
+  std::string do_broadcast_string(const std::string& value, int root) override;
+};
+
+// True when this process was started by mpirun/mpiexec (Open MPI's OMPI_COMM_WORLD_SIZE, or
+// PMI_SIZE / PMIX_RANK from other launchers).
+bool launched_by_mpirun();
+// True when this build can talk MPI (configured with MNEMO_HAVE_MPI).
+bool built_with_mpi();
+
+// The communicator for this process: MPI when launched by mpirun and the build has MPI,
+// otherwise single-process. Launched by mpirun with more than one rank but built without MPI
+// is an error (each rank would silently train alone).
+std::unique_ptr<Communicator> make_communicator(CommunicatorOptions options = {});
+
+// Start-up check: every rank passes its own value of `what` (e.g. a hash of its config); if
+// any two differ, every rank throws the same mnemo::Error naming `what` and the first rank
+// that differs from rank 0, so all ranks stop together instead of hanging later.
+void check_same_on_all_ranks(Communicator& comm, std::string_view what, const std::string& value);
+
+}  // namespace mnemo::dist
