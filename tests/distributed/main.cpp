@@ -89,7 +89,12 @@ int main(int argc, char** argv) {
   const bool timeout = take_flag(args, "--timeout-drill");
   const bool throws = take_flag(args, "--throw-drill");
 
-  testing::g_comm = make_communicator();
+  try {
+    testing::g_comm = make_communicator();
+  } catch (const mnemo::Error& e) {
+    std::fprintf(stderr, "test_distributed: %s\n", e.what());
+    return 1;
+  }
   if (timeout) return timeout_drill(*testing::g_comm);
   if (throws) return throw_drill(*testing::g_comm);
 
