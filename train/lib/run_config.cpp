@@ -48,7 +48,8 @@ json default_run_config() {
         {"beta1", t.beta1},
         {"beta2", t.beta2},
         {"decay", t.decay},
-        {"log_interval", t.log_interval}}},
+        {"log_interval", t.log_interval},
+        {"bucket_mb", t.bucket_mb}}},
       {"data",
        {{"path", d.path},
         {"tokenizer", d.tokenizer},
@@ -108,6 +109,7 @@ RunConfig run_config_from_json(const json& config, std::string_view source) {
   s.beta2 = get<double>(t, "beta2", source);
   s.decay = get<std::string>(t, "decay", source);
   s.log_interval = get<int64_t>(t, "log_interval", source);
+  s.bucket_mb = t.contains("bucket_mb") ? get<double>(t, "bucket_mb", source) : 25.0;
 
   check_positive(s.batch_size, "train.batch_size");
   check_positive(s.seq_len, "train.seq_len");
@@ -121,6 +123,8 @@ RunConfig run_config_from_json(const json& config, std::string_view source) {
   MNEMO_CHECK(s.seq_len <= rc.model.max_position_embeddings,
               "config: 'train.seq_len' ({}) exceeds 'model.max_position_embeddings' ({})",
               s.seq_len, rc.model.max_position_embeddings);
+  MNEMO_CHECK(std::isfinite(s.bucket_mb) && s.bucket_mb > 0,
+              "config: 'train.bucket_mb' must be positive, got {}", s.bucket_mb);
   check_non_negative(s.lr, "train.lr");
   check_non_negative(s.min_lr, "train.min_lr");
   check_non_negative(s.weight_decay, "train.weight_decay");

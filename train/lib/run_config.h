@@ -6,7 +6,8 @@
 //            section is, key for key, the config.json a checkpoint carries;
 //   "train": batch_size (the global batch, in sequences), seq_len, lr, min_lr, warmup_steps,
 //            steps, weight_decay, grad_clip, grad_accum, eval_interval, eval_batches,
-//            checkpoint_interval, seed, device, plus threads, beta1, beta2, decay, log_interval;
+//            checkpoint_interval, seed, device, plus threads, beta1, beta2, decay, log_interval,
+//            bucket_mb (data parallel: gradient bucket size);
 //   "data":  path (a text file or directory; "" = the fortunes corpus), tokenizer ("bpe",
 //            "byte", or the path of a tokenizer.json), vocab_size (of a trained BPE; null = the
 //            model's), val_fraction.
@@ -43,6 +44,7 @@ struct TrainSettings {
   double beta2 = 0.95;
   std::string decay = "cosine";  // cosine, linear, constant (after the warmup)
   int64_t log_interval = 10;     // plain progress lines when not on a terminal
+  double bucket_mb = 25;         // data parallel: gradient all_reduce bucket size (MiB)
 };
 
 struct DataSettings {

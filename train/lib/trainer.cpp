@@ -8,6 +8,8 @@
 #include <csignal>
 #include <filesystem>
 #include <mutex>
+#include <optional>
+#include <sstream>
 #include <ostream>
 
 #include "autograd/engine.h"
@@ -26,6 +28,7 @@
 #include "train/lib/checkpoint.h"
 #include "train/lib/device_select.h"
 #include "train/lib/evaluate.h"
+#include "train/lib/grad_sync.h"
 #include "train/lib/run_config.h"
 #include "train/text/corpus.h"
 #include "train/text/dataset.h"
@@ -138,7 +141,25 @@ optim::LrSchedule make_schedule(const TrainSettings& t) {
 
 class Run {
  public:
-  Run(const TrainOptions& options, std::ostream& log) : options_(options), log_(log) {}
+  Run(const TrainOptions& options, std::ostream& log)
+      : options_(options),
+        comm_(dist::make_communicator()),
+        root_(comm_->rank() == 0),
+        log_(root_ ? log : quiet_) {}
+
+  // In a job of several ranks an error on one rank must stop all of them (the others would
+  // wait in their next collective forever): it ends the job with the error's exit status.
+  TrainSummary go_or_abort() {
+    if (comm_->world_size() == 1) return go();
+    try {
+      return go();
+    } catch (const Error& e) {
+      comm_->abort(2, fmt::format("mnemo: rank {}: {}", comm_->rank(), e.what()));
+    } catch (const std::exception& e) {
+      comm_->abort(1, fmt::format("mnemo: rank {}: internal error: {}", comm_->rank(), e.what()));
+    }
+    return {};  // not reached: abort() does not return
+  }
 
   TrainSummary go() {
     const fs::path out(options_.out_dir);
@@ -170,6 +191,16 @@ class Run {
  private:
   void setup_common() {
     const TrainSettings& t = rc_.train;
+    check_same_on_every_rank();
+    const int64_t world = comm_->world_size();
+    MNEMO_CHECK(t.batch_size % (world * t.grad_accum) == 0,
+                "config: 'train.batch_size' ({}) must be a multiple of the number of ranks ({}) "
+                "times 'train.grad_accum' ({})",
+                t.batch_size, world, t.grad_accum);
+    if (world > 1) {
+      log_ << fmt::format("data parallel: {} ranks ({}), {} sequences per rank per micro-batch\n",
+                          world, comm_->backend(), t.batch_size / t.grad_accum / world);
+    }
     if (t.threads > 0) set_num_threads(int(t.threads));
     device_ = select_device(options_.device.empty() ? t.device : options_.device, log_);
     fs::create_directories(options_.out_dir);
@@ -185,6 +216,30 @@ class Run {
         optim::decay_groups(model_->named_parameters(), rc_.train.weight_decay), rc_.train.lr,
         rc_.train.beta1, rc_.train.beta2, 1e-8);
     schedule_ = make_schedule(rc_.train);
+  }
+
+  // Every rank must train the same run: compare the merged configs (one clear error on all).
+  void check_same_on_every_rank() {
+    if (comm_->world_size() == 1) return;
+    const std::vector<std::string> configs = comm_->all_gather_string(rc_.json.dump());
+    for (size_t r = 1; r < configs.size(); ++r) {
+      MNEMO_CHECK(configs[r] == configs[0],
+                  "data parallel: rank {} has a different config from rank 0 (same --config, "
+                  "--set and --steps on every rank?)",
+                  r);
+    }
+  }
+
+  // Rank 0's parameters everywhere (they are equal already when seeded alike; this makes it
+  // so whatever the initialisation) and the gradient averaging hooks.
+  void start_data_parallel() {
+    std::vector<Tensor> params = model_->parameters();
+    if (comm_->world_size() > 1) {
+      NoGradGuard no_grad;
+      for (Tensor& p : params) comm_->broadcast(p, 0);
+    }
+    sync_ = std::make_unique<GradientSync>(*comm_, params,
+                                           int64_t(rc_.train.bucket_mb * 1024 * 1024));
   }
 
   void open_data() {
@@ -203,12 +258,17 @@ class Run {
   void start_fresh() {
     rc_ = load_run_config(options_.config_file, options_.overrides, options_.steps);
     setup_common();
-    // A directory left by a run that crashed before its first checkpoint starts over.
-    fs::remove(fs::path(options_.out_dir) / "metrics.jsonl");
-    prepare_data(rc_, data_dir_, log_);
-    io::write_file_atomic((fs::path(options_.out_dir) / "run_config.json").string(),
-                          rc_.json.dump(2) + "\n");
+    // A directory left by a run that crashed before its first checkpoint starts over. Rank 0
+    // prepares the data; the other ranks wait for it (one file system for all ranks).
+    if (root_) {
+      fs::remove(fs::path(options_.out_dir) / "metrics.jsonl");
+      prepare_data(rc_, data_dir_, log_);
+      io::write_file_atomic((fs::path(options_.out_dir) / "run_config.json").string(),
+                            rc_.json.dump(2) + "\n");
+    }
+    comm_->barrier();
     build_model_and_optimizer();
+    start_data_parallel();
     open_data();
     step_ = 0;
     log_ << fmt::format(
@@ -240,6 +300,7 @@ class Run {
     build_model_and_optimizer();
     model_->load_state_dict(ckpt.model->state_dict());
     load_optimizer_state(checkpoint, *optimizer_);
+    start_data_parallel();
     step_ = state["step"].get<int64_t>();
     optimizer_->set_steps_taken(state.value("optimizer_steps", step_));
     open_data();
@@ -250,7 +311,11 @@ class Run {
                                     state["rng"]["offset"].get<uint64_t>());
     }
     tokens_seen_ = state.value("tokens_seen", int64_t(0));
-    io::MetricsLog::truncate_after((fs::path(options_.out_dir) / "metrics.jsonl").string(), step_);
+    if (root_) {
+      io::MetricsLog::truncate_after((fs::path(options_.out_dir) / "metrics.jsonl").string(),
+                                     step_);
+    }
+    comm_->barrier();
     log_ << "resumed from " << checkpoint << " at step " << step_ << "\n";
   }
 
@@ -279,24 +344,30 @@ class Run {
     return save_checkpoint(options_.out_dir, step_, c);
   }
 
-  // One optimisation step; returns {mean loss, grad norm}.
+  // One optimisation step; returns {mean loss over the global batch, grad norm}. Every rank
+  // draws the same global micro-batch of windows and trains on its own rows of it, so the
+  // windows of a step (and the averaged gradient) do not depend on the number of ranks.
   std::pair<double, double> train_step(double lr) {
     const TrainSettings& t = rc_.train;
-    const int64_t micro = t.batch_size / t.grad_accum;
+    const int64_t micro = t.batch_size / t.grad_accum;    // sequences per micro-batch, all ranks
+    const int64_t share = micro / comm_->world_size();  // this rank's rows of it
+    const int64_t first_row = comm_->rank() * share;
     std::vector<int64_t> inputs(size_t(micro * t.seq_len)), targets(inputs.size());
     double loss_sum = 0;
     for (int64_t m = 0; m < t.grad_accum; ++m) {
       sampler_->next(micro, inputs.data(), targets.data());
-      Tensor x = from_vector(inputs, {micro, t.seq_len});
-      Tensor y = from_vector(targets, {micro, t.seq_len});
-      if (!device_.is_cpu()) {
-        x = to(x, device_);
-        y = to(y, device_);
-      }
-      Tensor loss = model_->loss(x, y);
+      const auto rows = [&](const std::vector<int64_t>& ids) {
+        std::vector<int64_t> mine(ids.begin() + first_row * t.seq_len,
+                                  ids.begin() + (first_row + share) * t.seq_len);
+        Tensor out = from_vector(mine, {share, t.seq_len});
+        return device_.is_cpu() ? out : to(out, device_);
+      };
+      Tensor loss = model_->loss(rows(inputs), rows(targets));
       loss_sum += loss.item();
+      sync_->set_enabled(m + 1 == t.grad_accum);  // accumulate locally, average once
       backward(t.grad_accum == 1 ? loss : loss * (1.0 / double(t.grad_accum)));
     }
+    sync_->finish();
     const std::vector<Tensor> params = model_->parameters();
     const double norm = optim::global_grad_norm(params);
     MNEMO_CHECK(std::isfinite(norm),
@@ -306,7 +377,15 @@ class Run {
     optimizer_->set_lr(lr);
     optimizer_->step(scale);
     optimizer_->zero_grad();
-    return {loss_sum / double(t.grad_accum), norm};
+    return {global_mean(loss_sum / double(t.grad_accum)), norm};
+  }
+
+  // The mean of a per-rank value over ranks (the ranks' shares are equal).
+  double global_mean(double value) {
+    if (comm_->world_size() == 1) return value;
+    Tensor t = full({1}, value, {.dtype = DType::f64});
+    comm_->all_reduce(t, dist::ReduceOp::avg);
+    return t.item();
   }
 
   EvalResult validate() {
@@ -314,26 +393,38 @@ class Run {
                             token_bytes_, rc_.train.eval_batches * rc_.train.batch_size);
   }
 
+  // The loop. In a data-parallel run every rank steps; rank 0 alone evaluates, logs, plots and
+  // writes checkpoints (the others wait for it at the next collective).
   TrainSummary loop() {
     const TrainSettings& t = rc_.train;
     const fs::path out(options_.out_dir);
-    History history = read_history(out / "metrics.jsonl");
-    io::MetricsLog metrics(out.string());
-    io::Progress progress(t.steps, t.log_interval);
+    History history;
+    std::optional<io::MetricsLog> metrics;
+    std::optional<io::Progress> progress;
+    if (root_) {
+      history = read_history(out / "metrics.jsonl");
+      metrics.emplace(out.string());
+      progress.emplace(t.steps, t.log_interval);
+    }
     StopSignals signals;
     TrainSummary summary;
     const int64_t tokens_per_step = t.batch_size * t.seq_len;
 
     auto evaluate_and_plot = [&]() {
+      if (!root_) return;
       const EvalResult r = validate();
       summary.val_loss = r.loss();
       summary.val_bpb = r.bits_per_byte();
-      metrics.write(json{{"step", step_}, {"val_loss", r.loss()}, {"val_bpb", r.bits_per_byte()}});
+      metrics->write(json{{"step", step_}, {"val_loss", r.loss()}, {"val_bpb", r.bits_per_byte()}});
       history.val.emplace_back(step_, r.loss());
       io::write_loss_svg((out / "loss.svg").string(), history.train, history.val,
                          "mnemo train: " + out.filename().string());
-      progress.message(fmt::format("step {}: val_loss {:.4f}, val_bpb {:.4f}", step_, r.loss(),
-                                   r.bits_per_byte()));
+      progress->message(fmt::format("step {}: val_loss {:.4f}, val_bpb {:.4f}", step_, r.loss(),
+                                    r.bits_per_byte()));
+    };
+    auto checkpoint = [&]() {
+      if (root_) summary.checkpoint = write_checkpoint();
+      comm_->barrier();
     };
 
     while (step_ < t.steps) {
@@ -346,28 +437,30 @@ class Run {
       MNEMO_CHECK(std::isfinite(loss), "train: the loss became {} at step {} (try a lower lr)",
                   loss, step_);
       const double rate = double(tokens_per_step) / seconds;
-      metrics.write(json{{"step", step_},
-                         {"loss", loss},
-                         {"lr", lr},
-                         {"grad_norm", norm},
-                         {"tokens_per_s", rate}});
       history.train.emplace_back(step_, loss);
       summary.last_loss = loss;
-      progress.update(step_, loss, rate);
+      if (root_) {
+        metrics->write(json{{"step", step_},
+                            {"loss", loss},
+                            {"lr", lr},
+                            {"grad_norm", norm},
+                            {"tokens_per_s", rate}});
+        progress->update(step_, loss, rate);
+      }
 
       const bool last = step_ == t.steps;
       if (t.eval_interval > 0 && step_ % t.eval_interval == 0 && !last) evaluate_and_plot();
-      if (g_stop_requested.load()) {
+      // A signal stops every rank at the same step (mpirun forwards it, but not at the same
+      // instant).
+      if (global_mean(g_stop_requested.load() ? 1.0 : 0.0) > 0) {
         summary.interrupted = true;
         break;
       }
-      if (t.checkpoint_interval > 0 && step_ % t.checkpoint_interval == 0 && !last) {
-        summary.checkpoint = write_checkpoint();
-      }
+      if (t.checkpoint_interval > 0 && step_ % t.checkpoint_interval == 0 && !last) checkpoint();
     }
-    progress.finish();
+    if (progress) progress->finish();
     if (!summary.interrupted) evaluate_and_plot();
-    summary.checkpoint = write_checkpoint();
+    checkpoint();
     summary.steps_done = step_;
     if (summary.interrupted) {
       log_ << "interrupted at step " << step_ << "; checkpoint " << summary.checkpoint
@@ -382,7 +475,11 @@ class Run {
   }
 
   TrainOptions options_;
+  std::unique_ptr<dist::Communicator> comm_;
+  bool root_ = true;  // rank 0: logs, evaluates, writes checkpoints
+  std::ostringstream quiet_;  // where the other ranks' log lines go
   std::ostream& log_;
+  std::unique_ptr<GradientSync> sync_;
   RunConfig rc_;
   Device device_ = Device::cpu();
   fs::path data_dir_;
@@ -401,7 +498,8 @@ class Run {
 }  // namespace
 
 TrainSummary run_training(const TrainOptions& options, std::ostream& log) {
-  return Run(options, log).go();
+  Run run(options, log);
+  return run.go_or_abort();
 }
 
 }  // namespace mnemo::train

@@ -1,0 +1,78 @@
+// Bucketed gradient averaging (see grad_sync.h).
+#include "train/lib/grad_sync.h"
+
+#include "autograd/engine.h"
+#include "autograd/ops.h"
+#include "core/error.h"
+
+namespace mnemo::train {
+
+GradientSync::GradientSync(dist::Communicator& comm, const std::vector<Tensor>& params,
+                           int64_t bucket_bytes)
+    : comm_(comm), params_(params), bucket_of_(params.size()) {
+  MNEMO_CHECK(bucket_bytes > 0, "data parallel: the bucket size must be positive, got {}",
+              bucket_bytes);
+  if (comm_.world_size() == 1) return;
+  const int64_t bucket_numel = std::max<int64_t>(1, bucket_bytes / int64_t(sizeof(float)));
+  for (size_t i = params_.size(); i-- > 0;) {
+    if (buckets_.empty() || buckets_.back().numel >= bucket_numel) buckets_.emplace_back();
+    buckets_.back().params.push_back(i);
+    buckets_.back().numel += params_[i].numel();
+    bucket_of_[i] = buckets_.size() - 1;
+  }
+  for (Bucket& b : buckets_) b.buffer = empty({b.numel}, {.device = params_[0].device()});
+  for (size_t i = 0; i < params_.size(); ++i) {
+    register_post_accumulate_grad_hook(params_[i], [this, i](const Tensor&) { on_ready(i); });
+  }
+}
+
+void GradientSync::on_ready(size_t param) {
+  if (!enabled_) return;
+  Bucket& b = buckets_[bucket_of_[param]];
+  if (++b.ready == int64_t(b.params.size())) {
+    b.complete = true;
+    reduce_ready_buckets();
+  }
+}
+
+void GradientSync::reduce_ready_buckets() {
+  while (next_ < buckets_.size() && buckets_[next_].complete) reduce(buckets_[next_++]);
+}
+
+void GradientSync::reduce(Bucket& b) {
+  int64_t offset = 0;
+  for (size_t i : b.params) {
+    const Tensor& p = params_[i];
+    Tensor slot = narrow(b.buffer, 0, offset, p.numel());
+    if (p.grad().defined()) {
+      copy_(slot, reshape(p.grad(), {p.numel()}));
+    } else {
+      fill_(slot, 0);
+    }
+    offset += p.numel();
+  }
+  comm_.all_reduce(b.buffer, dist::ReduceOp::avg);
+  offset = 0;
+  for (size_t i : b.params) {
+    Tensor p = params_[i];
+    Tensor averaged = view(narrow(b.buffer, 0, offset, p.numel()), p.shape());
+    if (p.grad().defined()) {
+      copy_(p.grad(), averaged);
+    } else {
+      p.set_grad(clone(averaged));
+    }
+    offset += p.numel();
+  }
+}
+
+void GradientSync::finish() {
+  for (Bucket& b : buckets_) b.complete = true;
+  reduce_ready_buckets();
+  for (Bucket& b : buckets_) {
+    b.ready = 0;
+    b.complete = false;
+  }
+  next_ = 0;
+}
+
+}  // namespace mnemo::train

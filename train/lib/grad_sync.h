@@ -1,0 +1,59 @@
+// Data-parallel gradient averaging: gradients are grouped into buckets of about
+// `bucket_bytes`, and each bucket is averaged across ranks with one all_reduce as soon as every
+// gradient in it is complete, started from the autograd post-accumulate hooks — so the first
+// buckets are on the wire while backward is still computing the rest.
+//
+//   params, in reverse registration order (≈ the order backward finishes them), are cut into
+//   buckets; bucket b holds a flat f32 buffer of the sum of its parameters' sizes.
+//   hook(p):  ready[b(p)] += 1; when ready[b] == |b|, mark b complete; then reduce every
+//             complete bucket from `next` on, in index order (all ranks issue the collectives in
+//             the same order, whatever order their hooks fire in).
+//   reduce(b): pack the grads into the buffer, all_reduce(avg), unpack.
+//   finish():  reduce the buckets still pending (a parameter without a gradient this step
+//             contributes zeros), reset the counters.
+//
+// With gradient accumulation, disable the sync for all but the last micro-batch: the grads
+// then add up locally and are averaged once. With world size 1 nothing is registered and
+// finish() is free, so one process runs the same code without paying for it.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.h"
+#include "train/distributed/communicator.h"
+
+namespace mnemo::train {
+
+class GradientSync {
+ public:
+  GradientSync(dist::Communicator& comm, const std::vector<Tensor>& params, int64_t bucket_bytes);
+  GradientSync(const GradientSync&) = delete;
+  GradientSync& operator=(const GradientSync&) = delete;
+
+  void set_enabled(bool enabled) { enabled_ = enabled; }
+  // Completes the averaging after backward; every rank then holds the same gradients.
+  void finish();
+  int64_t num_buckets() const { return int64_t(buckets_.size()); }
+
+ private:
+  struct Bucket {
+    std::vector<size_t> params;  // indices into params_
+    int64_t numel = 0;
+    int64_t ready = 0;
+    bool complete = false;
+    Tensor buffer;  // (numel,) f32
+  };
+  void on_ready(size_t param);
+  void reduce_ready_buckets();
+  void reduce(Bucket& bucket);
+
+  dist::Communicator& comm_;
+  std::vector<Tensor> params_;
+  std::vector<size_t> bucket_of_;
+  std::vector<Bucket> buckets_;
+  size_t next_ = 0;  // the first bucket not reduced yet
+  bool enabled_ = true;
+};
+
+}  // namespace mnemo::train
