@@ -101,6 +101,9 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   train->add_flag("--resume", train_options.resume, "Continue from OUT/latest");
   train->add_option("--device", train_options.device, "auto, cpu, cuda or cuda:N");
+  train->add_option("--zero", train_options.zero,
+                    "1: shard the optimizer state across data-parallel ranks (ZeRO stage 1)")
+      ->check(CLI::Range(0, 1));
   add_threads_option(*train, threads);
 
   // ---- eval ----
@@ -225,7 +228,8 @@ int main(int argc, char** argv) {
       mnemo::train::run_tokenizer_train(tok_text, tok_vocab, tok_type, tok_out, std::cout);
     } else if (*bench_train) {
       if (threads > 0) bench_options.overrides.push_back(fmt::format("train.threads={}", threads));
-      std::cout << mnemo::train::bench_train(bench_options).dump() << std::endl;
+      const nlohmann::json result = mnemo::train::bench_train(bench_options);
+      if (!result.is_null()) std::cout << result.dump() << std::endl;
     } else if (*demo) {
       demo_options.device = mnemo::Device::parse(device);
       mnemo::run_demo_mlp(demo_options, std::cout);

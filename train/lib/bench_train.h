@@ -25,7 +25,8 @@ struct BenchTrainOptions {
 };
 
 // {"bench":"train", "tokens_per_s", "ms_per_step", "ms_per_step_mean", "batch", "seq",
-//  "steps", "threads", "device", "parameters"}
+//  "steps", "threads", "ranks", "device", "parameters"}; null on ranks other than 0 (under
+// mpirun the ranks train data-parallel, each on batch / ranks sequences).
 nlohmann::json bench_train(const BenchTrainOptions& options);
 
 }  // namespace mnemo::train

@@ -35,8 +35,9 @@ std::string save_checkpoint(const std::string& run_dir, int64_t step, const Chec
   }
   io::save_safetensors((dir / "model.safetensors").string(), weights, {{"format", "pt"}});
   c.tokenizer->save((dir / "tokenizer.json").string());
-  if (c.optimizer) {
-    io::save_safetensors((dir / "optimizer.safetensors").string(), c.optimizer->state_tensors());
+  if (c.optimizer || !c.optimizer_state.empty()) {
+    io::save_safetensors((dir / "optimizer.safetensors").string(),
+                         c.optimizer ? c.optimizer->state_tensors() : c.optimizer_state);
   }
   json state = c.trainer_state;
   state["step"] = step;
@@ -87,6 +88,10 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
   const fs::path state_file = dir / "trainer_state.json";
   out.trainer_state = fs::exists(state_file) ? io::load_json_file(state_file.string()) : json{};
   return out;
+}
+
+optim::NamedTensors read_optimizer_state(const std::string& checkpoint_dir) {
+  return io::load_safetensors((fs::path(checkpoint_dir) / "optimizer.safetensors").string());
 }
 
 void load_optimizer_state(const std::string& checkpoint_dir, optim::Optimizer& optimizer) {

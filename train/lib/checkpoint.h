@@ -25,6 +25,8 @@ namespace mnemo::train {
 struct CheckpointContents {
   const nn::LlamaForCausalLM* model = nullptr;
   const optim::Optimizer* optimizer = nullptr;  // may be null (weights only)
+  optim::NamedTensors optimizer_state;          // used instead when optimizer is null
+                                                // (a sharded optimizer gathers it first)
   const text::Tokenizer* tokenizer = nullptr;
   nlohmann::json trainer_state;  // must hold "step"
   std::string torch_dtype = "float32";
@@ -49,5 +51,7 @@ LoadedCheckpoint load_checkpoint(const std::string& path);
 
 // Restores the optimizer moments saved next to the model (checkpoint_dir/optimizer.safetensors).
 void load_optimizer_state(const std::string& checkpoint_dir, optim::Optimizer& optimizer);
+// The saved moments themselves (for an optimizer that keeps only a shard of them).
+optim::NamedTensors read_optimizer_state(const std::string& checkpoint_dir);
 
 }  // namespace mnemo::train

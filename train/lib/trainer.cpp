@@ -29,6 +29,7 @@
 #include "train/lib/device_select.h"
 #include "train/lib/evaluate.h"
 #include "train/lib/grad_sync.h"
+#include "train/lib/zero_adamw.h"
 #include "train/lib/run_config.h"
 #include "train/text/corpus.h"
 #include "train/text/dataset.h"
@@ -212,9 +213,16 @@ class Run {
     model_ = std::make_shared<nn::LlamaForCausalLM>(rc_.model);
     if (!device_.is_cpu()) model_->to(device_);
     model_->train();
-    optimizer_ = std::make_unique<optim::AdamW>(
-        optim::decay_groups(model_->named_parameters(), rc_.train.weight_decay), rc_.train.lr,
-        rc_.train.beta1, rc_.train.beta2, 1e-8);
+    auto groups = optim::decay_groups(model_->named_parameters(), rc_.train.weight_decay);
+    MNEMO_CHECK(options_.zero == 0 || options_.zero == 1, "train: --zero must be 0 or 1, got {}",
+                options_.zero);
+    if (options_.zero == 1) {
+      zero_ = std::make_unique<ZeroAdamW>(*comm_, std::move(groups), rc_.train.lr,
+                                          rc_.train.beta1, rc_.train.beta2, 1e-8);
+    } else {
+      optimizer_ = std::make_unique<optim::AdamW>(std::move(groups), rc_.train.lr,
+                                                  rc_.train.beta1, rc_.train.beta2, 1e-8);
+    }
     schedule_ = make_schedule(rc_.train);
   }
 
@@ -238,8 +246,10 @@ class Run {
       NoGradGuard no_grad;
       for (Tensor& p : params) comm_->broadcast(p, 0);
     }
-    sync_ = std::make_unique<GradientSync>(*comm_, params,
-                                           int64_t(rc_.train.bucket_mb * 1024 * 1024));
+    if (!zero_) {  // ZeRO-1 averages by reduce_scatter instead
+      sync_ = std::make_unique<GradientSync>(*comm_, params,
+                                             int64_t(rc_.train.bucket_mb * 1024 * 1024));
+    }
   }
 
   void open_data() {
@@ -299,10 +309,19 @@ class Run {
     setup_common();
     build_model_and_optimizer();
     model_->load_state_dict(ckpt.model->state_dict());
-    load_optimizer_state(checkpoint, *optimizer_);
+    if (zero_) {
+      zero_->load_state_tensors(read_optimizer_state(checkpoint));
+    } else {
+      load_optimizer_state(checkpoint, *optimizer_);
+    }
     start_data_parallel();
     step_ = state["step"].get<int64_t>();
-    optimizer_->set_steps_taken(state.value("optimizer_steps", step_));
+    const int64_t optimizer_steps = state.value("optimizer_steps", step_);
+    if (zero_) {
+      zero_->set_steps_taken(optimizer_steps);
+    } else {
+      optimizer_->set_steps_taken(optimizer_steps);
+    }
     open_data();
     sampler_->set_position(state["sampler_position"].get<uint64_t>());
     if (state.contains("rng")) {  // the process-wide generator (dropout, if a model uses it)
@@ -327,17 +346,19 @@ class Run {
       rng_offset = default_generator().offset();
     }
     return json{{"step", step_},
-                {"optimizer_steps", optimizer_->steps_taken()},
+                {"optimizer_steps", zero_ ? zero_->steps_taken() : optimizer_->steps_taken()},
                 {"sampler_position", sampler_->position()},
                 {"rng", {{"seed", rng_seed}, {"offset", rng_offset}}},
                 {"tokens_seen", tokens_seen_},
                 {"run_config", rc_.json}};
   }
 
-  std::string write_checkpoint() {
+  // Rank 0 writes; with a sharded optimizer every rank first takes part in gathering its state.
+  std::string write_checkpoint(optim::NamedTensors zero_state = {}) {
     CheckpointContents c;
     c.model = model_.get();
     c.optimizer = optimizer_.get();
+    c.optimizer_state = std::move(zero_state);
     c.tokenizer = tokenizer_.get();
     c.trainer_state = trainer_state();
     c.torch_dtype = rc_.json["model"].value("torch_dtype", std::string("float32"));
@@ -364,19 +385,29 @@ class Run {
       };
       Tensor loss = model_->loss(rows(inputs), rows(targets));
       loss_sum += loss.item();
-      sync_->set_enabled(m + 1 == t.grad_accum);  // accumulate locally, average once
+      if (sync_) sync_->set_enabled(m + 1 == t.grad_accum);  // accumulate, then average once
       backward(t.grad_accum == 1 ? loss : loss * (1.0 / double(t.grad_accum)));
     }
-    sync_->finish();
-    const std::vector<Tensor> params = model_->parameters();
-    const double norm = optim::global_grad_norm(params);
+    // Averaged gradients: all_reduce in buckets (sync_), or reduce_scatter of shards (ZeRO-1).
+    double norm = 0;
+    if (zero_) {
+      norm = zero_->reduce_gradients();
+    } else {
+      sync_->finish();
+      norm = optim::global_grad_norm(model_->parameters());
+    }
     MNEMO_CHECK(std::isfinite(norm),
                 "train: the gradient norm became {} at step {} (try a lower lr or grad_clip)", norm,
                 step_ + 1);
     const double scale = t.grad_clip > 0 ? optim::clip_factor(norm, t.grad_clip) : 1.0;
-    optimizer_->set_lr(lr);
-    optimizer_->step(scale);
-    optimizer_->zero_grad();
+    if (zero_) {
+      zero_->step(lr, scale);
+      zero_->zero_grad();
+    } else {
+      optimizer_->set_lr(lr);
+      optimizer_->step(scale);
+      optimizer_->zero_grad();
+    }
     return {global_mean(loss_sum / double(t.grad_accum)), norm};
   }
 
@@ -423,7 +454,9 @@ class Run {
                                     r.bits_per_byte()));
     };
     auto checkpoint = [&]() {
-      if (root_) summary.checkpoint = write_checkpoint();
+      optim::NamedTensors zero_state;
+      if (zero_) zero_state = zero_->gather_state_tensors();
+      if (root_) summary.checkpoint = write_checkpoint(std::move(zero_state));
       comm_->barrier();
     };
 
@@ -484,7 +517,8 @@ class Run {
   Device device_ = Device::cpu();
   fs::path data_dir_;
   std::shared_ptr<nn::LlamaForCausalLM> model_;
-  std::unique_ptr<optim::AdamW> optimizer_;
+  std::unique_ptr<optim::AdamW> optimizer_;  // or, with --zero 1:
+  std::unique_ptr<ZeroAdamW> zero_;
   optim::LrSchedule schedule_;
   std::unique_ptr<text::Tokenizer> tokenizer_;
   std::unique_ptr<text::TokenShard> train_shard_, val_shard_;

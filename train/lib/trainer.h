@@ -35,6 +35,7 @@ struct TrainOptions {
   int64_t steps = 0;                   // > 0 overrides train.steps
   bool resume = false;
   std::string device;  // "" = the config's train.device
+  int zero = 0;        // 1: shard the AdamW state across data-parallel ranks (ZeRO stage 1)
 };
 
 struct TrainSummary {
