@@ -44,7 +44,7 @@ nlohmann::json bench_train(const BenchTrainOptions& o) {
   if (!device.is_cpu()) model.to(device);
   model.train();
   optim::AdamW optimizer(optim::decay_groups(model.named_parameters(), rc.train.weight_decay),
-                         rc.train.lr, rc.train.beta1, rc.train.beta2, 1e-8);
+                         rc.train.lr, rc.train.beta1, rc.train.beta2, rc.train.adam_eps);
   std::vector<Tensor> params = model.parameters();
   if (ranks > 1) {
     NoGradGuard no_grad;

@@ -47,6 +47,7 @@ json default_run_config() {
         {"threads", t.threads},
         {"beta1", t.beta1},
         {"beta2", t.beta2},
+        {"adam_eps", t.adam_eps},
         {"decay", t.decay},
         {"log_interval", t.log_interval},
         {"bucket_mb", t.bucket_mb}}},
@@ -109,6 +110,9 @@ RunConfig run_config_from_json(const json& config, std::string_view source) {
   s.beta2 = get<double>(t, "beta2", source);
   s.decay = get<std::string>(t, "decay", source);
   s.log_interval = get<int64_t>(t, "log_interval", source);
+  s.adam_eps = t.contains("adam_eps") ? get<double>(t, "adam_eps", source) : 1e-8;
+  MNEMO_CHECK(std::isfinite(s.adam_eps) && s.adam_eps > 0,
+              "config: 'train.adam_eps' must be positive, got {}", s.adam_eps);
   s.bucket_mb = t.contains("bucket_mb") ? get<double>(t, "bucket_mb", source) : 25.0;
 
   check_positive(s.batch_size, "train.batch_size");

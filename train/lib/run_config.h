@@ -7,7 +7,7 @@
 //   "train": batch_size (the global batch, in sequences), seq_len, lr, min_lr, warmup_steps,
 //            steps, weight_decay, grad_clip, grad_accum, eval_interval, eval_batches,
 //            checkpoint_interval, seed, device, plus threads, beta1, beta2, decay, log_interval,
-//            bucket_mb (data parallel: gradient bucket size);
+//            bucket_mb (data parallel: gradient bucket size), adam_eps;
 //   "data":  path (a text file or directory; "" = the fortunes corpus), tokenizer ("bpe",
 //            "byte", or the path of a tokenizer.json), vocab_size (of a trained BPE; null = the
 //            model's), val_fraction.
@@ -42,6 +42,7 @@ struct TrainSettings {
   int64_t threads = 0;          // CPU threads; 0 = all cores
   double beta1 = 0.9;
   double beta2 = 0.95;
+  double adam_eps = 1e-8;
   std::string decay = "cosine";  // cosine, linear, constant (after the warmup)
   int64_t log_interval = 10;     // plain progress lines when not on a terminal
   double bucket_mb = 25;         // data parallel: gradient all_reduce bucket size (MiB)

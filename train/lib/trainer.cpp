@@ -9,8 +9,8 @@
 #include <filesystem>
 #include <mutex>
 #include <optional>
-#include <sstream>
 #include <ostream>
+#include <sstream>
 
 #include "autograd/engine.h"
 #include "autograd/grad_mode.h"
@@ -29,8 +29,8 @@
 #include "train/lib/device_select.h"
 #include "train/lib/evaluate.h"
 #include "train/lib/grad_sync.h"
-#include "train/lib/zero_adamw.h"
 #include "train/lib/run_config.h"
+#include "train/lib/zero_adamw.h"
 #include "train/text/corpus.h"
 #include "train/text/dataset.h"
 #include "train/text/loader.h"
@@ -217,11 +217,11 @@ class Run {
     MNEMO_CHECK(options_.zero == 0 || options_.zero == 1, "train: --zero must be 0 or 1, got {}",
                 options_.zero);
     if (options_.zero == 1) {
-      zero_ = std::make_unique<ZeroAdamW>(*comm_, std::move(groups), rc_.train.lr,
-                                          rc_.train.beta1, rc_.train.beta2, 1e-8);
+      zero_ = std::make_unique<ZeroAdamW>(*comm_, std::move(groups), rc_.train.lr, rc_.train.beta1,
+                                          rc_.train.beta2, rc_.train.adam_eps);
     } else {
-      optimizer_ = std::make_unique<optim::AdamW>(std::move(groups), rc_.train.lr,
-                                                  rc_.train.beta1, rc_.train.beta2, 1e-8);
+      optimizer_ = std::make_unique<optim::AdamW>(std::move(groups), rc_.train.lr, rc_.train.beta1,
+                                                  rc_.train.beta2, rc_.train.adam_eps);
     }
     schedule_ = make_schedule(rc_.train);
   }
@@ -370,7 +370,7 @@ class Run {
   // windows of a step (and the averaged gradient) do not depend on the number of ranks.
   std::pair<double, double> train_step(double lr) {
     const TrainSettings& t = rc_.train;
-    const int64_t micro = t.batch_size / t.grad_accum;    // sequences per micro-batch, all ranks
+    const int64_t micro = t.batch_size / t.grad_accum;  // sequences per micro-batch, all ranks
     const int64_t share = micro / comm_->world_size();  // this rank's rows of it
     const int64_t first_row = comm_->rank() * share;
     std::vector<int64_t> inputs(size_t(micro * t.seq_len)), targets(inputs.size());
@@ -509,7 +509,7 @@ class Run {
 
   TrainOptions options_;
   std::unique_ptr<dist::Communicator> comm_;
-  bool root_ = true;  // rank 0: logs, evaluates, writes checkpoints
+  bool root_ = true;          // rank 0: logs, evaluates, writes checkpoints
   std::ostringstream quiet_;  // where the other ranks' log lines go
   std::ostream& log_;
   std::unique_ptr<GradientSync> sync_;
