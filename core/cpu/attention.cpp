@@ -105,6 +105,19 @@ struct Skip {
   }
 };
 
+// The operands of one product, as small_gemm takes them.
+struct SmallProduct {
+  int64_t M, N, K;
+  const float* a;
+  int64_t a_rs, a_cs;
+  const float* b;
+  int64_t ldb;
+  float* c;
+  int64_t ldc;
+  bool accumulate;
+  Skip skip;
+};
+
 #if defined(__AVX2__) && defined(__FMA__)
 // ---- A small-product kernel that reads its operands in place ----
 // The products here are small (one side 32 = D or the query block, the other <= Tk) and
@@ -160,19 +173,6 @@ void small_tile(int64_t k0, int64_t k1, const float* a, int64_t a_rs, int64_t a_
   }
 }
 
-// The operands of one product, as small_gemm takes them.
-struct SmallProduct {
-  int64_t M, N, K;
-  const float* a;
-  int64_t a_rs, a_cs;
-  const float* b;
-  int64_t ldb;
-  float* c;
-  int64_t ldc;
-  bool accumulate;
-  Skip skip;
-};
-
 // Row tile [i, i + R) of the column strip [j, j + 16) (Full) or [j, N) (N - j < 16).
 template <int R, bool Full>
 void small_tile_at(const SmallProduct& p, int64_t i, int64_t j) {
@@ -206,17 +206,6 @@ void small_gemm(const SmallProduct& p) {
 }
 constexpr bool kSmallGemm = true;
 #else
-struct SmallProduct {
-  int64_t M, N, K;
-  const float* a;
-  int64_t a_rs, a_cs;
-  const float* b;
-  int64_t ldb;
-  float* c;
-  int64_t ldc;
-  bool accumulate;
-  Skip skip;
-};
 void small_gemm(const SmallProduct&) {}
 constexpr bool kSmallGemm = false;
 #endif
