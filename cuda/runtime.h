@@ -11,6 +11,7 @@
 // says "no GPU visible").
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace mnemo::cuda {
@@ -25,5 +26,26 @@ std::string no_device_reason();
 // One line about the visible devices, e.g. "1 GPU: NVIDIA H100 80GB HBM3 (sm_90, 79.2 GiB);
 // runtime 13.0, driver 13.0", or "no GPU visible: <cudaGetErrorString>".
 std::string describe_devices();
+
+// The caching device allocator's counters for one GPU (cuda/allocator.h). Bytes are counted
+// in the allocator's size classes (a request is rounded up to its class).
+struct MemoryStats {
+  int64_t allocated_bytes = 0;       // in tensors now
+  int64_t peak_allocated_bytes = 0;  // the most ever in tensors at once
+  int64_t reserved_bytes = 0;        // obtained from cudaMalloc and not yet returned
+  int64_t peak_reserved_bytes = 0;
+  int64_t device_mallocs = 0;        // cudaMalloc calls so far
+  int64_t device_frees = 0;          // cudaFree calls so far (empty_cache, out-of-memory retry)
+  int64_t cache_hits = 0;            // requests served from the cache without cudaMalloc
+};
+
+// Counters of GPU `device` (all zero before its first allocation). Throws if no such GPU.
+MemoryStats memory_stats(int device);
+// Zeroes the peak counters (peaks restart from the current usage).
+void reset_peak_memory_stats(int device);
+// Returns every cached, unused block of GPU `device` to the driver (cudaFree).
+void empty_cache(int device);
+// "cuda:0 memory: 1.20 GiB in tensors (peak 2.31 GiB), 2.50 GiB reserved, 42 cudaMalloc calls".
+std::string describe_memory(int device);
 
 }  // namespace mnemo::cuda

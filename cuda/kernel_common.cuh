@@ -1,0 +1,163 @@
+// What every kernel file of the CUDA backend shares: the element types behind each DType,
+// dispatch from a runtime DType to a template, grid sizing, and a strided elementwise loop.
+//
+//   DType    storage type     compute type (Compute<T>)
+//   f32      float            float
+//   f64      double           double
+//   bf16     __nv_bfloat16    float     (converted on load, rounded to nearest even on store)
+//   f16      __half           float
+//   i32      int32_t          int64_t
+//   i64      int64_t          int64_t
+//   bool     bool             int64_t   (stored as one byte holding 0 or 1, like the CPU)
+//
+//   visit_dtype(x.dtype(), "op", [&](auto tag) {
+//     using T = typename decltype(tag)::type;      // the storage type
+//     my_kernel<T><<<grid, block, 0, stream(x.device())>>>(...);
+//   });
+//
+// for_each_offset launches a grid-stride loop over numel elements of N strided operands and
+// calls f(offsets) on the device with each operand's element offset (cuda/offset_calc.h).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <string_view>
+#include <type_traits>
+
+#include "core/error.h"
+#include "core/tensor.h"
+#include "cuda/context.h"
+#include "cuda/offset_calc.h"
+
+namespace mnemo::cuda {
+
+template <typename T>
+struct TypeTag {
+  using type = T;
+};
+
+// The arithmetic type a storage type is computed in.
+template <typename T>
+struct ComputeOf {
+  using type = T;
+};
+template <>
+struct ComputeOf<__nv_bfloat16> {
+  using type = float;
+};
+template <>
+struct ComputeOf<__half> {
+  using type = float;
+};
+template <>
+struct ComputeOf<int32_t> {
+  using type = int64_t;
+};
+template <>
+struct ComputeOf<bool> {
+  using type = int64_t;
+};
+template <typename T>
+using Compute = typename ComputeOf<T>::type;
+
+template <typename T>
+inline constexpr bool kIsHalfType =
+    std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>;
+template <typename T>
+inline constexpr bool kIsFloating = std::is_floating_point_v<T> || kIsHalfType<T>;
+
+// Converts between any two element types the way the CPU backend does: bf16/f16 go through
+// f32 (round to nearest even), floating to integer truncates, anything to bool is != 0.
+template <typename To, typename From>
+__host__ __device__ __forceinline__ To convert(From value) {
+  if constexpr (std::is_same_v<To, From>) {
+    return value;
+  } else if constexpr (kIsHalfType<From>) {
+    return convert<To>(static_cast<float>(value));
+  } else if constexpr (std::is_same_v<To, bool>) {
+    return value != From(0);
+  } else if constexpr (std::is_same_v<To, __nv_bfloat16>) {
+    return __float2bfloat16_rn(static_cast<float>(value));
+  } else if constexpr (std::is_same_v<To, __half>) {
+    return __float2half_rn(static_cast<float>(value));
+  } else {
+    return static_cast<To>(value);
+  }
+}
+
+template <typename T>
+__host__ __device__ __forceinline__ Compute<T> load(const T* p) {
+  return convert<Compute<T>>(*p);
+}
+
+// Calls fn(TypeTag<T>{}) with T the storage type of dtype.
+template <typename Fn>
+decltype(auto) visit_dtype(DType dtype, std::string_view op, Fn&& fn) {
+  switch (dtype) {
+    case DType::f32: return fn(TypeTag<float>{});
+    case DType::f64: return fn(TypeTag<double>{});
+    case DType::bf16: return fn(TypeTag<__nv_bfloat16>{});
+    case DType::f16: return fn(TypeTag<__half>{});
+    case DType::i32: return fn(TypeTag<int32_t>{});
+    case DType::i64: return fn(TypeTag<int64_t>{});
+    case DType::boolean: return fn(TypeTag<bool>{});
+  }
+  fail("{}: unknown dtype on the cuda backend", op);
+}
+
+// As visit_dtype, for the floating dtypes only (f32, f64, bf16, f16); others throw.
+template <typename Fn>
+decltype(auto) visit_floating(DType dtype, std::string_view op, Fn&& fn) {
+  switch (dtype) {
+    case DType::f32: return fn(TypeTag<float>{});
+    case DType::f64: return fn(TypeTag<double>{});
+    case DType::bf16: return fn(TypeTag<__nv_bfloat16>{});
+    case DType::f16: return fn(TypeTag<__half>{});
+    default: break;
+  }
+  fail("{}: dtype {} is not supported on the cuda backend (floating dtypes only)", op,
+       dtype_name(dtype));
+}
+
+template <typename T>
+T* data(const Tensor& t) {
+  return static_cast<T*>(t.data_ptr());
+}
+
+inline constexpr int kThreads = 256;
+
+// Blocks for a grid-stride loop over n items: enough to fill the GPU a few times over.
+inline unsigned grid_for(int64_t n, int device, int threads = kThreads) {
+  const int64_t needed = (n + threads - 1) / threads;
+  const int64_t cap = int64_t(multiprocessor_count(device)) * 8;
+  return unsigned(std::max<int64_t>(1, std::min(needed, cap)));
+}
+
+template <int N, typename F>
+__global__ void for_each_offset_kernel(int64_t n, OffsetCalc<N> calc, F f) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t offsets[N];
+    calc.get(i, offsets);
+    f(offsets);
+  }
+}
+
+// f: a __device__ lambda taking const int64_t (&offsets)[N]. Runs on shape's elements.
+template <int N, typename F>
+void for_each_offset(Device device, const Shape& shape, const std::array<const Tensor*, N>& ts,
+                     F f) {
+  const int64_t n = numel(shape);
+  if (n == 0) return;
+  const OffsetCalc<N> calc = make_offset_calc<N>(shape, ts);
+  for_each_offset_kernel<N><<<grid_for(n, device.index), kThreads, 0, stream(device)>>>(
+      n, calc, f);
+  MNEMO_CUDA_CHECK_LAUNCH("for_each_offset_kernel");
+}
+
+}  // namespace mnemo::cuda

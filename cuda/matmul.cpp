@@ -1,0 +1,12 @@
+// PLACEHOLDER until written: every function throws "not implemented on the cuda backend".
+#include "core/error.h"
+#include "cuda/ops.h"
+
+namespace mnemo::cuda {
+
+void matmul(const Tensor&, const Tensor&, const Tensor&) {
+  fail("matmul: not implemented on the cuda backend yet");
+}
+
+
+}  // namespace mnemo::cuda
