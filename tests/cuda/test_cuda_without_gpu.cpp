@@ -4,10 +4,12 @@
 // (tests/cuda/main.cpp), skipped when a GPU is visible.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <string>
 
 #include "autograd/ops.h"
 #include "core/backend.h"
+#include "cuda/allocator.h"
 #include "cuda/runtime.h"
 
 namespace mnemo {
@@ -38,6 +40,23 @@ TEST_SUITE("without gpu") {
     // As in PyTorch, placing a tensor on a device checks the device, whatever its size.
     CHECK_THROWS_WITH_AS(Tensor::empty({0, 4}, DType::f32, Device::cuda(0)),
                          doctest::Contains("cuda:0 is not available"), Error);
+  }
+
+  TEST_CASE("cuda without gpu: the caching allocator's size classes") {
+    // Below 1 MiB: multiples of 512 bytes.
+    CHECK(cuda::size_class(1) == 512);
+    CHECK(cuda::size_class(512) == 512);
+    CHECK(cuda::size_class(513) == 1024);
+    CHECK(cuda::size_class(size_t(1) << 20) == size_t(1) << 20);
+    // Above: 8 classes per power of two, so a block wastes at most 1/8 of its request.
+    CHECK(cuda::size_class((size_t(1) << 20) + 1) == (size_t(9) << 17));
+    for (size_t bytes = 1; bytes < (size_t(1) << 34); bytes = bytes * 3 + 7) {
+      const size_t cls = cuda::size_class(bytes);
+      CAPTURE(bytes);
+      CHECK(cls >= bytes);
+      CHECK(double(cls - bytes) <= std::max(512.0, double(bytes) / 8));
+      CHECK(cuda::size_class(cls) == cls);  // a class is its own class
+    }
   }
 }
 
