@@ -48,4 +48,10 @@ void empty_cache(int device);
 // "cuda:0 memory: 1.20 GiB in tensors (peak 2.31 GiB), 2.50 GiB reserved, 42 cudaMalloc calls".
 std::string describe_memory(int device);
 
+// TF32 tensor cores for f32 matmuls (about 10 mantissa bits per product): off by default, so
+// f32 products round like the CPU's. MNEMO_ALLOW_TF32=1 in the environment turns it on at
+// first use; set_allow_tf32 overrides both (cuda/blas.cpp).
+void set_allow_tf32(bool allow);
+bool allow_tf32();
+
 }  // namespace mnemo::cuda

@@ -1,0 +1,73 @@
+// The per-device cuBLASLt handle and workspace, cuBLAS status checks, and the TF32 switch
+// (cuda/blas.h, cuda/runtime.h).
+#include "cuda/blas.h"
+
+#include <array>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+#include "core/error.h"
+#include "core/tensor.h"
+#include "cuda/runtime.h"
+
+namespace mnemo::cuda {
+
+namespace {
+
+constexpr int kMaxDevices = 64;
+
+struct BlasState {
+  std::once_flag created;
+  BlasHandle handle;
+  Tensor workspace;  // keeps the workspace's block out of the allocator's free lists
+};
+
+}  // namespace
+
+void check_blas(cublasStatus_t status, const char* call, const char* file, int line) {
+  if (status == CUBLAS_STATUS_SUCCESS) return;
+  fail("{}:{}: {} failed: {} ({})", file, line, call, cublasLtGetStatusString(status),
+       cublasLtGetStatusName(status));
+}
+
+const BlasHandle& blas_handle(int device) {
+  // Allocated once and never freed (see cuda/blas.h): no static destructor touches CUDA.
+  static auto* states = new std::array<BlasState, kMaxDevices>();
+  MNEMO_CHECK(device >= 0 && device < kMaxDevices, "cuBLASLt: device index {} out of range",
+              device);
+  BlasState& s = (*states)[size_t(device)];
+  std::call_once(s.created, [&] {
+    MNEMO_CUBLAS_CHECK(cublasLtCreate(&s.handle.lt));
+    // f32 elements: the allocator's blocks are 256-byte aligned, which cuBLASLt wants.
+    s.workspace = Tensor::empty({int64_t(kBlasWorkspaceBytes / sizeof(float))}, DType::f32,
+                                Device::cuda(device));
+    s.handle.workspace = s.workspace.data_ptr();
+    s.handle.workspace_bytes = kBlasWorkspaceBytes;
+  });
+  return s.handle;
+}
+
+namespace {
+
+// -1: not decided yet (read MNEMO_ALLOW_TF32 on first use), 0: off, 1: on.
+std::atomic<int> tf32_state{-1};
+
+}  // namespace
+
+void set_allow_tf32(bool allow) { tf32_state.store(allow ? 1 : 0); }
+
+bool allow_tf32() {
+  int state = tf32_state.load();
+  if (state < 0) {
+    const char* env = std::getenv("MNEMO_ALLOW_TF32");
+    const int from_env = env != nullptr && std::strcmp(env, "1") == 0 ? 1 : 0;
+    // A set_allow_tf32 that ran meanwhile wins over the environment.
+    tf32_state.compare_exchange_strong(state, from_env);
+    state = tf32_state.load();
+  }
+  return state == 1;
+}
+
+}  // namespace mnemo::cuda
