@@ -85,12 +85,14 @@ else()
   message(STATUS "mnemo: CUDA Toolkit not found (or MNEMO_CUDA=OFF): building the CPU backend only")
 endif()
 
-# cuDNN and NCCL: in the CUDA install, or in the Python nvidia-* wheels (the GPU machine).
+# cuDNN and NCCL: in the CUDA install, or in the Python nvidia-* wheels (the GPU machine;
+# scripts/gpu-check.sh passes their folder, site-packages/nvidia, as MNEMO_NVIDIA_WHEELS).
+set(MNEMO_NVIDIA_WHEELS "" CACHE PATH "site-packages/nvidia of the nvidia-* Python wheels (cuDNN, NCCL)")
 set(MNEMO_CUDNN_VERSION "")
 set(MNEMO_NCCL_VERSION "")
 if(MNEMO_HAVE_CUDA)
   set(_nvidia_hints "")
-  file(GLOB _wheel_dirs /usr/lib/python3*/site-packages/nvidia/*
+  file(GLOB _wheel_dirs ${MNEMO_NVIDIA_WHEELS}/* /usr/lib/python3*/site-packages/nvidia/*
        /usr/local/lib/python3*/dist-packages/nvidia/*
        /usr/local/lib/python3*/site-packages/nvidia/*)
   foreach(_d ${_wheel_dirs})

@@ -96,8 +96,17 @@ __host__ __device__ __forceinline__ Compute<T> load(const T* p) {
 }
 
 // Calls fn(TypeTag<T>{}) with T the storage type of dtype.
+//
+// Two things nvcc imposes on the callers:
+//   - `op` is a const char* (a string literal) on purpose: core/dtype.h has a CPU
+//     mnemo::visit_dtype(DType, std::string_view, Fn) that argument-dependent lookup also
+//     finds, and the exact match on const char* is what makes this one win.
+//   - an extended __device__ lambda cannot be defined inside a generic lambda, so fn should
+//     call a function template that launches the kernel:
+//       template <typename T> void fill_typed(const Tensor& t, double v) { ...launch... }
+//       visit_dtype(t.dtype(), "fill", [&](auto tag) { fill_typed<typename decltype(tag)::type>(t, v); });
 template <typename Fn>
-decltype(auto) visit_dtype(DType dtype, std::string_view op, Fn&& fn) {
+decltype(auto) visit_dtype(DType dtype, const char* op, Fn&& fn) {
   switch (dtype) {
     case DType::f32: return fn(TypeTag<float>{});
     case DType::f64: return fn(TypeTag<double>{});
@@ -112,7 +121,7 @@ decltype(auto) visit_dtype(DType dtype, std::string_view op, Fn&& fn) {
 
 // As visit_dtype, for the floating dtypes only (f32, f64, bf16, f16); others throw.
 template <typename Fn>
-decltype(auto) visit_floating(DType dtype, std::string_view op, Fn&& fn) {
+decltype(auto) visit_floating(DType dtype, const char* op, Fn&& fn) {
   switch (dtype) {
     case DType::f32: return fn(TypeTag<float>{});
     case DType::f64: return fn(TypeTag<double>{});

@@ -18,6 +18,11 @@
 #include "train/lib/device_select.h"
 #include "train/lib/grad_sync.h"
 #include "train/lib/run_config.h"
+#include "mnemo_build_info.h"
+
+#if MNEMO_HAVE_CUDA
+#include "cuda/runtime.h"
+#endif
 
 namespace mnemo::train {
 
@@ -55,7 +60,15 @@ nlohmann::json bench_train(const BenchTrainOptions& o) {
   const TensorOptions ids_options{.dtype = DType::i64, .device = device};
 
   std::vector<double> times;
+#if MNEMO_HAVE_CUDA
+  int64_t mallocs_before_timing = 0;
+#endif
   for (int64_t step = 0; step < o.warmup + o.steps; ++step) {
+#if MNEMO_HAVE_CUDA
+    if (step == o.warmup && device.is_cuda()) {
+      mallocs_before_timing = cuda::memory_stats(device.index).device_mallocs;
+    }
+#endif
     // A fresh batch every step, drawn before the clock starts.
     Tensor ids = randint(0, double(rc.model.vocab_size), {batch, seq + 1}, ids_options, &gen);
     ids = narrow(ids, 0, comm->rank() * share, share);  // this rank's rows
@@ -80,7 +93,7 @@ nlohmann::json bench_train(const BenchTrainOptions& o) {
   const double median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
   const double mean = std::accumulate(times.begin(), times.end(), 0.0) / double(n);
   if (comm->rank() != 0) return nullptr;  // rank 0 reports for the job
-  return nlohmann::json{{"bench", "train"},
+  nlohmann::json report{{"bench", "train"},
                         {"tokens_per_s", double(batch * seq) / median},
                         {"ms_per_step", median * 1e3},
                         {"ms_per_step_mean", mean * 1e3},
@@ -91,6 +104,19 @@ nlohmann::json bench_train(const BenchTrainOptions& o) {
                         {"ranks", ranks},
                         {"device", device.str()},
                         {"parameters", model.num_parameters()}};
+#if MNEMO_HAVE_CUDA
+  if (device.is_cuda()) {
+    // The caching allocator's view of the run; a steady-state step should call cudaMalloc 0
+    // times (timed_step_mallocs).
+    const cuda::MemoryStats m = cuda::memory_stats(device.index);
+    report["gpu_memory"] = {{"peak_allocated_bytes", m.peak_allocated_bytes},
+                            {"reserved_bytes", m.reserved_bytes},
+                            {"device_mallocs", m.device_mallocs},
+                            {"timed_step_mallocs", m.device_mallocs - mallocs_before_timing}};
+    std::cerr << cuda::describe_memory(device.index) << "\n";
+  }
+#endif
+  return report;
 }
 
 }  // namespace mnemo::train
