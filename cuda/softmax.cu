@@ -270,7 +270,7 @@ void check_output(const Tensor& out, std::string_view op) {
 }  // namespace
 
 void softmax(const Tensor& x_in, int64_t dim, bool log, const Tensor& out) {
-  const std::string_view op = log ? "log_softmax" : "softmax";
+  const char* op = log ? "log_softmax" : "softmax";
   if (out.numel() == 0) return;
   check_output(out, op);
   const Tensor x = contiguous_on_device(x_in);
@@ -296,7 +296,7 @@ void softmax(const Tensor& x_in, int64_t dim, bool log, const Tensor& out) {
 
 void softmax_backward(const Tensor& y_in, const Tensor& dy_in, int64_t dim, bool log,
                       const Tensor& dx) {
-  const std::string_view op = log ? "log_softmax_backward" : "softmax_backward";
+  const char* op = log ? "log_softmax_backward" : "softmax_backward";
   if (dx.numel() == 0) return;
   check_output(dx, op);
   MNEMO_CHECK(y_in.dtype() == dy_in.dtype() && y_in.shape() == dy_in.shape(),
