@@ -1,32 +1,123 @@
-// PLACEHOLDER until written: every function throws "not implemented on the cuda backend".
+// Elementwise memory kernels of the CUDA backend: copy_on_device (dtype conversion + any
+// strides), fill, arange and where. unary and binary live in elementwise_unary.cu and
+// elementwise_binary.cu.
+//
+// Every kernel is a grid-stride loop with one thread per output element (for_each_offset in
+// cuda/kernel_common.cuh): the linear index i walks the output's shape in row-major order,
+// OffsetCalc turns it into one element offset per operand (stride-0 dims broadcast), and the
+// element is converted exactly as the CPU backend converts it (convert<To>, through f32 for
+// bf16/f16, "!= 0" for bool).
+//
+//   copy_on_device  src, dst: same shape; src any strides (may broadcast); dst any strides.
+//                   Same dtype and both contiguous: one cudaMemcpyAsync on the stream.
+//   fill            dst any strides; the value is converted once on the host.
+//   arange          out (n,) contiguous: out[i] = start + i * step, computed in f64.
+//   where           cond (bool), a, b: broadcast views of out's shape; out[i] = cond ? a : b.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
 #include "core/error.h"
+#include "cuda/check.h"
+#include "cuda/kernel_common.cuh"
 #include "cuda/ops.h"
 
 namespace mnemo::cuda {
 
-void copy_on_device(const Tensor&, const Tensor&) {
-  fail("copy_on_device: not implemented on the cuda backend yet");
+namespace {
+
+// The typed bodies (a __device__ lambda may not sit inside visit_dtype's generic lambda).
+template <typename Dst, typename Src>
+void copy_typed(const Tensor& src, const Tensor& dst) {
+  const Src* s = data<Src>(src);
+  Dst* d = data<Dst>(dst);
+  for_each_offset<2>(dst.device(), dst.shape(), {&src, &dst},
+                     [=] __device__(const int64_t(&off)[2]) { d[off[1]] = convert<Dst>(s[off[0]]); });
 }
 
-void fill(const Tensor&, double) {
-  fail("fill: not implemented on the cuda backend yet");
+template <typename T>
+void fill_typed(const Tensor& dst, double value) {
+  const T v = convert<T>(value);
+  T* d = data<T>(dst);
+  for_each_offset<1>(dst.device(), dst.shape(), {&dst},
+                     [=] __device__(const int64_t(&off)[1]) { d[off[0]] = v; });
 }
 
-void arange(const Tensor&, double, double) {
-  fail("arange: not implemented on the cuda backend yet");
+template <typename T>
+void where_typed(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) {
+  // bool is one byte holding 0 or 1; read as bytes and test != 0 like the CPU.
+  const uint8_t* c = static_cast<const uint8_t*>(cond.data_ptr());
+  const T* as = data<T>(a);
+  const T* bs = data<T>(b);
+  T* o = data<T>(out);
+  for_each_offset<4>(out.device(), out.shape(), {&cond, &a, &b, &out},
+                     [=] __device__(const int64_t(&off)[4]) {
+                       o[off[3]] = c[off[0]] != 0 ? as[off[1]] : bs[off[2]];
+                     });
 }
 
-void unary(UnaryOp, const UnaryParams&, const Tensor&, const Tensor&) {
-  fail("unary: not implemented on the cuda backend yet");
+}  // namespace
+
+void copy_on_device(const Tensor& src, const Tensor& dst) {
+  MNEMO_CHECK(src.shape() == dst.shape(), "copy_on_device: shapes {} and {} differ",
+              shape_str(src.shape()), shape_str(dst.shape()));
+  if (dst.numel() == 0) return;
+  if (src.dtype() == dst.dtype() && src.is_contiguous() && dst.is_contiguous()) {
+    MNEMO_CUDA_CHECK(cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(),
+                                     size_t(dst.numel()) * dtype_size(dst.dtype()),
+                                     cudaMemcpyDeviceToDevice, stream(dst.device())));
+    return;
+  }
+  cuda::visit_dtype(dst.dtype(), "copy", [&](auto dst_tag) {
+    cuda::visit_dtype(src.dtype(), "copy", [&](auto src_tag) {
+      copy_typed<typename decltype(dst_tag)::type, typename decltype(src_tag)::type>(src, dst);
+    });
+  });
 }
 
-void binary(BinaryOp, const Tensor&, const Tensor&, const Tensor&) {
-  fail("binary: not implemented on the cuda backend yet");
+void fill(const Tensor& dst, double value) {
+  if (dst.numel() == 0) return;
+  cuda::visit_dtype(dst.dtype(), "fill", [&](auto tag) {
+    fill_typed<typename decltype(tag)::type>(dst, value);
+  });
 }
 
-void where(const Tensor&, const Tensor&, const Tensor&, const Tensor&) {
-  fail("where: not implemented on the cuda backend yet");
+namespace {
+
+// out[i] = convert(start + i * step). __dmul_rn / __dadd_rn keep the multiply and the add
+// separately rounded (no fused multiply-add), like the CPU's plain expression.
+template <typename T>
+__global__ void arange_kernel(T* out, int64_t n, double start, double step) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    out[i] = convert<T>(__dadd_rn(start, __dmul_rn(double(i), step)));
+  }
 }
 
+}  // namespace
+
+void arange(const Tensor& out, double start, double step) {
+  MNEMO_CHECK(out.dim() == 1 && out.is_contiguous(), "arange: expected a contiguous (n,) output");
+  const int64_t n = out.numel();
+  if (n == 0) return;
+  cuda::visit_dtype(out.dtype(), "arange", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    arange_kernel<T><<<grid_for(n, out.device().index), kThreads, 0, stream(out.device())>>>(
+        data<T>(out), n, start, step);
+    MNEMO_CUDA_CHECK_LAUNCH("arange_kernel");
+  });
+}
+
+void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) {
+  MNEMO_CHECK(cond.dtype() == DType::boolean, "where: condition must be bool, got {}",
+              dtype_name(cond.dtype()));
+  MNEMO_CHECK(a.dtype() == out.dtype() && b.dtype() == out.dtype(),
+              "where: a ({}) and b ({}) must have the output's dtype {}", dtype_name(a.dtype()),
+              dtype_name(b.dtype()), dtype_name(out.dtype()));
+  if (out.numel() == 0) return;
+  cuda::visit_dtype(out.dtype(), "where", [&](auto tag) {
+    where_typed<typename decltype(tag)::type>(cond, a, b, out);
+  });
+}
 
 }  // namespace mnemo::cuda
