@@ -31,8 +31,9 @@ template <typename Dst, typename Src>
 void copy_typed(const Tensor& src, const Tensor& dst) {
   const Src* s = data<Src>(src);
   Dst* d = data<Dst>(dst);
-  for_each_offset<2>(dst.device(), dst.shape(), {&src, &dst},
-                     [=] __device__(const int64_t(&off)[2]) { d[off[1]] = convert<Dst>(s[off[0]]); });
+  for_each_offset<2>(
+      dst.device(), dst.shape(), {&src, &dst},
+      [=] __device__(const int64_t(&off)[2]) { d[off[1]] = convert<Dst>(s[off[0]]); });
 }
 
 template <typename T>
@@ -77,9 +78,8 @@ void copy_on_device(const Tensor& src, const Tensor& dst) {
 
 void fill(const Tensor& dst, double value) {
   if (dst.numel() == 0) return;
-  cuda::visit_dtype(dst.dtype(), "fill", [&](auto tag) {
-    fill_typed<typename decltype(tag)::type>(dst, value);
-  });
+  cuda::visit_dtype(dst.dtype(), "fill",
+                    [&](auto tag) { fill_typed<typename decltype(tag)::type>(dst, value); });
 }
 
 namespace {
@@ -115,9 +115,8 @@ void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& o
               "where: a ({}) and b ({}) must have the output's dtype {}", dtype_name(a.dtype()),
               dtype_name(b.dtype()), dtype_name(out.dtype()));
   if (out.numel() == 0) return;
-  cuda::visit_dtype(out.dtype(), "where", [&](auto tag) {
-    where_typed<typename decltype(tag)::type>(cond, a, b, out);
-  });
+  cuda::visit_dtype(out.dtype(), "where",
+                    [&](auto tag) { where_typed<typename decltype(tag)::type>(cond, a, b, out); });
 }
 
 }  // namespace mnemo::cuda

@@ -26,8 +26,12 @@ namespace mnemo::cuda {
 
 namespace {
 
-__device__ __forceinline__ float m_pow(float x, float y) { return powf(x, y); }
-__device__ __forceinline__ double m_pow(double x, double y) { return pow(x, y); }
+__device__ __forceinline__ float m_pow(float x, float y) {
+  return powf(x, y);
+}
+__device__ __forceinline__ double m_pow(double x, double y) {
+  return pow(x, y);
+}
 
 template <typename C>
 __device__ __forceinline__ C arithmetic(BinaryOp op, C a, C b) {

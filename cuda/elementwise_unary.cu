@@ -9,8 +9,8 @@
 // CUDA math functions picked by overload:
 //   sigmoid   x >= 0 ? 1 / (1 + e^-x) : e^x / (1 + e^x)
 //   softplus  x > 0 ? x + log1p(e^-x) : log1p(e^x)
-//   gelu      0.5 x (1 + erf(x / sqrt 2));  gelu_tanh  0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3)))
-//   clamp     x < lo ? lo : (x > hi ? hi : x)   (NaN passes through)
+//   gelu      0.5 x (1 + erf(x / sqrt 2));  gelu_tanh  0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715
+//   x^3))) clamp     x < lo ? lo : (x > hi ? hi : x)   (NaN passes through)
 //
 // Integer dtypes support the ops core allows on them (neg, abs, relu, sign, logical_not,
 // affine, clamp); alpha/beta are truncated to integers like the CPU's C(alpha), and clamp's
@@ -31,22 +31,54 @@ namespace mnemo::cuda {
 namespace {
 
 // ---- CUDA math by overload (float -> the *f functions, double -> the double ones) ----
-__device__ __forceinline__ float m_exp(float x) { return expf(x); }
-__device__ __forceinline__ double m_exp(double x) { return exp(x); }
-__device__ __forceinline__ float m_log(float x) { return logf(x); }
-__device__ __forceinline__ double m_log(double x) { return log(x); }
-__device__ __forceinline__ float m_log1p(float x) { return log1pf(x); }
-__device__ __forceinline__ double m_log1p(double x) { return log1p(x); }
-__device__ __forceinline__ float m_sqrt(float x) { return sqrtf(x); }
-__device__ __forceinline__ double m_sqrt(double x) { return sqrt(x); }
-__device__ __forceinline__ float m_tanh(float x) { return tanhf(x); }
-__device__ __forceinline__ double m_tanh(double x) { return tanh(x); }
-__device__ __forceinline__ float m_erf(float x) { return erff(x); }
-__device__ __forceinline__ double m_erf(double x) { return erf(x); }
-__device__ __forceinline__ float m_abs(float x) { return fabsf(x); }
-__device__ __forceinline__ double m_abs(double x) { return fabs(x); }
-__device__ __forceinline__ float m_pow(float x, float y) { return powf(x, y); }
-__device__ __forceinline__ double m_pow(double x, double y) { return pow(x, y); }
+__device__ __forceinline__ float m_exp(float x) {
+  return expf(x);
+}
+__device__ __forceinline__ double m_exp(double x) {
+  return exp(x);
+}
+__device__ __forceinline__ float m_log(float x) {
+  return logf(x);
+}
+__device__ __forceinline__ double m_log(double x) {
+  return log(x);
+}
+__device__ __forceinline__ float m_log1p(float x) {
+  return log1pf(x);
+}
+__device__ __forceinline__ double m_log1p(double x) {
+  return log1p(x);
+}
+__device__ __forceinline__ float m_sqrt(float x) {
+  return sqrtf(x);
+}
+__device__ __forceinline__ double m_sqrt(double x) {
+  return sqrt(x);
+}
+__device__ __forceinline__ float m_tanh(float x) {
+  return tanhf(x);
+}
+__device__ __forceinline__ double m_tanh(double x) {
+  return tanh(x);
+}
+__device__ __forceinline__ float m_erf(float x) {
+  return erff(x);
+}
+__device__ __forceinline__ double m_erf(double x) {
+  return erf(x);
+}
+__device__ __forceinline__ float m_abs(float x) {
+  return fabsf(x);
+}
+__device__ __forceinline__ double m_abs(double x) {
+  return fabs(x);
+}
+__device__ __forceinline__ float m_pow(float x, float y) {
+  return powf(x, y);
+}
+__device__ __forceinline__ double m_pow(double x, double y) {
+  return pow(x, y);
+}
 
 template <typename C>
 __device__ __forceinline__ C sigmoid(C x) {

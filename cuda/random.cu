@@ -49,8 +49,8 @@ template <typename F>
 void launch_blocks(const Tensor& out, int per_block, PhiloxState state, F f) {
   const int64_t n = out.numel();
   const int64_t blocks = (n + per_block - 1) / per_block;
-  random_blocks_kernel<<<grid_for(blocks, out.device().index), kThreads, 0,
-                         stream(out.device())>>>(n, per_block, state, f);
+  random_blocks_kernel<<<grid_for(blocks, out.device().index), kThreads, 0, stream(out.device())>>>(
+      n, per_block, state, f);
   MNEMO_CUDA_CHECK_LAUNCH("random_blocks_kernel");
 }
 
@@ -197,8 +197,7 @@ void random(RandomOp op, const RandomParams& params, PhiloxState state, const Te
       return cuda::visit_dtype(out.dtype(), "random", [&](auto tag) {
         draw_randint<typename decltype(tag)::type>(params, state, out);
       });
-    case RandomOp::count:
-      break;
+    case RandomOp::count: break;
   }
   fail("random: invalid op {}", int(op));
 }

@@ -43,7 +43,9 @@ __device__ __forceinline__ PhiloxWords philox_block(uint64_t b, PhiloxState stat
 }
 
 // u24: the top 24 bits of a word as a float in [0, 1) (exact).
-__device__ __forceinline__ float u24(uint32_t w) { return float(w >> 8) * 0x1p-24f; }
+__device__ __forceinline__ float u24(uint32_t w) {
+  return float(w >> 8) * 0x1p-24f;
+}
 
 // w64 from two words (lo first), and u53: its top 53 bits as a double in [0, 1) (exact).
 __device__ __forceinline__ uint64_t w64(uint32_t lo, uint32_t hi) {
