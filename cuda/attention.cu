@@ -60,7 +60,9 @@ template <typename T>
 struct View4 {
   T* data = nullptr;
   int64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  __device__ T* row(int64_t b, int64_t h, int64_t i) const { return data + b * s0 + h * s1 + i * s2; }
+  __device__ T* row(int64_t b, int64_t h, int64_t i) const {
+    return data + b * s0 + h * s1 + i * s2;
+  }
 };
 
 // A 3-d tensor (lse, delta) read through its strides.
@@ -98,10 +100,18 @@ struct Geometry {
   }
 };
 
-__device__ __forceinline__ float device_exp(float x) { return expf(x); }
-__device__ __forceinline__ double device_exp(double x) { return exp(x); }
-__device__ __forceinline__ float device_log(float x) { return logf(x); }
-__device__ __forceinline__ double device_log(double x) { return log(x); }
+__device__ __forceinline__ float device_exp(float x) {
+  return expf(x);
+}
+__device__ __forceinline__ double device_exp(double x) {
+  return exp(x);
+}
+__device__ __forceinline__ float device_log(float x) {
+  return logf(x);
+}
+__device__ __forceinline__ double device_log(double x) {
+  return log(x);
+}
 
 // The sum of x over the warp's 32 lanes; every lane gets the same bits (the butterfly adds
 // the same two values on both sides of each exchange).
@@ -288,14 +298,14 @@ Geometry geometry(std::string_view op, const Tensor& q, const Tensor& k, const T
   MNEMO_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
               "{}: expected q (B, H, Tq, D), k (B, Hkv, Tk, D), v (B, Hkv, Tk, Dv), got {}, {}, {}",
               op, shape_str(q.shape()), shape_str(k.shape()), shape_str(v.shape()));
-  Geometry g{q.size(0), q.size(1), k.size(1), q.size(2), k.size(2), q.size(3), v.size(3),
-             1,         causal};
-  MNEMO_CHECK(g.Hkv > 0 && g.H % g.Hkv == 0, "{}: {} query heads cannot share {} kv heads", op,
-              g.H, g.Hkv);
+  Geometry g{q.size(0), q.size(1), k.size(1), q.size(2), k.size(2),
+             q.size(3), v.size(3), 1,         causal};
+  MNEMO_CHECK(g.Hkv > 0 && g.H % g.Hkv == 0, "{}: {} query heads cannot share {} kv heads", op, g.H,
+              g.Hkv);
   g.group = g.H / g.Hkv;
   MNEMO_CHECK(g.D <= kMaxHeadDim && g.Dv <= kMaxHeadDim,
-              "{}: head dims D = {}, Dv = {} exceed the cuda backend's limit of {}", op, g.D,
-              g.Dv, kMaxHeadDim);
+              "{}: head dims D = {}, Dv = {} exceed the cuda backend's limit of {}", op, g.D, g.Dv,
+              kMaxHeadDim);
   MNEMO_CHECK(k.dtype() == q.dtype() && v.dtype() == q.dtype(),
               "{}: q, k, v must share a dtype, got {}, {}, {}", op, q.dtype(), k.dtype(),
               v.dtype());
@@ -327,19 +337,17 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
     using T = typename decltype(tag)::type;
     using F = Compute<T>;
     MNEMO_CHECK(lse.dtype() == (std::is_same_v<F, double> ? DType::f64 : DType::f32),
-                "attention: lse must be in the stats dtype of {}, got {}", q.dtype(),
-                lse.dtype());
+                "attention: lse must be in the stats dtype of {}, got {}", q.dtype(), lse.dtype());
     attention_forward_kernel<T><<<blocks_for(rows), kBlockThreads, 0, stream(q.device())>>>(
-        g, F(scale), view4<const T>(q), view4<const T>(k), view4<const T>(v),
-        view4<const T>(mask), view4<T>(out), view3<F>(lse));
+        g, F(scale), view4<const T>(q), view4<const T>(k), view4<const T>(v), view4<const T>(mask),
+        view4<T>(out), view3<F>(lse));
     MNEMO_CUDA_CHECK_LAUNCH("attention_forward_kernel");
   });
 }
 
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
                         bool causal, double scale, const Tensor& out, const Tensor& lse,
-                        const Tensor& dout, const Tensor& dq, const Tensor& dk,
-                        const Tensor& dv) {
+                        const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv) {
   const Geometry g = geometry("attention_backward", q, k, v, mask, causal);
   visit_floating(q.dtype(), "attention_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -361,8 +369,8 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
     if (key_rows > 0) {
       attention_dkv_kernel<T><<<blocks_for(key_rows), kBlockThreads, 0, s>>>(
           g, F(scale), view4<const T>(q), view4<const T>(k), view4<const T>(v),
-          view4<const T>(mask), view3<const F>(lse), view3<const F>(delta),
-          view4<const T>(dout), view4<T>(dk), view4<T>(dv));
+          view4<const T>(mask), view3<const F>(lse), view3<const F>(delta), view4<const T>(dout),
+          view4<T>(dk), view4<T>(dv));
       MNEMO_CUDA_CHECK_LAUNCH("attention_dkv_kernel");
     }
   });

@@ -56,7 +56,9 @@ std::atomic<int> tf32_state{-1};
 
 }  // namespace
 
-void set_allow_tf32(bool allow) { tf32_state.store(allow ? 1 : 0); }
+void set_allow_tf32(bool allow) {
+  tf32_state.store(allow ? 1 : 0);
+}
 
 bool allow_tf32() {
   int state = tf32_state.load();

@@ -149,15 +149,13 @@ struct Plan {
 cublasLtMatrixLayout_t make_layout(cudaDataType_t type, int64_t rows, int64_t cols, int64_t ld,
                                    int64_t batch, int64_t batch_stride) {
   cublasLtMatrixLayout_t layout = nullptr;
-  MNEMO_CUBLAS_CHECK(
-      cublasLtMatrixLayoutCreate(&layout, type, uint64_t(rows), uint64_t(cols), ld));
+  MNEMO_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&layout, type, uint64_t(rows), uint64_t(cols), ld));
   if (batch > 1) {
     const int32_t count = int32_t(batch);
+    MNEMO_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                                                        &count, sizeof(count)));
     MNEMO_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
-        layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
-    MNEMO_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
-        layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &batch_stride,
-        sizeof(batch_stride)));
+        layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &batch_stride, sizeof(batch_stride)));
   }
   return layout;
 }
@@ -173,20 +171,23 @@ struct Problem {
   int64_t align_a, align_b, align_c;
 
   PlanKey key() const {
-    return {device,     int64_t(dtype),  int64_t(types.compute), A.rows,   A.cols,   A.ld,
-            int64_t(A.op), A.batch_stride, B.rows,                B.cols,   B.ld,     int64_t(B.op),
-            B.batch_stride, M,            N,                      K,        batch,    align_a,
-            align_b,    align_c,         int64_t(types.data),    int64_t(types.scale)};
+    // clang-format off
+    return {device, int64_t(dtype), int64_t(types.data), int64_t(types.scale),
+            int64_t(types.compute),
+            A.rows, A.cols, A.ld, int64_t(A.op), A.batch_stride,
+            B.rows, B.cols, B.ld, int64_t(B.op), B.batch_stride,
+            M, N, K, batch, align_a, align_b, align_c};
+    // clang-format on
   }
 };
 
 Plan make_plan(const Problem& p, const BlasHandle& handle) {
   Plan plan;
   MNEMO_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan.desc, p.types.compute, p.types.scale));
-  MNEMO_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA,
-                                                    &p.A.op, sizeof(p.A.op)));
-  MNEMO_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB,
-                                                    &p.B.op, sizeof(p.B.op)));
+  MNEMO_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, &p.A.op,
+                                                    sizeof(p.A.op)));
+  MNEMO_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &p.B.op,
+                                                    sizeof(p.B.op)));
   plan.a = make_layout(p.types.data, p.A.rows, p.A.cols, p.A.ld, p.batch, p.A.batch_stride);
   plan.b = make_layout(p.types.data, p.B.rows, p.B.cols, p.B.ld, p.batch, p.B.batch_stride);
   plan.c = make_layout(p.types.data, p.N, p.M, p.N, p.batch, p.M * p.N);
@@ -247,8 +248,8 @@ bool run(const Tensor& out, const Operand& a, const Operand& b, int64_t M, int64
   const bool f64 = out.dtype() == DType::f64;
   const void* alpha = f64 ? static_cast<const void*>(&alpha_d) : &alpha_f;
   const void* beta = f64 ? static_cast<const void*>(&beta_d) : &beta_f;
-  MNEMO_CUBLAS_CHECK(cublasLtMatmul(handle.lt, plan.desc, alpha, p.A.data, plan.a, p.B.data,
-                                    plan.b, beta, out.data_ptr(), plan.c, out.data_ptr(), plan.c,
+  MNEMO_CUBLAS_CHECK(cublasLtMatmul(handle.lt, plan.desc, alpha, p.A.data, plan.a, p.B.data, plan.b,
+                                    beta, out.data_ptr(), plan.c, out.data_ptr(), plan.c,
                                     &plan.algo, handle.workspace, handle.workspace_bytes,
                                     stream(device)));
   return true;
@@ -277,8 +278,7 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
     return;
   }
   const int64_t batch = out.numel() / (M * N);
-  MNEMO_CHECK(batch <= INT32_MAX, "matmul: {} batch items exceed cuBLASLt's batch count",
-              batch);
+  MNEMO_CHECK(batch <= INT32_MAX, "matmul: {} batch items exceed cuBLASLt's batch count", batch);
   // Operands in place where cuBLASLt can read them, else contiguous copies.
   Tensor a_copy, b_copy;
   std::optional<Operand> A = describe(a), B = describe(b);

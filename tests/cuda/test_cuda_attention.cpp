@@ -25,7 +25,9 @@ using cuda_test::to_gpu;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-Tensor to_cpu(const Tensor& x) { return core::contiguous(core::to(x, Device::cpu())); }
+Tensor to_cpu(const Tensor& x) {
+  return core::contiguous(core::to(x, Device::cpu()));
+}
 
 bool bitwise_equal(const Tensor& a, const Tensor& b) {
   const Tensor x = to_cpu(a), y = to_cpu(b);
@@ -114,8 +116,8 @@ TEST_CASE("cuda: attention forward and backward match the CPU") {
       const core::AttentionGrads want_grads =
           core::attention_backward(q, k, v, cpu_options, want.out, want.lse, dout);
       const core::AttentionGrads got_grads =
-          core::attention_backward(to_gpu(q), to_gpu(k), to_gpu(v), gpu_options,
-                                   to_gpu(want.out), to_gpu(want.lse), to_gpu(dout));
+          core::attention_backward(to_gpu(q), to_gpu(k), to_gpu(v), gpu_options, to_gpu(want.out),
+                                   to_gpu(want.lse), to_gpu(dout));
       CHECK_CLOSE_TO_CPU(got_grads.dq, want_grads.dq);
       CHECK_CLOSE_TO_CPU(got_grads.dk, want_grads.dk);
       CHECK_CLOSE_TO_CPU(got_grads.dv, want_grads.dv);

@@ -25,7 +25,9 @@ using cuda_test::to_gpu;
 const DType kDtypes[] = {DType::f32, DType::f64, DType::bf16, DType::f16};
 
 // x on the CPU, a contiguous copy.
-Tensor to_cpu(const Tensor& x) { return core::contiguous(core::to(x, Device::cpu())); }
+Tensor to_cpu(const Tensor& x) {
+  return core::contiguous(core::to(x, Device::cpu()));
+}
 
 // The same bits in two GPU results (shape, dtype and every byte).
 bool bitwise_equal(const Tensor& a, const Tensor& b) {
@@ -40,16 +42,16 @@ struct MatmulCase {
 };
 
 const MatmulCase kCases[] = {
-    {{1, 1}, {1, 1}},                 // 1x1x1
-    {{7, 33}, {33, 5}},               // odd sizes
-    {{257, 129}, {129, 65}},          // larger, odd
-    {{3, 31, 17}, {3, 17, 19}},       // batched
-    {{3, 31, 17}, {17, 19}},          // b broadcast over the batch (stride 0)
-    {{31, 17}, {2, 3, 17, 19}},       // a broadcast over two batch dims (collapses to stride 0)
-    {{2, 1, 7, 5}, {1, 3, 5, 9}},     // both broadcast, batch dims that do not collapse
-    {{33}, {33, 6}},                  // vector @ matrix
-    {{4, 9, 33}, {33}},               // batched matrix @ vector
-    {{1000, 64}, {64, 3}},            // thin
+    {{1, 1}, {1, 1}},              // 1x1x1
+    {{7, 33}, {33, 5}},            // odd sizes
+    {{257, 129}, {129, 65}},       // larger, odd
+    {{3, 31, 17}, {3, 17, 19}},    // batched
+    {{3, 31, 17}, {17, 19}},       // b broadcast over the batch (stride 0)
+    {{31, 17}, {2, 3, 17, 19}},    // a broadcast over two batch dims (collapses to stride 0)
+    {{2, 1, 7, 5}, {1, 3, 5, 9}},  // both broadcast, batch dims that do not collapse
+    {{33}, {33, 6}},               // vector @ matrix
+    {{4, 9, 33}, {33}},            // batched matrix @ vector
+    {{1000, 64}, {64, 3}},         // thin
 };
 
 }  // namespace
@@ -108,8 +110,8 @@ TEST_CASE("cuda: matmul with K = 0 gives zeros, and empty outputs work") {
     const Tensor out = core::matmul(to_gpu(a), to_gpu(b));
     REQUIRE(out.shape() == Shape({4, 5}));
     CHECK_CLOSE_TO_CPU(out, zeros({4, 5}, {dtype}));
-    const Tensor m0 = core::matmul(to_gpu(random_cpu({0, 3}, dtype, 3)),
-                                   to_gpu(random_cpu({3, 4}, dtype, 4)));
+    const Tensor m0 =
+        core::matmul(to_gpu(random_cpu({0, 3}, dtype, 3)), to_gpu(random_cpu({3, 4}, dtype, 4)));
     CHECK(m0.shape() == Shape({0, 4}));
     const Tensor n0 = core::matmul(to_gpu(random_cpu({2, 5, 3}, dtype, 5)),
                                    to_gpu(random_cpu({2, 3, 0}, dtype, 6)));
