@@ -1,0 +1,195 @@
+// Indexing on the GPU against the CPU backend: index_select and gather along every dim,
+// index_add and scatter_add with many duplicate indices (the sort-based, atomic-free
+// accumulation must give the CPU's sums, bitwise for f32 since the order of additions is the
+// same), the embedding backward at GPT-2 size, strided inputs, every dtype, bitwise repeats,
+// and out-of-range indices raising mnemo::Error naming the op (never a memory fault).
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "compare.h"
+#include "core/error.h"
+#include "core/ops/factory.h"
+#include "core/ops/index.h"
+#include "core/ops/view.h"
+
+namespace mnemo {
+namespace {
+
+using cuda_test::fresh_seed;
+using cuda_test::random_cpu;
+using cuda_test::strided_copy;
+using cuda_test::to_gpu;
+
+const DType kAll[] = {DType::f32, DType::f64, DType::bf16, DType::f16, DType::i32, DType::i64};
+
+bool bitwise_equal(const Tensor& a, const Tensor& b) {
+  return a.to_vector<double>() == b.to_vector<double>();
+}
+
+bool is_integer(DType dtype) { return dtype == DType::i32 || dtype == DType::i64; }
+
+Tensor values(const Shape& shape, DType dtype, uint64_t seed) {
+  return is_integer(dtype) ? random_cpu(shape, dtype, seed, -40, 40)
+                           : random_cpu(shape, dtype, seed);
+}
+
+// Indices in [0, size): i64 values of `shape`, with duplicates whenever numel > size.
+Tensor indices(const Shape& shape, int64_t size, uint64_t seed) {
+  return random_cpu(shape, DType::i64, seed, 0, double(size));
+}
+
+// Runs fn, which must throw mnemo::Error with a message containing op.
+template <typename Fn>
+void check_throws_naming(const std::string& op, Fn&& fn) {
+  bool thrown = false;
+  try {
+    fn();
+  } catch (const Error& e) {
+    thrown = true;
+    CAPTURE(e.what());
+    CHECK(std::string(e.what()).find(op) != std::string::npos);
+    CHECK(std::string(e.what()).find("out of range") != std::string::npos);
+  }
+  CHECK(thrown);
+}
+
+const Shape kShape = {7, 33, 5};
+
+}  // namespace
+
+TEST_CASE("cuda: index_select matches the CPU along every dim") {
+  for (DType dtype : kAll) {
+    for (int64_t dim = 0; dim < 3; ++dim) {
+      for (int64_t n : {1, 13, 70}) {
+        const uint64_t seed = fresh_seed();
+        CAPTURE(seed);
+        CAPTURE(dtype_name(dtype));
+        CAPTURE(dim);
+        CAPTURE(n);
+        Tensor x = values(kShape, dtype, seed);
+        Tensor index = indices({n}, kShape[size_t(dim)], seed + 1);
+        CHECK_CLOSE_TO_CPU(core::index_select(strided_copy(to_gpu(x)), dim, to_gpu(index)),
+                           core::index_select(x, dim, index));
+        // A strided index (every other element of a longer buffer).
+        CHECK_CLOSE_TO_CPU(core::index_select(to_gpu(x), dim, strided_copy(to_gpu(index))),
+                           core::index_select(x, dim, index));
+      }
+    }
+  }
+}
+
+TEST_CASE("cuda: gather matches the CPU along every dim, index smaller than x") {
+  for (DType dtype : kAll) {
+    for (int64_t dim = 0; dim < 3; ++dim) {
+      const uint64_t seed = fresh_seed();
+      CAPTURE(seed);
+      CAPTURE(dtype_name(dtype));
+      CAPTURE(dim);
+      Tensor x = values(kShape, dtype, seed);
+      Shape index_shape = {5, 17, 4};
+      index_shape[size_t(dim)] = 11;  // longer than x along dim 0 and 2: repeats
+      Tensor index = indices(index_shape, kShape[size_t(dim)], seed + 1);
+      CHECK_CLOSE_TO_CPU(core::gather(strided_copy(to_gpu(x)), dim, strided_copy(to_gpu(index))),
+                         core::gather(x, dim, index));
+    }
+  }
+}
+
+TEST_CASE("cuda: index_add matches the CPU with duplicate indices, bitwise for f32") {
+  for (DType dtype : kAll) {
+    for (int64_t dim = 0; dim < 3; ++dim) {
+      for (int64_t n : {1, 9, 200}) {
+        const uint64_t seed = fresh_seed();
+        CAPTURE(seed);
+        CAPTURE(dtype_name(dtype));
+        CAPTURE(dim);
+        CAPTURE(n);
+        Tensor x = values(kShape, dtype, seed);
+        Shape src_shape = kShape;
+        src_shape[size_t(dim)] = n;
+        Tensor src = values(src_shape, dtype, seed + 1);
+        Tensor index = indices({n}, kShape[size_t(dim)], seed + 2);
+        Tensor want = core::index_add(x, dim, index, src);
+        Tensor got = core::index_add(strided_copy(to_gpu(x)), dim, to_gpu(index),
+                                     strided_copy(to_gpu(src)));
+        CHECK_CLOSE_TO_CPU(got, want);
+        if (dtype == DType::f32) CHECK(bitwise_equal(got, want));
+        Tensor again = core::index_add(to_gpu(x), dim, to_gpu(index), to_gpu(src));
+        CHECK(bitwise_equal(got, again));
+      }
+    }
+  }
+}
+
+TEST_CASE("cuda: embedding backward at GPT-2 size matches the CPU and repeats bitwise") {
+  // dweight (V, C) += rows of grad (N, C) at ids (N,): ids drawn from a small range so that
+  // every row receives many contributions, plus a few from the whole vocabulary.
+  const int64_t V = 50257, N = 16384, C = 768;
+  const uint64_t seed = fresh_seed();
+  CAPTURE(seed);
+  Tensor ids = core::concat({indices({N - 64}, 300, seed), indices({64}, V, seed + 1)}, 0);
+  Tensor grad = random_cpu({N, C}, DType::f32, seed + 2);
+  Tensor want = core::embedding_backward(grad, ids, V);
+  Tensor got = core::embedding_backward(to_gpu(grad), to_gpu(ids), V);
+  CHECK_CLOSE_TO_CPU(got, want);
+  CHECK(bitwise_equal(got, want));
+  CHECK(bitwise_equal(got, core::embedding_backward(to_gpu(grad), to_gpu(ids), V)));
+  // bf16 gradients accumulate in f32 (embedding_backward's contract).
+  Tensor grad16 = core::to(grad, DType::bf16);
+  CHECK_CLOSE_TO_CPU(core::embedding_backward(to_gpu(grad16), to_gpu(ids), V),
+                     core::embedding_backward(grad16, ids, V));
+  // And the forward: embedding is index_select.
+  Tensor weight = random_cpu({V, 64}, DType::f32, seed + 3);
+  CHECK_CLOSE_TO_CPU(core::embedding(to_gpu(weight), to_gpu(ids)), core::embedding(weight, ids));
+}
+
+TEST_CASE("cuda: scatter_add matches the CPU along every dim with duplicates") {
+  for (DType dtype : kAll) {
+    for (int64_t dim = 0; dim < 3; ++dim) {
+      const uint64_t seed = fresh_seed();
+      CAPTURE(seed);
+      CAPTURE(dtype_name(dtype));
+      CAPTURE(dim);
+      Tensor x = values(kShape, dtype, seed);
+      Shape index_shape = {5, 17, 4};
+      index_shape[size_t(dim)] = 40;  // many more than x's size along dim: duplicates
+      Tensor index = indices(index_shape, kShape[size_t(dim)], seed + 1);
+      Tensor src = values(index_shape, dtype, seed + 2);
+      Tensor want = core::scatter_add(x, dim, index, src);
+      Tensor got = core::scatter_add(to_gpu(x), dim, strided_copy(to_gpu(index)),
+                                     strided_copy(to_gpu(src)));
+      CHECK_CLOSE_TO_CPU(got, want);
+      if (dtype == DType::f32) CHECK(bitwise_equal(got, want));
+      CHECK(bitwise_equal(got, core::scatter_add(to_gpu(x), dim, to_gpu(index), to_gpu(src))));
+    }
+  }
+  // one_hot is a scatter_add of ones along a new last dim.
+  Tensor ids = indices({3, 11}, 9, fresh_seed());
+  CHECK_CLOSE_TO_CPU(one_hot(to_gpu(ids), 9), one_hot(ids, 9));
+}
+
+TEST_CASE("cuda: out-of-range indices raise an error naming the op") {
+  Tensor x = to_gpu(random_cpu({4, 5}, DType::f32, fresh_seed()));
+  for (int64_t bad : {5, -1, 1000000}) {
+    CAPTURE(bad);
+    Tensor index = to_gpu(from_vector(std::vector<int64_t>{0, 2, bad, 1}, {4}, {DType::i64}));
+    Tensor index2 = core::view(index, {1, 4});
+    check_throws_naming("index_select", [&] { core::index_select(x, 1, index); });
+    check_throws_naming("index_add", [&] {
+      core::index_add(x, 1, index, to_gpu(random_cpu({4, 4}, DType::f32, 1)));
+    });
+    check_throws_naming("gather", [&] { core::gather(x, 1, index2); });
+    check_throws_naming("scatter_add", [&] {
+      core::scatter_add(x, 1, index2, to_gpu(random_cpu({1, 4}, DType::f32, 1)));
+    });
+    check_throws_naming("embedding", [&] { core::embedding(x, index); });
+  }
+  // The GPU still works after the errors (no sticky fault).
+  Tensor ok = to_gpu(from_vector(std::vector<int64_t>{4, 0}, {2}, {DType::i64}));
+  CHECK(core::index_select(x, 1, ok).to_vector<double>().size() == 8);
+}
+
+}  // namespace mnemo
