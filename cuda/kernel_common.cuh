@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 
 #include "core/error.h"
 #include "core/tensor.h"
@@ -95,18 +96,10 @@ __host__ __device__ __forceinline__ Compute<T> load(const T* p) {
   return convert<Compute<T>>(*p);
 }
 
-// Calls fn(TypeTag<T>{}) with T the storage type of dtype.
-//
-// Two things nvcc imposes on the callers:
-//   - `op` is a const char* (a string literal) on purpose: core/dtype.h has a CPU
-//     mnemo::visit_dtype(DType, std::string_view, Fn) that argument-dependent lookup also
-//     finds, and the exact match on const char* is what makes this one win.
-//   - an extended __device__ lambda cannot be defined inside a generic lambda, so fn should
-//     call a function template that launches the kernel:
-//       template <typename T> void fill_typed(const Tensor& t, double v) { ...launch... }
-//       visit_dtype(t.dtype(), "fill", [&](auto tag) { fill_typed<typename decltype(tag)::type>(t, v); });
+namespace detail {
+
 template <typename Fn>
-decltype(auto) visit_dtype(DType dtype, const char* op, Fn&& fn) {
+decltype(auto) visit_dtype(DType dtype, std::string_view op, Fn&& fn) {
   switch (dtype) {
     case DType::f32: return fn(TypeTag<float>{});
     case DType::f64: return fn(TypeTag<double>{});
@@ -119,9 +112,8 @@ decltype(auto) visit_dtype(DType dtype, const char* op, Fn&& fn) {
   fail("{}: unknown dtype on the cuda backend", op);
 }
 
-// As visit_dtype, for the floating dtypes only (f32, f64, bf16, f16); others throw.
 template <typename Fn>
-decltype(auto) visit_floating(DType dtype, const char* op, Fn&& fn) {
+decltype(auto) visit_floating(DType dtype, std::string_view op, Fn&& fn) {
   switch (dtype) {
     case DType::f32: return fn(TypeTag<float>{});
     case DType::f64: return fn(TypeTag<double>{});
@@ -131,6 +123,38 @@ decltype(auto) visit_floating(DType dtype, const char* op, Fn&& fn) {
   }
   fail("{}: dtype {} is not supported on the cuda backend (floating dtypes only)", op,
        dtype_name(dtype));
+}
+
+}  // namespace detail
+
+// Calls fn(TypeTag<T>{}) with T the storage type of dtype (visit_floating: f32, f64, bf16,
+// f16 only; other dtypes throw naming op).
+//
+// Two things the callers must know:
+//   - core/dtype.h has CPU versions, mnemo::visit_dtype(DType, std::string_view, Fn), that
+//     argument-dependent lookup also finds. Call these as cuda::visit_dtype(...) (qualified:
+//     no ADL), or unqualified with a string literal (the const char* overload is the exact
+//     match and wins).
+//   - nvcc cannot define an extended __device__ lambda inside a generic lambda, so fn should
+//     call a function template that launches the kernel:
+//       template <typename T> void fill_typed(const Tensor& t, double v) { ...launch... }
+//       cuda::visit_dtype(t.dtype(), "fill",
+//                         [&](auto tag) { fill_typed<typename decltype(tag)::type>(t, v); });
+template <typename Fn>
+decltype(auto) visit_dtype(DType dtype, const char* op, Fn&& fn) {
+  return detail::visit_dtype(dtype, op, std::forward<Fn>(fn));
+}
+template <typename Fn>
+decltype(auto) visit_dtype(DType dtype, std::string_view op, Fn&& fn) {
+  return detail::visit_dtype(dtype, op, std::forward<Fn>(fn));
+}
+template <typename Fn>
+decltype(auto) visit_floating(DType dtype, const char* op, Fn&& fn) {
+  return detail::visit_floating(dtype, op, std::forward<Fn>(fn));
+}
+template <typename Fn>
+decltype(auto) visit_floating(DType dtype, std::string_view op, Fn&& fn) {
+  return detail::visit_floating(dtype, op, std::forward<Fn>(fn));
 }
 
 template <typename T>
