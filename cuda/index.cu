@@ -63,12 +63,12 @@ void check_indices(const Tensor& index, int64_t size, std::string_view op, int64
   Tensor flag = Tensor::empty({1}, DType::i32, device);
   MNEMO_CUDA_CHECK(cudaMemsetAsync(flag.data_ptr(), 0, sizeof(int32_t), s));
   const OffsetCalc<1> calc = make_offset_calc<1>(index.shape(), {&index});
-  check_indices_kernel<<<grid_for(n, device.index), kThreads, 0, s>>>(
-      data<int64_t>(index), calc, n, size, data<int32_t>(flag));
+  check_indices_kernel<<<grid_for(n, device.index), kThreads, 0, s>>>(data<int64_t>(index), calc, n,
+                                                                      size, data<int32_t>(flag));
   MNEMO_CUDA_CHECK_LAUNCH("check_indices_kernel");
   int32_t bad = 0;
-  MNEMO_CUDA_CHECK(cudaMemcpyAsync(&bad, flag.data_ptr(), sizeof(int32_t),
-                                   cudaMemcpyDeviceToHost, s));
+  MNEMO_CUDA_CHECK(
+      cudaMemcpyAsync(&bad, flag.data_ptr(), sizeof(int32_t), cudaMemcpyDeviceToHost, s));
   MNEMO_CUDA_CHECK(cudaStreamSynchronize(s));
   if (bad == 0) return;
   // The error path: find the first bad value on the host for the message.
@@ -117,9 +117,8 @@ void gather_typed(const Tensor& x, int64_t dim, const Tensor& index, const Tenso
 
 // index has out's shape (any strides), values already checked.
 void gather_checked(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) {
-  visit_dtype(x.dtype(), "gather", [&](auto tag) {
-    gather_typed<typename decltype(tag)::type>(x, dim, index, out);
-  });
+  visit_dtype(x.dtype(), "gather",
+              [&](auto tag) { gather_typed<typename decltype(tag)::type>(x, dim, index, out); });
 }
 
 // ---- index_add ----------------------------------------------------------------------------
@@ -137,10 +136,10 @@ __global__ void index_keys_kernel(const int64_t* index, int64_t stride, int64_t 
 // Block x = sorted position j (only segment starts work); threads over columns (positions of
 // the other dims), grid-stride over blockIdx.y. calc: column -> offsets [0] src, [1] out.
 template <typename T>
-__global__ void index_add_segments_kernel(const unsigned long long* keys,
-                                          const int64_t* positions, int64_t n, const T* src,
-                                          T* out, OffsetCalc<2> calc, int64_t columns,
-                                          int64_t src_dim_stride, int64_t out_dim_stride) {
+__global__ void index_add_segments_kernel(const unsigned long long* keys, const int64_t* positions,
+                                          int64_t n, const T* src, T* out, OffsetCalc<2> calc,
+                                          int64_t columns, int64_t src_dim_stride,
+                                          int64_t out_dim_stride) {
   using C = Compute<T>;
   const int64_t j = blockIdx.x;
   const unsigned long long key = keys[j];
@@ -184,8 +183,8 @@ void index_add_typed(const Tensor& out, int64_t dim, const Tensor& index, const 
   const int end_bit = bits_for(out.shape()[size_t(dim)] - 1);
   size_t temp_bytes = 0;
   MNEMO_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, keys_in_data, keys_data,
-                                                   data<int64_t>(pos_in), data<int64_t>(pos), n,
-                                                   0, end_bit, s));
+                                                   data<int64_t>(pos_in), data<int64_t>(pos), n, 0,
+                                                   end_bit, s));
   Tensor temp = scratch_bytes(int64_t(temp_bytes), device);
   MNEMO_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.data_ptr(), temp_bytes, keys_in_data,
                                                    keys_data, data<int64_t>(pos_in),
@@ -194,13 +193,13 @@ void index_add_typed(const Tensor& out, int64_t dim, const Tensor& index, const 
   const Lines<2> cols =
       make_lines<2>(src.shape(), dim, {&src, &out}, {src.strides(), out.strides()});
   if (cols.count == 0) return;
-  MNEMO_CHECK(n < (int64_t(1) << 31), "index_add: {} indices exceed the cuda kernel's limit of 2^31",
-              n);
+  MNEMO_CHECK(n < (int64_t(1) << 31),
+              "index_add: {} indices exceed the cuda kernel's limit of 2^31", n);
   const int64_t tiles = (cols.count + kThreads - 1) / kThreads;
   const dim3 grid(unsigned(n), unsigned(std::min<int64_t>(tiles, 65535)));
-  index_add_segments_kernel<T><<<grid, kThreads, 0, s>>>(
-      keys_data, data<int64_t>(pos), n, data<T>(src), data<T>(out), cols.calc, cols.count,
-      cols.dim_stride[0], cols.dim_stride[1]);
+  index_add_segments_kernel<T>
+      <<<grid, kThreads, 0, s>>>(keys_data, data<int64_t>(pos), n, data<T>(src), data<T>(out),
+                                 cols.calc, cols.count, cols.dim_stride[0], cols.dim_stride[1]);
   MNEMO_CUDA_CHECK_LAUNCH("index_add_segments_kernel");
 }
 

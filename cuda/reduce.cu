@@ -76,8 +76,8 @@ struct MinFold {
 
 // The accumulator of a sum over storage type T.
 template <typename T>
-using SumAcc = std::conditional_t<kIsHalfType<T>, float,
-                                  std::conditional_t<kIsFloating<T>, double, int64_t>>;
+using SumAcc =
+    std::conditional_t<kIsHalfType<T>, float, std::conditional_t<kIsFloating<T>, double, int64_t>>;
 
 template <typename A>
 constexpr DType dtype_of() {
@@ -96,7 +96,7 @@ struct ReducePlan {
   OffsetCalc<1> red;   // reduced position r -> offset from the output's first element
   int64_t outputs = 0;
   int64_t red_numel = 0;
-  int64_t chunk = 0;   // reduced positions per chunk
+  int64_t chunk = 0;  // reduced positions per chunk
   int64_t chunks = 1;
   bool block_mode = true;
 };
@@ -117,9 +117,12 @@ ReducePlan plan_reduce(const Tensor& x, const std::vector<int64_t>& dims) {
   plan.outputs = numel(kept_shape);
   plan.red_numel = numel(red_shape);
   // Thread per output when adjacent outputs are closer in memory than adjacent reduced
-  // elements (OffsetCalc lists the innermost merged dim first).
+  // elements (OffsetCalc lists the innermost merged dim first), or when each output folds so
+  // few elements that most of a block would idle.
   const int64_t kept_inner = plan.kept.strides[0][0], red_inner = plan.red.strides[0][0];
-  plan.block_mode = !(plan.kept.sizes[0] > 1 && std::abs(kept_inner) < std::abs(red_inner));
+  const bool outputs_adjacent =
+      plan.kept.sizes[0] > 1 && std::abs(kept_inner) < std::abs(red_inner);
+  plan.block_mode = !outputs_adjacent && plan.red_numel > 32;
   const bool split = plan.block_mode ? plan.outputs < 512 : plan.outputs < 16384;
   const int64_t chunk = plan.block_mode ? kBlockChunk : kThreadChunk;
   plan.chunk = split ? std::min(chunk, plan.red_numel) : plan.red_numel;
@@ -297,7 +300,7 @@ __global__ void arg_reduce_block_kernel(const T* x, int64_t* out, Lines<2> lines
       if (tid < width) {
         const int64_t other = arg_shared[tid + width];
         if (other >= 0 && (arg_shared[tid] < 0 || beats<kMax>(best_shared[tid + width], other,
-                                                                best_shared[tid], arg_shared[tid]))) {
+                                                              best_shared[tid], arg_shared[tid]))) {
           best_shared[tid] = best_shared[tid + width];
           arg_shared[tid] = other;
         }

@@ -85,9 +85,8 @@ void cumsum_typed(const Tensor& x, int64_t dim, bool reverse, const Tensor& out)
         data<T>(x), data<T>(out), lines, reverse);
     MNEMO_CUDA_CHECK_LAUNCH("cumsum_thread_kernel");
   } else {
-    cumsum_block_kernel<T>
-        <<<blocks_for(lines.count, device.index), kThreads, 0, stream(device)>>>(
-            data<T>(x), data<T>(out), lines, reverse);
+    cumsum_block_kernel<T><<<blocks_for(lines.count, device.index), kThreads, 0, stream(device)>>>(
+        data<T>(x), data<T>(out), lines, reverse);
     MNEMO_CUDA_CHECK_LAUNCH("cumsum_block_kernel");
   }
 }
@@ -96,9 +95,8 @@ void cumsum_typed(const Tensor& x, int64_t dim, bool reverse, const Tensor& out)
 
 void cumsum(const Tensor& x, int64_t dim, bool reverse, const Tensor& out) {
   if (out.numel() == 0) return;
-  visit_dtype(x.dtype(), "cumsum", [&](auto tag) {
-    cumsum_typed<typename decltype(tag)::type>(x, dim, reverse, out);
-  });
+  visit_dtype(x.dtype(), "cumsum",
+              [&](auto tag) { cumsum_typed<typename decltype(tag)::type>(x, dim, reverse, out); });
 }
 
 }  // namespace mnemo::cuda

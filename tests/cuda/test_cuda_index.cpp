@@ -29,7 +29,9 @@ bool bitwise_equal(const Tensor& a, const Tensor& b) {
   return a.to_vector<double>() == b.to_vector<double>();
 }
 
-bool is_integer(DType dtype) { return dtype == DType::i32 || dtype == DType::i64; }
+bool is_integer(DType dtype) {
+  return dtype == DType::i32 || dtype == DType::i64;
+}
 
 Tensor values(const Shape& shape, DType dtype, uint64_t seed) {
   return is_integer(dtype) ? random_cpu(shape, dtype, seed, -40, 40)
@@ -113,8 +115,8 @@ TEST_CASE("cuda: index_add matches the CPU with duplicate indices, bitwise for f
         Tensor src = values(src_shape, dtype, seed + 1);
         Tensor index = indices({n}, kShape[size_t(dim)], seed + 2);
         Tensor want = core::index_add(x, dim, index, src);
-        Tensor got = core::index_add(strided_copy(to_gpu(x)), dim, to_gpu(index),
-                                     strided_copy(to_gpu(src)));
+        Tensor got =
+            core::index_add(strided_copy(to_gpu(x)), dim, to_gpu(index), strided_copy(to_gpu(src)));
         CHECK_CLOSE_TO_CPU(got, want);
         if (dtype == DType::f32) CHECK(bitwise_equal(got, want));
         Tensor again = core::index_add(to_gpu(x), dim, to_gpu(index), to_gpu(src));
@@ -159,8 +161,8 @@ TEST_CASE("cuda: scatter_add matches the CPU along every dim with duplicates") {
       Tensor index = indices(index_shape, kShape[size_t(dim)], seed + 1);
       Tensor src = values(index_shape, dtype, seed + 2);
       Tensor want = core::scatter_add(x, dim, index, src);
-      Tensor got = core::scatter_add(to_gpu(x), dim, strided_copy(to_gpu(index)),
-                                     strided_copy(to_gpu(src)));
+      Tensor got =
+          core::scatter_add(to_gpu(x), dim, strided_copy(to_gpu(index)), strided_copy(to_gpu(src)));
       CHECK_CLOSE_TO_CPU(got, want);
       if (dtype == DType::f32) CHECK(bitwise_equal(got, want));
       CHECK(bitwise_equal(got, core::scatter_add(to_gpu(x), dim, to_gpu(index), to_gpu(src))));

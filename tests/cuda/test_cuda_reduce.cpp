@@ -27,7 +27,9 @@ bool bitwise_equal(const Tensor& a, const Tensor& b) {
   return a.to_vector<double>() == b.to_vector<double>();
 }
 
-bool is_integer(DType dtype) { return dtype == DType::i32 || dtype == DType::i64; }
+bool is_integer(DType dtype) {
+  return dtype == DType::i32 || dtype == DType::i64;
+}
 
 // Integers get a range wide enough to be interesting but with ties; floats [-1, 1).
 Tensor input(const Shape& shape, DType dtype, uint64_t seed) {
@@ -40,9 +42,9 @@ struct ReduceCase {
   std::vector<int64_t> dims;
 };
 const ReduceCase kReduceCases[] = {
-    {{1}, {0}},           {{7}, {}},          {{33, 257}, {1}},     {{33, 257}, {0}},
-    {{3, 5, 7}, {0, 2}},  {{3, 5, 7}, {1}},   {{4, 1, 9}, {1, 2}},  {{2, 3, 4, 5}, {0, 1, 3}},
-    {{1000, 3}, {0}},     {{3, 1000}, {-1}},  {{5, 1031}, {}},
+    {{1}, {0}},          {{7}, {}},         {{33, 257}, {1}},    {{33, 257}, {0}},
+    {{3, 5, 7}, {0, 2}}, {{3, 5, 7}, {1}},  {{4, 1, 9}, {1, 2}}, {{2, 3, 4, 5}, {0, 1, 3}},
+    {{1000, 3}, {0}},    {{3, 1000}, {-1}}, {{5, 1031}, {}},
 };
 
 }  // namespace
@@ -69,8 +71,8 @@ TEST_CASE("cuda: sum, amax, amin match the CPU over dims, dtypes and strides") {
 TEST_CASE("cuda: long reductions (chunked, two passes) match the CPU and repeat bitwise") {
   // (shape, dims): few outputs of many elements along contiguous and strided dims, and
   // many rows into few adjacent outputs (the bias gradient).
-  const ReduceCase cases[] = {{{300001}, {0}},     {{3, 100003}, {1}}, {{4099, 65}, {0}},
-                              {{32768, 77}, {0}}, {{70000, 2}, {0}},  {{9, 40000}, {0, 1}},
+  const ReduceCase cases[] = {{{300001}, {0}},        {{3, 100003}, {1}}, {{4099, 65}, {0}},
+                              {{32768, 77}, {0}},     {{70000, 2}, {0}},  {{9, 40000}, {0, 1}},
                               {{257, 3, 513}, {0, 2}}};
   for (DType dtype : {DType::f32, DType::bf16, DType::i64}) {
     for (const ReduceCase& rc : cases) {
@@ -130,8 +132,8 @@ TEST_CASE("cuda: argmax and argmin match the CPU, first index wins ties") {
           CAPTURE(dim);
           CAPTURE(strided);
           // Integers in [-3, 3): many ties, so the first-index rule is exercised.
-          Tensor x = is_integer(dtype) ? random_cpu(shape, dtype, seed, -3, 3)
-                                       : input(shape, dtype, seed);
+          Tensor x =
+              is_integer(dtype) ? random_cpu(shape, dtype, seed, -3, 3) : input(shape, dtype, seed);
           Tensor xg = strided ? strided_copy(to_gpu(x)) : to_gpu(x);
           CHECK_CLOSE_TO_CPU(argmax(xg, dim), argmax(x, dim));
           CHECK_CLOSE_TO_CPU(argmin(xg, dim, true), argmin(x, dim, true));
@@ -170,9 +172,9 @@ TEST_CASE("cuda: topk values and indices match the CPU, ties and NaN ordered as 
     Shape shape;
     int64_t dim, k;
   };
-  const TopkCase cases[] = {{{1}, 0, 1},         {{7}, 0, 7},          {{33, 257}, 1, 5},
-                            {{33, 257}, 0, 33},  {{3, 5, 7}, 1, 2},    {{4, 1000}, -1, 50},
-                            {{1000, 3}, 0, 1},   {{2, 3001}, 1, 3001}, {{5, 9}, 1, 0}};
+  const TopkCase cases[] = {{{1}, 0, 1},        {{7}, 0, 7},          {{33, 257}, 1, 5},
+                            {{33, 257}, 0, 33}, {{3, 5, 7}, 1, 2},    {{4, 1000}, -1, 50},
+                            {{1000, 3}, 0, 1},  {{2, 3001}, 1, 3001}, {{5, 9}, 1, 0}};
   for (DType dtype : kAll) {
     for (const TopkCase& tc : cases) {
       for (bool largest : {true, false}) {
@@ -194,8 +196,8 @@ TEST_CASE("cuda: topk values and indices match the CPU, ties and NaN ordered as 
     }
   }
   // NaN counts as the largest; -0 and +0 tie (the lower index first).
-  Tensor x = from_vector(std::vector<double>{1, NAN, -0.0, 3, 0.0, NAN, -INFINITY, 3}, {8},
-                         {DType::f32});
+  Tensor x =
+      from_vector(std::vector<double>{1, NAN, -0.0, 3, 0.0, NAN, -INFINITY, 3}, {8}, {DType::f32});
   for (bool largest : {true, false}) {
     CAPTURE(largest);
     core::TopK want = core::topk(x, 8, 0, largest);
