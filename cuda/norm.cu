@@ -54,8 +54,9 @@ __device__ __forceinline__ Compute<T> weight_at(const T* w, int64_t c) {
 
 // x, y (N, C); w (C,) or null; rstd (N,).
 template <typename T>
-__global__ void rms_norm_kernel(const T* x, const T* w, T* y, Compute<T>* rstd, int64_t N,
-                                int64_t C, double eps) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    rms_norm_kernel(const T* x, const T* w, T* y, Compute<T>* rstd, int64_t N, int64_t C,
+                    double eps) {
   using A = Compute<T>;
   __shared__ A scratch[kMaxRowThreads / kWarp];
   for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
@@ -77,8 +78,9 @@ __global__ void rms_norm_kernel(const T* x, const T* w, T* y, Compute<T>* rstd, 
 
 // x, y (N, C); w, b (C,) or null; mean, rstd (N,).
 template <typename T>
-__global__ void layer_norm_kernel(const T* x, const T* w, const T* b, T* y, Compute<T>* mean,
-                                  Compute<T>* rstd, int64_t N, int64_t C, double eps) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    layer_norm_kernel(const T* x, const T* w, const T* b, T* y, Compute<T>* mean, Compute<T>* rstd,
+                      int64_t N, int64_t C, double eps) {
   using A = Compute<T>;
   __shared__ A scratch[kMaxRowThreads / kWarp];
   for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
@@ -112,9 +114,9 @@ __global__ void layer_norm_kernel(const T* x, const T* w, const T* b, T* y, Comp
 
 // dx = r g - x r^3 mean(g x). x, dy, dx (N, C); w (C,) or null; rstd (N,).
 template <typename T>
-__global__ void rms_norm_backward_dx_kernel(const T* x, const T* w, const T* dy,
-                                            const Compute<T>* rstd, T* dx, int64_t N,
-                                            int64_t C) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    rms_norm_backward_dx_kernel(const T* x, const T* w, const T* dy, const Compute<T>* rstd, T* dx,
+                                int64_t N, int64_t C) {
   using A = Compute<T>;
   __shared__ A scratch[kMaxRowThreads / kWarp];
   for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
@@ -135,9 +137,9 @@ __global__ void rms_norm_backward_dx_kernel(const T* x, const T* w, const T* dy,
 
 // dx = r (g - mean(g) - xhat mean(g xhat)). x, dy, dx (N, C); w (C,) or null; mean, rstd (N,).
 template <typename T>
-__global__ void layer_norm_backward_dx_kernel(const T* x, const T* w, const T* dy,
-                                              const Compute<T>* mean, const Compute<T>* rstd,
-                                              T* dx, int64_t N, int64_t C) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    layer_norm_backward_dx_kernel(const T* x, const T* w, const T* dy, const Compute<T>* mean,
+                                  const Compute<T>* rstd, T* dx, int64_t N, int64_t C) {
   using A = Compute<T>;
   __shared__ A scratch[kMaxRowThreads / kWarp];
   for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
@@ -223,9 +225,9 @@ void param_grads(const Tensor& x, const Tensor& dy, const Tensor& mean, const Te
   const Device device = x.device();
   cudaStream_t st = stream(device);
   for (const Tensor* out : {&dweight, &dbias}) {
-    MNEMO_CHECK(!out->defined() || (out->is_contiguous() && out->dtype() == x.dtype() &&
-                                    out->numel() == C),
-                "norm backward: parameter gradients must be contiguous ({},) {}", C, x.dtype());
+    MNEMO_CHECK(
+        !out->defined() || (out->is_contiguous() && out->dtype() == x.dtype() && out->numel() == C),
+        "norm backward: parameter gradients must be contiguous ({},) {}", C, x.dtype());
     // No rows: the sums are 0 (all-zero bytes are 0 in every floating dtype).
     if (N == 0 && out->defined()) {
       MNEMO_CUDA_CHECK(cudaMemsetAsync(out->data_ptr(), 0, size_t(C) * out->element_size(), st));

@@ -25,8 +25,12 @@ namespace mnemo::cuda {
 
 namespace {
 
-__device__ __forceinline__ float sqrt_of(float v) { return sqrtf(v); }
-__device__ __forceinline__ double sqrt_of(double v) { return sqrt(v); }
+__device__ __forceinline__ float sqrt_of(float v) {
+  return sqrtf(v);
+}
+__device__ __forceinline__ double sqrt_of(double v) {
+  return sqrt(v);
+}
 
 // The step's scalars in the moments' type A.
 template <typename A>
@@ -56,8 +60,8 @@ __global__ void adamw_kernel(T* param, const T* grad, Compute<T>* exp_avg, Compu
 
 }  // namespace
 
-void adamw(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
-           const Tensor& exp_avg_sq, const AdamWParams& p) {
+void adamw(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+           const AdamWParams& p) {
   const int64_t n = param.numel();
   if (n == 0) return;
   MNEMO_CHECK(param.is_contiguous() && grad.is_contiguous() && exp_avg.is_contiguous() &&

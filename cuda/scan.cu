@@ -44,8 +44,8 @@ __global__ void scan_kernel(const T* a, const T* x, const T* h0, T* h, int64_t B
 
 // a, h, dh, da, dx (B, T, C); h0, dh0 (B, C) or null.
 template <typename T>
-__global__ void scan_backward_kernel(const T* a, const T* h, const T* h0, const T* dh, T* da,
-                                     T* dx, T* dh0, int64_t B, int64_t steps, int64_t C) {
+__global__ void scan_backward_kernel(const T* a, const T* h, const T* h0, const T* dh, T* da, T* dx,
+                                     T* dh0, int64_t B, int64_t steps, int64_t C) {
   using A = Compute<T>;
   const int64_t lines = B * C;
   for (int64_t line = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; line < lines;
@@ -85,8 +85,8 @@ void scan(const Tensor& a_in, const Tensor& x_in, const Tensor& h0_in, const Ten
   });
 }
 
-void scan_backward(const Tensor& a_in, const Tensor& h_in, const Tensor& h0_in,
-                   const Tensor& dh_in, const Tensor& da, const Tensor& dx, const Tensor& dh0) {
+void scan_backward(const Tensor& a_in, const Tensor& h_in, const Tensor& h0_in, const Tensor& dh_in,
+                   const Tensor& da, const Tensor& dx, const Tensor& dh0) {
   const int64_t B = h_in.size(0), steps = h_in.size(1), C = h_in.size(2);
   if (B * C == 0) return;
   MNEMO_CHECK(da.is_contiguous() && dx.is_contiguous() && (!dh0.defined() || dh0.is_contiguous()),

@@ -42,10 +42,18 @@ namespace mnemo::cuda {
 
 namespace {
 
-__device__ __forceinline__ float exp_of(float v) { return expf(v); }
-__device__ __forceinline__ double exp_of(double v) { return exp(v); }
-__device__ __forceinline__ float log_of(float v) { return logf(v); }
-__device__ __forceinline__ double log_of(double v) { return log(v); }
+__device__ __forceinline__ float exp_of(float v) {
+  return expf(v);
+}
+__device__ __forceinline__ double exp_of(double v) {
+  return exp(v);
+}
+__device__ __forceinline__ float log_of(float v) {
+  return logf(v);
+}
+__device__ __forceinline__ double log_of(double v) {
+  return log(v);
+}
 
 template <typename A>
 __device__ __forceinline__ A neg_inf() {
@@ -60,7 +68,8 @@ __device__ __forceinline__ A nan_value() {
 
 // x, y (rows, D) contiguous. One block per row.
 template <typename T, bool kLog>
-__global__ void softmax_rows_kernel(const T* x, T* y, int64_t rows, int64_t D) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    softmax_rows_kernel(const T* x, T* y, int64_t rows, int64_t D) {
   using A = Compute<T>;
   __shared__ A scratch[kMaxRowThreads / kWarp];
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
@@ -103,7 +112,9 @@ __global__ void softmax_lanes_kernel(const T* x, T* y, int64_t outer, int64_t D,
     for (int64_t d = 0; d < D; ++d) s += exp_of(load(xl + d * inner) - m);
     if constexpr (kLog) {
       const A log_s = log_of(s);
-      for (int64_t d = 0; d < D; ++d) yl[d * inner] = convert<T>((load(xl + d * inner) - m) - log_s);
+      for (int64_t d = 0; d < D; ++d) {
+        yl[d * inner] = convert<T>((load(xl + d * inner) - m) - log_s);
+      }
     } else {
       const A inverse = A(1) / s;
       for (int64_t d = 0; d < D; ++d) {
@@ -127,8 +138,8 @@ __device__ __forceinline__ A softmax_grad(A y, A dy, A sum) {
 
 // y, dy, dx (rows, D) contiguous. One block per row.
 template <typename T, bool kLog>
-__global__ void softmax_backward_rows_kernel(const T* y, const T* dy, T* dx, int64_t rows,
-                                             int64_t D) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    softmax_backward_rows_kernel(const T* y, const T* dy, T* dx, int64_t rows, int64_t D) {
   using A = Compute<T>;
   __shared__ A scratch[kMaxRowThreads / kWarp];
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
@@ -170,9 +181,9 @@ __global__ void softmax_backward_lanes_kernel(const T* y, const T* dy, T* dx, in
 // z (N, C) logits, target (N,) -> loss (N,), lse (N,) (stats: the compute type). One block per
 // row.
 template <typename T>
-__global__ void cross_entropy_kernel(const T* z, const int64_t* target, int64_t N, int64_t C,
-                                     int64_t ignore_index, Compute<T> smoothing, T* loss,
-                                     Compute<T>* lse) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    cross_entropy_kernel(const T* z, const int64_t* target, int64_t N, int64_t C,
+                         int64_t ignore_index, Compute<T> smoothing, T* loss, Compute<T>* lse) {
   using A = Compute<T>;
   __shared__ A scratch[kMaxRowThreads / kWarp];
   for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
@@ -210,10 +221,10 @@ __global__ void cross_entropy_kernel(const T* z, const int64_t* target, int64_t 
 // dz (N, C) = dloss * (exp(z - lse) - q), q = (1 - s) one_hot(t) + s / C; 0 for ignored rows.
 // One block per row; no reduction.
 template <typename T>
-__global__ void cross_entropy_backward_kernel(const T* z, const int64_t* target,
-                                              const Compute<T>* lse, const T* dloss, int64_t N,
-                                              int64_t C, int64_t ignore_index,
-                                              Compute<T> smoothing, T* dz) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    cross_entropy_backward_kernel(const T* z, const int64_t* target, const Compute<T>* lse,
+                                  const T* dloss, int64_t N, int64_t C, int64_t ignore_index,
+                                  Compute<T> smoothing, T* dz) {
   using A = Compute<T>;
   for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
     const T* zr = z + n * C;
@@ -311,8 +322,8 @@ void softmax_backward(const Tensor& y_in, const Tensor& dy_in, int64_t dim, bool
       constexpr bool kLog = decltype(log_tag)::value;
       if (s.inner == 1) {
         softmax_backward_rows_kernel<T, kLog>
-            <<<row_blocks(s.outer, device), row_threads(s.D), 0, st>>>(
-                data<T>(y), data<T>(dy), data<T>(dx), s.outer, s.D);
+            <<<row_blocks(s.outer, device), row_threads(s.D), 0, st>>>(data<T>(y), data<T>(dy),
+                                                                       data<T>(dx), s.outer, s.D);
         MNEMO_CUDA_CHECK_LAUNCH("softmax_backward_rows_kernel");
       } else {
         softmax_backward_lanes_kernel<T, kLog>
@@ -347,28 +358,27 @@ void cross_entropy(const Tensor& logits_in, const Tensor& target_in, int64_t ign
   });
 }
 
-void cross_entropy_backward(const Tensor& logits_in, const Tensor& target_in,
-                            const Tensor& lse_in, const Tensor& dloss_in, int64_t ignore_index,
-                            double label_smoothing, const Tensor& dlogits) {
+void cross_entropy_backward(const Tensor& logits_in, const Tensor& target_in, const Tensor& lse_in,
+                            const Tensor& dloss_in, int64_t ignore_index, double label_smoothing,
+                            const Tensor& dlogits) {
   const int64_t N = logits_in.size(0), C = logits_in.size(1);
   if (N == 0 || C == 0) return;
   check_output(dlogits, "cross_entropy_backward");
-  MNEMO_CHECK(target_in.dtype() == DType::i64,
-              "cross_entropy_backward: target must be i64, got {}", target_in.dtype());
-  MNEMO_CHECK(lse_in.dtype() == stats_dtype(logits_in.dtype()) &&
-                  dloss_in.dtype() == logits_in.dtype(),
-              "cross_entropy_backward: lse must be {} and dloss {}",
-              stats_dtype(logits_in.dtype()), logits_in.dtype());
+  MNEMO_CHECK(target_in.dtype() == DType::i64, "cross_entropy_backward: target must be i64, got {}",
+              target_in.dtype());
+  MNEMO_CHECK(
+      lse_in.dtype() == stats_dtype(logits_in.dtype()) && dloss_in.dtype() == logits_in.dtype(),
+      "cross_entropy_backward: lse must be {} and dloss {}", stats_dtype(logits_in.dtype()),
+      logits_in.dtype());
   const Tensor logits = contiguous_on_device(logits_in), target = contiguous_on_device(target_in);
   const Tensor lse = contiguous_on_device(lse_in), dloss = contiguous_on_device(dloss_in);
   const int device = logits.device().index;
   cuda::visit_floating(logits.dtype(), "cross_entropy_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = Compute<T>;
-    cross_entropy_backward_kernel<T>
-        <<<row_blocks(N, device), row_threads(C), 0, stream(device)>>>(
-            data<T>(logits), data<int64_t>(target), data<A>(lse), data<T>(dloss), N, C,
-            ignore_index, A(label_smoothing), data<T>(dlogits));
+    cross_entropy_backward_kernel<T><<<row_blocks(N, device), row_threads(C), 0, stream(device)>>>(
+        data<T>(logits), data<int64_t>(target), data<A>(lse), data<T>(dloss), N, C, ignore_index,
+        A(label_smoothing), data<T>(dlogits));
     MNEMO_CUDA_CHECK_LAUNCH("cross_entropy_backward_kernel");
   });
 }

@@ -26,7 +26,9 @@ bool bitwise_equal(const Tensor& a, const Tensor& b) {
   return a.to_vector<double>() == b.to_vector<double>();
 }
 
-Tensor gpu_or_undefined(const Tensor& t) { return t.defined() ? to_gpu(t) : t; }
+Tensor gpu_or_undefined(const Tensor& t) {
+  return t.defined() ? to_gpu(t) : t;
+}
 
 // (rows as a 3-d shape (2, R, C), C) cases: odd widths, one wide row.
 struct NormCase {

@@ -27,7 +27,9 @@ bool bitwise_equal(const Tensor& a, const Tensor& b) {
   return a.to_vector<double>() == b.to_vector<double>();
 }
 
-Tensor gpu_or_undefined(const Tensor& t) { return t.defined() ? to_gpu(t) : t; }
+Tensor gpu_or_undefined(const Tensor& t) {
+  return t.defined() ? to_gpu(t) : t;
+}
 
 // A scan case: the shape of a and x (a may broadcast), the dim scanned, h0's shape (empty:
 // no h0).

@@ -35,8 +35,8 @@ Tensor random_targets(int64_t N, int64_t C, uint64_t seed, int64_t ignore_every,
   std::mt19937_64 rng(seed);
   std::vector<int64_t> t(static_cast<size_t>(N));
   for (int64_t n = 0; n < N; ++n) {
-    t[size_t(n)] = ignore_every > 0 && n % ignore_every == 1 ? ignore_index
-                                                             : int64_t(rng() % uint64_t(C));
+    t[size_t(n)] =
+        ignore_every > 0 && n % ignore_every == 1 ? ignore_index : int64_t(rng() % uint64_t(C));
   }
   return from_vector(t, {N});
 }
@@ -143,21 +143,19 @@ TEST_CASE("cuda: cross_entropy forward and backward match the CPU") {
         Tensor target = random_targets(N, C, seed + 1, 4, -100);  // rows 1, 5, 9, ... ignored
         Tensor dloss = random_cpu({N}, dtype, seed + 2);
         auto want = core::cross_entropy(logits, target, -100, smoothing);
-        auto got = core::cross_entropy(strided_copy(to_gpu(logits)), to_gpu(target), -100,
-                                       smoothing);
+        auto got =
+            core::cross_entropy(strided_copy(to_gpu(logits)), to_gpu(target), -100, smoothing);
         CHECK_CLOSE_TO_CPU(got.loss, want.loss);
         CHECK_CLOSE_TO_CPU(got.lse, want.lse);
         CHECK(got.loss.to_vector<double>()[1] == 0.0);  // an ignored row
 
-        Tensor dwant = core::cross_entropy_backward(logits, target, want.lse, dloss, -100,
-                                                    smoothing);
-        Tensor dgot = core::cross_entropy_backward(to_gpu(logits), to_gpu(target),
-                                                   to_gpu(want.lse), to_gpu(dloss), -100,
-                                                   smoothing);
+        Tensor dwant =
+            core::cross_entropy_backward(logits, target, want.lse, dloss, -100, smoothing);
+        Tensor dgot = core::cross_entropy_backward(to_gpu(logits), to_gpu(target), to_gpu(want.lse),
+                                                   to_gpu(dloss), -100, smoothing);
         CHECK_CLOSE_TO_CPU(dgot, dwant);
-        Tensor again = core::cross_entropy_backward(to_gpu(logits), to_gpu(target),
-                                                    to_gpu(want.lse), to_gpu(dloss), -100,
-                                                    smoothing);
+        Tensor again = core::cross_entropy_backward(
+            to_gpu(logits), to_gpu(target), to_gpu(want.lse), to_gpu(dloss), -100, smoothing);
         CHECK(bitwise_equal(dgot, again));
         // The ignored row's gradient is exactly 0.
         const std::vector<double> row1 = core::select(dgot, 0, 1).to_vector<double>();
@@ -177,8 +175,8 @@ TEST_CASE("cuda: cross_entropy with i32 targets and a custom ignore_index matche
   CHECK_CLOSE_TO_CPU(got.loss, want.loss);
   CHECK_CLOSE_TO_CPU(got.lse, want.lse);
   Tensor dloss = random_cpu({19}, DType::f32, seed + 2);
-  CHECK_CLOSE_TO_CPU(core::cross_entropy_backward(to_gpu(logits), to_gpu(target),
-                                                  to_gpu(want.lse), to_gpu(dloss), 5, 0.2),
+  CHECK_CLOSE_TO_CPU(core::cross_entropy_backward(to_gpu(logits), to_gpu(target), to_gpu(want.lse),
+                                                  to_gpu(dloss), 5, 0.2),
                      core::cross_entropy_backward(logits, target, want.lse, dloss, 5, 0.2));
 }
 
@@ -195,8 +193,8 @@ TEST_CASE("cuda: cross_entropy of an all-ignored batch is 0 with 0 gradient") {
     CHECK(got.loss.to_vector<double>() == std::vector<double>(size_t(N), 0.0));
     CHECK_CLOSE_TO_CPU(got.lse, want.lse);
     Tensor dloss = ones({N}, {dtype});
-    Tensor dgot = core::cross_entropy_backward(to_gpu(logits), to_gpu(target), got.lse,
-                                               to_gpu(dloss));
+    Tensor dgot =
+        core::cross_entropy_backward(to_gpu(logits), to_gpu(target), got.lse, to_gpu(dloss));
     CHECK(dgot.to_vector<double>() == std::vector<double>(size_t(N * C), 0.0));
   }
 }
