@@ -38,7 +38,7 @@ struct OffsetCalc {
 
   MNEMO_HOST_DEVICE void get(int64_t linear, int64_t (&offsets)[N]) const {
     for (int k = 0; k < N; ++k) offsets[k] = 0;
-#ifdef __CUDACC__
+#ifdef __CUDA_ARCH__  // device code only: the host compiler does not know the pragma
 #pragma unroll 4
 #endif
     for (int d = 0; d < rank; ++d) {
