@@ -115,7 +115,7 @@ TEST_CASE("cuda: adamw_ matches the CPU over several steps") {
   }
 }
 
-TEST_CASE("cuda: adamw_ changes every parameter once, from nonzero moments") {
+TEST_CASE("cuda: adamw_ from nonzero moments at a late step matches the CPU") {
   // Moments that are not zero (a resumed run) and a step count far from 1.
   const uint64_t seed = fresh_seed();
   CAPTURE(seed);
@@ -132,16 +132,11 @@ TEST_CASE("cuda: adamw_ changes every parameter once, from nonzero moments") {
   p.eps = 1e-6;
   p.weight_decay = 0.01;
   p.step = 1234;
-  const std::vector<double> before = param.to_vector<double>();
   adamw_(param, grad, m, v, p);
   adamw_(param_g, to_gpu(grad), m_g, v_g, p);
   CHECK_CLOSE_TO_CPU(param_g, param);
   CHECK_CLOSE_TO_CPU(m_g, m);
   CHECK_CLOSE_TO_CPU(v_g, v);
-  const std::vector<double> after = param_g.to_vector<double>();
-  int64_t unchanged = 0;
-  for (size_t i = 0; i < after.size(); ++i) unchanged += after[i] == before[i];
-  CHECK(unchanged == 0);
 }
 
 }  // namespace mnemo
