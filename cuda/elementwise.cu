@@ -11,7 +11,7 @@
 //   copy_on_device  src, dst: same shape; src any strides (may broadcast); dst any strides.
 //                   Same dtype and both contiguous: one cudaMemcpyAsync on the stream.
 //   fill            dst any strides; the value is converted once on the host.
-//   arange          out (n,) contiguous: out[i] = start + i * step, computed in f64.
+//   arange          out (n,) contiguous: out[i] = start + i * step, one f64 fused multiply-add.
 //   where           cond (bool), a, b: broadcast views of out's shape; out[i] = cond ? a : b.
 #include <cuda_runtime.h>
 
@@ -84,13 +84,13 @@ void fill(const Tensor& dst, double value) {
 
 namespace {
 
-// out[i] = convert(start + i * step). __dmul_rn / __dadd_rn keep the multiply and the add
-// separately rounded (no fused multiply-add), like the CPU's plain expression.
+// out[i] = convert(fma(i, step, start)): one rounding, exactly as the CPU (std::fma), so the
+// two backends agree bit for bit.
 template <typename T>
 __global__ void arange_kernel(T* out, int64_t n, double start, double step) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
-    out[i] = convert<T>(__dadd_rn(start, __dmul_rn(double(i), step)));
+    out[i] = convert<T>(__fma_rn(double(i), step, start));
   }
 }
 

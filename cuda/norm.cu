@@ -14,7 +14,9 @@
 // ---- Kernels ----
 // *_kernel / *_backward_dx_kernel: one block per row (grid-stride over rows), row_threads(C)
 //   threads; each thread folds its columns c = threadIdx.x + k * blockDim.x, block_reduce
-//   (cuda/rowops_common.cuh) combines them with a fixed tree; row sums are in the compute type.
+//   (cuda/rowops_common.cuh) combines them with a fixed tree. Row sums are accumulated in f64,
+//   as the CPU does: with f32 sums, a short row whose variance is small next to its mean (or a
+//   backward whose two terms nearly cancel) came out 1e-5 to 1e-3 away from the CPU.
 // param_grad_partials_kernel: dw (and db) sum over all N rows, deterministically in two passes.
 //   The rows are cut into RB row blocks (RowBlocks: a function of N only). Grid (ceil(C/256),
 //   RB): thread (column c, row block rb) walks its block's rows in order and writes the f64
@@ -40,8 +42,8 @@ namespace mnemo::cuda {
 namespace {
 
 template <typename A>
-__device__ __forceinline__ A rstd_of(A sum_sq, int64_t C, double eps) {
-  return A(1.0 / sqrt(double(sum_sq) / double(C) + eps));
+__device__ __forceinline__ A rstd_of(double sum_sq, int64_t C, double eps) {
+  return A(1.0 / sqrt(sum_sq / double(C) + eps));
 }
 
 // The weight of column c, or 1 without weight.
@@ -58,17 +60,17 @@ __global__ void __launch_bounds__(kMaxRowThreads)
     rms_norm_kernel(const T* x, const T* w, T* y, Compute<T>* rstd, int64_t N, int64_t C,
                     double eps) {
   using A = Compute<T>;
-  __shared__ A scratch[kMaxRowThreads / kWarp];
+  __shared__ double scratch[kMaxRowThreads / kWarp];
   for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
     const T* xr = x + n * C;
     T* yr = y + n * C;
-    A ss = 0;
+    double ss = 0;
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-      const A v = load(xr + c);
+      const double v = double(load(xr + c));
       ss += v * v;
     }
     ss = block_reduce(ss, SumOp{}, scratch);
-    const A r = rstd_of(ss, C, eps);
+    const A r = rstd_of<A>(ss, C, eps);
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
       yr[c] = convert<T>(load(xr + c) * r * weight_at(w, c));
     }
@@ -82,21 +84,22 @@ __global__ void __launch_bounds__(kMaxRowThreads)
     layer_norm_kernel(const T* x, const T* w, const T* b, T* y, Compute<T>* mean, Compute<T>* rstd,
                       int64_t N, int64_t C, double eps) {
   using A = Compute<T>;
-  __shared__ A scratch[kMaxRowThreads / kWarp];
+  __shared__ double scratch[kMaxRowThreads / kWarp];
   for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
     const T* xr = x + n * C;
     T* yr = y + n * C;
-    A s = 0;
-    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += load(xr + c);
+    double s = 0;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += double(load(xr + c));
     s = block_reduce(s, SumOp{}, scratch);
-    const A m = A(double(s) / double(C));
-    A ss = 0;
+    const double row_mean = s / double(C);
+    const A m = A(row_mean);
+    double ss = 0;
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-      const A d = load(xr + c) - m;
+      const double d = double(load(xr + c)) - row_mean;
       ss += d * d;
     }
     ss = block_reduce(ss, SumOp{}, scratch);
-    const A r = rstd_of(ss, C, eps);
+    const A r = rstd_of<A>(ss, C, eps);
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
       A v = (load(xr + c) - m) * r;
       if (w) v *= load(w + c);
@@ -118,16 +121,17 @@ __global__ void __launch_bounds__(kMaxRowThreads)
     rms_norm_backward_dx_kernel(const T* x, const T* w, const T* dy, const Compute<T>* rstd, T* dx,
                                 int64_t N, int64_t C) {
   using A = Compute<T>;
-  __shared__ A scratch[kMaxRowThreads / kWarp];
+  __shared__ double scratch[kMaxRowThreads / kWarp];
   for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
     const int64_t off = n * C;
-    A gx = 0;
+    double gx = 0;
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-      gx += load(dy + off + c) * weight_at(w, c) * load(x + off + c);
+      const A g = load(dy + off + c) * weight_at(w, c);
+      gx += double(g) * double(load(x + off + c));
     }
     gx = block_reduce(gx, SumOp{}, scratch);
     const A r = rstd[n];
-    const A k = A(double(r) * double(r) * double(r) * double(gx) / double(C));
+    const A k = A(double(r) * double(r) * double(r) * gx / double(C));
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
       const A g = load(dy + off + c) * weight_at(w, c);
       dx[off + c] = convert<T>(r * g - load(x + off + c) * k);
@@ -141,19 +145,19 @@ __global__ void __launch_bounds__(kMaxRowThreads)
     layer_norm_backward_dx_kernel(const T* x, const T* w, const T* dy, const Compute<T>* mean,
                                   const Compute<T>* rstd, T* dx, int64_t N, int64_t C) {
   using A = Compute<T>;
-  __shared__ A scratch[kMaxRowThreads / kWarp];
+  __shared__ double scratch[kMaxRowThreads / kWarp];
   for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
     const int64_t off = n * C;
     const A m = mean[n], r = rstd[n];
-    A sg = 0, sgx = 0;
+    double sg = 0, sgx = 0;
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
       const A g = load(dy + off + c) * weight_at(w, c);
-      sg += g;
-      sgx += g * ((load(x + off + c) - m) * r);
+      sg += double(g);
+      sgx += double(g) * double((load(x + off + c) - m) * r);
     }
     sg = block_reduce(sg, SumOp{}, scratch);
     sgx = block_reduce(sgx, SumOp{}, scratch);
-    const A mean_g = A(double(sg) / double(C)), mean_gx = A(double(sgx) / double(C));
+    const A mean_g = A(sg / double(C)), mean_gx = A(sgx / double(C));
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
       const A g = load(dy + off + c) * weight_at(w, c);
       const A xhat = (load(x + off + c) - m) * r;

@@ -109,9 +109,11 @@ int64_t unary_cost(UnaryOp op) {
   }
 }
 
-// Transcendental ops on f32/f64 go through Eigen's SIMD implementations (exp, log, tanh,
-// logistic: a few ulp, vectorised), which the plain loop above cannot use: the compiler only
-// vectorises std::exp under -ffast-math, which mnemo does not use (NaN must survive).
+// Transcendental ops on f32/f64 go through Eigen's SIMD implementations (exp, log, tanh: a few
+// ulp, vectorised), which the plain loop above cannot use: the compiler only vectorises
+// std::exp under -ffast-math, which mnemo does not use (NaN must survive). sigmoid and silu are
+// written with exp, not Eigen's logistic(): that one is accurate in absolute terms only, 1.8e-4
+// relative at x = -8.7 in f32 (the CUDA backend's comparison tests found it).
 // eigen_line applies op to one line of n elements (strides in elements; vectorised when both
 // are 1) and returns false for ops without an Eigen path.
 template <typename T>
@@ -131,8 +133,8 @@ bool eigen_line(UnaryOp op, const T* x, int64_t x_stride, T* out, int64_t out_st
     case UnaryOp::exp: return apply([](const auto& a) { return a.exp(); });
     case UnaryOp::log: return apply([](const auto& a) { return a.log(); });
     case UnaryOp::tanh: return apply([](const auto& a) { return a.tanh(); });
-    case UnaryOp::sigmoid: return apply([](const auto& a) { return a.logistic(); });
-    case UnaryOp::silu: return apply([](const auto& a) { return a * a.logistic(); });
+    case UnaryOp::sigmoid: return apply([](const auto& a) { return T(1) / (T(1) + (-a).exp()); });
+    case UnaryOp::silu: return apply([](const auto& a) { return a / (T(1) + (-a).exp()); });
     case UnaryOp::sqrt: return apply([](const auto& a) { return a.sqrt(); });
     case UnaryOp::rsqrt: return apply([](const auto& a) { return a.rsqrt(); });
     case UnaryOp::gelu_tanh:

@@ -21,6 +21,7 @@
 // One mutex guards the lists and counters; it is held for a hash lookup and a vector pop.
 #include <Eigen/Core>
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -247,7 +248,8 @@ void CpuBackend::arange(const Tensor& out, double start, double step) {
   visit_dtype(out.dtype(), "arange", [&](auto tag) {
     using T = typename decltype(tag)::type;
     T* p = static_cast<T*>(out.data_ptr());
-    for (int64_t i = 0; i < out.numel(); ++i) p[i] = convert<T>(start + double(i) * step);
+    // One fused multiply-add (one rounding), so every backend computes the same values.
+    for (int64_t i = 0; i < out.numel(); ++i) p[i] = convert<T>(std::fma(double(i), step, start));
   });
 }
 

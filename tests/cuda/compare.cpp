@@ -61,6 +61,18 @@ double rel_error(const Tensor& got, const Tensor& want) {
   return max_diff / std::max(max_want, 1e-30);
 }
 
+double scaled_error(const Tensor& got, const Tensor& want, double scale) {
+  const std::vector<double> g = got.to_vector<double>();
+  const std::vector<double> w = want.to_vector<double>();
+  if (g.size() != w.size()) return std::numeric_limits<double>::infinity();
+  double max_diff = 0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    if (std::isnan(g[i]) || std::isnan(w[i])) return std::numeric_limits<double>::infinity();
+    max_diff = std::max(max_diff, std::abs(g[i] - w[i]));
+  }
+  return max_diff / scale;
+}
+
 double tolerance(DType dtype) {
   switch (dtype) {
     case DType::f64: return 1e-12;

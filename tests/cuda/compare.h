@@ -37,10 +37,27 @@ Tensor strided_copy(const Tensor& x);
 // match. +inf if either holds a NaN where the other does not.
 double rel_error(const Tensor& got, const Tensor& want);
 
+// max |got - want| / scale. For a result that is a small difference of large terms (a
+// gradient that cancels, a loss that is exactly 0 in exact arithmetic), the error relative to
+// the result itself measures only rounding noise; scale is then the size of the terms.
+double scaled_error(const Tensor& got, const Tensor& want, double scale);
+
 // The tolerance a dtype is held to: f64 1e-12, f32 1e-5, bf16/f16 1e-2, integers and bool 0.
 double tolerance(DType dtype);
 
 }  // namespace mnemo::cuda_test
+
+// As CHECK_CLOSE_TO_CPU, with the error measured against `scale` (scaled_error).
+#define CHECK_CLOSE_TO_CPU_AT_SCALE(got, want, scale)                                       \
+  do {                                                                                     \
+    const ::mnemo::Tensor got_ = (got);                                                    \
+    const ::mnemo::Tensor want_ = (want);                                                  \
+    REQUIRE(got_.shape() == want_.shape());                                                \
+    CHECK(got_.dtype() == want_.dtype());                                                  \
+    const double error_ = ::mnemo::cuda_test::scaled_error(got_, want_, (scale));          \
+    CAPTURE(error_);                                                                       \
+    CHECK(error_ <= ::mnemo::cuda_test::tolerance(want_.dtype()));                         \
+  } while (0)
 
 // got: a GPU result; want: the CPU backend's. Checks shape, dtype and values.
 #define CHECK_CLOSE_TO_CPU(got, want)                                                      \

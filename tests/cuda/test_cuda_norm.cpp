@@ -4,6 +4,7 @@
 // repeated to check the results are bitwise equal (two-pass sums, no atomics).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -90,7 +91,15 @@ TEST_CASE("cuda: rms_norm_backward matches the CPU, bitwise repeatable") {
                                            to_gpu(dy));
           };
           auto got = run();
-          CHECK_CLOSE_TO_CPU(got.dx, want.dx);
+          if (C == 1) {
+            // dx = r g (1 - x^2 r^2) = r g eps / (x^2 + eps): two nearly equal terms cancel, so
+            // the error is measured against their size, r |g| <= max(rstd) * 1.5.
+            const std::vector<double> r = rstd.to_vector<double>();
+            const double scale = 1.5 * *std::max_element(r.begin(), r.end());
+            CHECK_CLOSE_TO_CPU_AT_SCALE(got.dx, want.dx, scale);
+          } else {
+            CHECK_CLOSE_TO_CPU(got.dx, want.dx);
+          }
           CHECK(got.dweight.defined() == affine);
           if (affine) CHECK_CLOSE_TO_CPU(got.dweight, want.dweight);
           auto again = run();

@@ -146,7 +146,14 @@ TEST_CASE("cuda: cross_entropy forward and backward match the CPU") {
         auto want = core::cross_entropy(logits, target, -100, smoothing);
         auto got =
             core::cross_entropy(strided_copy(to_gpu(logits)), to_gpu(target), -100, smoothing);
-        CHECK_CLOSE_TO_CPU(got.loss, want.loss);
+        // With one class the loss lse - x_t is 0 in exact arithmetic and the gradient
+        // softmax - target is too: both sides hold rounding noise, measured against the size
+        // of the terms (logits up to 6, |dloss| up to 1).
+        if (C == 1) {
+          CHECK_CLOSE_TO_CPU_AT_SCALE(got.loss, want.loss, 6.0);
+        } else {
+          CHECK_CLOSE_TO_CPU(got.loss, want.loss);
+        }
         CHECK_CLOSE_TO_CPU(got.lse, want.lse);
         CHECK(got.loss.to_vector<double>()[1] == 0.0);  // an ignored row
 
@@ -154,7 +161,11 @@ TEST_CASE("cuda: cross_entropy forward and backward match the CPU") {
             core::cross_entropy_backward(logits, target, want.lse, dloss, -100, smoothing);
         Tensor dgot = core::cross_entropy_backward(to_gpu(logits), to_gpu(target), to_gpu(want.lse),
                                                    to_gpu(dloss), -100, smoothing);
-        CHECK_CLOSE_TO_CPU(dgot, dwant);
+        if (C == 1) {
+          CHECK_CLOSE_TO_CPU_AT_SCALE(dgot, dwant, 1.0);
+        } else {
+          CHECK_CLOSE_TO_CPU(dgot, dwant);
+        }
         Tensor again = core::cross_entropy_backward(
             to_gpu(logits), to_gpu(target), to_gpu(want.lse), to_gpu(dloss), -100, smoothing);
         CHECK(bitwise_equal(dgot, again));
