@@ -9,8 +9,11 @@
 // CUDA math functions picked by overload:
 //   sigmoid   x >= 0 ? 1 / (1 + e^-x) : e^x / (1 + e^x)
 //   softplus  x > 0 ? x + log1p(e^-x) : log1p(e^x)
-//   gelu      0.5 x (1 + erf(x / sqrt 2));  gelu_tanh  0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715
-//   x^3))) clamp     x < lo ? lo : (x > hi ? hi : x)   (NaN passes through)
+//   gelu      0.5 x erfc(-x / sqrt 2)            (= 0.5 x (1 + erf(x / sqrt 2)) without the
+//             cancellation of 1 + erf for x << 0)
+//   gelu_tanh x / (1 + e^(-2u)), u = sqrt(2/pi)(x + 0.044715 x^3)
+//             (= 0.5 x (1 + tanh u), again without the cancellation)
+//   clamp     x < lo ? lo : (x > hi ? hi : x)   (NaN passes through)
 //
 // Integer dtypes support the ops core allows on them (neg, abs, relu, sign, logical_not,
 // affine, clamp); alpha/beta are truncated to integers like the CPU's C(alpha), and clamp's
@@ -67,6 +70,12 @@ __device__ __forceinline__ float m_erf(float x) {
 __device__ __forceinline__ double m_erf(double x) {
   return erf(x);
 }
+__device__ __forceinline__ float m_erfc(float x) {
+  return erfcf(x);
+}
+__device__ __forceinline__ double m_erfc(double x) {
+  return erfc(x);
+}
 __device__ __forceinline__ float m_abs(float x) {
   return fabsf(x);
 }
@@ -98,10 +107,10 @@ __device__ __forceinline__ C unary_floating(UnaryOp op, C x, C alpha, C beta, bo
     case UnaryOp::tanh: return m_tanh(x);
     case UnaryOp::sigmoid: return sigmoid(x);
     case UnaryOp::relu: return x > C(0) ? x : C(0);
-    case UnaryOp::gelu: return C(0.5) * x * (C(1) + m_erf(x * C(0.70710678118654752440)));
+    case UnaryOp::gelu: return C(0.5) * x * m_erfc(-x * C(0.70710678118654752440));
     case UnaryOp::gelu_tanh: {
       const C k = C(0.79788456080286535588);  // sqrt(2/pi)
-      return C(0.5) * x * (C(1) + m_tanh(k * (x + C(0.044715) * x * x * x)));
+      return x / (C(1) + m_exp(C(-2) * k * (x + C(0.044715) * x * x * x)));
     }
     case UnaryOp::silu: return x * sigmoid(x);
     case UnaryOp::softplus: return x > C(0) ? x + m_log1p(m_exp(-x)) : m_log1p(m_exp(x));

@@ -15,14 +15,16 @@ namespace mnemo::cpu {
 namespace {
 
 template <typename C>
-C gelu_exact(C x) {
-  return C(0.5) * x * (C(1) + std::erf(x * C(0.70710678118654752440)));
+C gelu_exact(C x) {  // 0.5 x (1 + erf(x / sqrt 2)), with no cancellation in 1 + erf for x << 0
+  return C(0.5) * x * std::erfc(-x * C(0.70710678118654752440));
 }
 
 template <typename C>
 C gelu_tanh(C x) {
+  // 0.5 x (1 + tanh u) = x sigmoid(2u), u = sqrt(2/pi)(x + 0.044715 x^3): the sigmoid form has
+  // no cancellation for x << 0, where 1 + tanh u is a difference of nearly equal numbers.
   const C k = C(0.79788456080286535588);  // sqrt(2/pi)
-  return C(0.5) * x * (C(1) + std::tanh(k * (x + C(0.044715) * x * x * x)));
+  return x / (C(1) + std::exp(C(-2) * k * (x + C(0.044715) * x * x * x)));
 }
 
 template <typename C>
@@ -140,7 +142,7 @@ bool eigen_line(UnaryOp op, const T* x, int64_t x_stride, T* out, int64_t out_st
     case UnaryOp::gelu_tanh:
       return apply([](const auto& a) {
         const T k = T(0.79788456080286535588), c = T(0.044715);
-        return T(0.5) * a * (T(1) + (k * (a + c * a * a * a)).tanh());
+        return a / (T(1) + (T(-2) * k * (a + c * a * a * a)).exp());
       });
     default: return false;
   }
