@@ -38,7 +38,7 @@ start=$SECONDS
 export PATH=/usr/local/cuda/bin:$PATH
 stage() { printf '\n==== %s (%ds) ====\n' "$*" $((SECONDS - start)); }
 
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+commit=${MNEMO_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}  # MNEMO_COMMIT: where .git did not travel
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d .)
 wheels=$(python3 -c "import nvidia, os; print(nvidia.__path__[0])" 2>/dev/null || true)
