@@ -45,8 +45,9 @@ void score_batch(nn::LlamaForCausalLM& model, std::span<const int32_t> ids, int6
       result.bytes += token_bytes[size_t(target)];
     }
   }
-  const Tensor x = from_vector(inputs, {count, n - 1});
-  const Tensor y = from_vector(targets, {count, n - 1});
+  const Device device = model.parameters().front().device();  // where the ids must go
+  const Tensor x = to(from_vector(inputs, {count, n - 1}), device);
+  const Tensor y = to(from_vector(targets, {count, n - 1}), device);
   const double mean_loss = model.loss(x, y).item();
   result.total_nats += mean_loss * double(count * (n - 1));
   result.tokens += count * (n - 1);

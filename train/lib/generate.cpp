@@ -14,8 +14,10 @@ Tensor last_logits(const Tensor& logits) {
   return select(select(logits, 0, 0), 0, -1);
 }
 
-Tensor ids_tensor(std::span<const int32_t> ids) {
-  return from_vector(std::vector<int64_t>(ids.begin(), ids.end()), {1, int64_t(ids.size())});
+// (1, T) ids on the model's device.
+Tensor ids_tensor(std::span<const int32_t> ids, Device device) {
+  return to(from_vector(std::vector<int64_t>(ids.begin(), ids.end()), {1, int64_t(ids.size())}),
+            device);
 }
 
 }  // namespace
@@ -23,6 +25,7 @@ Tensor ids_tensor(std::span<const int32_t> ids) {
 Generated generate(nn::LlamaForCausalLM& model, std::span<const int32_t> prompt,
                    const GenerateOptions& options) {
   MNEMO_CHECK(!prompt.empty(), "generate: the prompt must hold at least one token");
+  const Device device = model.parameters().front().device();
   MNEMO_CHECK(options.max_new_tokens >= 0, "generate: max_new_tokens must be >= 0, got {}",
               options.max_new_tokens);
   const int64_t limit = model.config.max_position_embeddings;
@@ -40,7 +43,7 @@ Generated generate(nn::LlamaForCausalLM& model, std::span<const int32_t> prompt,
   Tensor logits;
   {
     nn::LMInput input;
-    input.input_ids = ids_tensor(sequence);
+    input.input_ids = ids_tensor(sequence, device);
     if (options.use_cache) input.cache = &cache;
     logits = last_logits(model.forward(input).logits);
   }
@@ -57,10 +60,10 @@ Generated generate(nn::LlamaForCausalLM& model, std::span<const int32_t> prompt,
     if (step + 1 == options.max_new_tokens) break;
     nn::LMInput input;
     if (options.use_cache) {
-      input.input_ids = ids_tensor(std::span(sequence).last(1));
+      input.input_ids = ids_tensor(std::span(sequence).last(1), device);
       input.cache = &cache;
     } else {
-      input.input_ids = ids_tensor(sequence);
+      input.input_ids = ids_tensor(sequence, device);
     }
     logits = last_logits(model.forward(input).logits);
   }
