@@ -39,8 +39,9 @@ nn::LlamaConfig small_config() {
 
 struct StepResult {
   double loss = 0;
-  nn::NamedTensors grads;   // on the CPU
-  nn::NamedTensors params;  // after the optimizer step, on the CPU
+  nn::NamedTensors initial;  // the weights before the step, on the CPU
+  nn::NamedTensors grads;    // on the CPU
+  nn::NamedTensors params;   // after the optimizer step, on the CPU
 };
 
 // One step (forward, backward, AdamW) of a model initialised from `seed`, on `device`.
@@ -51,9 +52,12 @@ StepResult train_step(uint64_t seed, Device device, DType dtype, const Tensor& i
   lm.to(dtype);
   lm.to(device);
   optim::AdamW adamw(optim::decay_groups(lm.named_parameters(), 0.1), 1e-2);
+  StepResult r;
+  for (const auto& [name, p] : lm.named_parameters()) {
+    r.initial.emplace_back(name, to(p, Device::cpu()));
+  }
   const Tensor loss = lm.loss(to(ids, device), to(targets, device));
   backward(loss);
-  StepResult r;
   r.loss = loss.item();
   for (const auto& [name, p] : lm.named_parameters()) {
     REQUIRE(p.grad().defined());
@@ -88,14 +92,25 @@ TEST_CASE("cuda: a Llama training step on the GPU matches the CPU, f32 and bf16"
       CAPTURE(error);
       CHECK(error < 1e-4);
     }
-    for (size_t i = 0; i < cpu.params.size(); ++i) {
-      CAPTURE(cpu.params[i].first);
-      // AdamW's update m / (sqrt(v) + eps) is about sign(g) * lr for every element, however
-      // small its gradient, so the step amplifies the relative error of small gradient
-      // elements: the weights after one step agree to ~1e-4, not to the gradients' 1e-5.
-      const double error = cuda_test::rel_error(gpu.params[i].second, cpu.params[i].second);
+    // AdamW's update m / (sqrt(v) + eps) is about sign(g) * lr for every element, however
+    // small its gradient, so the step amplifies the relative error of tiny gradient elements:
+    // after one step the two devices' weights differ by up to ~2e-3 normwise, depending on the
+    // draw. So the GPU's step is checked on its own: the CPU's AdamW applied to the GPU's
+    // gradients must give the GPU's new weights.
+    nn::NamedTensors replay;
+    for (size_t i = 0; i < gpu.initial.size(); ++i) {
+      Tensor p = core::clone(gpu.initial[i].second);  // a fresh leaf, outside the tape
+      p.set_requires_grad(true);
+      p.set_grad(gpu.grads[i].second);
+      replay.emplace_back(gpu.initial[i].first, p);
+    }
+    optim::AdamW cpu_adamw(optim::decay_groups(replay, 0.1), 1e-2);
+    cpu_adamw.step();
+    for (size_t i = 0; i < replay.size(); ++i) {
+      CAPTURE(replay[i].first);
+      const double error = cuda_test::rel_error(gpu.params[i].second, replay[i].second);
       CAPTURE(error);
-      CHECK(error < 1e-3);
+      CHECK(error < 1e-5);  // one op's f32 bound
     }
   }
 
