@@ -2,10 +2,14 @@
 #include "cuda/context.h"
 
 #include <array>
+#include <atomic>
+#include <cstdlib>
 #include <mutex>
+#include <string_view>
 
 #include "core/error.h"
 #include "cuda/check.h"
+#include "cuda/runtime.h"
 
 namespace mnemo::cuda {
 
@@ -56,5 +60,22 @@ void check_launch(const char* kernel, const char* file, int line) {
   check(cudaStreamSynchronize(stream(device)), kernel, file, line);
 #endif
 }
+
+namespace {
+
+std::atomic<KernelChoice>& choice() {
+  static std::atomic<KernelChoice> value = [] {
+    const char* env = std::getenv("MNEMO_CUDA_KERNELS");
+    return env != nullptr && std::string_view(env) == "reference" ? KernelChoice::reference
+                                                                    : KernelChoice::fast;
+  }();
+  return value;
+}
+
+}  // namespace
+
+KernelChoice kernel_choice() { return choice().load(std::memory_order_relaxed); }
+
+void set_kernel_choice(KernelChoice value) { choice().store(value, std::memory_order_relaxed); }
 
 }  // namespace mnemo::cuda

@@ -54,4 +54,26 @@ std::string describe_memory(int device);
 void set_allow_tf32(bool allow);
 bool allow_tf32();
 
+// Ops with a fast hand-written kernel keep their plain reference kernel ("kernel1", obviously
+// right) beside it. `fast` (the default) runs the fast one where it applies; `reference`
+// runs the reference everywhere: tests compare the two, and a user who suspects a fast kernel
+// can check with MNEMO_CUDA_KERNELS=reference in the environment (read at first use).
+enum class KernelChoice { fast, reference };
+KernelChoice kernel_choice();
+void set_kernel_choice(KernelChoice choice);
+
+// Sets the choice for a scope (tests), restoring the previous one.
+class KernelChoiceGuard {
+ public:
+  explicit KernelChoiceGuard(KernelChoice choice) : previous_(kernel_choice()) {
+    set_kernel_choice(choice);
+  }
+  ~KernelChoiceGuard() { set_kernel_choice(previous_); }
+  KernelChoiceGuard(const KernelChoiceGuard&) = delete;
+  KernelChoiceGuard& operator=(const KernelChoiceGuard&) = delete;
+
+ private:
+  KernelChoice previous_;
+};
+
 }  // namespace mnemo::cuda
