@@ -46,31 +46,38 @@ double sum_of_squares_cpu(const T* x, int64_t n) {
   return total;
 }
 
-double sum_of_squares(const Tensor& grad) {
+// The CPU's sum of squares of one gradient, in f64.
+double sum_of_squares_on_cpu(const Tensor& grad) {
   if (grad.numel() == 0) return 0;
-  if (grad.device().is_cpu()) {
-    const Tensor g = core::contiguous(grad);
-    return visit_floating(g.dtype(), "global_grad_norm", [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      return sum_of_squares_cpu(static_cast<const T*>(g.data_ptr()), g.numel());
-    });
-  }
-  const Tensor g = core::to(grad, DType::f64);
-  return core::sum(core::mul(g, g)).item();
+  const Tensor g = core::contiguous(grad);
+  return visit_floating(g.dtype(), "global_grad_norm", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    return sum_of_squares_cpu(static_cast<const T*>(g.data_ptr()), g.numel());
+  });
 }
 
 }  // namespace
 
 double global_grad_norm(const std::vector<Tensor>& params) {
   double total = 0;
+  // Gradients on a GPU: their sums of squares are added up there, in parameter order, and
+  // read back once (one synchronisation per call, not one per parameter).
+  Tensor device_total;
   for (size_t i = 0; i < params.size(); ++i) {
     MNEMO_CHECK(params[i].defined(), "global_grad_norm: parameter {} is undefined", i);
     const Tensor grad = params[i].grad();
     if (!grad.defined()) continue;
     MNEMO_CHECK(is_floating(grad.dtype()), "global_grad_norm: gradient {} is {}, not floating", i,
                 grad.dtype());
-    total += sum_of_squares(grad);
+    if (grad.device().is_cpu()) {
+      total += sum_of_squares_on_cpu(grad);
+    } else if (grad.numel() > 0) {
+      const Tensor g = core::to(grad, DType::f64);
+      const Tensor s = core::sum(core::mul(g, g));
+      device_total = device_total.defined() ? core::add(device_total, s) : s;
+    }
   }
+  if (device_total.defined()) total += device_total.item();
   return std::sqrt(total);
 }
 

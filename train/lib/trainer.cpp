@@ -31,6 +31,11 @@
 #include "train/lib/grad_sync.h"
 #include "train/lib/run_config.h"
 #include "train/lib/zero_adamw.h"
+#include "mnemo_build_info.h"
+
+#if MNEMO_HAVE_CUDA
+#include "cuda/runtime.h"
+#endif
 #include "train/text/corpus.h"
 #include "train/text/dataset.h"
 #include "train/text/loader.h"
@@ -504,6 +509,9 @@ class Run {
           "checkpoint {}\n",
           step_, summary.last_loss, summary.val_loss, summary.val_bpb, summary.checkpoint);
     }
+#if MNEMO_HAVE_CUDA
+    if (device_.is_cuda()) log_ << cuda::describe_memory(device_.index) << "\n";
+#endif
     return summary;
   }
 
