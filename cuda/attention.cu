@@ -1,5 +1,8 @@
-// Scaled dot-product attention on the GPU, forward and backward: the reference kernels
-// (kernel1 in the ladder of DESIGN.md; the flash kernels come next to them in issue 4).
+// Scaled dot-product attention on the GPU, forward and backward: the entry points and the
+// reference kernels (kernel1 in the ladder of DESIGN.md). With KernelChoice::fast the entry
+// points run the flash kernels (cuda/flash_attention_*.cu) where they apply (f32/bf16/f16,
+// D == Dv in {32, 64, 128}, no mask or a key-padding mask; flash_attention_applies), and these
+// reference kernels everywhere else.
 //
 // Shapes (core/backend.h): q (B, H, Tq, D), k (B, Hkv, Tk, D), v (B, Hkv, Tk, Dv); query head
 // h reads kv head h / (H / Hkv). mask: undefined or a (B, H, Tq, Tk) view in q's dtype with any
@@ -43,8 +46,10 @@
 #include <limits>
 
 #include "core/error.h"
+#include "cuda/flash_attention.cuh"
 #include "cuda/kernel_common.cuh"
 #include "cuda/ops.h"
+#include "cuda/runtime.h"
 
 namespace mnemo::cuda {
 
@@ -333,6 +338,11 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
   const Geometry g = geometry("attention", q, k, v, mask, causal);
   const int64_t rows = g.B * g.H * g.Tq;
   if (rows == 0) return;
+  if (kernel_choice() == KernelChoice::fast &&
+      flash_attention_applies(q, k, v, mask, out, lse, Tensor(), false)) {
+    flash_attention_forward(q, k, v, mask, causal, scale, out, lse);
+    return;
+  }
   visit_floating(q.dtype(), "attention", [&](auto tag) {
     using T = typename decltype(tag)::type;
     using F = Compute<T>;
@@ -349,6 +359,11 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
                         bool causal, double scale, const Tensor& out, const Tensor& lse,
                         const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv) {
   const Geometry g = geometry("attention_backward", q, k, v, mask, causal);
+  if (kernel_choice() == KernelChoice::fast &&
+      flash_attention_applies(q, k, v, mask, out, lse, dout, true)) {
+    flash_attention_backward(q, k, v, mask, causal, scale, out, lse, dout, dq, dk, dv);
+    return;
+  }
   visit_floating(q.dtype(), "attention_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
     using F = Compute<T>;
