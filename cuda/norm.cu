@@ -23,6 +23,9 @@
 //   partial sum to partial[rb, c] (neighbouring threads read neighbouring columns: coalesced).
 // sum_partials_kernel: one thread per column adds partial[0..RB-1, c] in row-block order and
 //   stores the result in the parameter dtype. No atomics: bitwise reproducible.
+// The fast rms_norm kernels (16-byte vectors, a warp per short row) are cuda/rms_norm_fast.cu;
+// rms_norm() and rms_norm_backward() call them when kernel_choice() is fast (dweight always
+// comes from the two-pass sums here).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -36,6 +39,8 @@
 #include "cuda/kernel_common.cuh"
 #include "cuda/ops.h"
 #include "cuda/rowops_common.cuh"
+#include "cuda/rowops_fast.cuh"
+#include "cuda/runtime.h"
 
 namespace mnemo::cuda {
 
@@ -268,6 +273,7 @@ void rms_norm(const Tensor& x_in, const Tensor& weight, double eps, const Tensor
   const int64_t N = x_in.size(0), C = x_in.size(1);
   if (N == 0 || C == 0) return;
   const Tensor x = contiguous_on_device(x_in), w = contiguous_on_device(weight);
+  if (kernel_choice() == KernelChoice::fast) return rms_norm_fast(x, w, eps, y, rstd);
   const int device = x.device().index;
   cuda::visit_floating(x.dtype(), "rms_norm", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -289,7 +295,9 @@ void rms_norm_backward(const Tensor& x_in, const Tensor& weight, const Tensor& r
   cuda::visit_floating(x.dtype(), "rms_norm_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = Compute<T>;
-    if (N > 0) {
+    if (N > 0 && kernel_choice() == KernelChoice::fast) {
+      rms_norm_backward_dx_fast(x, w, rstd, dy, dx);
+    } else if (N > 0) {
       rms_norm_backward_dx_kernel<T><<<row_blocks(N, device), row_threads(C), 0, stream(device)>>>(
           data<T>(x), data_or_null<T>(w), data<T>(dy), data<A>(rstd), data<T>(dx), N, C);
       MNEMO_CUDA_CHECK_LAUNCH("rms_norm_backward_dx_kernel");

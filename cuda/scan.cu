@@ -10,7 +10,8 @@
 // sequentially and carrying the state (or g) in the compute type (f32 for bf16/f16), as the
 // CPU backend does. Neighbouring threads take neighbouring channels, so every step's loads and
 // stores are coalesced. Each element is written by one thread in a fixed order: deterministic.
-// (Parallel over T with a Blelloch scan would help when B * C is small; issue 4.)
+// The fast kernel, a chunked scan parallel over T for when B * C is small, is
+// cuda/scan_fast.cu; scan() and scan_backward() call it when kernel_choice() is fast.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -19,6 +20,8 @@
 #include "cuda/kernel_common.cuh"
 #include "cuda/ops.h"
 #include "cuda/rowops_common.cuh"
+#include "cuda/rowops_fast.cuh"
+#include "cuda/runtime.h"
 
 namespace mnemo::cuda {
 
@@ -76,6 +79,9 @@ void scan(const Tensor& a_in, const Tensor& x_in, const Tensor& h0_in, const Ten
               "scan: a, x, h0 and h must share a dtype");
   const Tensor a = contiguous_on_device(a_in), x = contiguous_on_device(x_in);
   const Tensor h0 = contiguous_on_device(h0_in);
+  if (kernel_choice() == KernelChoice::fast && scan_fast_applies(B, steps, C)) {
+    return scan_fast(a, x, h0, h);
+  }
   const int device = h.device().index;
   cuda::visit_floating(h.dtype(), "scan", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -93,6 +99,9 @@ void scan_backward(const Tensor& a_in, const Tensor& h_in, const Tensor& h0_in, 
               "scan_backward: outputs must be contiguous on the cuda backend");
   const Tensor a = contiguous_on_device(a_in), h = contiguous_on_device(h_in);
   const Tensor h0 = contiguous_on_device(h0_in), dh = contiguous_on_device(dh_in);
+  if (kernel_choice() == KernelChoice::fast && scan_fast_applies(B, steps, C)) {
+    return scan_backward_fast(a, h, h0, dh, da, dx, dh0);
+  }
   const int device = h.device().index;
   cuda::visit_floating(h.dtype(), "scan_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;

@@ -22,6 +22,9 @@
 // *_lanes_kernel (inner > 1): one thread per line (outer index, inner index) walking its D
 //   elements, which lie `inner` apart; neighbouring threads read neighbouring addresses.
 // Accumulation is in the compute type (f32 for f32/bf16/f16, f64 for f64).
+// The fast cross-entropy (one pass with an online max, 16-byte loads) is
+// cuda/cross_entropy_fast.cu; cross_entropy() and cross_entropy_backward() call it when
+// kernel_choice() is fast.
 //
 // Targets outside [0, C) that are not ignore_index make the CPU backend throw; a kernel cannot
 // throw without a host synchronisation, so here such a row gets a NaN loss and NaN gradients
@@ -37,6 +40,8 @@
 #include "cuda/kernel_common.cuh"
 #include "cuda/ops.h"
 #include "cuda/rowops_common.cuh"
+#include "cuda/rowops_fast.cuh"
+#include "cuda/runtime.h"
 
 namespace mnemo::cuda {
 
@@ -347,6 +352,9 @@ void cross_entropy(const Tensor& logits_in, const Tensor& target_in, int64_t ign
   MNEMO_CHECK(lse.dtype() == stats_dtype(logits_in.dtype()), "cross_entropy: lse must be {}",
               stats_dtype(logits_in.dtype()));
   const Tensor logits = contiguous_on_device(logits_in), target = contiguous_on_device(target_in);
+  if (kernel_choice() == KernelChoice::fast) {
+    return cross_entropy_fast(logits, target, ignore_index, label_smoothing, loss, lse);
+  }
   const int device = logits.device().index;
   cuda::visit_floating(logits.dtype(), "cross_entropy", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -372,6 +380,10 @@ void cross_entropy_backward(const Tensor& logits_in, const Tensor& target_in, co
       logits_in.dtype());
   const Tensor logits = contiguous_on_device(logits_in), target = contiguous_on_device(target_in);
   const Tensor lse = contiguous_on_device(lse_in), dloss = contiguous_on_device(dloss_in);
+  if (kernel_choice() == KernelChoice::fast) {
+    return cross_entropy_backward_fast(logits, target, lse, dloss, ignore_index, label_smoothing,
+                                       dlogits);
+  }
   const int device = logits.device().index;
   cuda::visit_floating(logits.dtype(), "cross_entropy_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
