@@ -3,6 +3,7 @@
 #include <array>
 
 #include "core/cpu/cpu_backend.h"
+#include "core/profiler.h"
 
 namespace mnemo {
 
@@ -148,12 +149,14 @@ bool has_backend(DeviceType type) {
   return type == DeviceType::cpu || backend_table().at(size_t(type)) != nullptr;
 }
 
+// While the profiler is on (core/profiler.h), every op goes through its recording decorator;
+// otherwise this returns the real backend, at the cost of one relaxed atomic load.
 Backend& backend_for(Device device) {
-  if (device.is_cpu()) return cpu::backend();
-  Backend* backend = backend_table().at(size_t(device.type));
+  Backend* backend = device.is_cpu() ? &cpu::backend() : backend_table().at(size_t(device.type));
   MNEMO_CHECK(backend != nullptr,
               "device {}: this build has no CUDA backend (configure with -DMNEMO_CUDA=ON)",
               device);
+  if (profiler::enabled()) [[unlikely]] return profiler::wrap(*backend);
   return *backend;
 }
 
