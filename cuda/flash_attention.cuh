@@ -28,18 +28,17 @@ namespace mnemo::cuda {
 
 // Whether the flash kernels handle these arguments (see the header above). dout, when
 // defined, is checked too (backward); lse must be contiguous f32.
-bool flash_attention_applies(const Tensor& q, const Tensor& k, const Tensor& v,
-                             const Tensor& mask, const Tensor& out, const Tensor& lse,
-                             const Tensor& dout, bool backward);
+bool flash_attention_applies(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                             const Tensor& out, const Tensor& lse, const Tensor& dout,
+                             bool backward);
 
-void flash_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
-                             const Tensor& mask, bool causal, double scale, const Tensor& out,
-                             const Tensor& lse);
+void flash_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                             bool causal, double scale, const Tensor& out, const Tensor& lse);
 
-void flash_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
-                              const Tensor& mask, bool causal, double scale, const Tensor& out,
-                              const Tensor& lse, const Tensor& dout, const Tensor& dq,
-                              const Tensor& dk, const Tensor& dv);
+void flash_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                              bool causal, double scale, const Tensor& out, const Tensor& lse,
+                              const Tensor& dout, const Tensor& dq, const Tensor& dk,
+                              const Tensor& dv);
 
 // Shared-memory bytes the forward / backward kernels need for dtype and head dim D (0 when the
 // flash kernels do not handle them).
@@ -54,7 +53,7 @@ constexpr int kThreads = 32 * kWarps;
 // Problem sizes and per-call constants, passed by value to every kernel.
 struct Params {
   int64_t B, H, Hkv, Tq, Tk;
-  int64_t group;    // H / Hkv
+  int64_t group;  // H / Hkv
   bool causal;
   float scale;
   // Key-padding bias (in q's dtype): key_bias[b * bias_sb + j * bias_sj], or null.
@@ -83,10 +82,10 @@ struct FlashTile {
   // f32 at D = 128 and bf16/f16 backward at D = 128 would need more than the 227 KiB an H100
   // block may use with 64-row tiles.
   static constexpr int kTile = (D == 128 && (sizeof(T) == 4 || kBackward)) ? 32 : 64;
-  static constexpr int kLd = D + 8;          // a row of a Q, K, V, dO tile (elements of T)
-  static constexpr int kLdS = kTile + 4;     // a row of an f32 score tile
-  static constexpr int kLdP = kTile + 8;     // a row of a P or dS tile (elements of T)
-  static constexpr int kLdAcc = D + 4;       // a row of an f32 accumulator (O, dQ, dK, dV)
+  static constexpr int kLd = D + 8;       // a row of a Q, K, V, dO tile (elements of T)
+  static constexpr int kLdS = kTile + 4;  // a row of an f32 score tile
+  static constexpr int kLdP = kTile + 8;  // a row of a P or dS tile (elements of T)
+  static constexpr int kLdAcc = D + 4;    // a row of an f32 accumulator (O, dQ, dK, dV)
   static constexpr int kRowTile = kTile * kLd * int(sizeof(T));
   static constexpr int kScoreTile = kTile * kLdS * 4;
   static constexpr int kPTile = kTile * kLdP * int(sizeof(T));
@@ -94,7 +93,9 @@ struct FlashTile {
 };
 
 // Offsets are rounded up to 128 bytes so every buffer starts 32-byte aligned (wmma).
-__host__ __device__ constexpr int align128(int bytes) { return (bytes + 127) / 128 * 128; }
+__host__ __device__ constexpr int align128(int bytes) {
+  return (bytes + 127) / 128 * 128;
+}
 
 // Rows [row0, row0 + kRows) of a contiguous (rows, D) matrix `src` (rows total) into the
 // shared tile dst (leading dimension ld elements), zero past the end. 16-byte vector loads:
@@ -156,10 +157,8 @@ __device__ __forceinline__ void tile_mma(const T* A, int lda, const T* B, int ld
         wmma::fragment<wmma::matrix_b, 16, 16, 16, T, LayoutB> b;
         // Element (m, k) of a col-major A sits at A[k * lda + m]: the tile starts at
         // A + k0 * lda + m0. Likewise for B.
-        wmma::load_matrix_sync(a, kTransA ? A + k0 * lda + m0 : A + m0 * lda + k0,
-                               unsigned(lda));
-        wmma::load_matrix_sync(b, kTransB ? B + n0 * ldb + k0 : B + k0 * ldb + n0,
-                               unsigned(ldb));
+        wmma::load_matrix_sync(a, kTransA ? A + k0 * lda + m0 : A + m0 * lda + k0, unsigned(lda));
+        wmma::load_matrix_sync(b, kTransB ? B + n0 * ldb + k0 : B + k0 * ldb + n0, unsigned(ldb));
         wmma::mma_sync(c, a, b, c);
       }
       wmma::store_matrix_sync(C + m0 * ldc + n0, c, unsigned(ldc), wmma::mem_row_major);
@@ -168,7 +167,8 @@ __device__ __forceinline__ void tile_mma(const T* A, int lda, const T* B, int ld
 }
 
 __device__ __forceinline__ float warp_max(float x) {
-  for (int offset = 16; offset > 0; offset /= 2) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));
+  for (int offset = 16; offset > 0; offset /= 2)
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));
   return x;
 }
 __device__ __forceinline__ float warp_sum(float x) {

@@ -71,12 +71,12 @@ struct Smem {
 template <typename T, int D>
 __device__ Smem<T> smem_buffers(unsigned char* base) {
   using L = BackwardLayout<T, D>;
-  return {reinterpret_cast<T*>(base + L::kQ),      reinterpret_cast<T*>(base + L::kDO),
-          reinterpret_cast<T*>(base + L::kK),      reinterpret_cast<T*>(base + L::kV),
-          reinterpret_cast<T*>(base + L::kP),      reinterpret_cast<T*>(base + L::kDS),
-          reinterpret_cast<float*>(base + L::kS),  reinterpret_cast<float*>(base + L::kDP),
+  return {reinterpret_cast<T*>(base + L::kQ),        reinterpret_cast<T*>(base + L::kDO),
+          reinterpret_cast<T*>(base + L::kK),        reinterpret_cast<T*>(base + L::kV),
+          reinterpret_cast<T*>(base + L::kP),        reinterpret_cast<T*>(base + L::kDS),
+          reinterpret_cast<float*>(base + L::kS),    reinterpret_cast<float*>(base + L::kDP),
           reinterpret_cast<float*>(base + L::kAcc1), reinterpret_cast<float*>(base + L::kAcc2),
-          reinterpret_cast<float*>(base + L::kLse), reinterpret_cast<float*>(base + L::kDelta),
+          reinterpret_cast<float*>(base + L::kLse),  reinterpret_cast<float*>(base + L::kDelta),
           reinterpret_cast<float*>(base + L::kBias)};
 }
 
@@ -96,8 +96,8 @@ __device__ void load_query_tile(const Params& p, const Smem<T>& sm, const T* q, 
 
 // Keys [j0, j0 + kTile) of kv head (b, hk): K, V tiles and the key bias.
 template <typename T, int D>
-__device__ void load_key_tile(const Params& p, const Smem<T>& sm, const T* k, const T* v,
-                              int64_t b, int64_t hk, int64_t j0) {
+__device__ void load_key_tile(const Params& p, const Smem<T>& sm, const T* k, const T* v, int64_t b,
+                              int64_t hk, int64_t j0) {
   using Tile = FlashTile<T, D, true>;
   const int64_t kv = (b * p.Hkv + hk) * p.Tk * D;
   flash::load_rows<T, D, Tile::kTile, Tile::kLd>(sm.k, k + kv, j0, p.Tk);
@@ -141,14 +141,14 @@ __device__ void store_rows(T* dst, const float* acc, int64_t row0, int64_t rows)
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
-    flash_delta_kernel(int64_t rows, int D, const T* __restrict__ out,
-                       const T* __restrict__ dout, float* __restrict__ delta) {
+    flash_delta_kernel(int64_t rows, int D, const T* __restrict__ out, const T* __restrict__ dout,
+                       float* __restrict__ delta) {
   const int lane = int(threadIdx.x) % 32;
   for (int64_t row = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32; row < rows;
        row += int64_t(gridDim.x) * kWarps) {
     float sum = 0.f;
-    for (int d = lane; d < D; d += 32) sum += float(load(out + row * D + d)) *
-                                              float(load(dout + row * D + d));
+    for (int d = lane; d < D; d += 32)
+      sum += float(load(out + row * D + d)) * float(load(dout + row * D + d));
     sum = flash::warp_sum(sum);
     if (lane == 0) delta[row] = sum;
   }
@@ -179,8 +179,8 @@ __global__ void __launch_bounds__(kThreads)
     scores_and_grads<T, D, false>(p, sm, i0, j0);
     __syncthreads();
     // dQ (kTile x D) += dS (kTile x kTile keys) K (keys x D).
-    flash::tile_mma<T, false, false, kTile, D, kTile>(sm.ds, Tile::kLdP, sm.k, Tile::kLd,
-                                                      sm.acc1, Tile::kLdAcc, true);
+    flash::tile_mma<T, false, false, kTile, D, kTile>(sm.ds, Tile::kLdP, sm.k, Tile::kLd, sm.acc1,
+                                                      Tile::kLdAcc, true);
     __syncthreads();
   }
   store_rows<T, D>(dq + bh * p.Tq * D, sm.acc1, i0, p.Tq);
@@ -216,10 +216,10 @@ __global__ void __launch_bounds__(kThreads)
       scores_and_grads<T, D, true>(p, sm, i0, j0);
       __syncthreads();
       // dV (keys x D) += P^T dO;  dK (keys x D) += dS^T Q  (P, dS are (queries, keys)).
-      flash::tile_mma<T, true, false, kTile, D, kTile>(sm.p, Tile::kLdP, sm.dO, Tile::kLd,
-                                                       sm.acc2, Tile::kLdAcc, true);
-      flash::tile_mma<T, true, false, kTile, D, kTile>(sm.ds, Tile::kLdP, sm.q, Tile::kLd,
-                                                       sm.acc1, Tile::kLdAcc, true);
+      flash::tile_mma<T, true, false, kTile, D, kTile>(sm.p, Tile::kLdP, sm.dO, Tile::kLd, sm.acc2,
+                                                       Tile::kLdAcc, true);
+      flash::tile_mma<T, true, false, kTile, D, kTile>(sm.ds, Tile::kLdP, sm.q, Tile::kLd, sm.acc1,
+                                                       Tile::kLdAcc, true);
       __syncthreads();
     }
   }
@@ -254,9 +254,9 @@ void launch_backward(const Params& p, const Tensor& q, const Tensor& k, const Te
   const auto* deltap = static_cast<const float*>(delta.data_ptr());
   if (query_rows > 0) {
     const int64_t blocks = std::min<int64_t>((query_rows + kWarps - 1) / kWarps, 1 << 20);
-    flash_delta_kernel<T><<<unsigned(blocks), kThreads, 0, s>>>(
-        query_rows, D, static_cast<const T*>(out.data_ptr()), dop,
-        static_cast<float*>(delta.data_ptr()));
+    flash_delta_kernel<T>
+        <<<unsigned(blocks), kThreads, 0, s>>>(query_rows, D, static_cast<const T*>(out.data_ptr()),
+                                               dop, static_cast<float*>(delta.data_ptr()));
     MNEMO_CUDA_CHECK_LAUNCH("flash_delta_kernel");
     const int64_t dq_blocks = p.B * p.H * ((p.Tq + Tile::kTile - 1) / Tile::kTile);
     MNEMO_CHECK(dq_blocks <= int64_t(INT32_MAX), "attention_backward: grid too large");
@@ -289,10 +289,10 @@ int64_t flash_backward_smem_bytes(DType dtype, int64_t D) {
   }
 }
 
-void flash_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
-                              const Tensor& mask, bool causal, double scale, const Tensor& out,
-                              const Tensor& lse, const Tensor& dout, const Tensor& dq,
-                              const Tensor& dk, const Tensor& dv) {
+void flash_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                              bool causal, double scale, const Tensor& out, const Tensor& lse,
+                              const Tensor& dout, const Tensor& dq, const Tensor& dk,
+                              const Tensor& dv) {
   MNEMO_CHECK(lse.dtype() == DType::f32 && lse.is_contiguous(),
               "attention_backward: flash needs a contiguous f32 lse, got {}", lse.dtype());
   for (const Tensor* t : {&dq, &dk, &dv}) {
@@ -310,8 +310,7 @@ void flash_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
         case 64: return launch_backward<T, 64>(p, q, k, v, out, lse, dout, dq, dk, dv);
         case 128: return launch_backward<T, 128>(p, q, k, v, out, lse, dout, dq, dk, dv);
         default:
-          fail("attention_backward: flash kernels take head dims 32, 64, 128, got {}",
-               q.size(3));
+          fail("attention_backward: flash kernels take head dims 32, 64, 128, got {}", q.size(3));
       }
     }
   });

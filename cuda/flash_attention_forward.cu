@@ -201,9 +201,9 @@ int64_t flash_forward_smem_bytes(DType dtype, int64_t D) {
   }
 }
 
-bool flash_attention_applies(const Tensor& q, const Tensor& k, const Tensor& v,
-                             const Tensor& mask, const Tensor& out, const Tensor& lse,
-                             const Tensor& dout, bool backward) {
+bool flash_attention_applies(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                             const Tensor& out, const Tensor& lse, const Tensor& dout,
+                             bool backward) {
   const DType dtype = q.dtype();
   if (dtype != DType::f32 && dtype != DType::bf16 && dtype != DType::f16) return false;
   if (lse.dtype() != DType::f32 || !lse.is_contiguous()) return false;
@@ -215,8 +215,8 @@ bool flash_attention_applies(const Tensor& q, const Tensor& k, const Tensor& v,
     }
   }
   // A key-padding bias: the same value for every head and query row.
-  if (mask.defined() && !((mask.size(1) == 1 || mask.stride(1) == 0) &&
-                          (mask.size(2) == 1 || mask.stride(2) == 0))) {
+  if (mask.defined() &&
+      !((mask.size(1) == 1 || mask.stride(1) == 0) && (mask.size(2) == 1 || mask.stride(2) == 0))) {
     return false;
   }
   const int64_t bytes =
@@ -244,9 +244,8 @@ flash::Params flash_params(const Tensor& q, const Tensor& k, const Tensor& mask,
   return p;
 }
 
-void flash_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
-                             const Tensor& mask, bool causal, double scale, const Tensor& out,
-                             const Tensor& lse) {
+void flash_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                             bool causal, double scale, const Tensor& out, const Tensor& lse) {
   MNEMO_CHECK(lse.dtype() == DType::f32 && lse.is_contiguous(),
               "attention: flash needs a contiguous f32 lse, got {}", lse.dtype());
   const flash::Params p = flash_params(q, k, mask, causal, scale);

@@ -50,30 +50,30 @@ struct FlashCase {
 };
 
 const FlashCase kCases[] = {
-    {2, 4, 4, 65, 65, 32, true, false},    // D = 32, one row past a 64-row tile
-    {2, 4, 4, 63, 63, 32, false, false},   // one row short of a tile
-    {2, 4, 4, 65, 65, 64, true, false},    // D = 64
+    {2, 4, 4, 65, 65, 32, true, false},     // D = 32, one row past a 64-row tile
+    {2, 4, 4, 63, 63, 32, false, false},    // one row short of a tile
+    {2, 4, 4, 65, 65, 64, true, false},     // D = 64
     {1, 2, 2, 257, 257, 64, false, false},  // several tiles plus one row
-    {2, 4, 4, 65, 65, 128, true, false},   // D = 128 (32-row tiles)
+    {2, 4, 4, 65, 65, 128, true, false},    // D = 128 (32-row tiles)
     {1, 2, 2, 63, 63, 128, false, false},
     {1, 8, 2, 63, 63, 64, true, false},    // GQA: 4 query heads per kv head
     {1, 8, 2, 65, 65, 128, false, false},  // GQA, D = 128
     {2, 4, 2, 1, 300, 64, true, false},    // decoding: one query over a 300-key cache
     {1, 4, 4, 1, 300, 128, false, false},
-    {2, 4, 4, 77, 129, 64, true, false},   // cross lengths, keys prepended (causal offset 52)
+    {2, 4, 4, 77, 129, 64, true, false},  // cross lengths, keys prepended (causal offset 52)
     {1, 4, 2, 77, 129, 32, false, false},
-    {1, 2, 2, 129, 77, 64, true, false},   // Tq > Tk: the first 52 rows see no key
-    {1, 1, 1, 1, 1, 32, false, false},     // one of everything
-    {3, 4, 2, 65, 65, 64, true, true},     // key padding, causal: rows that see only padding
-    {3, 2, 2, 33, 70, 128, false, true},   // key padding, cross lengths, a fully padded batch
-    {3, 4, 4, 64, 64, 32, false, true},    // tile multiple, key padding
+    {1, 2, 2, 129, 77, 64, true, false},  // Tq > Tk: the first 52 rows see no key
+    {1, 1, 1, 1, 1, 32, false, false},    // one of everything
+    {3, 4, 2, 65, 65, 64, true, true},    // key padding, causal: rows that see only padding
+    {3, 2, 2, 33, 70, 128, false, true},  // key padding, cross lengths, a fully padded batch
+    {3, 4, 4, 64, 64, 32, false, true},   // tile multiple, key padding
 };
 
 std::string describe(const FlashCase& c) {
   return "B=" + std::to_string(c.B) + " H=" + std::to_string(c.H) +
          " Hkv=" + std::to_string(c.Hkv) + " Tq=" + std::to_string(c.Tq) +
-         " Tk=" + std::to_string(c.Tk) + " D=" + std::to_string(c.D) +
-         (c.causal ? " causal" : "") + (c.key_padding ? " key-padding" : "");
+         " Tk=" + std::to_string(c.Tk) + " D=" + std::to_string(c.D) + (c.causal ? " causal" : "") +
+         (c.key_padding ? " key-padding" : "");
 }
 
 // A key-padding bias (B, 1, 1, Tk): batch 0 a random bias in [-1, 1) with every fifth key
