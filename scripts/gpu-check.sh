@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # The whole GPU check in one command, for a machine with a GPU and no network (the device
 # machine of ../shared/GPU.md): build, every CUDA test, compute-sanitizer, a bitwise-repeat
-# training run, the GPU benchmarks; a short report.
+# training run, the GPU benchmarks, the kernel benchmarks (bench/kernels.cpp, issue 4); a short
+# report.
 #
 #   scripts/gpu-check.sh OUTDIR [--deps DIR] [--jobs N] [--quick]
 #
 #   --deps DIR   header-only dependencies (DIR/include/{eigen3,fmt,doctest,nlohmann,CLI}) for a
 #                machine without apt; default: .deps when it exists, else the system's
-#   --quick      skip compute-sanitizer and the benchmarks' PyTorch peer
+#   --quick      skip compute-sanitizer and the benchmarks' PyTorch peers
 #
 # Writes OUTDIR/report.md (a table), OUTDIR/results.json (commit, gpu, cuda_tests_pass,
-# sanitizer_errors, bitwise_repeat, benchmark figures) and OUTDIR/logs.tar.gz (each stage's
-# log). cuDNN and NCCL are looked for in the CUDA install and in the nvidia-* Python
-# wheels (PyTorch's). MPI is off. Exit status 0 only if the tests pass, the sanitizer finds
+# sanitizer_errors, bitwise_repeat, benchmark figures, `kernels`: the kernel benchmarks against
+# PyTorch, see bench/peer/kernels_torch.py --merge) and OUTDIR/logs.tar.gz (each stage's log,
+# with both kernel benchmarks' JSON lines). cuDNN and NCCL are looked for in the CUDA install
+# and in the nvidia-* Python wheels (PyTorch's). MPI is off. Exit status 0 only if the tests pass, the sanitizer finds
 # nothing and the repeated run is bitwise identical.
 set -uo pipefail
 
@@ -53,7 +55,7 @@ cmake_args=(-S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMNEMO_CUDA=ON -
 [[ -n $deps ]] && cmake_args+=(-DMNEMO_DEPS_DIR="$deps")
 build_ok=false
 if cmake "${cmake_args[@]}" > "$logs/configure.log" 2>&1 &&
-   ninja -C $build -j "$jobs" test_cuda mnemo bench_cuda > "$logs/build.log" 2>&1; then
+   ninja -C $build -j "$jobs" test_cuda mnemo bench_cuda kernels > "$logs/build.log" 2>&1; then
   build_ok=true
 fi
 tail -3 "$logs/build.log" 2>/dev/null || tail -20 "$logs/configure.log"
@@ -143,9 +145,27 @@ if $build_ok; then
   echo "peer:  $bench_peer"
 fi
 
+# ---- kernel benchmarks (issue 4): bench/kernels and its PyTorch peer on the same cases, merged
+# into results.json's `kernels` object. Each run stops starting cases after --max-seconds and
+# is killed by timeout after more; what it printed until then still counts. ----
+echo "{}" > "$logs/kernels.json"
+if $build_ok; then
+  stage "kernel benchmarks"
+  timeout 150 $build/bench/kernels --max-seconds 100 > "$logs/kernels.jsonl" 2> "$logs/kernels.log"
+  peer_lines=""
+  if [[ $quick == 0 ]]; then
+    timeout 120 python3 bench/peer/kernels_torch.py --max-seconds 75 \
+      > "$logs/kernels_torch.jsonl" 2> "$logs/kernels_torch.log"
+    peer_lines=$logs/kernels_torch.jsonl
+  fi
+  python3 bench/peer/kernels_torch.py --merge "$logs/kernels.jsonl" $peer_lines \
+    > "$logs/kernels.json" 2>> "$logs/kernels.log"
+  echo "kernels: $(head -c 600 "$logs/kernels.json")"
+fi
+
 # ---- report ----
 stage "report"
-python3 - "$out" <<PY
+python3 - "$out" "$logs/kernels.json" <<PY
 import json, sys
 out = sys.argv[1]
 def parse(text):
@@ -154,6 +174,10 @@ def parse(text):
     except Exception:
         return {"unparsed": text}
 train, peer = parse('''$bench_train'''), parse('''$bench_peer''')
+try:  # bench/peer/kernels_torch.py --merge: read from its file (its strings may hold escapes)
+    kernels = json.load(open(sys.argv[2]))
+except Exception as e:
+    kernels = {"unparsed": str(e)}
 ratio = None
 if isinstance(train.get("tokens_per_s"), (int, float)) and isinstance(peer.get("tokens_per_s"), (int, float)):
     ratio = round(train["tokens_per_s"] / peer["tokens_per_s"], 3)
@@ -162,7 +186,8 @@ results = {
     "cuda_tests_pass": "$tests_ok" == "true", "cuda_tests": "$cases_line",
     "sanitizer_errors": int("$sanitizer_errors"), "bitwise_repeat": "$bitwise" == "true",
     "bench_ops": parse('''$bench_ops'''), "bench_train": train, "bench_train_peer": peer,
-    "train_tokens_per_s_vs_pytorch": ratio, "seconds": $SECONDS - $start,
+    "train_tokens_per_s_vs_pytorch": ratio, "kernels": kernels,
+    "seconds": $SECONDS - $start,
 }
 json.dump(results, open(f"{out}/results.json", "w"), indent=2)
 rows = [("commit", results["commit"]), ("gpu", results["gpu"]),
@@ -174,6 +199,9 @@ rows = [("commit", results["commit"]), ("gpu", results["gpu"]),
         ("mnemo / PyTorch", ratio)]
 for k, v in results["bench_ops"].items() if isinstance(results["bench_ops"], dict) else []:
     rows.append((k, v))
+for k, v in results["kernels"].items() if isinstance(results["kernels"], dict) else []:
+    if k != "attention":  # the per-case table is in results.json
+        rows.append((f"kernels: {k}", v))
 rows.append(("seconds", results["seconds"]))
 with open(f"{out}/report.md", "w") as f:
     f.write("# mnemo GPU check\n\n| what | result |\n| --- | --- |\n")
