@@ -51,7 +51,7 @@ namespace mnemo::profiler {
 struct Options {
   std::string trace_path = "mnemo-profile.json";  // "" writes no trace
   bool print_summary = true;                      // to stderr at stop()
-  int64_t max_trace_events = 1'000'000;           // events kept for the trace
+  int64_t max_trace_events = 200'000;  // ops kept for the trace (~100 MB of JSON on a GPU)
 };
 
 // Options from the environment: MNEMO_PROFILE_OUT, MNEMO_PROFILE_MAX_EVENTS.

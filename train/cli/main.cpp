@@ -9,6 +9,10 @@
 //   mnemo bench train             the training step's speed, as JSON (train/lib/bench_train.h)
 //   mnemo demo-mlp [options]      train a small MLP on a generated spiral (train/lib/demo_mlp.h)
 //
+// `--profile` on any subcommand (or MNEMO_PROFILE=1) records every backend op and, when the
+// command ends, writes a Chrome trace and prints a per-op summary on stderr (core/profiler.h,
+// docs/profiling.md).
+//
 // This file only parses arguments (CLI11) and maps failures to exit codes; the work lives
 // in train/lib. Exit codes: 0 success; 2 bad input (a command-line error, or a mnemo::Error
 // raised by what the input asked for); 1 an internal error. Every error is one line on stderr.
@@ -19,6 +23,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/profiler.h"
 #include "core/cpu/parallel.h"
 #include "train/lib/bench_train.h"
 #include "train/lib/build_info.h"
@@ -192,6 +197,15 @@ int main(int argc, char** argv) {
   bench_train->add_option("--device", bench_options.device, "auto, cpu, cuda or cuda:N");
   add_threads_option(*bench_train, threads);
 
+  // --profile: accepted before the subcommand and on every (sub)subcommand.
+  bool profile = false;
+  for (CLI::App* command : {&app, version, demo, train, eval, sample, tokenize, tokenizer_train,
+                            bench_train}) {
+    command->add_flag("--profile", profile,
+                      "Profile every op: a Chrome trace (MNEMO_PROFILE_OUT, default "
+                      "mnemo-profile.json) and a summary on stderr");
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -207,6 +221,9 @@ int main(int argc, char** argv) {
   }
 
   try {
+    if (profile && !mnemo::profiler::enabled()) {
+      mnemo::profiler::start(mnemo::profiler::options_from_env());
+    }
     if (threads > 0) mnemo::set_num_threads(threads);
     if (*version) {
       std::cout << mnemo::version_report();
@@ -234,6 +251,9 @@ int main(int argc, char** argv) {
       demo_options.device = mnemo::Device::parse(device);
       mnemo::run_demo_mlp(demo_options, std::cout);
     }
+    // The report of a --profile or MNEMO_PROFILE=1 session (after a failure, the profiler's
+    // exit hook writes it).
+    if (mnemo::profiler::enabled()) mnemo::profiler::stop();
     return 0;
   } catch (const mnemo::Error& e) {
     print_error(e.what());
