@@ -145,7 +145,8 @@ Timing time_gpu(int sets, const std::function<void(int)>& fn) {
   }
   check(cudaEventDestroy(a), "cudaEventDestroy");
   check(cudaEventDestroy(b), "cudaEventDestroy");
-  const int reps = slow ? 3 : std::clamp(static_cast<int>(250.0 / std::max(estimate_ms, 1e-3f)), 5, 30);
+  const int reps =
+      slow ? 3 : std::clamp(static_cast<int>(250.0 / std::max(estimate_ms, 1e-3f)), 5, 30);
 
   std::vector<cudaEvent_t> events(2 * reps);
   for (cudaEvent_t& e : events) check(cudaEventCreate(&e), "cudaEventCreate");
@@ -184,7 +185,9 @@ Tensor random_gpu(const Shape& shape, DType dtype, double lo = -1, double hi = 1
   return core::to(uniform(shape, lo, hi, {DType::f32, kGpu}), dtype);
 }
 
-double dtype_bytes(DType dtype) { return static_cast<double>(dtype_size(dtype)); }
+double dtype_bytes(DType dtype) {
+  return static_cast<double>(dtype_size(dtype));
+}
 
 class Runner {
  public:
@@ -214,8 +217,13 @@ class Runner {
     }
   }
 
+  // --only NAME: a case runs if its name starts with NAME; a group (bench_* below) builds its
+  // inputs if its prefix ("rms_norm") starts with NAME or NAME starts with it.
   bool wanted(const std::string& name) const {
     return options_.only.empty() || name.rfind(options_.only, 0) == 0;
+  }
+  bool wanted_group(const std::string& prefix) const {
+    return wanted(prefix) || options_.only.rfind(prefix, 0) == 0;
   }
   bool out_of_time() const {
     return std::chrono::duration<double>(Clock::now() - start_).count() > options_.max_seconds;
@@ -269,7 +277,7 @@ void bench_attention(Runner& runner, const Peaks& peaks, Summary& summary) {
   for (int64_t T : {512, 1024, 2048, 4096, 8192}) {
     for (int64_t d : {64, 128}) {
       for (bool causal : {false, true}) {
-        if (!runner.wanted("attention")) return;
+        if (!runner.wanted_group("attention")) return;
         const int64_t B = tokens / T, H = width / d;
         const std::string what =
             fmt::format("bf16 B{} H{} T{} d{} {}", B, H, T, d, causal ? "causal" : "full");
@@ -318,8 +326,8 @@ void bench_attention(Runner& runner, const Peaks& peaks, Summary& summary) {
                   saved.push_back(core::attention(q[i], k[i], v[i], options));
                 }
                 return time_gpu(sets, [&](int i) {
-                  core::attention_backward(q[i], k[i], v[i], options, saved[i].out,
-                                           saved[i].lse, dout[i]);
+                  core::attention_backward(q[i], k[i], v[i], options, saved[i].out, saved[i].lse,
+                                           dout[i]);
                 });
               },
               rate(bwd_flops));
@@ -336,20 +344,34 @@ void bench_attention(Runner& runner, const Peaks& peaks, Summary& summary) {
 // ---- bandwidth-bound kernels ----
 // bytes_*: the least traffic of each op (s = element size of the data dtype; stats are f32).
 
-double bytes_rms_fwd(double N, double C, double s) { return 2 * N * C * s + C * s + 4 * N; }
-double bytes_rms_bwd(double N, double C, double s) { return 3 * N * C * s + 2 * C * s + 4 * N; }
-double bytes_xent_fwd(double N, double C, double s) { return N * C * s + N * (8 + s + 4); }
-double bytes_xent_bwd(double N, double C, double s) { return 2 * N * C * s + N * (8 + s + 4); }
-double bytes_scan_fwd(double n, double s) { return 3 * n * s; }
-double bytes_scan_bwd(double n, double s) { return 5 * n * s; }
-double bytes_adamw(double n, double s) { return n * (3 * s + 16); }  // p rw, g r, m v rw (f32)
+double bytes_rms_fwd(double N, double C, double s) {
+  return 2 * N * C * s + C * s + 4 * N;
+}
+double bytes_rms_bwd(double N, double C, double s) {
+  return 3 * N * C * s + 2 * C * s + 4 * N;
+}
+double bytes_xent_fwd(double N, double C, double s) {
+  return N * C * s + N * (8 + s + 4);
+}
+double bytes_xent_bwd(double N, double C, double s) {
+  return 2 * N * C * s + N * (8 + s + 4);
+}
+double bytes_scan_fwd(double n, double s) {
+  return 3 * n * s;
+}
+double bytes_scan_bwd(double n, double s) {
+  return 5 * n * s;
+}
+double bytes_adamw(double n, double s) {
+  return n * (3 * s + 16);
+}  // p rw, g r, m v rw (f32)
 
 // Runs one bandwidth case for each impl of `dtype` (fast; bf16 also reference) and adds the
 // fast one to the summary's byte and time totals.
 void bandwidth_case(Runner& runner, const Peaks& peaks, const std::string& name,
                     const std::string& what, DType dtype, double bytes,
-                    const std::function<void(int)>& fn, int sets, double* sum_bytes,
-                    double* sum_ms, int* parts) {
+                    const std::function<void(int)>& fn, int sets, double* sum_bytes, double* sum_ms,
+                    int* parts) {
   std::vector<std::pair<std::string, cuda::KernelChoice>> impls{{"fast", cuda::KernelChoice::fast}};
   if (runner.options().reference && dtype == DType::bf16) {
     impls.emplace_back("reference", cuda::KernelChoice::reference);
@@ -360,9 +382,7 @@ void bandwidth_case(Runner& runner, const Peaks& peaks, const std::string& name,
         name, what, impl, [&] { return time_gpu(sets, fn); },
         [&](Line& line, const Timing& t) {
           const double gbps = bytes / (t.ms * 1e-3) / 1e9;
-          line.num("gbps", gbps)
-              .num("pct_copy", 100 * gbps / peaks.copy_gbps)
-              .num("bytes", bytes);
+          line.num("gbps", gbps).num("pct_copy", 100 * gbps / peaks.copy_gbps).num("bytes", bytes);
         });
     if (t && impl == "fast" && sum_bytes != nullptr) {
       *sum_bytes += bytes;
@@ -376,7 +396,7 @@ void bench_rms_norm(Runner& runner, const Peaks& peaks, Summary& summary) {
   const int64_t N = 16384, C = 4096;
   const int sets = 3;
   for (DType dtype : {DType::f32, DType::bf16}) {
-    if (!runner.wanted("rms_norm")) return;
+    if (!runner.wanted_group("rms_norm")) return;
     const std::string what = fmt::format("{} {}x{}", dtype_name(dtype), N, C);
     const double s = dtype_bytes(dtype);
     const bool sum = dtype == DType::bf16;
@@ -389,8 +409,8 @@ void bench_rms_norm(Runner& runner, const Peaks& peaks, Summary& summary) {
     }
     bandwidth_case(
         runner, peaks, "rms_norm_fwd", what, dtype, bytes_rms_fwd(N, C, s),
-        [&](int i) { core::rms_norm(x[i], w[i], 1e-5); }, sets,
-        sum ? &summary.rms_bytes : nullptr, &summary.rms_ms, &summary.rms_parts);
+        [&](int i) { core::rms_norm(x[i], w[i], 1e-5); }, sets, sum ? &summary.rms_bytes : nullptr,
+        &summary.rms_ms, &summary.rms_parts);
     bandwidth_case(
         runner, peaks, "rms_norm_bwd", what, dtype, bytes_rms_bwd(N, C, s),
         [&](int i) { core::rms_norm_backward(x[i], w[i], rstd[i], dy[i]); }, sets,
@@ -402,7 +422,7 @@ void bench_cross_entropy(Runner& runner, const Peaks& peaks, Summary& summary) {
   const int64_t N = 16384, C = 50257;
   const int sets = 2;  // 3.3 GB of f32 logits a set
   for (DType dtype : {DType::f32, DType::bf16}) {
-    if (!runner.wanted("cross_entropy")) return;
+    if (!runner.wanted_group("cross_entropy")) return;
     const std::string what = fmt::format("{} {}x{}", dtype_name(dtype), N, C);
     const double s = dtype_bytes(dtype);
     const bool sum = dtype == DType::bf16;
@@ -419,8 +439,8 @@ void bench_cross_entropy(Runner& runner, const Peaks& peaks, Summary& summary) {
         sum ? &summary.xent_bytes : nullptr, &summary.xent_ms, &summary.xent_parts);
     bandwidth_case(
         runner, peaks, "cross_entropy_bwd", what, dtype, bytes_xent_bwd(N, C, s),
-        [&](int i) { core::cross_entropy_backward(logits[i], target[i], lse[i], dloss[i]); },
-        sets, sum ? &summary.xent_bytes : nullptr, &summary.xent_ms, &summary.xent_parts);
+        [&](int i) { core::cross_entropy_backward(logits[i], target[i], lse[i], dloss[i]); }, sets,
+        sum ? &summary.xent_bytes : nullptr, &summary.xent_ms, &summary.xent_parts);
   }
 }
 
@@ -428,7 +448,7 @@ void bench_scan(Runner& runner, const Peaks& peaks, Summary& summary) {
   const int64_t B = 8, T = 4096, C = 2048;
   const int sets = 3;
   for (DType dtype : {DType::f32, DType::bf16}) {
-    if (!runner.wanted("scan")) return;
+    if (!runner.wanted_group("scan")) return;
     const std::string what = fmt::format("{} B{} T{} C{}", dtype_name(dtype), B, T, C);
     const double s = dtype_bytes(dtype), n = double(B) * T * C;
     const bool sum = dtype == DType::bf16;
@@ -454,7 +474,7 @@ void bench_adamw(Runner& runner, const Peaks& peaks, Summary& summary) {
   const int64_t n = 100'000'000;
   const int sets = 2;  // 1.6 GB a set in f32
   for (DType dtype : {DType::f32, DType::bf16}) {
-    if (!runner.wanted("adamw")) return;
+    if (!runner.wanted_group("adamw")) return;
     const std::string what = fmt::format("{} n{}", dtype_name(dtype), n);
     std::vector<Tensor> param, grad, m, v;
     for (int i = 0; i < sets; ++i) {
@@ -469,8 +489,7 @@ void bench_adamw(Runner& runner, const Peaks& peaks, Summary& summary) {
     int parts = 0;
     bandwidth_case(
         runner, peaks, "adamw", what, dtype, bytes_adamw(double(n), dtype_bytes(dtype)),
-        [&](int i) { adamw_(param[i], grad[i], m[i], v[i], params); }, sets, &bytes, &ms,
-        &parts);
+        [&](int i) { adamw_(param[i], grad[i], m[i], v[i], params); }, sets, &bytes, &ms, &parts);
     if (dtype == DType::f32 && parts == 1) {
       summary.adamw_frac = bytes / (ms * 1e-3) / 1e9 / peaks.copy_gbps;
     }
@@ -509,8 +528,7 @@ int main(int argc, char** argv) {
     } else if (arg == "--no-reference") {
       options.reference = false;
     } else {
-      std::fprintf(stderr,
-                   "usage: kernels [--max-seconds S] [--only NAME] [--no-reference]\n");
+      std::fprintf(stderr, "usage: kernels [--max-seconds S] [--only NAME] [--no-reference]\n");
       return 2;
     }
   }
@@ -530,8 +548,10 @@ int main(int argc, char** argv) {
   // Each group on its own: an error while building one group's inputs (out of memory, a
   // kernel that throws) prints an error line and the next group runs.
   const std::vector<std::pair<const char*, void (*)(Runner&, const Peaks&, Summary&)>> groups{
-      {"attention", bench_attention},     {"rms_norm", bench_rms_norm},
-      {"cross_entropy", bench_cross_entropy}, {"scan", bench_scan},
+      {"attention", bench_attention},
+      {"rms_norm", bench_rms_norm},
+      {"cross_entropy", bench_cross_entropy},
+      {"scan", bench_scan},
       {"adamw", bench_adamw}};
   for (const auto& [name, bench] : groups) {
     try {
