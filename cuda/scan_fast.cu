@@ -99,7 +99,7 @@ __global__ void scan_summary_kernel(const T* a, const T* x, Compute<T>* chunk_a,
   for (int64_t id = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; id < n;
        id += int64_t(gridDim.x) * blockDim.x) {
     const ChunkIndex ix = chunk_index(id, K, C);
-    const int64_t t0 = ix.k * L, t1 = min(steps, t0 + L);
+    const int64_t t0 = ix.k * L, t1 = t0 + L < steps ? t0 + L : steps;
     A pa = 1, px = 0;
 #pragma unroll 4
     for (int64_t t = t0; t < t1; ++t) {
@@ -140,7 +140,7 @@ __global__ void scan_apply_kernel(const T* a, const T* x, const Compute<T>* carr
   for (int64_t id = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; id < n;
        id += int64_t(gridDim.x) * blockDim.x) {
     const ChunkIndex ix = chunk_index(id, K, C);
-    const int64_t t0 = ix.k * L, t1 = min(steps, t0 + L);
+    const int64_t t0 = ix.k * L, t1 = t0 + L < steps ? t0 + L : steps;
     A state = carry[id];
 #pragma unroll 4
     for (int64_t t = t0; t < t1; ++t) {
@@ -171,7 +171,7 @@ __global__ void scan_backward_summary_kernel(const T* a, const T* dh, Compute<T>
   for (int64_t id = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; id < n;
        id += int64_t(gridDim.x) * blockDim.x) {
     const ChunkIndex ix = chunk_index(id, K, C);
-    const int64_t t0 = ix.k * L, t1 = min(steps, t0 + L);
+    const int64_t t0 = ix.k * L, t1 = t0 + L < steps ? t0 + L : steps;
     A pa = 1, px = 0;
 #pragma unroll 4
     for (int64_t t = t1 - 1; t >= t0; --t) {
@@ -217,7 +217,7 @@ __global__ void scan_backward_apply_kernel(const T* a, const T* h, const T* h0, 
   for (int64_t id = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; id < n;
        id += int64_t(gridDim.x) * blockDim.x) {
     const ChunkIndex ix = chunk_index(id, K, C);
-    const int64_t t0 = ix.k * L, t1 = min(steps, t0 + L);
+    const int64_t t0 = ix.k * L, t1 = t0 + L < steps ? t0 + L : steps;
     A g = carry[id];
 #pragma unroll 4
     for (int64_t t = t1 - 1; t >= t0; --t) {
