@@ -362,9 +362,10 @@ double bytes_scan_fwd(double n, double s) {
 double bytes_scan_bwd(double n, double s) {
   return 5 * n * s;
 }
+// AdamW: the parameter read and written, the gradient read, both f32 moments read and written.
 double bytes_adamw(double n, double s) {
   return n * (3 * s + 16);
-}  // p rw, g r, m v rw (f32)
+}
 
 // Runs one bandwidth case for each impl of `dtype` (fast; bf16 also reference) and adds the
 // fast one to the summary's byte and time totals.
