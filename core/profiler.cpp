@@ -266,13 +266,12 @@ std::string summary_table(const Report& report) {
   const std::map<std::string, Peak> peaks = peaks_for(report);
   int64_t calls = 0;
   for (const OpSummary& op : report.ops) calls += op.calls;
-  std::string out = fmt::format(
-      "mnemo profile: {} op calls, {:.3f} ms of op time in {:.3f} ms wall{}\n", calls,
-      report.op_total_ms, report.wall_ms,
-      report.trace_path.empty() ? "" : "; trace: " + report.trace_path);
-  out += fmt::format("{:<24} {:>8} {:>8} {:>11} {:>7} {:>10} {:>9} {:>9} {:>7}\n", "op",
-                     "device", "calls", "total ms", "% time", "mean us", "GB/s", "TFLOP/s",
-                     "% peak");
+  std::string out =
+      fmt::format("mnemo profile: {} op calls, {:.3f} ms of op time in {:.3f} ms wall{}\n", calls,
+                  report.op_total_ms, report.wall_ms,
+                  report.trace_path.empty() ? "" : "; trace: " + report.trace_path);
+  out += fmt::format("{:<24} {:>8} {:>8} {:>11} {:>7} {:>10} {:>9} {:>9} {:>7}\n", "op", "device",
+                     "calls", "total ms", "% time", "mean us", "GB/s", "TFLOP/s", "% peak");
   for (const OpSummary& op : report.ops) {
     const double seconds = op.total_ms / 1000;
     const double gbps = seconds > 0 ? double(op.bytes) / seconds / 1e9 : 0;
@@ -285,18 +284,17 @@ std::string summary_table(const Report& report) {
     } else if (!op.has_flops && peak.gbps > 0) {
       pct_peak = 100 * gbps / peak.gbps;
     }
-    out += fmt::format(
-        "{:<24} {:>8} {:>8} {:>11.3f} {:>7.1f} {:>10.1f} {:>9.1f} {:>9} {:>7}\n", op.name,
-        op.device.str(), op.calls, op.total_ms,
-        report.op_total_ms > 0 ? 100 * op.total_ms / report.op_total_ms : 0.0,
-        1000 * op.total_ms / double(op.calls), gbps,
-        op.has_flops ? fmt::format("{:.3f}", tflops) : std::string("-"),
-        pct_peak >= 0 ? fmt::format("{:.1f}", pct_peak) : std::string("-"));
+    out += fmt::format("{:<24} {:>8} {:>8} {:>11.3f} {:>7.1f} {:>10.1f} {:>9.1f} {:>9} {:>7}\n",
+                       op.name, op.device.str(), op.calls, op.total_ms,
+                       report.op_total_ms > 0 ? 100 * op.total_ms / report.op_total_ms : 0.0,
+                       1000 * op.total_ms / double(op.calls), gbps,
+                       op.has_flops ? fmt::format("{:.3f}", tflops) : std::string("-"),
+                       pct_peak >= 0 ? fmt::format("{:.1f}", pct_peak) : std::string("-"));
   }
   for (const auto& [device, peak] : peaks) {
     if (peak.gbps > 0 || peak.tflops > 0) {
-      out += fmt::format("peak of {}: {:.1f} GB/s, {:.1f} TFLOP/s\n", device, peak.gbps,
-                         peak.tflops);
+      out +=
+          fmt::format("peak of {}: {:.1f} GB/s, {:.1f} TFLOP/s\n", device, peak.gbps, peak.tflops);
     }
   }
   if (report.dropped_events > 0) {
@@ -362,7 +360,9 @@ ScopedRange::~ScopedRange() {
 
 namespace detail {
 
-bool inside_op() { return t_depth > 0; }
+bool inside_op() {
+  return t_depth > 0;
+}
 
 // The destructor undoes exactly this, so nothing here may throw after ++t_depth.
 OpCall::OpCall(OpRecord record) : record_(std::move(record)) {

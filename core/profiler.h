@@ -59,17 +59,17 @@ Options options_from_env();
 
 // One recorded op call. Times are microseconds since the profiler started.
 struct OpRecord {
-  std::string name;       // "matmul", "exp", "add", "sum", "softmax", "copy_h2d" ...
-  std::string category;   // the Backend method family: "unary", "binary", "matmul" ...
-  Device device;          // where it ran (the GPU side of a host-device copy)
-  DType dtype = DType::f32;         // of its first tensor
-  std::vector<Shape> shapes;        // its tensors, inputs first then outputs
-  int thread = 0;                   // host thread, numbered in order of first op
+  std::string name;           // "matmul", "exp", "add", "sum", "softmax", "copy_h2d" ...
+  std::string category;       // the Backend method family: "unary", "binary", "matmul" ...
+  Device device;              // where it ran (the GPU side of a host-device copy)
+  DType dtype = DType::f32;   // of its first tensor
+  std::vector<Shape> shapes;  // its tensors, inputs first then outputs
+  int thread = 0;             // host thread, numbered in order of first op
   double host_start_us = 0, host_dur_us = 0;  // the call on the host
-  double start_us = 0, dur_us = 0;  // the op's own time: host interval on the CPU, device
-                                    // interval on a GPU
-  int64_t bytes = 0;                // read + written
-  int64_t flops = -1;               // -1: no formula
+  double start_us = 0, dur_us = 0;            // the op's own time: host interval on the CPU, device
+                                              // interval on a GPU
+  int64_t bytes = 0;                          // read + written
+  int64_t flops = -1;                         // -1: no formula
 };
 
 // Per (op, device) totals.
@@ -79,18 +79,18 @@ struct OpSummary {
   int64_t calls = 0;
   double total_ms = 0;
   int64_t bytes = 0;
-  int64_t flops = 0;      // of the calls with a formula
+  int64_t flops = 0;  // of the calls with a formula
   bool has_flops = false;
 };
 
 // What one profiling session produced.
 struct Report {
-  std::vector<OpRecord> events;   // in order of issue, at most max_trace_events
-  int64_t dropped_events = 0;     // recorded in the summary but not kept for the trace
-  std::vector<OpSummary> ops;     // sorted by total time, largest first
-  double op_total_ms = 0;         // sum over ops
-  double wall_ms = 0;             // start() to stop()
-  std::string trace_path;         // "" if no trace was written
+  std::vector<OpRecord> events;  // in order of issue, at most max_trace_events
+  int64_t dropped_events = 0;    // recorded in the summary but not kept for the trace
+  std::vector<OpSummary> ops;    // sorted by total time, largest first
+  double op_total_ms = 0;        // sum over ops
+  double wall_ms = 0;            // start() to stop()
+  std::string trace_path;        // "" if no trace was written
 };
 
 // The peak rates the summary compares against (0 = unknown).
@@ -106,7 +106,9 @@ void start(const Options& options = {});
 Report stop();
 // Whether a session is running. Inline so that dispatch pays one relaxed load.
 extern std::atomic<bool> g_enabled;
-inline bool enabled() { return g_enabled.load(std::memory_order_relaxed); }
+inline bool enabled() {
+  return g_enabled.load(std::memory_order_relaxed);
+}
 
 // The summary table and the trace JSON of a report (what stop() prints and writes).
 std::string summary_table(const Report& report);

@@ -58,10 +58,10 @@ class ProfilingBackend final : public Backend {
   void synchronize(Device device) override { inner_.synchronize(device); }
 
   void copy(const Tensor& src, const Tensor& dst) override {
-    const bool h2d = src.device().is_cpu() && !dst.device().is_cpu();
-    const bool d2h = !src.device().is_cpu() && dst.device().is_cpu();
-    run(h2d ? "copy_h2d" : d2h ? "copy_d2h" : "copy", "memory", {&src}, {&dst}, -1,
-        [&] { inner_.copy(src, dst); });
+    std::string_view name = "copy";
+    if (src.device().is_cpu() && !dst.device().is_cpu()) name = "copy_h2d";
+    if (!src.device().is_cpu() && dst.device().is_cpu()) name = "copy_d2h";
+    run(name, "memory", {&src}, {&dst}, -1, [&] { inner_.copy(src, dst); });
   }
   void fill(const Tensor& dst, double value) override {
     run("fill", "memory", {}, {&dst}, -1, [&] { inner_.fill(dst, value); });
@@ -103,27 +103,26 @@ class ProfilingBackend final : public Backend {
         [&] { inner_.matmul(a, b, out); });
   }
 
-  void index_select(const Tensor& x, int64_t dim, const Tensor& index,
-                    const Tensor& out) override {
-    run("index_select", "index", {&x, &index}, {&out}, -1,
-        [&] { inner_.index_select(x, dim, index, out); },
-        view_bytes(index) + 2 * view_bytes(out));
+  void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) override {
+    run(
+        "index_select", "index", {&x, &index}, {&out}, -1,
+        [&] { inner_.index_select(x, dim, index, out); }, view_bytes(index) + 2 * view_bytes(out));
   }
-  void index_add(const Tensor& out, int64_t dim, const Tensor& index,
-                 const Tensor& src) override {
-    run("index_add", "index", {&out, &index, &src}, {&out}, -1,
-        [&] { inner_.index_add(out, dim, index, src); },
-        view_bytes(index) + 3 * view_bytes(src));
+  void index_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) override {
+    run(
+        "index_add", "index", {&out, &index, &src}, {&out}, -1,
+        [&] { inner_.index_add(out, dim, index, src); }, view_bytes(index) + 3 * view_bytes(src));
   }
   void gather(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) override {
-    run("gather", "index", {&x, &index}, {&out}, -1, [&] { inner_.gather(x, dim, index, out); },
+    run(
+        "gather", "index", {&x, &index}, {&out}, -1, [&] { inner_.gather(x, dim, index, out); },
         view_bytes(index) + 2 * view_bytes(out));
   }
   void scatter_add(const Tensor& out, int64_t dim, const Tensor& index,
                    const Tensor& src) override {
-    run("scatter_add", "index", {&out, &index, &src}, {&out}, -1,
-        [&] { inner_.scatter_add(out, dim, index, src); },
-        view_bytes(index) + 3 * view_bytes(src));
+    run(
+        "scatter_add", "index", {&out, &index, &src}, {&out}, -1,
+        [&] { inner_.scatter_add(out, dim, index, src); }, view_bytes(index) + 3 * view_bytes(src));
   }
 
   void softmax(const Tensor& x, int64_t dim, bool log, const Tensor& out) override {
@@ -166,11 +165,11 @@ class ProfilingBackend final : public Backend {
   void layer_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& mean,
                            const Tensor& rstd, const Tensor& dy, const Tensor& dx,
                            const Tensor& dweight, const Tensor& dbias) override {
-    run("layer_norm_backward", "nn", {&x, &weight, &mean, &rstd, &dy}, {&dx, &dweight, &dbias},
-        -1, [&] { inner_.layer_norm_backward(x, weight, mean, rstd, dy, dx, dweight, dbias); });
+    run("layer_norm_backward", "nn", {&x, &weight, &mean, &rstd, &dy}, {&dx, &dweight, &dbias}, -1,
+        [&] { inner_.layer_norm_backward(x, weight, mean, rstd, dy, dx, dweight, dbias); });
   }
-  void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
-                 bool causal, double scale, const Tensor& out, const Tensor& lse) override {
+  void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, bool causal,
+                 double scale, const Tensor& out, const Tensor& lse) override {
     run("attention", "attention", {&q, &k, &v, &mask}, {&out, &lse},
         attention_flops(q, k, v, causal, 1, 1),
         [&] { inner_.attention(q, k, v, mask, causal, scale, out, lse); });
@@ -179,8 +178,8 @@ class ProfilingBackend final : public Backend {
                           bool causal, double scale, const Tensor& out, const Tensor& lse,
                           const Tensor& dout, const Tensor& dq, const Tensor& dk,
                           const Tensor& dv) override {
-    run("attention_backward", "attention", {&q, &k, &v, &mask, &out, &lse, &dout},
-        {&dq, &dk, &dv}, attention_flops(q, k, v, causal, 3, 2), [&] {
+    run("attention_backward", "attention", {&q, &k, &v, &mask, &out, &lse, &dout}, {&dq, &dk, &dv},
+        attention_flops(q, k, v, causal, 3, 2), [&] {
           inner_.attention_backward(q, k, v, mask, causal, scale, out, lse, dout, dq, dk, dv);
         });
   }
@@ -216,8 +215,7 @@ class ProfilingBackend final : public Backend {
   template <class F>
   void run(std::string_view name, std::string_view category,
            std::initializer_list<const Tensor*> inputs,
-           std::initializer_list<const Tensor*> outputs, int64_t flops, F&& f,
-           int64_t bytes = -1) {
+           std::initializer_list<const Tensor*> outputs, int64_t flops, F&& f, int64_t bytes = -1) {
     if (detail::inside_op()) {
       f();
       return;

@@ -73,9 +73,9 @@ TEST_CASE("profiler: off, dispatch returns the real backend") {
   profiler::start(quiet_options());
   Backend& wrapped = backend_for(Device::cpu());
   CHECK(&wrapped != static_cast<Backend*>(&cpu::backend()));
-  CHECK(wrapped.name() == "cpu");                   // the decorator forwards name()
-  CHECK(&profiler::wrap(wrapped) == &wrapped);      // never wraps twice
-  CHECK(&backend_for(Device::cpu()) == &wrapped);   // one decorator per backend
+  CHECK(wrapped.name() == "cpu");                  // the decorator forwards name()
+  CHECK(&profiler::wrap(wrapped) == &wrapped);     // never wraps twice
+  CHECK(&backend_for(Device::cpu()) == &wrapped);  // one decorator per backend
   profiler::stop();
   CHECK(&backend_for(Device::cpu()) == static_cast<Backend*>(&cpu::backend()));
 }
@@ -86,9 +86,9 @@ TEST_CASE("profiler: a matmul and softmax sequence records names, shapes, bytes 
   Tensor xb = core::reshape(arange(24, {DType::f32}), {2, 4, 3});
 
   profiler::start(quiet_options());
-  Tensor y = core::matmul(x, w);        // (4, 5)
-  Tensor p = core::softmax(y, -1);      // (4, 5)
-  Tensor yb = core::matmul(xb, w);      // (2, 4, 5): w broadcast over the batch (stride 0)
+  Tensor y = core::matmul(x, w);    // (4, 5)
+  Tensor p = core::softmax(y, -1);  // (4, 5)
+  Tensor yb = core::matmul(xb, w);  // (2, 4, 5): w broadcast over the batch (stride 0)
   Tensor q = core::softmax(core::matmul(x, w), -1);
   profiler::Report report = profiler::stop();
 
@@ -157,7 +157,7 @@ TEST_CASE("profiler: attention FLOPs count the visible query-key pairs") {
     REQUIRE(f != nullptr);
     REQUIRE(b != nullptr);
     CHECK(f->calls == 1);
-    CHECK(f->flops == 2 * B * H * pairs * (D + Dv));       // QK^T and PV
+    CHECK(f->flops == 2 * B * H * pairs * (D + Dv));          // QK^T and PV
     CHECK(b->flops == 2 * B * H * pairs * (3 * D + 2 * Dv));  // 2.5x forward when Dv == D
   }
   CHECK(causal_pairs(5, 7) == 3 + 4 + 5 + 6 + 7);
@@ -266,13 +266,13 @@ TEST_CASE("profiler: device ops take their time from the device timer, nested ca
 
   Tensor host = arange(6, {DType::f32});
   profiler::start(quiet_options());
-  timer.base_us = std::chrono::duration<double, std::micro>(
-                      std::chrono::steady_clock::now().time_since_epoch())
-                      .count();
-  Tensor on_device = core::to(host, gpu);             // copy_h2d (its CPU copy nested)
+  timer.base_us =
+      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch())
+          .count();
+  Tensor on_device = core::to(host, gpu);                // copy_h2d (its CPU copy nested)
   Tensor filled = full({2, 3}, 2.0, {DType::f32, gpu});  // fill
-  Tensor back = core::to(on_device, Device::cpu());   // copy_d2h
-  CHECK(timer.depth == 0);                            // every range closed
+  Tensor back = core::to(on_device, Device::cpu());      // copy_d2h
+  CHECK(timer.depth == 0);                               // every range closed
   profiler::Report report = profiler::stop();
   // The timer's measured peak (1 GB/s) is the device's peak in the table.
   const std::string table = profiler::summary_table(report);
