@@ -14,8 +14,8 @@
 # sanitizer_errors, bitwise_repeat, benchmark figures, `kernels`: the kernel benchmarks against
 # PyTorch, see bench/peer/kernels_torch.py --merge) and OUTDIR/logs.tar.gz (each stage's log,
 # with both kernel benchmarks' JSON lines). cuDNN and NCCL are looked for in the CUDA install
-# and in the nvidia-* Python wheels (PyTorch's). MPI is off. Exit status 0 only if the tests pass, the sanitizer finds
-# nothing and the repeated run is bitwise identical.
+# and in the nvidia-* Python wheels (PyTorch's). MPI is off. Exit status 0 only if the tests
+# pass, the sanitizer finds nothing and the repeated run is bitwise identical.
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

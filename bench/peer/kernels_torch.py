@@ -119,11 +119,14 @@ def merge(mnemo_path, torch_path):
         total_ms = sum(p["ms"] for p in parts)
         return r(sum(p["bytes"] for p in parts) / (total_ms * 1e-3) / 1e9 / copy), total_ms
 
-    out = {"copy_gbps": peak(mnemo, "copy_gbps"), "gemm_bf16_tflops": peak(mnemo, "gemm_bf16_tflops")}
+    out = {"copy_gbps": peak(mnemo, "copy_gbps"),
+           "gemm_bf16_tflops": peak(mnemo, "gemm_bf16_tflops")}
     tc = TARGET_ATTENTION
-    out["attn_fwd_vs_torch"] = ratio(ms(t, "attention_fwd", tc, "torch"), ms(m, "attention_fwd", tc, "fast"))
-    out["attn_bwd_vs_torch"] = ratio(ms(t, "attention_bwd", tc, "torch"), ms(m, "attention_bwd", tc, "fast"))
-    cases = {"rmsnorm": ("rms_norm", "bf16 16384x4096"), "xent": ("cross_entropy", "bf16 16384x50257"),
+    for d in ("fwd", "bwd"):
+        name = f"attention_{d}"
+        out[f"attn_{d}_vs_torch"] = ratio(ms(t, name, tc, "torch"), ms(m, name, tc, "fast"))
+    cases = {"rmsnorm": ("rms_norm", "bf16 16384x4096"),
+             "xent": ("cross_entropy", "bf16 16384x50257"),
              "scan": ("scan", "bf16 B8 T4096 C2048")}
     for key, (name, case) in cases.items():
         names = (f"{name}_fwd", f"{name}_bwd")
@@ -191,8 +194,8 @@ def main():
 
         def timed(reps):
             if cuda:
-                events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-                          for _ in range(reps)]
+                events = [(torch.cuda.Event(enable_timing=True),
+                           torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
                 for r, (a, b) in enumerate(events):
                     a.record()
                     fn(r % sets)
@@ -273,8 +276,9 @@ def main():
         flash_only = contextlib.nullcontext
 
     tokens, width, sets = (256, 128, 2) if small else (16384, 2048, 3)
-    attention_shapes = [(T, d, causal) for T in ((64, 128) if small else (512, 1024, 2048, 4096, 8192))
-                        for d in (64, 128) for causal in (False, True)]
+    lengths = (64, 128) if small else (512, 1024, 2048, 4096, 8192)
+    attention_shapes = [(T, d, causal)
+                        for T in lengths for d in (64, 128) for causal in (False, True)]
     for T, d, causal in attention_shapes if wanted("attention") else []:
         B, H = tokens // T, width // d
         case = f"bf16 B{B} H{H} T{T} d{d} {'causal' if causal else 'full'}"
