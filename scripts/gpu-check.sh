@@ -86,6 +86,8 @@ if $build_ok && [[ $quick == 0 ]] && command -v compute-sanitizer > /dev/null; t
   racecheck_cases+=",cuda: rms_norm_backward*,cuda: layer_norm_backward*,cuda: long reductions*"
   racecheck_cases+=",cuda: cumsum*,cuda: index_add*,cuda: attention forward and backward match*"
   racecheck_cases+=",cuda: multinomial equals*,cuda: scan and scan_backward*"
+  racecheck_cases+=",cuda: flash attention matches*,cuda: fast scan*,cuda: fast rms_norm*"
+  racecheck_cases+=",cuda: fast cross_entropy forward*"
   timeout 240 compute-sanitizer --tool racecheck --error-exitcode 0 --print-limit 20 \
     $build/tests/test_cuda --test-case="$racecheck_cases" > "$logs/racecheck.log" 2>&1
   # memcheck ends with "ERROR SUMMARY: N errors", racecheck with "RACECHECK SUMMARY: H

@@ -17,6 +17,7 @@
 #include "autograd/ops.h"
 #include "core/cpu/parallel.h"
 #include "core/error.h"
+#include "core/profiler.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
 #include "optim/param_groups.h"
@@ -468,7 +469,10 @@ class Run {
     while (step_ < t.steps) {
       const double lr = schedule_.at(step_);
       const auto start = Clock::now();
-      const auto [loss, norm] = train_step(lr);
+      const auto [loss, norm] = [&] {
+        profiler::ScopedRange range(fmt::format("step {}", step_ + 1));  // trace and Nsight
+        return train_step(lr);
+      }();
       const double seconds = seconds_since(start);
       ++step_;
       tokens_seen_ += tokens_per_step;
