@@ -25,6 +25,7 @@ using cuda::KernelChoiceGuard;
 using cuda_test::fresh_seed;
 using cuda_test::random_cpu;
 using cuda_test::rel_error;
+using cuda_test::scaled_error;
 using cuda_test::to_gpu;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -124,13 +125,20 @@ Results run(const Inputs& in, bool causal, bool gpu, const core::AttentionOutput
   return r;
 }
 
-void check_close(const Results& got, const Results& want, DType dtype, const char* what) {
+// single_key: every query row sees exactly one key (Tk = 1). Then P = 1 and dS = P (dP -
+// delta) = dO.v - dO.O = 0 in exact arithmetic, so dq and dk hold only rounding noise and
+// their error is measured against the size of the terms (q, k, dO, v are O(1)), not against
+// themselves (found on the H100: the CPU's noise is ~1e-8, the GPU's exactly 0).
+void check_close(const Results& got, const Results& want, DType dtype, const char* what,
+                 bool single_key) {
   INFO(what);
   const double b = bound(dtype);
   const double out_error = rel_error(got.fwd.out, want.fwd.out);
   const double lse_error = rel_error(got.fwd.lse, want.fwd.lse);  // -inf rows must match
-  const double dq_error = rel_error(got.grads.dq, want.grads.dq);
-  const double dk_error = rel_error(got.grads.dk, want.grads.dk);
+  const double dq_error = single_key ? scaled_error(got.grads.dq, want.grads.dq, 1.0)
+                                     : rel_error(got.grads.dq, want.grads.dq);
+  const double dk_error = single_key ? scaled_error(got.grads.dk, want.grads.dk, 1.0)
+                                     : rel_error(got.grads.dk, want.grads.dk);
   const double dv_error = rel_error(got.grads.dv, want.grads.dv);
   CAPTURE(out_error);
   CAPTURE(lse_error);
@@ -164,8 +172,8 @@ TEST_CASE("cuda: flash attention matches the CPU and the reference kernels") {
         KernelChoiceGuard guard(KernelChoice::reference);
         reference = run(in, c.causal, true, &cpu.fwd);
       }
-      check_close(fast, cpu, dtype, "flash vs CPU");
-      check_close(fast, reference, dtype, "flash vs reference kernels");
+      check_close(fast, cpu, dtype, "flash vs CPU", c.Tk == 1);
+      check_close(fast, reference, dtype, "flash vs reference kernels", c.Tk == 1);
     }
   }
 }
