@@ -112,6 +112,19 @@ if(MNEMO_HAVE_CUDA)
   endif()
 endif()
 
+# ---- faiss: approximate nearest-neighbour search for large kNN memories (optional; the
+# exact search needs nothing). Debian: libfaiss-dev. ----
+set(MNEMO_FAISS "AUTO" CACHE STRING "Use faiss for approximate kNN search: AUTO, ON, OFF")
+set(MNEMO_HAVE_FAISS OFF)
+if(NOT MNEMO_FAISS STREQUAL "OFF")
+  find_package(faiss QUIET)
+  if(TARGET faiss)
+    set(MNEMO_HAVE_FAISS ON)
+  elseif(MNEMO_FAISS STREQUAL "ON")
+    message(FATAL_ERROR "mnemo: MNEMO_FAISS=ON but faiss was not found (apt-get install libfaiss-dev)")
+  endif()
+endif()
+
 # ---- MPI ----
 set(MNEMO_HAVE_MPI OFF)
 if(NOT MNEMO_MPI STREQUAL "OFF")

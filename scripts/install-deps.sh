@@ -17,6 +17,7 @@ packages=(
   libcli11-dev                        # the mnemo command line
   libopenmpi-dev openmpi-bin          # data-parallel training across processes
   fortunes                            # the default training corpus (plain-text fortunes)
+  libfaiss-dev                        # approximate kNN search (Memorizing Transformer memory)
 )
 
 missing=()
