@@ -1,0 +1,64 @@
+// The two layers of Memformer (Wu et al., 2020; memformer.h has the model): the decoder block
+// that reads the memory slots, and the writer that updates them after a segment.
+//
+// MemformerBlock, a pre-norm Llama block with a cross-attention to the memory between the
+// self-attention and the feed-forward. x (B, T, C), memory m (B, K, C) already normalised:
+//   h = x + self_attn(input_layernorm(x))              causal, RoPE, within the segment
+//   h = h + cross_attn(cross_attn_layernorm(h), m)     every token sees every slot, no positions
+//   y = h + mlp(post_attention_layernorm(h))           SwiGLU
+//
+// MemoryWriter, slot-wise attention over [memory; segment], a GRU and a residual feed-forward.
+// m (B, K, C) the slots before the segment, h (B, T, C) the segment's final hidden states:
+//   z  = [slot_norm(m); token_norm(h)]                 (B, K + T, C)
+//   u  = attend(q = slot_norm(m), keys/values = z, bias)  (B, K, C), H heads of size C / H;
+//        bias[i, j] = 0 where j == i (the slot itself) or j >= K (a token), -inf otherwise,
+//        so slot i reads itself and the tokens, never another slot
+//   g  = GRUCell(x = u, h = m)                         row by row over the B * K slots
+//   m' = g + ff(ff_norm(g))                            SwiGLU
+// The slots start the segment unnormalised (the GRU gates against the raw previous value);
+// every read goes through a norm.
+#pragma once
+
+#include <memory>
+
+#include "nn/attention.h"
+#include "nn/gru.h"
+#include "nn/mlp.h"
+#include "nn/norm.h"
+
+namespace mnemo::memory {
+
+class MemformerBlock : public nn::Module {
+ public:
+  MemformerBlock(int64_t hidden_size, int64_t num_heads, int64_t num_kv_heads,
+                 int64_t intermediate_size, double rms_norm_eps, Generator* gen, double init_std);
+  // x (B, T, C), rope tables for T positions, memory (B, K, C) normalised -> (B, T, C)
+  Tensor forward(const Tensor& x, const nn::RopeTables& rope, const Tensor& memory) const;
+
+  std::shared_ptr<nn::RMSNorm> input_layernorm;
+  std::shared_ptr<nn::CausalSelfAttention> self_attn;
+  std::shared_ptr<nn::RMSNorm> cross_attn_layernorm;
+  std::shared_ptr<nn::CrossAttention> cross_attn;
+  std::shared_ptr<nn::RMSNorm> post_attention_layernorm;
+  std::shared_ptr<nn::SwiGLU> mlp;
+};
+
+class MemoryWriter : public nn::Module {
+ public:
+  MemoryWriter(int64_t hidden_size, int64_t num_heads, int64_t ff_size, double rms_norm_eps,
+               Generator* gen, double init_std);
+  // memory (B, K, C) before the segment, hidden (B, T, C) -> memory after it (B, K, C)
+  Tensor forward(const Tensor& memory, const Tensor& hidden) const;
+  // The additive bias (1, 1, K, K + T) in `like`'s dtype and device (see the header).
+  static Tensor slot_bias(int64_t K, int64_t T, const Tensor& like);
+
+  int64_t hidden_size;
+  std::shared_ptr<nn::RMSNorm> slot_norm;
+  std::shared_ptr<nn::RMSNorm> token_norm;
+  std::shared_ptr<nn::CrossAttention> attn;
+  std::shared_ptr<nn::GRUCell> gru;
+  std::shared_ptr<nn::RMSNorm> ff_norm;
+  std::shared_ptr<nn::SwiGLU> ff;
+};
+
+}  // namespace mnemo::memory
