@@ -1,0 +1,168 @@
+// KnnAttention and MemorizingBlock (memorizing_attention.h).
+#include "memory/memorizing_attention.h"
+
+#include <cmath>
+#include <limits>
+
+#include "autograd/ops.h"
+#include "core/error.h"
+#include "nn/fused_linear.h"
+
+namespace mnemo::memory {
+
+MemoryGate parse_memory_gate(const std::string& name, const std::string& key) {
+  if (name == "sigmoid") return MemoryGate::sigmoid;
+  if (name == "joint") return MemoryGate::joint;
+  fail("memorizing: {} must be \"sigmoid\" or \"joint\", got \"{}\"", key, name);
+}
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// (B, H, T, D) -> (B*T, H*D)
+Tensor from_heads(const Tensor& o) {
+  const int64_t B = o.size(0), H = o.size(1), T = o.size(2), D = o.size(3);
+  return reshape(permute(o, {0, 2, 1, 3}), {B * T, H * D});
+}
+
+// kv (B, Hkv, S, D) -> (B, Hkv * G, S, D): kv head j serves query heads j*G .. j*G+G-1.
+Tensor repeat_kv(const Tensor& kv, int64_t G) {
+  if (G == 1) return kv;
+  const int64_t B = kv.size(0), Hkv = kv.size(1), S = kv.size(2), D = kv.size(3);
+  return reshape(expand(unsqueeze(kv, 2), {B, Hkv, G, S, D}), {B, Hkv * G, S, D});
+}
+
+// Softmax over the valid retrieved slots, then the weighted sum of their values:
+//   s (B, H, T, K), valid (B, H, T, K) bool, values (B, H, T, K, D) -> (B, H, T, D)
+// A query with no valid slot reads 0. The row maximum m is a constant shift (softmax does not
+// depend on it), so it is taken without gradient; invalid entries never reach exp.
+Tensor read_retrieved(const Tensor& s, const Tensor& valid, const Tensor& values) {
+  const Tensor zero = scalar_tensor(0.0, options_of(s));
+  const Tensor row_max =
+      detach(max(where(valid, s, scalar_tensor(-kInf, options_of(s))), {-1}, true));
+  const Tensor m = where(gt(row_max, -kInf), row_max, zero);             // (B, H, T, 1)
+  const Tensor e = where(valid, exp(sub(where(valid, s, m), m)), zero);  // (B, H, T, K)
+  const Tensor den = sum(e, {-1}, true);
+  const Tensor p = div(e, where(gt(den, 0.0), den, scalar_tensor(1.0, options_of(s))));
+  return sum(mul(unsqueeze(p, -1), values), {3});
+}
+
+// (T, Tk) additive: -inf where key j is in query i's future (j > i + Tk - T), else 0.
+Tensor causal_bias(int64_t T, int64_t Tk, TensorOptions options) {
+  const Device device = options.device;
+  const Tensor i = view(arange(T, {DType::i64, device}), {T, 1});
+  const Tensor j = view(arange(Tk, {DType::i64, device}), {1, Tk});
+  return where(gt(sub(j, i), double(Tk - T)), scalar_tensor(-kInf, options),
+               scalar_tensor(0.0, options));
+}
+
+}  // namespace
+
+KnnAttention::KnnAttention(int64_t C, int64_t H, int64_t Hkv, KnnMemory mem, int64_t K,
+                           MemoryGate g, Generator* gen, double init_std, double gate_init)
+    : hidden_size(C), num_heads(H), num_kv_heads(Hkv), top_k(K), memory(std::move(mem)), gate(g) {
+  MNEMO_CHECK(C > 0 && H > 0 && Hkv > 0 && C % H == 0 && H % Hkv == 0,
+              "KnnAttention: hidden {} / heads {} / kv_heads {} do not divide", C, H, Hkv);
+  head_dim = C / H;
+  const int64_t D = head_dim;
+  MNEMO_CHECK(memory.heads == Hkv && memory.head_dim == D,
+              "KnnAttention: the memory has {} heads of {}, the layer {} kv heads of {}",
+              memory.heads, memory.head_dim, Hkv, D);
+  MNEMO_CHECK(K > 0, "KnnAttention: top_k must be positive, got {}", K);
+  q_proj = register_module("q_proj", std::make_shared<nn::Linear>(C, H * D, false, gen, init_std));
+  k_proj =
+      register_module("k_proj", std::make_shared<nn::Linear>(C, Hkv * D, false, gen, init_std));
+  v_proj =
+      register_module("v_proj", std::make_shared<nn::Linear>(C, Hkv * D, false, gen, init_std));
+  o_proj = register_module("o_proj", std::make_shared<nn::Linear>(H * D, C, false, gen, init_std));
+  if (gate == MemoryGate::sigmoid) {
+    gate_bias = register_parameter("gate_bias", full({H}, gate_init));
+  } else {
+    memory_log_temperature = register_parameter("memory_log_temperature", zeros({H}));
+  }
+}
+
+KnnAttentionOutput KnnAttention::forward(const Tensor& x, const nn::RopeTables& rope,
+                                         const KnnMemoryState& mem, const nn::LayerKV* extra,
+                                         const Tensor& attn_bias) const {
+  MNEMO_CHECK(x.dim() == 3 && x.size(2) == hidden_size,
+              "KnnAttention: input must be (B, T, {}), got {}", hidden_size, shape_str(x.shape()));
+  const int64_t B = x.size(0), T = x.size(1), C = hidden_size;
+  const int64_t H = num_heads, Hkv = num_kv_heads, D = head_dim, G = H / Hkv;
+  const double scale = 1.0 / std::sqrt(double(D));
+  const std::vector<Tensor> parts =  // (B*T, H D), (B*T, Hkv D), (B*T, Hkv D)
+      nn::fused_linear(reshape(x, {B * T, C}), {q_proj->weight, k_proj->weight, v_proj->weight});
+  KnnAttentionOutput out;
+  const Tensor q_raw = permute(view(parts[0], {B, T, H, D}), {0, 2, 1, 3});  // (B, H, T, D)
+  out.k = permute(view(parts[1], {B, T, Hkv, D}), {0, 2, 1, 3});             // (B, Hkv, T, D)
+  out.v = permute(view(parts[2], {B, T, Hkv, D}), {0, 2, 1, 3});
+  Tensor q = q_raw;
+  out.k_rope = out.k;
+  if (rope.cos.defined()) {
+    q = permute(nn::apply_rotary_bthd(view(parts[0], {B, T, H, D}), rope), {0, 2, 1, 3});
+    out.k_rope = permute(nn::apply_rotary_bthd(view(parts[1], {B, T, Hkv, D}), rope), {0, 2, 1, 3});
+  }
+  Tensor k_all = out.k_rope, v_all = out.v;  // (B, Hkv, S + T, D)
+  if (extra != nullptr) {
+    k_all = concat({extra->k, k_all}, 2);
+    v_all = concat({extra->v, v_all}, 2);
+  }
+
+  // Retrieval: constants (B, H, T, K, D); the logits s_mem carry the gradient into q.
+  const KnnLookup found = memory.search(mem, q_raw, top_k);
+  const Tensor keys = mnemo::to(found.keys, q_raw.dtype());
+  const Tensor values = mnemo::to(found.values, q_raw.dtype());
+  const Tensor s_mem = mul(sum(mul(unsqueeze(q_raw, 3), keys), {-1}), scale);  // (B, H, T, K)
+
+  Tensor o;  // (B, H, T, D)
+  if (gate == MemoryGate::sigmoid) {
+    AttentionOptions options;
+    options.causal = true;
+    options.mask = attn_bias;
+    const Tensor local = attention(q, k_all, v_all, options);
+    const Tensor retrieved = read_retrieved(s_mem, found.valid, values);
+    const Tensor g = view(sigmoid(gate_bias), {1, H, 1, 1});
+    o = add(mul(g, retrieved), mul(1.0 - g, local));
+  } else {
+    const int64_t Tk = k_all.size(2);
+    const Tensor kh = repeat_kv(k_all, G), vh = repeat_kv(v_all, G);  // (B, H, Tk, D)
+    Tensor s_local = add(mul(matmul(q, transpose(kh, 2, 3)), scale),
+                         causal_bias(T, Tk, options_of(q)));  // (B, H, T, Tk)
+    if (attn_bias.defined()) s_local = add(s_local, attn_bias);
+    const Tensor temperature = view(exp(memory_log_temperature), {1, H, 1, 1});
+    const Tensor s_m =
+        where(found.valid, mul(s_mem, temperature), scalar_tensor(-kInf, options_of(s_mem)));
+    const int64_t K = s_m.size(3);
+    const Tensor p = softmax(concat({s_m, s_local}, -1), -1);  // (B, H, T, K + Tk)
+    o = add(sum(mul(unsqueeze(narrow(p, -1, 0, K), -1), values), {3}),
+            matmul(narrow(p, -1, K, Tk), vh));
+  }
+  out.y = view(o_proj->forward(from_heads(o)), {B, T, C});
+  return out;
+}
+
+MemorizingBlock::MemorizingBlock(int64_t C, int64_t H, int64_t Hkv, int64_t I, double eps,
+                                 KnnMemory memory, int64_t top_k, MemoryGate gate, Generator* gen,
+                                 double init_std, double gate_init) {
+  // Registration order = nn::TransformerBlock's (HF's state_dict order).
+  self_attn = register_module(
+      "self_attn", std::make_shared<KnnAttention>(C, H, Hkv, std::move(memory), top_k, gate, gen,
+                                                  init_std, gate_init));
+  mlp = register_module("mlp", std::make_shared<nn::SwiGLU>(C, I, gen, init_std));
+  input_layernorm = register_module("input_layernorm", std::make_shared<nn::RMSNorm>(C, eps));
+  post_attention_layernorm =
+      register_module("post_attention_layernorm", std::make_shared<nn::RMSNorm>(C, eps));
+}
+
+KnnAttentionOutput MemorizingBlock::forward(const Tensor& x, const nn::RopeTables& rope,
+                                            const KnnMemoryState& memory, const nn::LayerKV* extra,
+                                            const Tensor& attn_bias) const {
+  KnnAttentionOutput a =
+      self_attn->forward(input_layernorm->forward(x), rope, memory, extra, attn_bias);
+  const Tensor h = x + a.y;
+  a.y = h + mlp->forward(post_attention_layernorm->forward(h));
+  return a;
+}
+
+}  // namespace mnemo::memory

@@ -1,0 +1,359 @@
+// The Memorizing Transformer: KnnAttention against plain attention (closed gate / empty
+// memory) and a naive reference of the retrieved attention, an f64 gradcheck of the gated
+// layer with a non-empty memory; MemorizingLM's XL cache against full Llama attention with
+// a sliding-window mask, per-stream reset, segment-wise training = one-graph BPTT, config.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "autograd/engine.h"
+#include "autograd/grad_mode.h"
+#include "autograd/gradcheck.h"
+#include "autograd/ops.h"
+#include "core/ops/random.h"
+#include "memory/memorizing.h"
+
+namespace mnemo::memory {
+namespace {
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  REQUIRE(a.shape() == b.shape());
+  const std::vector<double> x = a.to_vector<double>(), y = b.to_vector<double>();
+  double m = 0;
+  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]));
+  return m;
+}
+
+// A memory of kv heads `Hkv`, size D, filled with `count[b]` random entries per stream.
+KnnMemoryState filled(const KnnMemory& mem, const std::vector<int64_t>& count, Generator* gen) {
+  const int64_t B = int64_t(count.size());
+  KnnMemoryState m = mem.initial(B, {DType::f64});
+  const int64_t most = *std::max_element(count.begin(), count.end());
+  m = mem.append(m, randn({B, mem.heads, most, mem.head_dim}, {DType::f64}, gen),
+                 randn({B, mem.heads, most, mem.head_dim}, {DType::f64}, gen));
+  std::vector<int64_t> reset;
+  for (int64_t b = 0; b < B; ++b) {
+    if (count[size_t(b)] == 0) reset.push_back(b);
+  }
+  m = mem.reset(m, reset);
+  // Streams with fewer entries: keep only their last count[b] (count is what reads see).
+  std::vector<int64_t> c = count;
+  m.count = from_vector(c, {B});
+  return m;
+}
+
+Tensor eye(int64_t n) {
+  std::vector<double> v(size_t(n * n), 0.0);
+  for (int64_t i = 0; i < n; ++i) v[size_t(i * n + i)] = 1.0;
+  return from_vector(v, {n, n}, {DType::f64});
+}
+
+// The RoPE tables rounded to f32 at construction, recomputed in f64 (so that rotating a cached
+// key by -T equals rotating it at its shifted position to f64 rounding).
+void exact_rope(nn::RotaryEmbedding& r) {
+  double* c = r.cos_cached.data<double>();
+  double* s = r.sin_cached.data<double>();
+  const int64_t D = r.head_dim;
+  for (int64_t p = 0; p < r.max_positions; ++p) {
+    for (int64_t i = 0; i < D; ++i) {
+      const double angle = double(p) / std::pow(r.theta, double(2 * (i % (D / 2))) / double(D));
+      c[p * D + i] = std::cos(angle);
+      s[p * D + i] = std::sin(angle);
+    }
+  }
+}
+
+void set_param(nn::Module& module, const std::string& name, const Tensor& value) {
+  module.load_state_dict({{name, value}}, false);
+}
+
+nn::LlamaConfig tiny_llama(int64_t layers, int64_t max_positions = 64) {
+  nn::LlamaConfig c;
+  c.vocab_size = 11;
+  c.hidden_size = 8;
+  c.intermediate_size = 12;
+  c.num_hidden_layers = layers;
+  c.num_attention_heads = 2;
+  c.num_key_value_heads = 1;
+  c.max_position_embeddings = max_positions;
+  c.initializer_range = 0.3;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("KnnAttention: a closed gate or an empty memory gives plain attention") {
+  Generator gen(1);
+  const int64_t B = 2, T = 5, C = 8, H = 4, Hkv = 2, D = C / H;
+  nn::RotaryEmbedding rotary(D, 16);
+  rotary.to(DType::f64);
+  const nn::RopeTables rope = rotary.tables({}, 0, T);
+  const Tensor x = randn({B, T, C}, {DType::f64}, &gen);
+  const nn::LayerKV extra{randn({B, Hkv, 3, D}, {DType::f64}, &gen),
+                          randn({B, Hkv, 3, D}, {DType::f64}, &gen)};
+  const Tensor bias =
+      from_vector(std::vector<double>{0, -1e300, 0, 0, 0, 0, 0, 0}, {1, 1, 1, 8}, {DType::f64});
+  for (const MemoryGate gate : {MemoryGate::sigmoid, MemoryGate::joint}) {
+    KnnMemory mem(6, Hkv, D);
+    KnnAttention layer(C, H, Hkv, mem, 3, gate, &gen);
+    layer.to(DType::f64);
+    nn::CausalSelfAttention plain(C, H, Hkv, &gen);
+    plain.to(DType::f64);
+    plain.load_state_dict({{"q_proj.weight", layer.q_proj->weight},
+                           {"k_proj.weight", layer.k_proj->weight},
+                           {"v_proj.weight", layer.v_proj->weight},
+                           {"o_proj.weight", layer.o_proj->weight}});
+    const Tensor want = plain.forward(x, rope, nullptr, &extra, bias);
+    // Empty memory: the joint softmax gives the retrieved part weight exactly 0; the sigmoid
+    // gate at -1e4 is exactly 0 in f64, so with a full memory too the output is unchanged.
+    const KnnMemoryState empty = mem.initial(B, {DType::f64});
+    if (gate == MemoryGate::sigmoid) {
+      set_param(layer, "gate_bias", full({H}, -1e4, {DType::f64}));
+      CHECK(max_abs_diff(layer.forward(x, rope, empty, &extra, bias).y, want) == 0.0);
+      const KnnMemoryState full_memory = filled(mem, {6, 4}, &gen);
+      CHECK(max_abs_diff(layer.forward(x, rope, full_memory, &extra, bias).y, want) == 0.0);
+      set_param(layer, "gate_bias", full({H}, 0.0, {DType::f64}));  // open: it changes
+      CHECK(max_abs_diff(layer.forward(x, rope, full_memory, &extra, bias).y, want) > 1e-3);
+    } else {
+      CHECK(max_abs_diff(layer.forward(x, rope, empty, &extra, bias).y, want) < 1e-12);
+      CHECK(max_abs_diff(layer.forward(x, rope, empty).y, plain.forward(x, rope)) < 1e-12);
+    }
+  }
+}
+
+TEST_CASE("KnnAttention: the retrieved attention equals a naive softmax over the memory") {
+  Generator gen(2);
+  const int64_t B = 2, T = 3, C = 8, H = 4, Hkv = 2, D = C / H, N = 5;
+  KnnMemory mem(N, Hkv, D);
+  const std::vector<int64_t> count = {5, 2};
+  const KnnMemoryState m = filled(mem, count, &gen);
+  const Tensor x = randn({B, T, C}, {DType::f64}, &gen);
+  for (const MemoryGate gate : {MemoryGate::sigmoid, MemoryGate::joint}) {
+    KnnAttention layer(C, H, Hkv, mem, N, gate, &gen);  // top_k = N: every valid entry
+    layer.to(DType::f64);
+    set_param(layer, "o_proj.weight", eye(C));
+    Tensor y;
+    if (gate == MemoryGate::sigmoid) {
+      set_param(layer, "gate_bias", full({H}, 1e4, {DType::f64}));  // g = 1: memory only
+      y = layer.forward(x, {}, m).y;
+    }
+    const Tensor q = view(linear(x, layer.q_proj->weight), {B, T, H, D});
+    const Tensor k_local = view(linear(x, layer.k_proj->weight), {B, T, Hkv, D});
+    const Tensor v_local = view(linear(x, layer.v_proj->weight), {B, T, Hkv, D});
+    if (gate == MemoryGate::joint) {
+      set_param(layer, "memory_log_temperature", full({H}, 0.3, {DType::f64}));
+      y = layer.forward(x, {}, m).y;  // no RoPE: local and memory scores are plain dots
+    }
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t h = 0; h < H; ++h) {
+        for (int64_t t = 0; t < T; ++t) {
+          // (score, value row) pairs: memory entries, then (joint) local keys 0..t.
+          std::vector<std::pair<double, std::vector<double>>> items;
+          auto dot = [&](auto key) {
+            double s = 0;
+            for (int64_t d = 0; d < D; ++d) s += q.at({b, t, h, d}) * key(d);
+            return s / std::sqrt(double(D));
+          };
+          const int64_t kv = h / (H / Hkv);
+          const double temperature = gate == MemoryGate::joint ? std::exp(0.3) : 1.0;
+          for (int64_t j = N - count[size_t(b)]; j < N; ++j) {
+            std::vector<double> v(static_cast<size_t>(D));
+            for (int64_t d = 0; d < D; ++d) v[size_t(d)] = m.values.at({b, kv, j, d});
+            items.emplace_back(temperature * dot([&](int64_t d) {
+                                 return m.keys.at({b, kv, j, d});
+                               }),
+                               v);
+          }
+          if (gate == MemoryGate::joint) {
+            for (int64_t j = 0; j <= t; ++j) {
+              std::vector<double> v(static_cast<size_t>(D));
+              for (int64_t d = 0; d < D; ++d) v[size_t(d)] = v_local.at({b, j, kv, d});
+              items.emplace_back(dot([&](int64_t d) { return k_local.at({b, j, kv, d}); }), v);
+            }
+          }
+          double z = 0, top = -std::numeric_limits<double>::infinity();
+          for (const auto& it : items) top = std::max(top, it.first);
+          for (const auto& it : items) z += std::exp(it.first - top);
+          for (int64_t d = 0; d < D; ++d) {
+            double want = 0;
+            for (const auto& it : items)
+              want += std::exp(it.first - top) / z * it.second[size_t(d)];
+            CHECK(y.at({b, t, h * D + d}) == doctest::Approx(want).epsilon(1e-12));
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("KnnAttention: f64 gradcheck w.r.t. the parameters with a non-empty memory") {
+  Generator gen(3);
+  const int64_t B = 2, T = 3, C = 8, H = 2, Hkv = 1, D = C / H;
+  nn::RotaryEmbedding rotary(D, 8);
+  rotary.to(DType::f64);
+  const nn::RopeTables rope = rotary.tables({}, 0, T);
+  KnnMemory mem(6, Hkv, D);
+  const KnnMemoryState m = filled(mem, {6, 2}, &gen);  // stream 0: top-3 of 6; stream 1: 2
+  const Tensor x = randn({B, T, C}, {DType::f64}, &gen);
+  for (const MemoryGate gate : {MemoryGate::sigmoid, MemoryGate::joint}) {
+    KnnAttention layer(C, H, Hkv, mem, 3, gate, &gen, 0.5, 0.3);
+    layer.to(DType::f64);
+    const GradcheckResult r = gradcheck(
+        [&](const TensorList&) { return layer.forward(x, rope, m).y; }, layer.parameters());
+    INFO(r.message);
+    CHECK(r.ok);
+    CHECK(r.elements_checked == 2 * C * C + 2 * C * Hkv * D + H);  // q, o; k, v; gate
+  }
+}
+
+TEST_CASE("MemorizingLM: XL caches equal Llama attention with a sliding window") {
+  // Every layer caches the previous S tokens; the kNN gate is closed. Then segment s, query at
+  // stream position p, sees exactly the keys in [start(s) - S, p]: a Llama on the whole
+  // stream with that additive mask must give the same logits.
+  Generator gen(4);
+  const nn::LlamaConfig lc = tiny_llama(3);
+  MemorizingConfig mc;
+  mc.memory_layer = 1;
+  mc.capacity = 8;
+  mc.top_k = 4;
+  mc.segment_length = 4;
+  mc.xl_layers = {0, 1, -1};
+  mc.gate_init = -1e4;
+  MemorizingLM lm(lc, mc, &gen);
+  lm.to(DType::f64);
+  nn::LlamaForCausalLM ref(lc, &gen);
+  ref.to(DType::f64);
+  nn::NamedTensors weights;
+  for (const auto& [name, t] : lm.state_dict()) {
+    if (name.find("gate_bias") == std::string::npos) weights.emplace_back(name, t);
+  }
+  ref.load_state_dict(weights);
+  exact_rope(*lm.rotary_emb);
+  exact_rope(*ref.model->rotary_emb);
+
+  const int64_t B = 2;
+  const std::vector<int64_t> lengths = {4, 3, 4, 2};
+  int64_t total = 0;
+  for (int64_t n : lengths) total += n;
+  const Tensor stream = randint(0, lc.vocab_size, {B, total}, {DType::i64}, &gen);
+  std::vector<double> bias(size_t(total * total), 0.0);
+  int64_t start = 0;
+  for (int64_t n : lengths) {
+    for (int64_t p = start; p < start + n; ++p) {
+      for (int64_t j = 0; j < start - mc.segment_length; ++j) bias[size_t(p * total + j)] = -1e300;
+    }
+    start += n;
+  }
+  nn::LMInput input;
+  input.input_ids = stream;
+  input.attention_bias = from_vector(bias, {1, 1, total, total}, {DType::f64});
+  const Tensor want = ref.forward(input).logits;  // (B, total, V)
+
+  MemoryState state = lm.initial_state(B);
+  start = 0;
+  for (int64_t n : lengths) {
+    const SegmentOutput out = lm.forward_segment(contiguous(narrow(stream, 1, start, n)), state);
+    CHECK(max_abs_diff(out.logits, narrow(want, 1, start, n)) < 1e-12);
+    state = out.state;
+    start += n;
+  }
+  CHECK(state.at("xl.2.count").to_vector<int64_t>() == std::vector<int64_t>{4, 4});
+  CHECK(state.at("knn.1.count").to_vector<int64_t>() == std::vector<int64_t>{8, 8});
+  CHECK_FALSE(state.at("knn.1.keys").requires_grad());
+}
+
+TEST_CASE("MemorizingLM: reset_rows restarts one stream; the state is plain tensors") {
+  Generator gen(5);
+  MemorizingConfig mc;
+  mc.capacity = 6;
+  mc.top_k = 3;
+  mc.segment_length = 3;
+  mc.xl_layers = {0};
+  MemorizingLM lm(tiny_llama(2), mc, &gen);
+  lm.to(DType::f64);
+  const Tensor a = from_vector(std::vector<int64_t>{1, 2, 3, 4, 5, 6}, {2, 3});
+  const Tensor b = from_vector(std::vector<int64_t>{7, 8, 9, 10, 1, 2}, {2, 3});
+  MemoryState state = lm.initial_state(2);
+  for (int i = 0; i < 3; ++i) state = lm.forward_segment(a, state).state;
+  // A copy of the tensors continues identically (checkpointing is saving these).
+  MemoryState copy;
+  for (const auto& [name, t] : state.tensors) copy.set(name, clone(t));
+  const Tensor cont = lm.forward_segment(b, state).logits;
+  CHECK(max_abs_diff(lm.forward_segment(b, copy).logits, cont) == 0.0);
+  // Stream 1 restarted reads like a fresh stream; stream 0 is unchanged.
+  const Tensor restarted = lm.forward_segment(b, lm.reset_rows(state, {1})).logits;
+  const Tensor fresh = lm.forward_segment(b, lm.initial_state(2)).logits;
+  CHECK(max_abs_diff(select(restarted, 0, 0), select(cont, 0, 0)) == 0.0);
+  CHECK(max_abs_diff(select(restarted, 0, 1), select(fresh, 0, 1)) < 1e-14);
+  CHECK(max_abs_diff(select(cont, 0, 1), select(fresh, 0, 1)) > 1e-6);  // memory was read
+  CHECK_THROWS_WITH_AS(lm.forward_segment(from_vector(std::vector<int64_t>(8, 1), {2, 4}), state),
+                       doctest::Contains("segment_length"), Error);
+}
+
+TEST_CASE("MemorizingLM: segment-wise forward_backward equals one-graph BPTT") {
+  Generator gen(6);
+  MemorizingConfig mc;
+  mc.capacity = 5;
+  mc.top_k = 2;
+  mc.segment_length = 3;
+  mc.xl_layers = {1};
+  mc.gate = "joint";
+  MemorizingLM lm(tiny_llama(2), mc, &gen);
+  lm.to(DType::f64);
+  std::vector<Tensor> ids, targets;
+  for (int s = 0; s < 3; ++s) {
+    ids.push_back(randint(0, 11, {2, 3}, {DType::i64}, &gen));
+    targets.push_back(randint(0, 11, {2, 3}, {DType::i64}, &gen));
+  }
+  targets[1] = from_vector(std::vector<int64_t>{-100, 2, 3, -100, -100, 4}, {2, 3});
+  const double loss = lm.forward_backward(ids, targets, lm.initial_state(2));
+  std::vector<Tensor> grads;
+  for (const Tensor& p : lm.parameters()) grads.push_back(clone(p.grad()));
+  lm.zero_grad();
+  const double want = lm.SegmentLM::forward_backward(ids, targets, lm.initial_state(2));
+  CHECK(loss == doctest::Approx(want).epsilon(1e-12));
+  const std::vector<Tensor> params = lm.parameters();
+  for (size_t i = 0; i < params.size(); ++i)
+    CHECK(max_abs_diff(grads[i], params[i].grad()) < 1e-13);
+  CHECK(max_abs_diff(lm.memory_block->self_attn->memory_log_temperature.grad(),
+                     zeros({2}, {DType::f64})) > 0);  // the memory is read and trains
+}
+
+TEST_CASE("MemorizingConfig: from_json reads every key; errors name the key") {
+  const auto c = MemorizingConfig::from_json(nlohmann::json::parse(
+      R"({"mechanism": "memorizing", "memory_layer": 2, "capacity": 64, "top_k": 8,
+          "xl_layers": [0, 1], "gate": "joint", "gate_init": -2.5, "search": "exact",
+          "faiss_index": "ivf", "faiss_nprobe": 4, "segment_length": 16})"));
+  CHECK(c.memory_layer == 2);
+  CHECK(c.capacity == 64);
+  CHECK(c.top_k == 8);
+  CHECK(c.xl_layers == std::vector<int64_t>{0, 1});
+  CHECK(c.gate == "joint");
+  CHECK(c.gate_init == -2.5);
+  CHECK(c.faiss_index == "ivf");
+  CHECK(c.faiss_nprobe == 4);
+  CHECK(c.segment_length == 16);
+  auto error_of = [](const char* text) {
+    try {
+      MemorizingLM(tiny_llama(2, 1024), MemorizingConfig::from_json(nlohmann::json::parse(text)));
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(error_of(R"({"topk": 3})").find("'topk'") != std::string::npos);
+  CHECK(error_of(R"({"top_k": "3"})").find("'top_k'") != std::string::npos);
+  CHECK(error_of(R"({"top_k": 0})").find("'top_k'") != std::string::npos);
+  CHECK(error_of(R"({"memory_layer": 2})").find("'memory_layer'") != std::string::npos);
+  CHECK(error_of(R"({"xl_layers": [0, -2]})").find("'xl_layers'") != std::string::npos);
+  CHECK(error_of(R"({"gate": "tanh"})").find("'gate'") != std::string::npos);
+  CHECK(error_of(R"({"search": "annoy"})").find("'search'") != std::string::npos);
+  CHECK(error_of(R"({"segment_length": 1025})").find("'segment_length'") != std::string::npos);
+  CHECK(error_of(R"({"capacity": 16})") == "no error");
+}
+
+}  // namespace mnemo::memory
