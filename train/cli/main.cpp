@@ -8,6 +8,8 @@
 //   mnemo tokenizer train         train a byte-level BPE tokenizer
 //   mnemo bench train             the training step's speed, as JSON (train/lib/bench_train.h)
 //   mnemo demo-mlp [options]      train a small MLP on a generated spiral (train/lib/demo_mlp.h)
+//   mnemo memory-bench TASK       a memory mechanism vs the no-memory baseline, as JSON
+//                                 (train/lib/memory_bench.h)
 //
 // `--profile` on any subcommand (or MNEMO_PROFILE=1) records every backend op and, when the
 // command ends, writes a Chrome trace and prints a per-op summary on stderr (core/profiler.h,
@@ -20,7 +22,10 @@
 
 #include <exception>
 #include <iostream>
+#include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/error.h"
 #include "core/profiler.h"
@@ -29,6 +34,7 @@
 #include "train/lib/build_info.h"
 #include "train/lib/commands.h"
 #include "train/lib/demo_mlp.h"
+#include "train/lib/memory_bench.h"
 #include "train/lib/trainer.h"
 
 namespace {
@@ -197,10 +203,68 @@ int main(int argc, char** argv) {
   bench_train->add_option("--device", bench_options.device, "auto, cpu, cuda or cuda:N");
   add_threads_option(*bench_train, threads);
 
+  // ---- memory-bench ----
+  mnemo::train::MemoryBenchOptions mb_options;
+  CLI::App* memory_bench = app.add_subcommand(
+      "memory-bench",
+      "Train a memory mechanism and the no-memory baseline on a task, one JSON line");
+  memory_bench->add_option("task", mb_options.task, "recall, copy-far or longdoc")->required();
+  memory_bench->add_option("--mechanism", mb_options.mechanism, "none, memorizing or memformer")
+      ->required();
+  memory_bench->add_option("--seed", mb_options.seed, "Seed of the streams and the weights")
+      ->capture_default_str();
+  memory_bench->add_option("--steps", mb_options.steps, "Training steps (default: the task's)")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 40));
+  memory_bench->add_option("--batch", mb_options.batch, "Streams per step")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20))
+      ->capture_default_str();
+  memory_bench->add_option("--eval-streams", mb_options.eval_streams, "Held-out streams scored")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 30))
+      ->capture_default_str();
+  memory_bench->add_option("--lr", mb_options.lr, "AdamW learning rate")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  memory_bench->add_option("--scalar-lr-scale", mb_options.scalar_lr_scale,
+                           "Learning-rate factor of gates, temperatures and other small scalars")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  memory_bench->add_option("--layers", mb_options.layers, "Decoder layers (both models)")
+      ->check(CLI::Range(int64_t(1), int64_t(1024)))
+      ->capture_default_str();
+  memory_bench->add_option("--hidden", mb_options.hidden, "Width (both models)")
+      ->check(CLI::Range(int64_t(2), int64_t(1) << 16))
+      ->capture_default_str();
+  memory_bench->add_option("--heads", mb_options.heads, "Attention heads (both models)")
+      ->check(CLI::Range(int64_t(1), int64_t(1024)))
+      ->capture_default_str();
+  memory_bench->add_option("--memory", mb_options.memory_overrides,
+                           "key=value into the mechanism's memory section, repeatable")
+      ->allow_extra_args(false);
+  memory_bench->add_option("--device", mb_options.device, "auto, cpu, cuda or cuda:N")
+      ->capture_default_str();
+  add_threads_option(*memory_bench, threads);
+  // Task options: kept as text and handed to the task, which rejects those it does not take.
+  std::map<std::string, std::string> mb_task_values;
+  const std::pair<const char*, const char*> mb_task_options[] = {
+      {"gap", "copy-far: segments between the string and its copy (2)"},
+      {"length", "copy-far: symbols in the string (8)"},
+      {"symbols", "copy-far: alphabet size (16)"},
+      {"pairs", "recall: key->value pairs per stream (8)"},
+      {"local-items", "recall: in-segment items per segment (2)"},
+      {"segments", "recall, longdoc: segments per stream (5, 8)"},
+      {"segment-length", "all tasks: tokens per segment = the local window (64, 32, 64)"},
+      {"corpus", "longdoc: directory of C/C++ headers (/usr/include)"},
+      {"ngram", "longdoc: n-gram length defining far bytes (4)"}};
+  std::vector<std::pair<std::string, CLI::Option*>> mb_task_flags;
+  for (const auto& [name, help] : mb_task_options) {
+    mb_task_flags.emplace_back(
+        name, memory_bench->add_option(std::string("--") + name, mb_task_values[name], help));
+  }
+
   // --profile: accepted before the subcommand and on every (sub)subcommand.
   bool profile = false;
   for (CLI::App* command : {&app, version, demo, train, eval, sample, tokenize, tokenizer_train,
-                            bench_train}) {
+                            bench_train, memory_bench}) {
     command->add_flag("--profile", profile,
                       "Profile every op: a Chrome trace (MNEMO_PROFILE_OUT, default "
                       "mnemo-profile.json) and a summary on stderr");
@@ -215,8 +279,8 @@ int main(int argc, char** argv) {
   }
   if (app.get_subcommands().empty()) {
     print_error(
-        "a subcommand is required: train, eval, sample, tokenize, tokenizer, bench, version or "
-        "demo-mlp (see mnemo --help)");
+        "a subcommand is required: train, eval, sample, tokenize, tokenizer, bench, "
+        "memory-bench, version or demo-mlp (see mnemo --help)");
     return kExitBadInput;
   }
 
@@ -247,6 +311,11 @@ int main(int argc, char** argv) {
       if (threads > 0) bench_options.overrides.push_back(fmt::format("train.threads={}", threads));
       const nlohmann::json result = mnemo::train::bench_train(bench_options);
       if (!result.is_null()) std::cout << result.dump() << std::endl;
+    } else if (*memory_bench) {
+      for (const auto& [name, option] : mb_task_flags) {
+        if (option->count() > 0) mb_options.task_options[name] = mb_task_values[name];
+      }
+      std::cout << mnemo::train::run_memory_bench(mb_options, std::cerr).dump() << std::endl;
     } else if (*demo) {
       demo_options.device = mnemo::Device::parse(device);
       mnemo::run_demo_mlp(demo_options, std::cout);

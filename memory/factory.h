@@ -1,0 +1,33 @@
+// make_segment_lm: a SegmentLM by mechanism name, from the model config and the `memory`
+// section of a config (or of `mnemo memory-bench`).
+//
+//   "none"        BaselineLM (baseline.h); memory section keys: segment_length (default
+//                 max_position_embeddings), nothing else
+//   "memorizing"  MemorizingLM (memorizing.h), MemorizingConfig::from_json(section)
+//   "memformer"   MemformerLM (memformer.h), MemformerConfig::from_json(section)
+//
+// A mechanism whose source is not in this build is reported as "not built in".
+#pragma once
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "memory/segment_lm.h"
+#include "nn/llama.h"
+
+namespace mnemo::memory {
+
+// The mechanism names make_segment_lm knows, built in or not.
+std::vector<std::string> mechanism_names();
+// Whether `name` is built into this binary.
+bool mechanism_built_in(const std::string& name);
+
+// Throws mnemo::Error naming an unknown mechanism, one not built in, or a bad section key.
+std::unique_ptr<SegmentLM> make_segment_lm(const std::string& mechanism,
+                                           const nn::LlamaConfig& model,
+                                           const nlohmann::json& memory_section,
+                                           Generator* gen = nullptr);
+
+}  // namespace mnemo::memory

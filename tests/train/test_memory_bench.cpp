@@ -1,0 +1,203 @@
+// `mnemo memory-bench`: the library call and the command line on a tiny setting (2 steps):
+// one valid JSON line with the promised keys; bad arguments exit 2 with one line naming them.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "memory/baseline.h"
+#include "train/lib/memory_bench.h"
+
+namespace fs = std::filesystem;
+using namespace mnemo;
+using nlohmann::json;
+
+namespace {
+
+train::MemoryBenchOptions tiny(const std::string& task) {
+  train::MemoryBenchOptions o;
+  o.task = task;
+  o.mechanism = "none";
+  o.steps = 2;
+  o.batch = 2;
+  o.eval_streams = 3;
+  o.layers = 1;
+  o.hidden = 16;
+  o.heads = 2;
+  return o;
+}
+
+// The mnemo binary: $MNEMO_BIN, else BUILD/mnemo next to BUILD/tests/test_train.
+fs::path mnemo_binary() {
+  if (const char* env = std::getenv("MNEMO_BIN")) return env;
+  return fs::read_symlink("/proc/self/exe").parent_path().parent_path() / "mnemo";
+}
+
+struct Run {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+Run run_mnemo(const std::string& args) {
+  static int counter = 0;
+  const fs::path err_file =
+      fs::temp_directory_path() /
+      ("mnemo_mb_test_" + std::to_string(getpid()) + "_" + std::to_string(counter++) + ".err");
+  const std::string command = mnemo_binary().string() + " " + args + " 2>" + err_file.string();
+  Run r;
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  char buffer[4096];
+  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) r.out.append(buffer, n);
+  const int status = pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream in(err_file);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  r.err = ss.str();
+  fs::remove(err_file);
+  return r;
+}
+
+void check_report(const json& r, const std::string& task, const std::string& metric) {
+  for (const char* key :
+       {"task", "mechanism", "metric", "memory", "baseline", "steps", "seconds"}) {
+    CHECK_MESSAGE(r.contains(key), key);
+  }
+  CHECK(r["task"] == task);
+  CHECK(r["metric"] == metric);
+  CHECK(r["steps"] == 2);
+  CHECK(r["memory"].is_number());
+  CHECK(r["baseline"].is_number());
+  CHECK(r["seconds"].get<double>() > 0);
+}
+
+}  // namespace
+
+TEST_CASE("memory-bench: each task runs on a tiny setting and reports its metric") {
+  std::ostringstream log;
+  json r = train::run_memory_bench(tiny("recall"), log);
+  check_report(r, "recall", "exact_match");
+  CHECK(r["mechanism"] == "none");
+  CHECK(r["memory"] == r["baseline"]);  // none: the baseline, trained once
+  CHECK(r["details"]["baseline"]["far_queries"] == 3 * 8);
+  const double acc = r["baseline"].get<double>();
+  CHECK(acc >= 0.0);
+  CHECK(acc <= 1.0);
+  CHECK(log.str().find("step 2/2") != std::string::npos);
+
+  auto copy = tiny("copy-far");
+  copy.task_options = {{"gap", "1"}, {"segment-length", "12"}};
+  r = train::run_memory_bench(copy, log);
+  check_report(r, "copy-far", "token_accuracy");
+  CHECK(r["model"]["window"] == 12);
+
+  // longdoc on a scratch corpus of headers.
+  const fs::path dir = fs::temp_directory_path() / fmt::format("mnemo_mb_corpus_{}", getpid());
+  fs::create_directories(dir);
+  for (int d = 0; d < 30; ++d) {
+    std::string text;
+    for (int i = 0; text.size() < 400; ++i) text += fmt::format("int name{};\n", (i * 7 + d) % 13);
+    std::ofstream(dir / fmt::format("h{}.h", d)) << text;
+  }
+  auto longdoc = tiny("longdoc");
+  longdoc.task_options = {{"corpus", dir.string()}, {"segments", "3"}, {"segment-length", "16"}};
+  r = train::run_memory_bench(longdoc, log);
+  fs::remove_all(dir);
+  check_report(r, "longdoc", "bits_per_byte");
+  CHECK(r["higher_is_better"] == false);
+  CHECK(r["baseline"].get<double>() > 0.0);
+  CHECK(r["baseline"].get<double>() < 16.0);
+}
+
+TEST_CASE("memory-bench: the evaluation scores a model's argmax exactly") {
+  // An untrained baseline scored by evaluate_segment_lm agrees with a hand count of its
+  // argmax predictions over the same eval streams.
+  const auto task = memory::make_task("copy-far", 4, {{"gap", "1"}, {"segment-length", "10"}});
+  nn::LlamaConfig c;
+  c.vocab_size = task->vocab_size();
+  c.hidden_size = 8;
+  c.intermediate_size = 16;
+  c.num_hidden_layers = 1;
+  c.num_attention_heads = 2;
+  c.num_key_value_heads = 2;
+  c.max_position_embeddings = 10;
+  Generator gen(3);
+  memory::BaselineLM lm(c, 10, &gen);
+  const memory::Tally tally = train::evaluate_segment_lm(lm, *task, 5, 2, Device::cpu());
+  int64_t correct = 0, scored = 0;
+  for (int64_t i = 0; i < 5; ++i) {
+    const memory::Stream st = task->stream(memory::Split::eval, i);
+    const Tensor ids =
+        from_vector(std::vector<int64_t>(st.ids.begin() + 10, st.ids.end()), {1, 10});
+    const Tensor logits = lm.forward_segment(ids, {}).logits;  // segment 1 (the copy)
+    for (int64_t t = 0; t < 10; ++t) {
+      const int64_t target = st.targets[size_t(10 + t)];
+      if (target == -100) continue;
+      int64_t best = 0;
+      for (int64_t v = 1; v < c.vocab_size; ++v) {
+        if (logits.at({0, t, v}) > logits.at({0, t, best})) best = v;
+      }
+      correct += best == target ? 1 : 0;
+      ++scored;
+    }
+  }
+  CHECK(tally.far.tokens == scored);
+  CHECK(tally.far.correct == correct);
+}
+
+TEST_CASE("memory-bench: bad input is an error naming it, before any training") {
+  std::ostringstream log;
+  auto o = tiny("recall");
+  o.mechanism = "telepathy";
+  CHECK_THROWS_WITH_AS(train::run_memory_bench(o, log), doctest::Contains("'telepathy'"), Error);
+  o = tiny("recal");
+  CHECK_THROWS_WITH_AS(train::run_memory_bench(o, log), doctest::Contains("'recal'"), Error);
+  o = tiny("recall");
+  o.task_options = {{"gap", "2"}};
+  CHECK_THROWS_WITH_AS(train::run_memory_bench(o, log), doctest::Contains("--gap"), Error);
+  o = tiny("recall");
+  o.memory_overrides = {"top_k=4"};
+  CHECK_THROWS_WITH_AS(train::run_memory_bench(o, log), doctest::Contains("--memory"), Error);
+  CHECK(log.str().empty());
+}
+
+TEST_CASE("mnemo memory-bench: one JSON line on --steps 2, exit 2 on bad arguments") {
+  const fs::path bin = mnemo_binary();
+  REQUIRE_MESSAGE(fs::exists(bin), "build the mnemo target (or set MNEMO_BIN): ", bin.string());
+  const std::string tiny_args =
+      " --steps 2 --batch 2 --eval-streams 2 --layers 1 --hidden 16 --heads 2 --threads 1";
+  Run r =
+      run_mnemo("memory-bench copy-far --mechanism none --gap 1 --segment-length 12" + tiny_args);
+  CHECK(r.exit_code == 0);
+  REQUIRE(!r.out.empty());
+  CHECK(r.out.back() == '\n');
+  CHECK(r.out.find('\n') == r.out.size() - 1);  // one line
+  const json report = json::parse(r.out);
+  check_report(report, "copy-far", "token_accuracy");
+  CHECK(report["task_config"]["gap"] == 1);
+
+  struct Bad {
+    std::string args, names;
+  };
+  for (const Bad& bad : {Bad{"memory-bench nope --mechanism none", "'nope'"},
+                         Bad{"memory-bench recall --mechanism magic", "'magic'"},
+                         Bad{"memory-bench recall --mechanism none --gap 2", "--gap"},
+                         Bad{"memory-bench copy-far --mechanism none --gap x", "--gap"},
+                         Bad{"memory-bench recall --mechanism none --frobnicate 1", "frobnicate"},
+                         Bad{"memory-bench recall", "--mechanism"}}) {
+    CAPTURE(bad.args);
+    r = run_mnemo(bad.args + tiny_args);
+    CHECK(r.exit_code == 2);
+    CHECK(r.out.empty());
+    CHECK(r.err.find(bad.names) != std::string::npos);
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  }
+}

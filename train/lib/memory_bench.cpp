@@ -1,0 +1,230 @@
+// `mnemo memory-bench` (memory_bench.h): train a memory mechanism and the baseline on a task,
+// score both on held-out streams.
+#include "train/lib/memory_bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <ostream>
+
+#include "autograd/grad_mode.h"
+#include "autograd/ops.h"
+#include "core/error.h"
+#include "memory/factory.h"
+#include "optim/adamw.h"
+#include "optim/clip.h"
+#include "optim/schedule.h"
+#include "train/lib/device_select.h"
+
+namespace mnemo::train {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// "key=value" -> memory[key] = value parsed as JSON (numbers, booleans, arrays), else text.
+nlohmann::json memory_section(const std::vector<std::string>& overrides, int64_t segment_length) {
+  nlohmann::json section = nlohmann::json::object();
+  section["segment_length"] = segment_length;
+  for (const std::string& item : overrides) {
+    const size_t eq = item.find('=');
+    MNEMO_CHECK(eq != std::string::npos && eq > 0, "memory-bench: --memory '{}' is not key=value",
+                item);
+    const std::string key = item.substr(0, eq), text = item.substr(eq + 1);
+    nlohmann::json value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    section[key] = value.is_discarded() ? nlohmann::json(text) : value;
+  }
+  return section;
+}
+
+nn::LlamaConfig model_config(const MemoryBenchOptions& o, const memory::MemoryTask& task) {
+  nn::LlamaConfig c;
+  c.vocab_size = task.vocab_size();
+  c.hidden_size = o.hidden;
+  c.num_hidden_layers = o.layers;
+  c.num_attention_heads = o.heads;
+  c.num_key_value_heads = o.heads;
+  // SwiGLU at ~8/3 of the width, rounded up to a multiple of 32 (Llama's rule of thumb).
+  c.intermediate_size = (o.hidden * 8 / 3 + 31) / 32 * 32;
+  // Room for the segment and one segment of extra positions (an XL cache).
+  c.max_position_embeddings = 2 * task.segment_length();
+  c.tie_word_embeddings = false;
+  c.validate();
+  return c;
+}
+
+// AdamW over two groups: everything, and the mechanisms' small scalar controls (per-head
+// gates, temperatures, bias scales: 0-/1-D, at most 64 elements, not a norm's gain), which
+// move more slowly than they need to at the matrices' learning rate (memory-tasks.md).
+std::unique_ptr<optim::AdamW> make_optimizer(const memory::SegmentLM& lm, double lr,
+                                             double scalar_lr_scale) {
+  optim::ParamGroup main_group, scalars;
+  scalars.lr_scale = scalar_lr_scale;
+  for (const auto& [name, p] : lm.named_parameters()) {
+    const bool scalar = p.dim() <= 1 && p.numel() <= 64 && name.find("norm") == std::string::npos;
+    optim::ParamGroup& g = scalar ? scalars : main_group;
+    g.names.push_back(name);
+    g.params.push_back(p);
+  }
+  return std::make_unique<optim::AdamW>(std::vector<optim::ParamGroup>{main_group, scalars}, lr,
+                                        0.9, 0.95);
+}
+
+struct Trained {
+  memory::Tally tally;
+  double final_loss = 0;  // mean training loss over the last 10% of steps
+  int64_t parameters = 0;
+};
+
+Trained train_and_score(memory::SegmentLM& lm, const memory::MemoryTask& task,
+                        const MemoryBenchOptions& o, int64_t steps, Device device,
+                        std::ostream& log) {
+  if (!device.is_cpu()) lm.to(device);
+  lm.train();
+  auto optimizer = make_optimizer(lm, o.lr, o.scalar_lr_scale);
+  const std::vector<Tensor> params = lm.parameters();
+  optim::LrSchedule schedule;
+  schedule.max_lr = o.lr;
+  schedule.warmup_steps = std::max<int64_t>(1, steps / 20);
+  schedule.total_steps = steps;
+  schedule.decay = optim::LrSchedule::constant;
+  schedule.validate();
+
+  Trained out;
+  out.parameters = lm.num_parameters();
+  const int64_t tail = std::max<int64_t>(1, steps / 10);
+  const int64_t report = std::max<int64_t>(1, steps / 10);
+  double tail_sum = 0, window_sum = 0;
+  int64_t window = 0;
+  const auto start = Clock::now();
+  for (int64_t step = 0; step < steps; ++step) {
+    const memory::StreamBatch batch = task.batch(memory::Split::train, step * o.batch, o.batch);
+    optimizer->zero_grad();
+    const double loss = lm.forward_backward(
+        batch.ids_segments(device), batch.targets_segments(device), lm.initial_state(o.batch));
+    MNEMO_CHECK(std::isfinite(loss), "memory-bench: {} loss is {} at step {}", lm.mechanism(), loss,
+                step + 1);
+    const double factor = optim::clip_factor(optim::global_grad_norm(params), 1.0);
+    optimizer->set_lr(schedule.at(step));
+    optimizer->step(factor);
+    if (step >= steps - tail) tail_sum += loss;
+    window_sum += loss;
+    ++window;
+    if ((step + 1) % report == 0 || step + 1 == steps) {
+      const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+      log << "memory-bench: " << lm.mechanism() << " step " << step + 1 << "/" << steps << " loss "
+          << window_sum / double(window) << " (" << seconds << " s)\n";
+      window_sum = 0;
+      window = 0;
+    }
+  }
+  out.final_loss = tail_sum / double(std::min(tail, steps));
+  out.tally = evaluate_segment_lm(lm, task, o.eval_streams, o.batch, device);
+  return out;
+}
+
+}  // namespace
+
+int64_t memory_bench_default_steps(const std::string& task) {
+  if (task == "recall") return 300;
+  if (task == "copy-far") return 300;
+  if (task == "longdoc") return 200;
+  fail("memory-bench: unknown task '{}' (recall, copy-far or longdoc)", task);
+}
+
+memory::Tally evaluate_segment_lm(memory::SegmentLM& lm, const memory::MemoryTask& task,
+                                  int64_t streams, int64_t batch, Device device) {
+  MNEMO_CHECK(streams >= 1 && batch >= 1, "memory-bench: bad eval size {} streams, batch {}",
+              streams, batch);
+  NoGradGuard no_grad;
+  const bool was_training = lm.is_training();
+  lm.eval();
+  memory::Tally tally;
+  for (int64_t first = 0; first < streams; first += batch) {
+    const int64_t count = std::min(batch, streams - first);
+    const memory::StreamBatch b = task.batch(memory::Split::eval, first, count);
+    memory::MemoryState state = lm.initial_state(count);
+    for (int64_t s = 0; s < b.segments; ++s) {
+      const Tensor targets = b.targets_tensor(s, device);  // (B, T)
+      memory::SegmentOutput out = lm.forward_segment(b.ids_tensor(s, device), state);
+      const int64_t V = out.logits.size(2);
+      const Tensor flat = reshape(out.logits, {-1, V});  // (B*T, V)
+      const Tensor nll = cross_entropy(flat, reshape(targets, {-1}), -100, 0.0,
+                                       Reduction::none);  // (B*T)
+      tally.add(b, s, to(argmax(flat, 1), Device::cpu()).to_vector<int64_t>(),
+                to(nll, Device::cpu()).to_vector<double>());
+      state = std::move(out.state);
+    }
+  }
+  lm.train(was_training);
+  return tally;
+}
+
+nlohmann::json run_memory_bench(const MemoryBenchOptions& o, std::ostream& log) {
+  const auto start = Clock::now();
+  // Everything the input names is checked before any training.
+  const auto known = memory::mechanism_names();
+  MNEMO_CHECK(std::find(known.begin(), known.end(), o.mechanism) != known.end(),
+              "memory-bench: unknown mechanism '{}' (none, memorizing or memformer)", o.mechanism);
+  const std::unique_ptr<memory::MemoryTask> task =
+      memory::make_task(o.task, o.seed, o.task_options);
+  const int64_t steps = o.steps > 0 ? o.steps : memory_bench_default_steps(o.task);
+  MNEMO_CHECK(o.batch >= 1, "memory-bench: --batch must be positive, got {}", o.batch);
+  MNEMO_CHECK(o.eval_streams >= 1, "memory-bench: --eval-streams must be positive, got {}",
+              o.eval_streams);
+  MNEMO_CHECK(o.lr > 0 && o.scalar_lr_scale > 0,
+              "memory-bench: --lr and --scalar-lr-scale must be positive");
+  const nn::LlamaConfig model = model_config(o, *task);
+  const int64_t T = task->segment_length();
+  const Device device = select_device(o.device, log);
+
+  Generator gen_memory(o.seed), gen_baseline(o.seed);
+  std::unique_ptr<memory::SegmentLM> with_memory;
+  if (o.mechanism != "none") {
+    with_memory = memory::make_segment_lm(o.mechanism, model, memory_section(o.memory_overrides, T),
+                                          &gen_memory);
+  } else {
+    MNEMO_CHECK(o.memory_overrides.empty(),
+                "memory-bench: --memory does not apply to --mechanism none");
+  }
+  std::unique_ptr<memory::SegmentLM> baseline =
+      memory::make_segment_lm("none", model, {{"segment_length", T}}, &gen_baseline);
+  for (const memory::SegmentLM* lm : {with_memory.get(), baseline.get()}) {
+    if (lm != nullptr) {
+      MNEMO_CHECK(lm->segment_length() >= T,
+                  "memory-bench: {} takes segments of at most {} tokens, the task has {}",
+                  lm->mechanism(), lm->segment_length(), T);
+    }
+  }
+
+  log << "memory-bench: task " << task->name() << " " << task->config().dump() << ", " << steps
+      << " steps of " << o.batch << " streams x " << task->num_segments() << " x " << T
+      << " tokens\n";
+  const Trained base = train_and_score(*baseline, *task, o, steps, device, log);
+  const Trained mem =
+      with_memory ? train_and_score(*with_memory, *task, o, steps, device, log) : base;
+
+  nlohmann::json r;
+  r["task"] = task->name();
+  r["mechanism"] = o.mechanism;
+  r["metric"] = task->metric();
+  r["memory"] = task->score(mem.tally);
+  r["baseline"] = task->score(base.tally);
+  r["steps"] = steps;
+  r["seconds"] = std::chrono::duration<double>(Clock::now() - start).count();
+  r["higher_is_better"] = task->higher_is_better();
+  r["seed"] = o.seed;
+  r["batch"] = o.batch;
+  r["eval_streams"] = o.eval_streams;
+  r["device"] = device.str();
+  r["model"] = {{"layers", o.layers},        {"hidden", o.hidden},
+                {"heads", o.heads},          {"intermediate", model.intermediate_size},
+                {"vocab", model.vocab_size}, {"window", T}};
+  r["parameters"] = {{"memory", mem.parameters}, {"baseline", base.parameters}};
+  r["task_config"] = task->config();
+  r["details"] = {{"memory", task->details(mem.tally)}, {"baseline", task->details(base.tally)}};
+  r["final_loss"] = {{"memory", mem.final_loss}, {"baseline", base.final_loss}};
+  return r;
+}
+
+}  // namespace mnemo::train

@@ -1,0 +1,61 @@
+// `mnemo memory-bench TASK --mechanism NAME|none`: a memory mechanism against the no-memory
+// baseline on one task (memory/tasks.h), as one JSON line.
+//
+//   1. the task generates training streams (S segments of B streams, T tokens each) and
+//      held-out eval streams from the same generator (Split::eval);
+//   2. the mechanism's model (memory/factory.h) and BaselineLM of the same size (layers,
+//      width, heads, window = T, vocabulary) are each trained for `steps` AdamW steps on the
+//      same batches, through SegmentLM::forward_backward (the mechanism's own training:
+//      back-propagation through time, memory replay, ...), gradients clipped to norm 1;
+//   3. both are evaluated on the same eval streams under no_grad, segment by segment with the
+//      state carried, and the task's metric is computed from their argmax predictions and
+//      log-likelihoods.
+//
+// Output: {"task", "mechanism", "metric", "memory", "baseline", "steps", "seconds", ...}
+// with "memory" and "baseline" the metric of each model, "seconds" the wall time of the
+// whole run, and extra keys: "higher_is_better", "seed", "batch", "eval_streams", "device",
+// "model" (the shared size), "parameters" {memory, baseline}, "task_config",
+// "details" {memory, baseline} (the task's secondary figures: local accuracy, chance,
+// far bits per byte, ...) and "final_loss" {memory, baseline}. With --mechanism none the
+// baseline is trained once and reported in both places.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "memory/segment_lm.h"
+#include "memory/tasks.h"
+
+namespace mnemo::train {
+
+struct MemoryBenchOptions {
+  std::string task;             // recall, copy-far, longdoc
+  std::string mechanism;        // none, memorizing, memformer
+  uint64_t seed = 0;            // task streams and initial weights
+  int64_t steps = 0;            // 0 = the task's default (memory_bench_default_steps)
+  int64_t batch = 16;           // streams per step
+  int64_t eval_streams = 256;   // held-out streams scored
+  double lr = 3e-3;             // AdamW, linear warmup over the first 5% then constant
+  double scalar_lr_scale = 10;  // learning-rate factor of small 0-/1-D non-norm parameters
+  int64_t layers = 2, hidden = 128, heads = 4;  // the shared model size
+  memory::TaskOptions task_options;             // task options ("gap" -> "2")
+  std::vector<std::string> memory_overrides;    // "key=value" into the memory section
+  std::string device = "cpu";                   // cpu, cuda, cuda:N, auto
+};
+
+// The default number of training steps of a task (chosen so that a run of a mechanism and
+// its baseline with the defaults ends within 10 minutes on a 2-core CPU).
+int64_t memory_bench_default_steps(const std::string& task);
+
+// Scores `lm` on eval streams [0, streams) of `task`, `batch` streams at a time.
+memory::Tally evaluate_segment_lm(memory::SegmentLM& lm, const memory::MemoryTask& task,
+                                  int64_t streams, int64_t batch, Device device);
+
+// Runs the benchmark; progress lines go to `log`. Throws mnemo::Error naming a bad option,
+// task, mechanism or memory key before any training starts.
+nlohmann::json run_memory_bench(const MemoryBenchOptions& options, std::ostream& log);
+
+}  // namespace mnemo::train
