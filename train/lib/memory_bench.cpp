@@ -22,10 +22,14 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// "key=value" -> memory[key] = value parsed as JSON (numbers, booleans, arrays), else text.
-nlohmann::json memory_section(const std::vector<std::string>& overrides, int64_t segment_length) {
+// The mechanism's memory section: the task's window as segment_length, for "memorizing" a
+// kNN memory that holds a whole stream (capacity S * T), then each "key=value" override
+// (value parsed as JSON: numbers, booleans, arrays; else kept as text).
+nlohmann::json memory_section(const std::string& mechanism, const memory::MemoryTask& task,
+                              const std::vector<std::string>& overrides) {
   nlohmann::json section = nlohmann::json::object();
-  section["segment_length"] = segment_length;
+  section["segment_length"] = task.segment_length();
+  if (mechanism == "memorizing") section["capacity"] = task.num_segments() * task.segment_length();
   for (const std::string& item : overrides) {
     const size_t eq = item.find('=');
     MNEMO_CHECK(eq != std::string::npos && eq > 0, "memory-bench: --memory '{}' is not key=value",
@@ -126,8 +130,8 @@ Trained train_and_score(memory::SegmentLM& lm, const memory::MemoryTask& task,
 }  // namespace
 
 int64_t memory_bench_default_steps(const std::string& task) {
-  if (task == "recall") return 300;
-  if (task == "copy-far") return 300;
+  if (task == "recall") return 400;
+  if (task == "copy-far") return 400;
   if (task == "longdoc") return 200;
   fail("memory-bench: unknown task '{}' (recall, copy-far or longdoc)", task);
 }
@@ -181,8 +185,8 @@ nlohmann::json run_memory_bench(const MemoryBenchOptions& o, std::ostream& log) 
   Generator gen_memory(o.seed), gen_baseline(o.seed);
   std::unique_ptr<memory::SegmentLM> with_memory;
   if (o.mechanism != "none") {
-    with_memory = memory::make_segment_lm(o.mechanism, model, memory_section(o.memory_overrides, T),
-                                          &gen_memory);
+    with_memory = memory::make_segment_lm(
+        o.mechanism, model, memory_section(o.mechanism, *task, o.memory_overrides), &gen_memory);
   } else {
     MNEMO_CHECK(o.memory_overrides.empty(),
                 "memory-bench: --memory does not apply to --mechanism none");
