@@ -1,22 +1,12 @@
-// make_segment_lm (factory.h). The mechanisms' headers are included only when present, so the
-// factory builds while a mechanism is still being written.
+// make_segment_lm (factory.h): mechanism name -> SegmentLM.
 #include "memory/factory.h"
+
+#include <algorithm>
 
 #include "core/error.h"
 #include "memory/baseline.h"
-
-#if __has_include("memory/memorizing.h")
-#include "memory/memorizing.h"
-#define MNEMO_MEMORY_HAS_MEMORIZING 1
-#else
-#define MNEMO_MEMORY_HAS_MEMORIZING 0
-#endif
-#if __has_include("memory/memformer.h")
 #include "memory/memformer.h"
-#define MNEMO_MEMORY_HAS_MEMFORMER 1
-#else
-#define MNEMO_MEMORY_HAS_MEMFORMER 0
-#endif
+#include "memory/memorizing.h"
 
 namespace mnemo::memory {
 
@@ -46,10 +36,8 @@ std::vector<std::string> mechanism_names() {
 }
 
 bool mechanism_built_in(const std::string& name) {
-  if (name == "none") return true;
-  if (name == "memorizing") return MNEMO_MEMORY_HAS_MEMORIZING;
-  if (name == "memformer") return MNEMO_MEMORY_HAS_MEMFORMER;
-  return false;
+  const auto names = mechanism_names();
+  return std::find(names.begin(), names.end(), name) != names.end();
 }
 
 std::unique_ptr<SegmentLM> make_segment_lm(const std::string& mechanism,
@@ -57,18 +45,10 @@ std::unique_ptr<SegmentLM> make_segment_lm(const std::string& mechanism,
                                            const nlohmann::json& memory_section, Generator* gen) {
   if (mechanism == "none") return make_baseline(model, memory_section, gen);
   if (mechanism == "memorizing") {
-#if MNEMO_MEMORY_HAS_MEMORIZING
     return std::make_unique<MemorizingLM>(model, MemorizingConfig::from_json(memory_section), gen);
-#else
-    fail("memory mechanism 'memorizing' is not built in (memory/memorizing.h is missing)");
-#endif
   }
   if (mechanism == "memformer") {
-#if MNEMO_MEMORY_HAS_MEMFORMER
     return std::make_unique<MemformerLM>(model, MemformerConfig::from_json(memory_section), gen);
-#else
-    fail("memory mechanism 'memformer' is not built in (memory/memformer.h is missing)");
-#endif
   }
   fail("unknown memory mechanism '{}' (none, memorizing or memformer)", mechanism);
 }

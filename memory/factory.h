@@ -5,8 +5,6 @@
 //                 max_position_embeddings), nothing else
 //   "memorizing"  MemorizingLM (memorizing.h), MemorizingConfig::from_json(section)
 //   "memformer"   MemformerLM (memformer.h), MemformerConfig::from_json(section)
-//
-// A mechanism whose source is not in this build is reported as "not built in".
 #pragma once
 
 #include <memory>
@@ -19,12 +17,11 @@
 
 namespace mnemo::memory {
 
-// The mechanism names make_segment_lm knows, built in or not.
+// The mechanism names make_segment_lm knows.
 std::vector<std::string> mechanism_names();
-// Whether `name` is built into this binary.
-bool mechanism_built_in(const std::string& name);
+bool mechanism_built_in(const std::string& name);  // name is one of mechanism_names()
 
-// Throws mnemo::Error naming an unknown mechanism, one not built in, or a bad section key.
+// Throws mnemo::Error naming an unknown mechanism or a bad section key.
 std::unique_ptr<SegmentLM> make_segment_lm(const std::string& mechanism,
                                            const nn::LlamaConfig& model,
                                            const nlohmann::json& memory_section,

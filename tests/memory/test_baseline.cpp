@@ -119,14 +119,14 @@ TEST_CASE("make_segment_lm: mechanisms by name, errors naming the name or key") 
                        doctest::Contains("unknown memory mechanism 'recurrent'"), Error);
   for (const std::string name : {"memorizing", "memformer"}) {
     CAPTURE(name);
-    if (mechanism_built_in(name)) {
-      const auto lm = make_segment_lm(name, config, {{"segment_length", 8}});
-      CHECK(lm->mechanism() == name);
-    } else {
-      CHECK_THROWS_WITH_AS(make_segment_lm(name, config, {}), doctest::Contains("not built in"),
-                           Error);
-    }
+    CHECK(mechanism_built_in(name));
+    const auto lm = make_segment_lm(name, config, {{"segment_length", 8}});
+    CHECK(lm->mechanism() == name);
+    CHECK(lm->segment_length() == 8);
   }
+  CHECK_FALSE(mechanism_built_in("recurrent"));
+  CHECK_THROWS_WITH_AS(make_segment_lm("memorizing", config, {{"segment_length", 8}, {"bogus", 1}}),
+                       doctest::Contains("bogus"), Error);
 }
 
 }  // namespace mnemo::memory
