@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -72,6 +73,15 @@ double scaled_error(const Tensor& got, const Tensor& want, double scale) {
   }
   return max_diff / scale;
 }
+
+bool bitwise_equal(const Tensor& a, const Tensor& b) {
+  const Tensor x = core::contiguous(core::to(a, Device::cpu()));
+  const Tensor y = core::contiguous(core::to(b, Device::cpu()));
+  return x.shape() == y.shape() && x.dtype() == y.dtype() &&
+         std::memcmp(x.data_ptr(), y.data_ptr(), size_t(x.numel()) * x.element_size()) == 0;
+}
+
+Tensor gpu_or_undefined(const Tensor& t) { return t.defined() ? to_gpu(t) : t; }
 
 double tolerance(DType dtype) {
   switch (dtype) {

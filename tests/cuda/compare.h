@@ -42,6 +42,13 @@ double rel_error(const Tensor& got, const Tensor& want);
 // the result itself measures only rounding noise; scale is then the size of the terms.
 double scaled_error(const Tensor& got, const Tensor& want, double scale);
 
+// The same shape, dtype and bytes (after copying both to the CPU): for "two runs give the
+// same bits" checks.
+bool bitwise_equal(const Tensor& a, const Tensor& b);
+
+// t on the GPU, or undefined if t is (optional weights, biases, initial states).
+Tensor gpu_or_undefined(const Tensor& t);
+
 // The tolerance a dtype is held to: f64 1e-12, f32 1e-5, bf16/f16 1e-2, integers and bool 0.
 double tolerance(DType dtype);
 

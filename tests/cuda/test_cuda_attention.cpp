@@ -18,22 +18,13 @@
 namespace mnemo {
 namespace {
 
+using cuda_test::bitwise_equal;
 using cuda_test::fresh_seed;
 using cuda_test::kGpu;
 using cuda_test::random_cpu;
 using cuda_test::to_gpu;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-
-Tensor to_cpu(const Tensor& x) {
-  return core::contiguous(core::to(x, Device::cpu()));
-}
-
-bool bitwise_equal(const Tensor& a, const Tensor& b) {
-  const Tensor x = to_cpu(a), y = to_cpu(b);
-  return x.shape() == y.shape() && x.dtype() == y.dtype() &&
-         std::memcmp(x.data_ptr(), y.data_ptr(), size_t(x.numel()) * x.element_size()) == 0;
-}
 
 enum class MaskKind {
   kNone,

@@ -16,6 +16,7 @@
 namespace mnemo {
 namespace {
 
+using cuda_test::bitwise_equal;
 using cuda_test::fresh_seed;
 using cuda_test::kGpu;
 using cuda_test::random_cpu;
@@ -25,17 +26,7 @@ using cuda_test::to_gpu;
 const DType kDtypes[] = {DType::f32, DType::f64, DType::bf16, DType::f16};
 
 // x on the CPU, a contiguous copy.
-Tensor to_cpu(const Tensor& x) {
-  return core::contiguous(core::to(x, Device::cpu()));
-}
-
 // The same bits in two GPU results (shape, dtype and every byte).
-bool bitwise_equal(const Tensor& a, const Tensor& b) {
-  const Tensor x = to_cpu(a), y = to_cpu(b);
-  return x.shape() == y.shape() && x.dtype() == y.dtype() &&
-         std::memcmp(x.data_ptr(), y.data_ptr(), size_t(x.numel()) * x.element_size()) == 0;
-}
-
 // One product: shapes of a and b (any matmul operands, batch dims broadcast).
 struct MatmulCase {
   Shape a, b;

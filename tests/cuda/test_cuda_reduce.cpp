@@ -16,16 +16,13 @@
 namespace mnemo {
 namespace {
 
+using cuda_test::bitwise_equal;
 using cuda_test::fresh_seed;
 using cuda_test::random_cpu;
 using cuda_test::strided_copy;
 using cuda_test::to_gpu;
 
 const DType kAll[] = {DType::f32, DType::f64, DType::bf16, DType::f16, DType::i32, DType::i64};
-
-bool bitwise_equal(const Tensor& a, const Tensor& b) {
-  return a.to_vector<double>() == b.to_vector<double>();
-}
 
 bool is_integer(DType dtype) {
   return dtype == DType::i32 || dtype == DType::i64;

@@ -16,20 +16,14 @@
 namespace mnemo {
 namespace {
 
+using cuda_test::bitwise_equal;
+using cuda_test::gpu_or_undefined;
 using cuda_test::fresh_seed;
 using cuda_test::random_cpu;
 using cuda_test::strided_copy;
 using cuda_test::to_gpu;
 
 const DType kFloating[] = {DType::f32, DType::f64, DType::bf16, DType::f16};
-
-bool bitwise_equal(const Tensor& a, const Tensor& b) {
-  return a.to_vector<double>() == b.to_vector<double>();
-}
-
-Tensor gpu_or_undefined(const Tensor& t) {
-  return t.defined() ? to_gpu(t) : t;
-}
 
 // A scan case: the shape of a and x (a may broadcast), the dim scanned, h0's shape (empty:
 // no h0).
