@@ -52,19 +52,6 @@ namespace mnemo::cuda {
 
 namespace {
 
-__device__ __forceinline__ float exp_of(float v) {
-  return expf(v);
-}
-__device__ __forceinline__ double exp_of(double v) {
-  return exp(v);
-}
-__device__ __forceinline__ float log_of(float v) {
-  return logf(v);
-}
-__device__ __forceinline__ double log_of(double v) {
-  return log(v);
-}
-
 template <typename A>
 __device__ __forceinline__ A nan_value() {
   return std::numeric_limits<A>::quiet_NaN();

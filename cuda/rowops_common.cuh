@@ -88,4 +88,18 @@ T* data_or_null(const Tensor& t) {
   return t.defined() ? static_cast<T*>(t.data_ptr()) : nullptr;
 }
 
+// exp and log in the compute type's precision (expf/logf for f32, exp/log for f64).
+__device__ __forceinline__ float exp_of(float v) {
+  return expf(v);
+}
+__device__ __forceinline__ double exp_of(double v) {
+  return exp(v);
+}
+__device__ __forceinline__ float log_of(float v) {
+  return logf(v);
+}
+__device__ __forceinline__ double log_of(double v) {
+  return log(v);
+}
+
 }  // namespace mnemo::cuda

@@ -27,7 +27,14 @@ Tensor random_cpu(const Shape& shape, DType dtype, uint64_t seed, double lo, dou
   return core::to(values, dtype);
 }
 
-Tensor to_gpu(const Tensor& x) { return core::to(x, kGpu); }
+Tensor random_cpu_any(const Shape& shape, DType dtype, uint64_t seed) {
+  return is_integral(dtype) ? random_cpu(shape, dtype, seed, -40, 40)
+                            : random_cpu(shape, dtype, seed);
+}
+
+Tensor to_gpu(const Tensor& x) {
+  return core::to(x, kGpu);
+}
 
 Tensor strided_copy(const Tensor& x) {
   if (x.dim() == 0) return core::clone(x);
@@ -81,7 +88,9 @@ bool bitwise_equal(const Tensor& a, const Tensor& b) {
          std::memcmp(x.data_ptr(), y.data_ptr(), size_t(x.numel()) * x.element_size()) == 0;
 }
 
-Tensor gpu_or_undefined(const Tensor& t) { return t.defined() ? to_gpu(t) : t; }
+Tensor gpu_or_undefined(const Tensor& t) {
+  return t.defined() ? to_gpu(t) : t;
+}
 
 double tolerance(DType dtype) {
   switch (dtype) {

@@ -27,6 +27,10 @@ uint64_t fresh_seed();
 // dtypes get the truncated value).
 Tensor random_cpu(const Shape& shape, DType dtype, uint64_t seed, double lo = -1, double hi = 1);
 
+// random_cpu for any dtype: floats in [-1, 1), integers in [-40, 40) (wide enough to be
+// interesting, narrow enough for ties).
+Tensor random_cpu_any(const Shape& shape, DType dtype, uint64_t seed);
+
 Tensor to_gpu(const Tensor& x);
 
 // A non-contiguous tensor equal to x, on x's device: x's values stored with the last two dims
@@ -55,25 +59,25 @@ double tolerance(DType dtype);
 }  // namespace mnemo::cuda_test
 
 // As CHECK_CLOSE_TO_CPU, with the error measured against `scale` (scaled_error).
-#define CHECK_CLOSE_TO_CPU_AT_SCALE(got, want, scale)                                       \
-  do {                                                                                     \
-    const ::mnemo::Tensor got_ = (got);                                                    \
-    const ::mnemo::Tensor want_ = (want);                                                  \
-    REQUIRE(got_.shape() == want_.shape());                                                \
-    CHECK(got_.dtype() == want_.dtype());                                                  \
-    const double error_ = ::mnemo::cuda_test::scaled_error(got_, want_, (scale));          \
-    CAPTURE(error_);                                                                       \
-    CHECK(error_ <= ::mnemo::cuda_test::tolerance(want_.dtype()));                         \
+#define CHECK_CLOSE_TO_CPU_AT_SCALE(got, want, scale)                             \
+  do {                                                                            \
+    const ::mnemo::Tensor got_ = (got);                                           \
+    const ::mnemo::Tensor want_ = (want);                                         \
+    REQUIRE(got_.shape() == want_.shape());                                       \
+    CHECK(got_.dtype() == want_.dtype());                                         \
+    const double error_ = ::mnemo::cuda_test::scaled_error(got_, want_, (scale)); \
+    CAPTURE(error_);                                                              \
+    CHECK(error_ <= ::mnemo::cuda_test::tolerance(want_.dtype()));                \
   } while (0)
 
 // got: a GPU result; want: the CPU backend's. Checks shape, dtype and values.
-#define CHECK_CLOSE_TO_CPU(got, want)                                                      \
-  do {                                                                                     \
-    const ::mnemo::Tensor got_ = (got);                                                    \
-    const ::mnemo::Tensor want_ = (want);                                                  \
-    REQUIRE(got_.shape() == want_.shape());                                                \
-    CHECK(got_.dtype() == want_.dtype());                                                  \
-    const double error_ = ::mnemo::cuda_test::rel_error(got_, want_);                      \
-    CAPTURE(error_);                                                                       \
-    CHECK(error_ <= ::mnemo::cuda_test::tolerance(want_.dtype()));                         \
+#define CHECK_CLOSE_TO_CPU(got, want)                                 \
+  do {                                                                \
+    const ::mnemo::Tensor got_ = (got);                               \
+    const ::mnemo::Tensor want_ = (want);                             \
+    REQUIRE(got_.shape() == want_.shape());                           \
+    CHECK(got_.dtype() == want_.dtype());                             \
+    const double error_ = ::mnemo::cuda_test::rel_error(got_, want_); \
+    CAPTURE(error_);                                                  \
+    CHECK(error_ <= ::mnemo::cuda_test::tolerance(want_.dtype()));    \
   } while (0)

@@ -21,19 +21,11 @@ namespace {
 using cuda_test::bitwise_equal;
 using cuda_test::fresh_seed;
 using cuda_test::random_cpu;
+using cuda_test::random_cpu_any;
 using cuda_test::strided_copy;
 using cuda_test::to_gpu;
 
 const DType kAll[] = {DType::f32, DType::f64, DType::bf16, DType::f16, DType::i32, DType::i64};
-
-bool is_integer(DType dtype) {
-  return dtype == DType::i32 || dtype == DType::i64;
-}
-
-Tensor values(const Shape& shape, DType dtype, uint64_t seed) {
-  return is_integer(dtype) ? random_cpu(shape, dtype, seed, -40, 40)
-                           : random_cpu(shape, dtype, seed);
-}
 
 // Indices in [0, size): i64 values of `shape`, with duplicates whenever numel > size.
 Tensor indices(const Shape& shape, int64_t size, uint64_t seed) {
@@ -68,7 +60,7 @@ TEST_CASE("cuda: index_select matches the CPU along every dim") {
         CAPTURE(dtype_name(dtype));
         CAPTURE(dim);
         CAPTURE(n);
-        Tensor x = values(kShape, dtype, seed);
+        Tensor x = random_cpu_any(kShape, dtype, seed);
         Tensor index = indices({n}, kShape[size_t(dim)], seed + 1);
         CHECK_CLOSE_TO_CPU(core::index_select(strided_copy(to_gpu(x)), dim, to_gpu(index)),
                            core::index_select(x, dim, index));
@@ -87,7 +79,7 @@ TEST_CASE("cuda: gather matches the CPU along every dim, index smaller than x") 
       CAPTURE(seed);
       CAPTURE(dtype_name(dtype));
       CAPTURE(dim);
-      Tensor x = values(kShape, dtype, seed);
+      Tensor x = random_cpu_any(kShape, dtype, seed);
       Shape index_shape = {5, 17, 4};
       index_shape[size_t(dim)] = 11;  // longer than x along dim 0 and 2: repeats
       Tensor index = indices(index_shape, kShape[size_t(dim)], seed + 1);
@@ -106,10 +98,10 @@ TEST_CASE("cuda: index_add matches the CPU with duplicate indices, bitwise for f
         CAPTURE(dtype_name(dtype));
         CAPTURE(dim);
         CAPTURE(n);
-        Tensor x = values(kShape, dtype, seed);
+        Tensor x = random_cpu_any(kShape, dtype, seed);
         Shape src_shape = kShape;
         src_shape[size_t(dim)] = n;
-        Tensor src = values(src_shape, dtype, seed + 1);
+        Tensor src = random_cpu_any(src_shape, dtype, seed + 1);
         Tensor index = indices({n}, kShape[size_t(dim)], seed + 2);
         Tensor want = core::index_add(x, dim, index, src);
         Tensor got =
@@ -152,11 +144,11 @@ TEST_CASE("cuda: scatter_add matches the CPU along every dim with duplicates") {
       CAPTURE(seed);
       CAPTURE(dtype_name(dtype));
       CAPTURE(dim);
-      Tensor x = values(kShape, dtype, seed);
+      Tensor x = random_cpu_any(kShape, dtype, seed);
       Shape index_shape = {5, 17, 4};
       index_shape[size_t(dim)] = 40;  // many more than x's size along dim: duplicates
       Tensor index = indices(index_shape, kShape[size_t(dim)], seed + 1);
-      Tensor src = values(index_shape, dtype, seed + 2);
+      Tensor src = random_cpu_any(index_shape, dtype, seed + 2);
       Tensor want = core::scatter_add(x, dim, index, src);
       Tensor got =
           core::scatter_add(to_gpu(x), dim, strided_copy(to_gpu(index)), strided_copy(to_gpu(src)));

@@ -19,20 +19,11 @@ namespace {
 using cuda_test::bitwise_equal;
 using cuda_test::fresh_seed;
 using cuda_test::random_cpu;
+using cuda_test::random_cpu_any;
 using cuda_test::strided_copy;
 using cuda_test::to_gpu;
 
 const DType kAll[] = {DType::f32, DType::f64, DType::bf16, DType::f16, DType::i32, DType::i64};
-
-bool is_integer(DType dtype) {
-  return dtype == DType::i32 || dtype == DType::i64;
-}
-
-// Integers get a range wide enough to be interesting but with ties; floats [-1, 1).
-Tensor input(const Shape& shape, DType dtype, uint64_t seed) {
-  return is_integer(dtype) ? random_cpu(shape, dtype, seed, -40, 40)
-                           : random_cpu(shape, dtype, seed);
-}
 
 struct ReduceCase {
   Shape shape;
@@ -55,7 +46,7 @@ TEST_CASE("cuda: sum, amax, amin match the CPU over dims, dtypes and strides") {
         CAPTURE(dtype_name(dtype));
         CAPTURE(shape_str(rc.shape));
         CAPTURE(strided);
-        Tensor x = input(rc.shape, dtype, seed);
+        Tensor x = random_cpu_any(rc.shape, dtype, seed);
         Tensor xg = strided ? strided_copy(to_gpu(x)) : to_gpu(x);
         CHECK_CLOSE_TO_CPU(core::sum(xg, rc.dims), core::sum(x, rc.dims));
         CHECK_CLOSE_TO_CPU(core::amax(xg, rc.dims), core::amax(x, rc.dims));
@@ -77,7 +68,7 @@ TEST_CASE("cuda: long reductions (chunked, two passes) match the CPU and repeat 
       CAPTURE(seed);
       CAPTURE(dtype_name(dtype));
       CAPTURE(shape_str(rc.shape));
-      Tensor x = input(rc.shape, dtype, seed);
+      Tensor x = random_cpu_any(rc.shape, dtype, seed);
       Tensor xg = to_gpu(x);
       Tensor got = core::sum(xg, rc.dims);
       CHECK_CLOSE_TO_CPU(got, core::sum(x, rc.dims));
@@ -129,8 +120,8 @@ TEST_CASE("cuda: argmax and argmin match the CPU, first index wins ties") {
           CAPTURE(dim);
           CAPTURE(strided);
           // Integers in [-3, 3): many ties, so the first-index rule is exercised.
-          Tensor x =
-              is_integer(dtype) ? random_cpu(shape, dtype, seed, -3, 3) : input(shape, dtype, seed);
+          Tensor x = is_integral(dtype) ? random_cpu(shape, dtype, seed, -3, 3)
+                                        : random_cpu_any(shape, dtype, seed);
           Tensor xg = strided ? strided_copy(to_gpu(x)) : to_gpu(x);
           CHECK_CLOSE_TO_CPU(argmax(xg, dim), argmax(x, dim));
           CHECK_CLOSE_TO_CPU(argmin(xg, dim, true), argmin(x, dim, true));
@@ -153,7 +144,7 @@ TEST_CASE("cuda: cumsum matches the CPU forward and reverse along every dim") {
           CAPTURE(shape_str(shape));
           CAPTURE(dim);
           CAPTURE(reverse);
-          Tensor x = input(shape, dtype, seed);
+          Tensor x = random_cpu_any(shape, dtype, seed);
           Tensor xg = strided_copy(to_gpu(x));
           Tensor got = core::cumsum(xg, dim, reverse);
           CHECK_CLOSE_TO_CPU(got, core::cumsum(x, dim, reverse));
@@ -182,8 +173,8 @@ TEST_CASE("cuda: topk values and indices match the CPU, ties and NaN ordered as 
         CAPTURE(tc.k);
         CAPTURE(largest);
         // Integers in [-3, 3) and bf16 (few distinct values) give many ties.
-        Tensor x = is_integer(dtype) ? random_cpu(tc.shape, dtype, seed, -3, 3)
-                                     : input(tc.shape, dtype, seed);
+        Tensor x = is_integral(dtype) ? random_cpu(tc.shape, dtype, seed, -3, 3)
+                                      : random_cpu_any(tc.shape, dtype, seed);
         Tensor xg = strided_copy(to_gpu(x));
         core::TopK want = core::topk(x, tc.k, tc.dim, largest);
         core::TopK got = core::topk(xg, tc.k, tc.dim, largest);
