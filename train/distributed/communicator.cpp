@@ -6,8 +6,10 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/ops/view.h"
 #include "mnemo_build_info.h"
 #include "train/distributed/mpi_communicator.h"
+#include "train/distributed/nccl_communicator.h"
 
 namespace mnemo::dist {
 
@@ -16,12 +18,13 @@ std::string_view reduce_op_name(ReduceOp op) {
 }
 
 Communicator::Communicator(int rank, int world_size, int local_rank, int local_size,
-                           CommunicatorOptions options)
+                           CommunicatorOptions options, Device device)
     : rank_(rank),
       world_size_(world_size),
       local_rank_(local_rank),
       local_size_(local_size),
-      options_(options) {
+      options_(options),
+      device_(device) {
   set_timeout_seconds(options.timeout_seconds);
 }
 
@@ -33,13 +36,16 @@ void Communicator::set_timeout_seconds(double seconds) {
 
 namespace {
 
-// A tensor a backend can read or write as one flat buffer.
-void check_buffer(const Tensor& t, std::string_view op, std::string_view name) {
+// A tensor a backend can read or write as one flat buffer on its device.
+void check_buffer(const Tensor& t, const Communicator& comm, std::string_view op,
+                  std::string_view name) {
   MNEMO_CHECK(t.defined(), "{}: {} is an undefined tensor", op, name);
-  MNEMO_CHECK(t.device().is_cpu(),
-              "{}: {} is on {}; only CPU tensors are supported (GPU tensors need the NCCL "
-              "backend, not built yet)",
-              op, name, t.device());
+  MNEMO_CHECK(t.device() == comm.device(),
+              "{}: {} is on {}, but this communicator ({}) takes {} tensors{}", op, name,
+              t.device(), comm.backend(), comm.device(),
+              t.device().is_cuda() && comm.device().is_cpu()
+                  ? " (GPU tensors need the NCCL backend: make_communicator(options, device))"
+                  : "");
   MNEMO_CHECK(t.is_contiguous(), "{}: {} of shape {} must be contiguous", op, name,
               shape_str(t.shape()));
 }
@@ -59,22 +65,22 @@ void check_root(int root, int world_size, std::string_view op) {
 }  // namespace
 
 void Communicator::all_reduce(Tensor& tensor, ReduceOp op) {
-  check_buffer(tensor, "all_reduce", "tensor");
+  check_buffer(tensor, *this, "all_reduce", "tensor");
   check_reducible(tensor.dtype(), op, "all_reduce");
   if (tensor.numel() == 0) return;
   do_all_reduce(tensor.data_ptr(), tensor.numel(), tensor.dtype(), op);
 }
 
 void Communicator::broadcast(Tensor& tensor, int root) {
-  check_buffer(tensor, "broadcast", "tensor");
+  check_buffer(tensor, *this, "broadcast", "tensor");
   check_root(root, world_size_, "broadcast");
   if (tensor.numel() == 0) return;
   do_broadcast(tensor.data_ptr(), tensor.numel(), tensor.dtype(), root);
 }
 
 void Communicator::reduce_scatter(const Tensor& input, Tensor& output, ReduceOp op) {
-  check_buffer(input, "reduce_scatter", "input");
-  check_buffer(output, "reduce_scatter", "output");
+  check_buffer(input, *this, "reduce_scatter", "input");
+  check_buffer(output, *this, "reduce_scatter", "output");
   check_reducible(input.dtype(), op, "reduce_scatter");
   MNEMO_CHECK(input.dtype() == output.dtype(), "reduce_scatter: input is {}, output is {}",
               input.dtype(), output.dtype());
@@ -89,8 +95,8 @@ void Communicator::reduce_scatter(const Tensor& input, Tensor& output, ReduceOp 
 }
 
 void Communicator::all_gather(const Tensor& input, Tensor& output) {
-  check_buffer(input, "all_gather", "input");
-  check_buffer(output, "all_gather", "output");
+  check_buffer(input, *this, "all_gather", "input");
+  check_buffer(output, *this, "all_gather", "output");
   MNEMO_CHECK(input.dtype() == output.dtype(), "all_gather: input is {}, output is {}",
               input.dtype(), output.dtype());
   const int64_t n = input.numel();
@@ -118,21 +124,34 @@ std::string Communicator::broadcast_string(const std::string& value, int root) {
 
 // ---- one process: every collective over a world of one ----
 
-SingleProcessCommunicator::SingleProcessCommunicator(CommunicatorOptions options)
-    : Communicator(0, 1, 0, 1, options) {}
+SingleProcessCommunicator::SingleProcessCommunicator(CommunicatorOptions options, Device device)
+    : Communicator(0, 1, 0, 1, options, device) {}
+
+namespace {
+
+// n elements of dtype at data, on device, as a 1-d tensor (the memory stays the caller's).
+Tensor flat_tensor(const void* data, int64_t n, DType dtype, Device device) {
+  auto storage = std::make_shared<StorageImpl>(const_cast<void*>(data), size_t(n) * dtype_size(dtype),
+                                               device, [] {});
+  return Tensor::view_of(storage, {n}, {1}, 0, dtype);
+}
+
+}  // namespace
 
 // The sum over one rank is the tensor itself, and so is the mean.
 void SingleProcessCommunicator::do_all_reduce(void*, int64_t, DType, ReduceOp) {}
 void SingleProcessCommunicator::do_broadcast(void*, int64_t, DType, int) {}
 
+// With one rank, the one shard is the whole input and the gathered output is the input: a copy
+// on device() (its backend, so on a GPU it is ordered like any other op there).
 void SingleProcessCommunicator::do_reduce_scatter(const void* input, void* output, int64_t n,
                                                   DType dtype, ReduceOp) {
-  std::memcpy(output, input, size_t(n) * dtype_size(dtype));
+  copy_(flat_tensor(output, n, dtype, device()), flat_tensor(input, n, dtype, device()));
 }
 
 void SingleProcessCommunicator::do_all_gather(const void* input, void* output, int64_t n,
                                               DType dtype) {
-  std::memcpy(output, input, size_t(n) * dtype_size(dtype));
+  copy_(flat_tensor(output, n, dtype, device()), flat_tensor(input, n, dtype, device()));
 }
 
 std::vector<std::string> SingleProcessCommunicator::do_all_gather_string(const std::string& value) {
@@ -158,6 +177,10 @@ bool launched_by_mpirun() {
 
 bool built_with_mpi() {
   return MNEMO_HAVE_MPI != 0;
+}
+
+bool built_with_nccl() {
+  return MNEMO_HAVE_NCCL != 0;
 }
 
 #if !MNEMO_HAVE_MPI
@@ -186,9 +209,34 @@ std::unique_ptr<Communicator> make_communicator(CommunicatorOptions options) {
                 size);
 #endif
   }
-  // NCCL plugs in here: with a CUDA device requested and NCCL built, bootstrap an
-  // NcclCommunicator through MPI instead.
   return std::make_unique<SingleProcessCommunicator>(options);
+}
+
+std::unique_ptr<Communicator> make_communicator(CommunicatorOptions options, Device device) {
+  return for_device(make_communicator(options), device);
+}
+
+std::unique_ptr<Communicator> for_device(std::unique_ptr<Communicator> host, Device device) {
+  MNEMO_CHECK(host != nullptr, "distributed: for_device needs a communicator");
+  if (device == host->device()) return host;
+  MNEMO_CHECK(host->device().is_cpu(),
+              "distributed: the {} communicator already works on {}; it cannot move to {}",
+              host->backend(), host->device(), device);
+  const CommunicatorOptions options{.timeout_seconds = host->timeout_seconds()};
+  if (host->backend() == "single") {
+    return std::make_unique<SingleProcessCommunicator>(options, device);
+  }
+  // Launched by mpirun (host is MPI): GPU tensors travel over NCCL.
+#if MNEMO_HAVE_NCCL
+  return std::make_unique<NcclCommunicator>(std::move(host));
+#else
+  if (host->world_size() == 1) return std::make_unique<SingleProcessCommunicator>(options, device);
+  fail(
+      "distributed: launched by mpirun with {} ranks on {}, but this build has no NCCL (GPU "
+      "collectives need it; MPI carries CPU tensors only): rebuild with CUDA and NCCL found "
+      "(libnccl-dev, or the nvidia-nccl wheel via -DMNEMO_NVIDIA_WHEELS), or use --device cpu",
+      host->world_size(), device);
+#endif
 }
 
 void check_same_on_all_ranks(Communicator& comm, std::string_view what, const std::string& value) {

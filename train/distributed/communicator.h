@@ -8,15 +8,21 @@
 //                              run goes through exactly the data-parallel code path.
 //   MpiCommunicator            CPU tensors over Open MPI (train/distributed/mpi_communicator.h),
 //                              built when the build has MPI (MNEMO_HAVE_MPI).
-//   (NCCL)                     GPU tensors; not written yet. It plugs in as a third subclass,
-//                              bootstrapped through MPI (rank 0 calls ncclGetUniqueId, MPI_Bcast
-//                              shares it, ncclCommInitRank; the device from local_rank()), and
-//                              make_communicator() picks it for CUDA tensors.
+//   NcclCommunicator           CUDA tensors over NCCL (train/distributed/nccl_communicator.h),
+//                              built with CUDA and NCCL (MNEMO_HAVE_NCCL); bootstrapped through
+//                              the MPI (or single-process) communicator, which it keeps for
+//                              barrier() and the string helpers.
 //
-// The public collectives check their arguments once here (contiguous, same dtype and device,
-// sizes that fit the world size) and hand raw buffers to the backend's do_* methods, as ops
-// do with backends in core/. All collectives are in place on contiguous tensors and are
-// collective calls: every rank must make the same calls in the same order with the same sizes.
+// A communicator works on the tensors of one device, device(): the CPU for "single" and "mpi",
+// this rank's GPU (cuda:local_rank) for "nccl"; a single-process communicator may be made for
+// a GPU too. make_communicator(options, device) picks the backend for the device a command
+// asked for; the caller then computes on comm->device() (under NCCL each rank owns one GPU).
+//
+// The public collectives check their arguments once here (defined, on device(), contiguous,
+// same dtype, sizes that fit the world size) and hand raw buffers to the backend's do_*
+// methods, as ops do with backends in core/. All collectives are in place on contiguous
+// tensors and are collective calls: every rank must make the same calls in the same order
+// with the same sizes.
 //
 // Failure: a collective cannot return while another rank is gone, so a rank that fails must
 // take the job down rather than leave the others waiting. abort() does that (MPI_Abort kills
@@ -24,13 +30,16 @@
 // handler), and Open MPI's mpirun kills the job when a rank exits without finalising. The
 // start-up checks (barrier, the string helpers) wait at most timeout_seconds() and then abort
 // the job with a message naming the call, so a rank that never arrives cannot hang the rest.
+// A command that catches errors itself wraps its body in run_or_abort (below).
 #pragma once
 
+#include <exception>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "core/error.h"
 #include "core/tensor.h"
 
 namespace mnemo::dist {
@@ -55,7 +64,10 @@ class Communicator {
   int local_rank() const { return local_rank_; }  // rank among the processes on this node
   int local_size() const { return local_size_; }  // processes on this node
   bool is_main() const { return rank_ == 0; }     // rank 0 logs, evaluates, checkpoints
-  virtual std::string_view backend() const = 0;   // "single", "mpi"
+  virtual std::string_view backend() const = 0;   // "single", "mpi", "nccl"
+  // The device whose tensors the collectives take; any other device is an error naming the
+  // collective. CPU for "mpi", this rank's GPU for "nccl".
+  Device device() const { return device_; }
   double timeout_seconds() const { return options_.timeout_seconds; }
   void set_timeout_seconds(double seconds);
 
@@ -83,9 +95,9 @@ class Communicator {
 
  protected:
   Communicator(int rank, int world_size, int local_rank, int local_size,
-               CommunicatorOptions options);
+               CommunicatorOptions options, Device device = Device::cpu());
 
-  // Backends see checked, contiguous CPU (for now) buffers of numel elements of dtype.
+  // Backends see checked, contiguous buffers on device() of numel elements of dtype.
   virtual void do_all_reduce(void* data, int64_t numel, DType dtype, ReduceOp op) = 0;
   virtual void do_broadcast(void* data, int64_t numel, DType dtype, int root) = 0;
   virtual void do_reduce_scatter(const void* input, void* output, int64_t n, DType dtype,
@@ -98,12 +110,15 @@ class Communicator {
  private:
   int rank_, world_size_, local_rank_, local_size_;
   CommunicatorOptions options_;
+  Device device_;
 };
 
-// World size 1 in this process, no MPI involved.
+// World size 1 in this process, no MPI involved, on any one device (the copies of
+// reduce_scatter and all_gather run on that device's backend).
 class SingleProcessCommunicator final : public Communicator {
  public:
-  explicit SingleProcessCommunicator(CommunicatorOptions options = {});
+  explicit SingleProcessCommunicator(CommunicatorOptions options = {},
+                                     Device device = Device::cpu());
   std::string_view backend() const override { return "single"; }
   [[noreturn]] void abort(int code, std::string_view message) override;
 
@@ -123,11 +138,43 @@ class SingleProcessCommunicator final : public Communicator {
 bool launched_by_mpirun();
 // True when this build can talk MPI (configured with MNEMO_HAVE_MPI).
 bool built_with_mpi();
+// True when this build has the NCCL backend (CUDA and NCCL found: MNEMO_HAVE_NCCL).
+bool built_with_nccl();
 
-// The communicator for this process: MPI when launched by mpirun and the build has MPI,
+// The communicator for CPU tensors: MPI when launched by mpirun and the build has MPI,
 // otherwise single-process. Launched by mpirun with more than one rank but built without MPI
 // is an error (each rank would silently train alone).
 std::unique_ptr<Communicator> make_communicator(CommunicatorOptions options = {});
+
+// The communicator for tensors on `device` (what the command was asked to run on):
+//   CPU                            as make_communicator(options);
+//   CUDA, launched by mpirun       NCCL on this rank's GPU, cuda:local_rank (the index asked
+//                                  for is ignored: one GPU per rank); without NCCL in the
+//                                  build an error, unless the world is one rank;
+//   CUDA, a plain process          single-process on `device`.
+// Compute on the result's device(), not on `device`.
+std::unique_ptr<Communicator> make_communicator(CommunicatorOptions options, Device device);
+
+// The same choice for a job whose (CPU) communicator exists already, e.g. made before the
+// config naming the device was read: returns `host` itself for the CPU, or the communicator
+// for `device` built on it (NCCL keeps `host` for its bootstrap, barrier and strings).
+std::unique_ptr<Communicator> for_device(std::unique_ptr<Communicator> host, Device device);
+
+// Runs body() and returns its result. In a job of several ranks an exception must stop every
+// rank (the others would wait in their next collective, or in MPI_Finalize, forever): it ends
+// the job through comm.abort with "mnemo: rank R: <what>", exit status 2 for a mnemo::Error
+// (bad input) and 1 for anything else. With one rank the exception propagates unchanged.
+template <typename Body>
+auto run_or_abort(Communicator& comm, Body&& body) -> decltype(body()) {
+  if (comm.world_size() == 1) return body();
+  try {
+    return body();
+  } catch (const Error& e) {
+    comm.abort(2, fmt::format("mnemo: rank {}: {}", comm.rank(), e.what()));
+  } catch (const std::exception& e) {
+    comm.abort(1, fmt::format("mnemo: rank {}: internal error: {}", comm.rank(), e.what()));
+  }
+}
 
 // Start-up check: every rank passes its own value of `what` (e.g. a hash of its config); if
 // any two differ, every rank throws the same mnemo::Error naming `what` and the first rank
