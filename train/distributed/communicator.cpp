@@ -131,8 +131,8 @@ namespace {
 
 // n elements of dtype at data, on device, as a 1-d tensor (the memory stays the caller's).
 Tensor flat_tensor(const void* data, int64_t n, DType dtype, Device device) {
-  auto storage = std::make_shared<StorageImpl>(const_cast<void*>(data), size_t(n) * dtype_size(dtype),
-                                               device, [] {});
+  auto storage = std::make_shared<StorageImpl>(const_cast<void*>(data),
+                                               size_t(n) * dtype_size(dtype), device, [] {});
   return Tensor::view_of(storage, {n}, {1}, 0, dtype);
 }
 

@@ -10,8 +10,8 @@
 #include <array>
 #include <cstdlib>
 #include <cstring>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda/check.h"
@@ -90,7 +90,7 @@ Device rank_device(Communicator& host) {
 
 struct NcclCommunicator::State {
   ncclComm_t comm = nullptr;
-  cudaStream_t stream = nullptr;      // the communication stream
+  cudaStream_t stream = nullptr;        // the communication stream
   cudaEvent_t compute_ready = nullptr;  // recorded on the compute stream before an op
   cudaEvent_t comm_done = nullptr;      // recorded on the comm stream after it
 };
@@ -120,8 +120,8 @@ NcclCommunicator::NcclCommunicator(std::unique_ptr<Communicator>&& host, Device 
   MNEMO_CUDA_CHECK(cudaStreamCreateWithFlags(&state_->stream, cudaStreamNonBlocking));
   MNEMO_CUDA_CHECK(cudaEventCreateWithFlags(&state_->compute_ready, cudaEventDisableTiming));
   MNEMO_CUDA_CHECK(cudaEventCreateWithFlags(&state_->comm_done, cudaEventDisableTiming));
-  check_nccl(ncclCommInitRank(&state_->comm, world_size(), id, rank()), "init",
-             "ncclCommInitRank", nullptr);
+  check_nccl(ncclCommInitRank(&state_->comm, world_size(), id, rank()), "init", "ncclCommInitRank",
+             nullptr);
 }
 
 NcclCommunicator::~NcclCommunicator() {
@@ -159,9 +159,9 @@ using Launched = std::pair<ncclResult_t, const char*>;
 
 void NcclCommunicator::do_all_reduce(void* data, int64_t numel, DType dtype, ReduceOp op) {
   enqueue("all_reduce", [&](ncclComm_t comm, cudaStream_t stream) {
-    return Launched{ncclAllReduce(data, data, size_t(numel), reduce_type(dtype), reduce_op(op),
-                                  comm, stream),
-                    "ncclAllReduce"};
+    return Launched{
+        ncclAllReduce(data, data, size_t(numel), reduce_type(dtype), reduce_op(op), comm, stream),
+        "ncclAllReduce"};
   });
 }
 
@@ -186,8 +186,7 @@ void NcclCommunicator::do_reduce_scatter(const void* input, void* output, int64_
 void NcclCommunicator::do_all_gather(const void* input, void* output, int64_t n, DType dtype) {
   const size_t bytes = size_t(n) * dtype_size(dtype);
   enqueue("all_gather", [&](ncclComm_t comm, cudaStream_t stream) {
-    return Launched{ncclAllGather(input, output, bytes, ncclUint8, comm, stream),
-                    "ncclAllGather"};
+    return Launched{ncclAllGather(input, output, bytes, ncclUint8, comm, stream), "ncclAllGather"};
   });
 }
 
