@@ -59,6 +59,7 @@ void MemorizingConfig::validate(const nn::LlamaConfig& model) const {
               "({})",
               segment_length, model.max_position_embeddings);
   parse_memory_gate(gate, "'gate'");
+  parse_local_position(position, "'position'");
   const KnnSearch kind = parse_knn_search(search, "'search'");
   MNEMO_CHECK(kind != KnnSearch::faiss || knn_faiss_available(),
               "memorizing config: 'search' is \"faiss\" but mnemo was built without faiss "
@@ -88,6 +89,8 @@ MemorizingConfig MemorizingConfig::from_json(const nlohmann::json& j) {
       c.gate_init = json_number(v, key);
     } else if (key == "gate") {
       c.gate = json_string(v, key);
+    } else if (key == "position") {
+      c.position = json_string(v, key);
     } else if (key == "search") {
       c.search = json_string(v, key);
     } else if (key == "faiss_index") {
@@ -99,7 +102,8 @@ MemorizingConfig MemorizingConfig::from_json(const nlohmann::json& j) {
     } else if (key != "mechanism") {
       fail(
           "memorizing config: unknown key '{}' (known: memory_layer, capacity, top_k, "
-          "xl_layers, gate, gate_init, search, faiss_index, faiss_nprobe, segment_length)",
+          "xl_layers, gate, gate_init, position, search, faiss_index, faiss_nprobe, "
+          "segment_length)",
           key);
     }
   }
@@ -128,7 +132,7 @@ MemorizingLM::MemorizingLM(const nn::LlamaConfig& m, const MemorizingConfig& cfg
       memory_block = layers->append(std::make_shared<MemorizingBlock>(
           m.hidden_size, m.num_attention_heads, m.num_key_value_heads, m.intermediate_size,
           m.rms_norm_eps, knn, config.top_k, parse_memory_gate(config.gate), gen, std,
-          config.gate_init));
+          config.gate_init, parse_local_position(config.position)));
       blocks.push_back(nullptr);
     } else {
       blocks.push_back(layers->append(std::make_shared<nn::TransformerBlock>(
@@ -220,6 +224,7 @@ SegmentOutput MemorizingLM::forward_segment(const Tensor& ids, const MemoryState
     if (i == config.memory_layer) {
       const KnnAttentionOutput a = memory_block->forward(h, rope, knn, xl ? &extra : nullptr, bias);
       h = a.y;
+      if (record_reads) last_read = {a.lookup, a.memory_logits, knn.count};
       memory.save(memory.append(knn, a.k, a.v), knn_name, out.state);
       segment = {a.k_rope, a.v};
     } else {
@@ -227,7 +232,9 @@ SegmentOutput MemorizingLM::forward_segment(const Tensor& ids, const MemoryState
     }
     if (xl) {
       const std::string p = xl_prefix(i);
-      out.state.set(p + ".k", rope_shift(fifo_append(extra.k, detach(segment.k)), T));
+      const Tensor cached = fifo_append(extra.k, detach(segment.k));
+      const bool rotated = i != config.memory_layer || config.position == "rope";
+      out.state.set(p + ".k", rotated ? rope_shift(cached, T) : cached);
       out.state.set(p + ".v", fifo_append(extra.v, detach(segment.v)));
       out.state.set(p + ".count", fifo_count(xl_count, T, S));
     }

@@ -8,6 +8,9 @@
 // head, FIFO), combined with local attention by a learned per-head gate (or a joint softmax).
 // After each segment that layer's (k, v) (before RoPE) are appended to the memory.
 //
+// The memory layer's local attention uses RoPE ("rope") or, by default, no rotation and a
+// learned ALiBi-like distance bias ("alibi", memorizing_attention.h), so that its q . k is the
+// memory's score.
 // XL cache: the layers in xl_layers also attend to the keys/values of the previous
 // segment_length tokens of their stream (a FIFO of that size, detached, fully visible).
 // Positions: every segment's tokens sit at RoPE positions 0 .. T-1; the cache holds keys
@@ -37,12 +40,15 @@
 namespace mnemo::memory {
 
 struct MemorizingConfig {
-  int64_t memory_layer = -1;         // index of the kNN layer; negative counts from the end
-  int64_t capacity = 4096;           // N: memory entries per stream and kv head
-  int64_t top_k = 32;                // K: memories retrieved per query
-  std::vector<int64_t> xl_layers;    // layers with an XL cache of the previous segment
-  std::string gate = "sigmoid";      // "sigmoid" (paper) | "joint" (softmax over both)
-  double gate_init = 0.0;            // initial gate bias b (sigmoid: g = sigmoid(b))
+  int64_t memory_layer = -1;       // index of the kNN layer; negative counts from the end
+  int64_t capacity = 4096;         // N: memory entries per stream and kv head
+  int64_t top_k = 32;              // K: memories retrieved per query
+  std::vector<int64_t> xl_layers;  // layers with an XL cache of the previous segment
+  std::string gate = "sigmoid";    // "sigmoid" (paper) | "joint" (softmax over both)
+  double gate_init = 0.0;          // initial gate bias b (sigmoid: g = sigmoid(b))
+  // The memory layer's local positions: "alibi" (learned distance bias, no rotation: the
+  // local lookup scores q . k as the memory does) or "rope" (as the other layers).
+  std::string position = "alibi";
   std::string search = "exact";      // "exact" | "faiss"
   std::string faiss_index = "hnsw";  // "hnsw" | "ivf"
   int64_t faiss_nprobe = 32;
@@ -76,6 +82,15 @@ class MemorizingLM : public SegmentLM {
   std::shared_ptr<nn::RMSNorm> norm;
   std::shared_ptr<nn::RotaryEmbedding> rotary_emb;
   std::shared_ptr<nn::Linear> lm_head;  // null when tie_word_embeddings
+
+  // Diagnostics: with record_reads set, forward_segment keeps what the memory layer read.
+  struct MemoryRead {
+    KnnLookup lookup;      // (B, H, T, K) slots, validity, keys, values
+    Tensor memory_logits;  // (B, H, T, K)
+    Tensor count;          // (B,) entries the memory held (slots N - count .. N - 1)
+  };
+  bool record_reads = false;
+  MemoryRead last_read;
 
  private:
   bool has_xl(int64_t layer) const;

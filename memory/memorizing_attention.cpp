@@ -16,6 +16,12 @@ MemoryGate parse_memory_gate(const std::string& name, const std::string& key) {
   fail("memorizing: {} must be \"sigmoid\" or \"joint\", got \"{}\"", key, name);
 }
 
+LocalPosition parse_local_position(const std::string& name, const std::string& key) {
+  if (name == "rope") return LocalPosition::rope;
+  if (name == "alibi") return LocalPosition::alibi;
+  fail("memorizing: {} must be \"rope\" or \"alibi\", got \"{}\"", key, name);
+}
+
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -57,11 +63,36 @@ Tensor causal_bias(int64_t T, int64_t Tk, TensorOptions options) {
                scalar_tensor(0.0, options));
 }
 
+// (T, Tk) distances i - j from query i back to key j, the last T keys at positions 0 .. T-1
+// and the first Tk - T at -(Tk - T) .. -1; clamped at 0 in the future (masked anyway).
+Tensor key_distance(int64_t T, int64_t Tk, TensorOptions options) {
+  std::vector<double> d(size_t(T * Tk));
+  for (int64_t i = 0; i < T; ++i) {
+    for (int64_t j = 0; j < Tk; ++j)
+      d[size_t(i * Tk + j)] = double(std::max<int64_t>(0, i - j + Tk - T));
+  }
+  return mnemo::to(mnemo::to(from_vector(d, {T, Tk}, {DType::f64}), options.dtype), options.device);
+}
+
+// ALiBi's head slopes 2^(-8 (h + 1) / H).
+Tensor alibi_init(int64_t H) {
+  std::vector<double> m(static_cast<size_t>(H));
+  for (int64_t h = 0; h < H; ++h) m[size_t(h)] = std::pow(2.0, -8.0 * double(h + 1) / double(H));
+  return mnemo::to(from_vector(m, {H}, {DType::f64}), DType::f32);
+}
+
 }  // namespace
 
 KnnAttention::KnnAttention(int64_t C, int64_t H, int64_t Hkv, KnnMemory mem, int64_t K,
-                           MemoryGate g, Generator* gen, double init_std, double gate_init)
-    : hidden_size(C), num_heads(H), num_kv_heads(Hkv), top_k(K), memory(std::move(mem)), gate(g) {
+                           MemoryGate g, Generator* gen, double init_std, double gate_init,
+                           LocalPosition pos)
+    : hidden_size(C),
+      num_heads(H),
+      num_kv_heads(Hkv),
+      top_k(K),
+      memory(std::move(mem)),
+      gate(g),
+      position(pos) {
   MNEMO_CHECK(C > 0 && H > 0 && Hkv > 0 && C % H == 0 && H % Hkv == 0,
               "KnnAttention: hidden {} / heads {} / kv_heads {} do not divide", C, H, Hkv);
   head_dim = C / H;
@@ -81,6 +112,8 @@ KnnAttention::KnnAttention(int64_t C, int64_t H, int64_t Hkv, KnnMemory mem, int
   } else {
     memory_log_temperature = register_parameter("memory_log_temperature", zeros({H}));
   }
+  if (position == LocalPosition::alibi)
+    alibi_slopes = register_parameter("alibi_slopes", alibi_init(H));
 }
 
 KnnAttentionOutput KnnAttention::forward(const Tensor& x, const nn::RopeTables& rope,
@@ -99,7 +132,7 @@ KnnAttentionOutput KnnAttention::forward(const Tensor& x, const nn::RopeTables& 
   out.v = permute(view(parts[2], {B, T, Hkv, D}), {0, 2, 1, 3});
   Tensor q = q_raw;
   out.k_rope = out.k;
-  if (rope.cos.defined()) {
+  if (rope.cos.defined() && position == LocalPosition::rope) {
     q = permute(nn::apply_rotary_bthd(view(parts[0], {B, T, H, D}), rope), {0, 2, 1, 3});
     out.k_rope = permute(nn::apply_rotary_bthd(view(parts[1], {B, T, Hkv, D}), rope), {0, 2, 1, 3});
   }
@@ -114,9 +147,30 @@ KnnAttentionOutput KnnAttention::forward(const Tensor& x, const nn::RopeTables& 
   const Tensor keys = mnemo::to(found.keys, q_raw.dtype());
   const Tensor values = mnemo::to(found.values, q_raw.dtype());
   const Tensor s_mem = mul(sum(mul(unsqueeze(q_raw, 3), keys), {-1}), scale);  // (B, H, T, K)
+  out.lookup = found;
+  out.memory_logits = detach(s_mem);
+
+  const int64_t Tk = k_all.size(2);
+  // Local logits (B, H, T, Tk) with the causal mask, the caller's bias and (alibi) the
+  // learned distance bias: the explicit path, which also differentiates the bias.
+  auto local_logits = [&] {
+    const Tensor kh = repeat_kv(k_all, G);
+    Tensor s = add(mul(matmul(q, transpose(kh, 2, 3)), scale), causal_bias(T, Tk, options_of(q)));
+    if (attn_bias.defined()) s = add(s, attn_bias);
+    if (position == LocalPosition::alibi) {
+      s = sub(s, mul(view(alibi_slopes, {1, H, 1, 1}),
+                     view(key_distance(T, Tk, options_of(q)), {1, 1, T, Tk})));
+    }
+    return s;
+  };
 
   Tensor o;  // (B, H, T, D)
-  if (gate == MemoryGate::sigmoid) {
+  if (gate == MemoryGate::sigmoid && position == LocalPosition::alibi) {
+    const Tensor local = matmul(softmax(local_logits(), -1), repeat_kv(v_all, G));
+    const Tensor retrieved = read_retrieved(s_mem, found.valid, values);
+    const Tensor g = view(sigmoid(gate_bias), {1, H, 1, 1});
+    o = add(mul(g, retrieved), mul(1.0 - g, local));
+  } else if (gate == MemoryGate::sigmoid) {
     AttentionOptions options;
     options.causal = true;
     options.mask = attn_bias;
@@ -125,11 +179,8 @@ KnnAttentionOutput KnnAttention::forward(const Tensor& x, const nn::RopeTables& 
     const Tensor g = view(sigmoid(gate_bias), {1, H, 1, 1});
     o = add(mul(g, retrieved), mul(1.0 - g, local));
   } else {
-    const int64_t Tk = k_all.size(2);
-    const Tensor kh = repeat_kv(k_all, G), vh = repeat_kv(v_all, G);  // (B, H, Tk, D)
-    Tensor s_local = add(mul(matmul(q, transpose(kh, 2, 3)), scale),
-                         causal_bias(T, Tk, options_of(q)));  // (B, H, T, Tk)
-    if (attn_bias.defined()) s_local = add(s_local, attn_bias);
+    const Tensor vh = repeat_kv(v_all, G);  // (B, H, Tk, D)
+    const Tensor s_local = local_logits();  // (B, H, T, Tk)
     const Tensor temperature = view(exp(memory_log_temperature), {1, H, 1, 1});
     const Tensor s_m =
         where(found.valid, mul(s_mem, temperature), scalar_tensor(-kInf, options_of(s_mem)));
@@ -144,11 +195,11 @@ KnnAttentionOutput KnnAttention::forward(const Tensor& x, const nn::RopeTables& 
 
 MemorizingBlock::MemorizingBlock(int64_t C, int64_t H, int64_t Hkv, int64_t I, double eps,
                                  KnnMemory memory, int64_t top_k, MemoryGate gate, Generator* gen,
-                                 double init_std, double gate_init) {
+                                 double init_std, double gate_init, LocalPosition position) {
   // Registration order = nn::TransformerBlock's (HF's state_dict order).
   self_attn = register_module(
       "self_attn", std::make_shared<KnnAttention>(C, H, Hkv, std::move(memory), top_k, gate, gen,
-                                                  init_std, gate_init));
+                                                  init_std, gate_init, position));
   mlp = register_module("mlp", std::make_shared<nn::SwiGLU>(C, I, gen, init_std));
   input_layernorm = register_module("input_layernorm", std::make_shared<nn::RMSNorm>(C, eps));
   post_attention_layernorm =

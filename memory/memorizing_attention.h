@@ -4,6 +4,13 @@
 // x (B, T, C), H query heads, Hkv key/value heads of size D (G = H / Hkv), memory of N slots:
 //   q|k|v  = x @ [W_q; W_k; W_v]^T                        (B, H|Hkv|Hkv, T, D), one GEMM
 //   local  = attention(rope(q), [xl_k; rope(k)], [xl_v; v], causal)     (B, H, T, D)
+// or, with position "alibi", no rotation and a learned linear relative-position bias:
+//   local  = softmax(q [xl_k; k]^T / sqrt(D) - m_h (i - j), causal) [xl_v; v]
+//            m (H,) learned, starting at ALiBi's slopes 2^(-8 (h + 1) / H); i - j the
+//            distance from query i back to key j (the XL cache sits at positions -S .. -1).
+// "alibi" makes the local lookup score q . k exactly as the memory search and read do (no
+// rotation on either side), so what an in-window lookup teaches W_q and W_k addresses the
+// memory too; with RoPE the local lookup is trained in the rotated frame only.
 //   retrieved: each query's top-K memory slots by cosine similarity of q with the stored keys
 //            (KnnMemory::search): k_mem, v_mem (B, H, T, K, D), constants (no gradient)
 //   s_mem  = q . k_mem / sqrt(D)                          (B, H, T, K), invalid slots masked
@@ -21,7 +28,7 @@
 // After the layer, the caller appends this segment's (k, v) (before RoPE) to the memory: the
 // memory holds only earlier segments, so reading it needs no causal mask.
 // Parameter names: self_attn.{q,k,v,o}_proj.weight as in HF Llama, plus self_attn.gate_bias
-// (sigmoid) or self_attn.memory_log_temperature (joint).
+// (sigmoid) or self_attn.memory_log_temperature (joint), and self_attn.alibi_slopes (alibi).
 #pragma once
 
 #include <memory>
@@ -36,19 +43,24 @@ namespace mnemo::memory {
 
 enum class MemoryGate { sigmoid, joint };
 MemoryGate parse_memory_gate(const std::string& name, const std::string& key = "gate");
+// How the layer's local attention sees positions.
+enum class LocalPosition { rope, alibi };
+LocalPosition parse_local_position(const std::string& name, const std::string& key = "position");
 
 struct KnnAttentionOutput {
-  Tensor y;       // (B, T, C)
-  Tensor k;       // (B, Hkv, T, D) this segment's keys before RoPE (for the kNN memory)
-  Tensor v;       // (B, Hkv, T, D)
-  Tensor k_rope;  // (B, Hkv, T, D) after RoPE (for an XL cache)
+  Tensor y;              // (B, T, C)
+  Tensor k;              // (B, Hkv, T, D) this segment's keys before RoPE (for the kNN memory)
+  Tensor v;              // (B, Hkv, T, D)
+  Tensor k_rope;         // (B, Hkv, T, D) after RoPE (for an XL cache); = k with "alibi"
+  KnnLookup lookup;      // what each query retrieved (diagnostics)
+  Tensor memory_logits;  // (B, H, T, K) q . k_mem / sqrt(D), detached (diagnostics)
 };
 
 class KnnAttention : public nn::Module {
  public:
   KnnAttention(int64_t hidden_size, int64_t num_heads, int64_t num_kv_heads, KnnMemory memory,
                int64_t top_k, MemoryGate gate, Generator* gen = nullptr, double init_std = 0.02,
-               double gate_init = 0.0);
+               double gate_init = 0.0, LocalPosition position = LocalPosition::rope);
 
   // x (B, T, C); rope tables for T positions; memory: the kNN state to read (B streams);
   // extra: optional XL k/v (B, Hkv, S, D) fully visible; attn_bias: optional additive bias
@@ -60,9 +72,11 @@ class KnnAttention : public nn::Module {
   int64_t hidden_size, num_heads, num_kv_heads, head_dim, top_k;
   KnnMemory memory;
   MemoryGate gate;
+  LocalPosition position;
   std::shared_ptr<nn::Linear> q_proj, k_proj, v_proj, o_proj;
   Tensor gate_bias;               // (H,) sigmoid gate: g = sigmoid(gate_bias)
   Tensor memory_log_temperature;  // (H,) joint softmax: retrieved logits * exp(.)
+  Tensor alibi_slopes;            // (H,) "alibi": the local logits' bias -m_h (i - j)
 };
 
 // The pre-norm decoder layer of nn::TransformerBlock with KnnAttention as self_attn:
@@ -72,7 +86,7 @@ class MemorizingBlock : public nn::Module {
   MemorizingBlock(int64_t hidden_size, int64_t num_heads, int64_t num_kv_heads,
                   int64_t intermediate_size, double rms_norm_eps, KnnMemory memory, int64_t top_k,
                   MemoryGate gate, Generator* gen = nullptr, double init_std = 0.02,
-                  double gate_init = 0.0);
+                  double gate_init = 0.0, LocalPosition position = LocalPosition::rope);
   // x (B, T, C) -> y (B, T, C) in .y, with the attention's k/v.
   KnnAttentionOutput forward(const Tensor& x, const nn::RopeTables& rope,
                              const KnnMemoryState& memory, const nn::LayerKV* extra = nullptr,

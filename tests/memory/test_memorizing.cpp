@@ -223,6 +223,7 @@ TEST_CASE("MemorizingLM: XL caches equal Llama attention with a sliding window")
   mc.segment_length = 4;
   mc.xl_layers = {0, 1, -1};
   mc.gate_init = -1e4;
+  mc.position = "rope";  // every layer as the Llama's
   MemorizingLM lm(lc, mc, &gen);
   lm.to(DType::f64);
   nn::LlamaForCausalLM ref(lc, &gen);

@@ -12,6 +12,7 @@
 #include "autograd/ops.h"
 #include "core/error.h"
 #include "memory/factory.h"
+#include "memory/memorizing_diagnostics.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
 #include "optim/schedule.h"
@@ -229,6 +230,12 @@ nlohmann::json run_memory_bench(const MemoryBenchOptions& o, std::ostream& log) 
   r["task_config"] = task->config();
   r["details"] = {{"memory", task->details(mem.tally)}, {"baseline", task->details(base.tally)}};
   r["final_loss"] = {{"memory", mem.final_loss}, {"baseline", base.final_loss}};
+  // The Memorizing Transformer's own figures: gate, retrieval hit rate on far probes,
+  // q/k gradients from local and far probes (memory/memorizing_diagnostics.h).
+  if (auto* m = dynamic_cast<memory::MemorizingLM*>(with_memory.get())) {
+    r["diagnostics"] = memory::diagnose_memorizing(*m, *task, std::min<int64_t>(o.eval_streams, 64),
+                                                   o.batch, device);
+  }
   return r;
 }
 

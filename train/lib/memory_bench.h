@@ -16,8 +16,10 @@
 // whole run, and extra keys: "higher_is_better", "seed", "batch", "eval_streams", "device",
 // "model" (the shared size), "parameters" {memory, baseline}, "task_config",
 // "details" {memory, baseline} (the task's secondary figures: local accuracy, chance,
-// far bits per byte, ...) and "final_loss" {memory, baseline}. With --mechanism none the
-// baseline is trained once and reported in both places.
+// far bits per byte, ...), "final_loss" {memory, baseline} and, for memorizing,
+// "diagnostics" (memory/memorizing_diagnostics.h: gate, retrieval hit rate on far probes,
+// q/k gradient norms). With --mechanism none the baseline is trained once and reported in
+// both places.
 #pragma once
 
 #include <cstdint>
