@@ -174,6 +174,7 @@ auto run_or_abort(Communicator& comm, Body&& body) -> decltype(body()) {
   } catch (const std::exception& e) {
     comm.abort(1, fmt::format("mnemo: rank {}: internal error: {}", comm.rank(), e.what()));
   }
+  std::terminate();  // not reached: abort() does not return
 }
 
 // Start-up check: every rank passes its own value of `what` (e.g. a hash of its config); if

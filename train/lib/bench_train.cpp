@@ -11,6 +11,7 @@
 #include "autograd/ops.h"
 #include "core/cpu/parallel.h"
 #include "core/error.h"
+#include "mnemo_build_info.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
 #include "optim/param_groups.h"
@@ -18,7 +19,6 @@
 #include "train/lib/device_select.h"
 #include "train/lib/grad_sync.h"
 #include "train/lib/run_config.h"
-#include "mnemo_build_info.h"
 
 #if MNEMO_HAVE_CUDA
 #include "cuda/runtime.h"
@@ -26,23 +26,16 @@
 
 namespace mnemo::train {
 
-nlohmann::json bench_train(const BenchTrainOptions& o) {
-  RunConfig rc = load_run_config(o.config_file, o.overrides);
-  const int64_t batch = o.batch > 0 ? o.batch : rc.train.batch_size;
-  const int64_t seq = o.seq > 0 ? o.seq : rc.train.seq_len;
-  MNEMO_CHECK(o.steps >= 1, "bench train: --steps must be >= 1, got {}", o.steps);
-  MNEMO_CHECK(seq <= rc.model.max_position_embeddings,
-              "bench train: --seq {} exceeds max_position_embeddings {}", seq,
-              rc.model.max_position_embeddings);
-  // Under mpirun: data parallel, each rank on batch / ranks of the sequences, gradients
-  // averaged as in training; the figure is the global tokens per second.
-  const std::unique_ptr<dist::Communicator> comm = dist::make_communicator();
-  const int64_t ranks = comm->world_size();
+namespace {
+
+// The benchmark itself, on comm.device() (this rank's GPU under NCCL).
+nlohmann::json bench_on(const BenchTrainOptions& o, const RunConfig& rc, int64_t batch, int64_t seq,
+                        dist::Communicator& comm) {
+  const Device device = comm.device();
+  const int64_t ranks = comm.world_size();
   MNEMO_CHECK(batch % ranks == 0, "bench train: --batch {} must be a multiple of the {} ranks",
               batch, ranks);
   const int64_t share = batch / ranks;
-  if (rc.train.threads > 0) set_num_threads(int(rc.train.threads));
-  const Device device = select_device(o.device.empty() ? rc.train.device : o.device, std::cerr);
 
   manual_seed(rc.train.seed);
   nn::LlamaForCausalLM model(rc.model);
@@ -53,9 +46,9 @@ nlohmann::json bench_train(const BenchTrainOptions& o) {
   std::vector<Tensor> params = model.parameters();
   if (ranks > 1) {
     NoGradGuard no_grad;
-    for (Tensor& p : params) comm->broadcast(p, 0);
+    for (Tensor& p : params) comm.broadcast(p, 0);
   }
-  GradientSync sync(*comm, params, int64_t(rc.train.bucket_mb * 1024 * 1024));
+  GradientSync sync(comm, params, int64_t(rc.train.bucket_mb * 1024 * 1024));
   Generator gen(rc.train.seed + 1);
   const TensorOptions ids_options{.dtype = DType::i64, .device = device};
 
@@ -71,7 +64,7 @@ nlohmann::json bench_train(const BenchTrainOptions& o) {
 #endif
     // A fresh batch every step, drawn before the clock starts.
     Tensor ids = randint(0, double(rc.model.vocab_size), {batch, seq + 1}, ids_options, &gen);
-    ids = narrow(ids, 0, comm->rank() * share, share);  // this rank's rows
+    ids = narrow(ids, 0, comm.rank() * share, share);  // this rank's rows
     Tensor x = contiguous(narrow(ids, 1, 0, seq));
     Tensor y = contiguous(narrow(ids, 1, 1, seq));
     synchronize(device);
@@ -92,7 +85,7 @@ nlohmann::json bench_train(const BenchTrainOptions& o) {
   const size_t n = sorted.size();
   const double median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
   const double mean = std::accumulate(times.begin(), times.end(), 0.0) / double(n);
-  if (comm->rank() != 0) return nullptr;  // rank 0 reports for the job
+  if (comm.rank() != 0) return nullptr;  // rank 0 reports for the job
   nlohmann::json report{{"bench", "train"},
                         {"tokens_per_s", double(batch * seq) / median},
                         {"ms_per_step", median * 1e3},
@@ -117,6 +110,26 @@ nlohmann::json bench_train(const BenchTrainOptions& o) {
   }
 #endif
   return report;
+}
+
+}  // namespace
+
+nlohmann::json bench_train(const BenchTrainOptions& o) {
+  RunConfig rc = load_run_config(o.config_file, o.overrides);
+  const int64_t batch = o.batch > 0 ? o.batch : rc.train.batch_size;
+  const int64_t seq = o.seq > 0 ? o.seq : rc.train.seq_len;
+  MNEMO_CHECK(o.steps >= 1, "bench train: --steps must be >= 1, got {}", o.steps);
+  MNEMO_CHECK(seq <= rc.model.max_position_embeddings,
+              "bench train: --seq {} exceeds max_position_embeddings {}", seq,
+              rc.model.max_position_embeddings);
+  // Under mpirun: data parallel, each rank on batch / ranks of the sequences, gradients
+  // averaged as in training (over NCCL on GPUs, each rank on its own GPU); the figure is the
+  // global tokens per second.
+  if (rc.train.threads > 0) set_num_threads(int(rc.train.threads));
+  const Device asked = select_device(o.device.empty() ? rc.train.device : o.device, std::cerr);
+  const std::unique_ptr<dist::Communicator> comm = dist::make_communicator({}, asked);
+  // From here on an error on one rank ends the whole job (the others would wait forever).
+  return dist::run_or_abort(*comm, [&] { return bench_on(o, rc, batch, seq, *comm); });
 }
 
 }  // namespace mnemo::train
