@@ -215,6 +215,27 @@ __device__ __forceinline__ void store_acc(T* dst, const float (&acc)[D / 8][4], 
   }
 }
 
+// Masks in 32-bit compares. Query `row` sees key j iff j < Tk and (!causal or j <= row + Tk -
+// Tq). For the key tile [j0, j0 + kN): row sees the columns c <= the returned value (in [-1,
+// kN - 1]: -1 none, kN - 1 all).
+__device__ __forceinline__ int visible_last_col(const flash::Params& p, int64_t row, int64_t j0,
+                                                int kN) {
+  int64_t last = p.Tk - 1 - j0;
+  const int64_t diagonal = row + p.Tk - p.Tq - j0;
+  if (p.causal && diagonal < last) last = diagonal;
+  return last < -1 ? -1 : (last > kN - 1 ? kN - 1 : int(last));
+}
+
+// For the query tile [i0, i0 + kM): key j is seen by the columns c >= the returned value (in
+// [0, kM]: kM none).
+__device__ __forceinline__ int seen_first_col(const flash::Params& p, int64_t j, int64_t i0,
+                                              int kM) {
+  if (j >= p.Tk) return kM;
+  if (!p.causal) return 0;
+  const int64_t first = j - (p.Tk - p.Tq) - i0;  // rows i >= j - (Tk - Tq) see j
+  return first < 0 ? 0 : (first > kM ? kM : int(first));
+}
+
 }  // namespace fmma
 
 }  // namespace mnemo::cuda

@@ -168,6 +168,9 @@ __global__ void __launch_bounds__(FwdConfig<D>::kThreads, 1)
 
       // Scores in log2 units, bias, mask; the new row maxima.
       const bool need_mask = j0 + kN > p.Tk || (p.causal && j0 + kN - 1 > warp_row0 + off);
+      int last_col[2];  // row r sees the tile's columns <= last_col[r] (32-bit compares)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) last_col[r] = visible_last_col(p, row_base + 8 * r, j0, kN);
       const float* bias = sBias + stage * kN;
       float new_max[2] = {row_max[0], row_max[1]};
 #pragma unroll
@@ -177,10 +180,7 @@ __global__ void __launch_bounds__(FwdConfig<D>::kThreads, 1)
           const int col = nb * 8 + 2 * t + (e & 1);
           float x = s[nb][e] * scale2;
           if (has_bias) x += bias[col];
-          if (need_mask) {
-            const int64_t j = j0 + col, row = row_base + 8 * (e >> 1);
-            if (j >= p.Tk || (p.causal && j > row + off)) x = kNegInf;
-          }
+          if (need_mask && col > last_col[e >> 1]) x = kNegInf;
           s[nb][e] = x;
           new_max[e >> 1] = fmaxf(new_max[e >> 1], x);
         }
