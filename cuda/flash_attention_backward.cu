@@ -32,6 +32,7 @@
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/flash_attention.cuh"
+#include "cuda/flash_mma.cuh"
 
 namespace mnemo::cuda {
 
@@ -298,6 +299,11 @@ void flash_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
   for (const Tensor* t : {&dq, &dk, &dv}) {
     MNEMO_CHECK(t->dtype() == q.dtype() && t->is_contiguous(),
                 "attention_backward: flash needs contiguous gradients in {}", q.dtype());
+  }
+  // Dispatch to the mma.sync kernels (cuda/flash_mma_backward.cu): opt-in until a GPU run has
+  // verified them (MNEMO_FLASH_MMA=1, cuda/flash_mma.h).
+  if (flash_mma_enabled() && flash_mma_applies(q, true)) {
+    return flash_mma_backward(q, k, v, mask, causal, scale, out, lse, dout, dq, dk, dv);
   }
   const flash::Params p = flash_params(q, k, mask, causal, scale);
   visit_floating(q.dtype(), "attention_backward", [&](auto tag) {

@@ -38,6 +38,7 @@
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/flash_attention.cuh"
+#include "cuda/flash_mma.cuh"
 
 namespace mnemo::cuda {
 
@@ -248,6 +249,11 @@ void flash_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, 
                              bool causal, double scale, const Tensor& out, const Tensor& lse) {
   MNEMO_CHECK(lse.dtype() == DType::f32 && lse.is_contiguous(),
               "attention: flash needs a contiguous f32 lse, got {}", lse.dtype());
+  // Dispatch to the mma.sync kernels (cuda/flash_mma_forward.cu): opt-in until a GPU run has
+  // verified them (MNEMO_FLASH_MMA=1, cuda/flash_mma.h).
+  if (flash_mma_enabled() && flash_mma_applies(q, false)) {
+    return flash_mma_forward(q, k, v, mask, causal, scale, out, lse);
+  }
   const flash::Params p = flash_params(q, k, mask, causal, scale);
   if (p.B * p.H * p.Tq == 0) return;
   visit_floating(q.dtype(), "attention", [&](auto tag) {
