@@ -1,4 +1,8 @@
 // eval, sample, tokenize, tokenizer train (see commands.h).
+//
+// These are one-process commands: they never start MPI, so under mpirun each rank runs alone,
+// and a rank that fails exits with its error at once (nothing waits for it in a collective or
+// in MPI_Finalize), after which mpirun ends the job.
 #include "train/lib/commands.h"
 
 #include <chrono>
