@@ -77,10 +77,10 @@ Device rank_device(Communicator& host) {
     for (size_t s = r + 1; s < all.size(); ++s) {
       MNEMO_CHECK(all[r] != all[s],
                   "nccl: ranks {} and {} would share one GPU ({}): NCCL refuses two ranks on one "
-                  "GPU. This node runs {} ranks and rank {} sees {} GPU(s); start at most one "
-                  "rank per GPU (mpirun -np <GPUs> on one node, -npernode <GPUs per node> on "
-                  "several)",
-                  r, s, all[r], host.local_size(), host.rank(), count);
+                  "GPU (rank {}, reporting, is one of {} ranks on its node and sees {} GPU(s)); "
+                  "start at most one rank per GPU (mpirun -np <GPUs> on one node, -npernode "
+                  "<GPUs per node> on several)",
+                  r, s, all[r], host.rank(), host.local_size(), count);
     }
   }
   return Device::cuda(index);
