@@ -23,9 +23,7 @@ int64_t flash_mma_backward_calls();
 // Sets the switch for a scope (tests), restoring the previous value.
 class FlashMmaGuard {
  public:
-  explicit FlashMmaGuard(bool enabled) : previous_(flash_mma_enabled()) {
-    set_flash_mma(enabled);
-  }
+  explicit FlashMmaGuard(bool enabled) : previous_(flash_mma_enabled()) { set_flash_mma(enabled); }
   ~FlashMmaGuard() { set_flash_mma(previous_); }
   FlashMmaGuard(const FlashMmaGuard&) = delete;
   FlashMmaGuard& operator=(const FlashMmaGuard&) = delete;

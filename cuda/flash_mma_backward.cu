@@ -14,17 +14,17 @@
 // flash_mma_dq_kernel: one CTA of 8 warps per (b, h, 128 query rows), grid B * H *
 //   ceil(Tq / 128); warp w owns query rows [16 w, 16 w + 16). Q and dO stay in shared memory
 //   (A fragments by ldmatrix each key tile), the row's lse and delta in registers; K and V tiles
-//   of kBlockN keys (64 at D = 128, else 128) double-buffered by cp.async. Per key tile: S = Q
-//   K^T and dP = dO V^T in f32 registers (B fragments by ldmatrix from K, V), P and dS
-//   elementwise on the fragments, dS (rounded to T) reused in registers as the A operand of
-//   dQ += dS K (K's B fragments by ldmatrix.trans). dQ (16 x D f32 per warp) in registers.
+//   of kBlockN = 64 keys double-buffered by cp.async. Per key tile: S = Q K^T and dP = dO V^T
+//   in f32 registers (B fragments by ldmatrix from K, V), P and dS elementwise on the
+//   fragments, dS (rounded to T) reused in registers as the A operand of dQ += dS K (K's B
+//   fragments by ldmatrix.trans). dQ (16 x D f32 per warp) in registers.
 // flash_mma_dkv_kernel: one CTA of 8 warps per (b, hk, 128 keys), grid B * Hkv *
 //   ceil(Tk / 128); warp w owns keys [16 w, 16 w + 16). K, V stay in shared memory (A fragments
 //   by ldmatrix), the keys' bias in registers. The CTA walks the query heads of kv head hk and,
-//   per head, the query tiles of kBlockM = 64 rows that see some key of its tile (causal: from
-//   the first query that sees key j0), Q, dO, lse and delta double-buffered. Per query tile,
-//   in the transposed (key-major) form so everything stays in registers:
-//     S^T = K Q^T, dP^T = V dO^T (16 x 64 f32 per warp; Q, dO B fragments by ldmatrix),
+//   per head, the query tiles of kBlockM = 64 rows (32 at D = 128) that see some key of its tile
+//   (causal: from the first query that sees key j0), Q, dO, lse and delta double-buffered. Per
+//   query tile, in the transposed (key-major) form so everything stays in registers:
+//     S^T = K Q^T, dP^T = V dO^T (16 x kBlockM f32 per warp; Q, dO B fragments by ldmatrix),
 //     P^T, dS^T elementwise (lse, delta per column from shared memory),
 //     dV += P^T dO, dK += dS^T Q (P^T, dS^T as A fragments; dO, Q by ldmatrix.trans).
 //   dK and dV (2 x 16 x D f32 per warp) live in registers for the whole CTA.
@@ -33,10 +33,15 @@
 // whose rows/keys see nothing of a tile skip it (bitwise the same: P = dS = 0).
 //
 // Shared memory (swizzled, Swizzle<D>): dq kernel Q, dO 128 x D, K, V 2 x kBlockN x D, bias;
-// dkv kernel K, V 128 x D, Q, dO 2 x 64 x D, lse, delta 2 x 64 f32. At D = 128 both ~129 KiB.
+// dkv kernel K, V 128 x D, Q, dO 2 x kBlockM x D, lse, delta 2 x kBlockM f32. At D = 128:
+// 128.5 KiB (dq) and 96.5 KiB (dkv).
 // FLOPs: 4 matmuls of 2 Tq Tk D in the dkv kernel, 3 in the dq kernel: 14 B H Tq Tk D
 // (3.5x the forward's 4, vs 2.5x with atomics; half when causal with Tq = Tk).
 // Bytes: q, dO read once per key tile of 128 (L2), k, v once per query tile of 128.
+// Registers per thread (ptxas -v, sm_90, CUDA 13.0, bf16 and f16 alike): dq kernel D = 128:
+// 255, 64: 227, 32: 190, no spills; dkv kernel D = 128: 255 with 24 bytes of spill stores (48
+// of loads; dK + dV alone are 128 registers: hence query tiles of 32 rows at D = 128, 64
+// spilled 124 bytes), 64: 222, 32: 205, no spills.
 //
 // measured: not yet (written without a GPU).
 #include <cuda_runtime.h>
@@ -67,7 +72,7 @@ template <int D>
 struct DqConfig {
   static constexpr int kBlockM = 16 * kWarps;
   static constexpr int kBlockN = 64;  // 128 at D = 64 spills (S, dP: 2 x 64 registers)
-  static constexpr int kQ = 0;  // byte offsets
+  static constexpr int kQ = 0;        // byte offsets
   static constexpr int kDO = kQ + kBlockM * D * 2;
   static constexpr int kK = kDO + kBlockM * D * 2;
   static constexpr int kV = kK + 2 * kBlockN * D * 2;
@@ -324,9 +329,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int64_t key = key_base + 8 * r;
-    key_bias2[r] = p.key_bias != nullptr && key < p.Tk
-                       ? flash::key_bias<T>(p, b, key) * kLog2e
-                       : 0.f;
+    key_bias2[r] =
+        p.key_bias != nullptr && key < p.Tk ? flash::key_bias<T>(p, b, key) * kLog2e : 0.f;
   }
   float acc_dk[D / 8][4], acc_dv[D / 8][4];
 #pragma unroll
@@ -438,9 +442,9 @@ void launch_backward(const Params& p, const Tensor& q, const Tensor& k, const Te
     const int64_t threads = query_rows * (D / 8);
     const int64_t blocks = (threads + 255) / 256;
     MNEMO_CHECK(blocks <= int64_t(INT32_MAX), "attention_backward: grid too large");
-    flash_mma_delta_kernel<T, D><<<unsigned(blocks), 256, 0, s>>>(
-        query_rows, static_cast<const T*>(out.data_ptr()), dop,
-        static_cast<float*>(delta.data_ptr()));
+    flash_mma_delta_kernel<T, D>
+        <<<unsigned(blocks), 256, 0, s>>>(query_rows, static_cast<const T*>(out.data_ptr()), dop,
+                                          static_cast<float*>(delta.data_ptr()));
     MNEMO_CUDA_CHECK_LAUNCH("flash_mma_delta_kernel");
 
     using C = DqConfig<D>;
@@ -485,8 +489,7 @@ int64_t flash_mma_backward_smem_bytes(DType dtype, int64_t D) {
 
 void flash_mma_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
                         bool causal, double scale, const Tensor& out, const Tensor& lse,
-                        const Tensor& dout, const Tensor& dq, const Tensor& dk,
-                        const Tensor& dv) {
+                        const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv) {
   for (const Tensor* t : {&dq, &dk, &dv}) {
     MNEMO_CHECK(t->dtype() == q.dtype() && t->is_contiguous(),
                 "attention_backward: flash needs contiguous gradients in {}", q.dtype());
@@ -499,8 +502,7 @@ void flash_mma_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
       case 64: return launch_backward<T, 64>(p, q, k, v, out, lse, dout, dq, dk, dv);
       case 128: return launch_backward<T, 128>(p, q, k, v, out, lse, dout, dq, dk, dv);
       default:
-        fail("attention_backward: flash mma kernels take head dims 32, 64, 128, got {}",
-             q.size(3));
+        fail("attention_backward: flash mma kernels take head dims 32, 64, 128, got {}", q.size(3));
     }
   };
   switch (q.dtype()) {

@@ -46,20 +46,20 @@ const MmaCase kCases[] = {
     {1, 2, 2, 300, 300, 128, true, false},   // 3 query tiles, 5 key tiles of 64: diagonal
     {1, 2, 2, 300, 300, 64, false, false},   // D = 64, key tiles of 128
     {2, 2, 2, 257, 257, 64, true, false},
-    {1, 2, 2, 200, 200, 32, true, false},    // D = 32
-    {1, 8, 2, 150, 150, 64, true, false},    // GQA: 4 query heads per kv head
-    {1, 6, 2, 65, 190, 128, false, false},   // GQA, D = 128, Tq < Tk
-    {2, 4, 2, 1, 300, 64, true, false},      // decoding: one query over a 300-key cache
+    {1, 2, 2, 200, 200, 32, true, false},   // D = 32
+    {1, 8, 2, 150, 150, 64, true, false},   // GQA: 4 query heads per kv head
+    {1, 6, 2, 65, 190, 128, false, false},  // GQA, D = 128, Tq < Tk
+    {2, 4, 2, 1, 300, 64, true, false},     // decoding: one query over a 300-key cache
     {1, 4, 4, 1, 300, 128, false, false},
-    {2, 4, 4, 77, 329, 64, true, false},     // keys prepended: causal offset 252
-    {1, 2, 2, 70, 200, 128, true, false},    // offset 130: whole key tiles before the diagonal
-    {1, 2, 2, 200, 77, 64, true, false},     // Tq > Tk: the first 123 rows see no key
-    {1, 2, 1, 250, 90, 128, true, false},    // Tq > Tk, whole warps and a tile with no key
-    {1, 1, 1, 1, 1, 32, false, false},       // one of everything
-    {1, 1, 1, 16, 8, 64, false, false},      // fewer keys than one mma n-block pair
-    {3, 4, 2, 140, 140, 64, true, true},     // key padding, causal: rows that see only padding
-    {3, 2, 2, 33, 170, 128, false, true},    // key padding, cross lengths, a fully padded batch
-    {3, 4, 4, 128, 128, 32, false, true},    // tile multiples, key padding
+    {2, 4, 4, 77, 329, 64, true, false},   // keys prepended: causal offset 252
+    {1, 2, 2, 70, 200, 128, true, false},  // offset 130: whole key tiles before the diagonal
+    {1, 2, 2, 200, 77, 64, true, false},   // Tq > Tk: the first 123 rows see no key
+    {1, 2, 1, 250, 90, 128, true, false},  // Tq > Tk, whole warps and a tile with no key
+    {1, 1, 1, 1, 1, 32, false, false},     // one of everything
+    {1, 1, 1, 16, 8, 64, false, false},    // fewer keys than one mma n-block pair
+    {3, 4, 2, 140, 140, 64, true, true},   // key padding, causal: rows that see only padding
+    {3, 2, 2, 33, 170, 128, false, true},  // key padding, cross lengths, a fully padded batch
+    {3, 4, 4, 128, 128, 32, false, true},  // tile multiples, key padding
     {3, 2, 2, 128, 256, 128, true, true},
 };
 
@@ -94,8 +94,7 @@ Inputs make_inputs(const MmaCase& c, DType dtype, uint64_t seed) {
   return {random_cpu({c.B, c.H, c.Tq, c.D}, dtype, seed),
           random_cpu({c.B, c.Hkv, c.Tk, c.D}, dtype, seed + 1),
           random_cpu({c.B, c.Hkv, c.Tk, c.D}, dtype, seed + 2),
-          random_cpu({c.B, c.H, c.Tq, c.D}, dtype, seed + 3),
-          make_key_padding(c, dtype, seed + 4)};
+          random_cpu({c.B, c.H, c.Tq, c.D}, dtype, seed + 3), make_key_padding(c, dtype, seed + 4)};
 }
 
 struct Results {
@@ -245,8 +244,8 @@ TEST_CASE("cuda: flash mma attention gives the same bits when repeated") {
 
 TEST_CASE("cuda: flash mma switch leaves f32 and unsupported head dims to the other kernels") {
   // f32 and D = 80 never reach the mma kernels, even with the switch on; results still match.
-  for (const auto& [dtype, D] : {std::pair{DType::f32, int64_t(64)}, std::pair{DType::bf16,
-                                                                              int64_t(80)}}) {
+  for (const auto& [dtype, D] :
+       {std::pair{DType::f32, int64_t(64)}, std::pair{DType::bf16, int64_t(80)}}) {
     const MmaCase c{1, 2, 2, 70, 70, D, true, false};
     const uint64_t seed = fresh_seed();
     CAPTURE(seed);
