@@ -11,6 +11,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "autograd/exact_grad.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
@@ -28,16 +29,20 @@ void accumulate(Tensor& slot, const Tensor& g) {
   slot = slot.defined() ? add(slot, g) : g;
 }
 
-// Fits a rule's gradient to its input: undo broadcasting, match the dtype.
+// Fits a rule's gradient to its input: undo broadcasting, match the dtype. Under an
+// ExactGradGuard a leaf's gradient is kept in f64, and summed over broadcast dims in f64
+// (exact_grad.h).
 Tensor fit_to_input(const Tensor& g, const autograd::Edge& edge, std::string_view node_name) {
-  Tensor out = g;
+  const bool leaf = edge.meta && !edge.meta->grad_fn;
+  const DType dtype = leaf ? autograd::exact_grad_dtype(edge.dtype) : edge.dtype;
+  Tensor out = dtype == DType::f64 && edge.dtype != DType::f64 ? to(g, DType::f64) : g;
   if (out.shape() != edge.shape) {
     MNEMO_CHECK(out.dim() >= int64_t(edge.shape.size()),
                 "backward of {}: gradient of shape {} for an input of shape {}", node_name,
                 shape_str(out.shape()), shape_str(edge.shape));
     out = sum_to(out, edge.shape);
   }
-  if (out.dtype() != edge.dtype) out = to(out, edge.dtype);
+  if (out.dtype() != dtype) out = to(out, dtype);
   return out;
 }
 
@@ -208,8 +213,9 @@ TensorList default_grad_outputs(const TensorList& roots, const TensorList& grad_
                   shape_str(root.shape()));
       g = ones_like(root);
     }
-    MNEMO_CHECK(g.shape() == root.shape(), "backward: grad_output of shape {} for a root of shape {}",
-                shape_str(g.shape()), shape_str(root.shape()));
+    MNEMO_CHECK(g.shape() == root.shape(),
+                "backward: grad_output of shape {} for a root of shape {}", shape_str(g.shape()),
+                shape_str(root.shape()));
     out[i] = g;
   }
   return out;
@@ -230,8 +236,8 @@ void backward(const Tensor& root, const Tensor& grad_output, BackwardOptions opt
   backward(TensorList{root}, TensorList{grad_output}, options);
 }
 
-TensorList grad(const TensorList& outputs, const TensorList& inputs,
-                const TensorList& grad_outputs, BackwardOptions options) {
+TensorList grad(const TensorList& outputs, const TensorList& inputs, const TensorList& grad_outputs,
+                BackwardOptions options) {
   TensorList gs = default_grad_outputs(outputs, grad_outputs);
   std::optional<NoGradGuard> no_grad;
   if (!options.create_graph) no_grad.emplace();

@@ -6,6 +6,7 @@
 // so each rule is the other op, and the pairs differentiate twice. Joining ops are adjoint to
 // cutting: concat's gradient is narrow views of dy, and pad's gradient is pad with negated
 // amounts (padding is cropped away, cropped parts get zeros).
+#include "autograd/exact_grad.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
 
@@ -39,7 +40,9 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
   if (autograd::should_record({&weight})) {
     autograd::record("embedding", out, {weight},
                      [ids = detach(ids), rows = weight.shape()[0]](const Tensor& dy, const Needs&) {
-                       return TensorList{core::embedding_backward(dy, ids, rows)};
+                       // Rows added in f64 under ExactGradGuard (split-invariant).
+                       const Tensor g = to(dy, autograd::exact_grad_dtype(dy.dtype()));
+                       return TensorList{core::embedding_backward(g, ids, rows)};
                      });
   }
   return out;

@@ -14,6 +14,7 @@
 //     Y = X @ W^T + b,   dX = dY @ W,   dW = dY^T @ X,   db = sum over rows of dY
 // dW is then a single (out, R) @ (R, in) GEMM over all rows, where a batched matmul would
 // compute one product per batch item and then sum them.
+#include "autograd/exact_grad.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "core/ops/linalg.h"
@@ -92,8 +93,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                        const Tensor dY = reshape(dy, {R, out_features});  // (R, out)
                        Tensor dx, dW, db;
                        if (needs[0]) dx = reshape(matmul(dY, W), x_shape);
-                       if (needs[1]) dW = matmul(transpose(dY, 0, 1), X);  // (out, in)
-                       if (needs[2]) db = sum(dY, {0});                    // (out,)
+                       // Both sums over rows are split-invariant under ExactGradGuard.
+                       if (needs[1]) dW = autograd::row_product_sum(dY, X);  // (out, in)
+                       if (needs[2]) db = autograd::row_sum(dY);             // (out,)
                        return {dx, dW, db};
                      });
   }

@@ -1,6 +1,7 @@
 // fused_linear (fused_linear.h).
 #include "nn/fused_linear.h"
 
+#include "autograd/exact_grad.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "core/error.h"
@@ -35,7 +36,7 @@ std::vector<Tensor> fused_linear(const Tensor& x, const std::vector<Tensor>& wei
           [x = detach(x), w = detach(w)](const Tensor& dy, const Needs& needs) -> TensorList {
             Tensor dx, dw;
             if (needs[0]) dx = matmul(dy, w);
-            if (needs[1]) dw = matmul(transpose(dy, 0, 1), x);
+            if (needs[1]) dw = autograd::row_product_sum(dy, x);  // split-invariant sum
             return {dx, dw};
           });
     }

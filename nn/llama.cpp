@@ -111,7 +111,8 @@ LMOutput LlamaForCausalLM::forward(const LMInput& input) const {
   return out;
 }
 
-Tensor LlamaForCausalLM::loss(const Tensor& input_ids, const Tensor& targets) const {
+Tensor LlamaForCausalLM::loss(const Tensor& input_ids, const Tensor& targets,
+                              Reduction reduction) const {
   MNEMO_CHECK(
       targets.defined() && targets.shape() == input_ids.shape() && is_integral(targets.dtype()),
       "LlamaForCausalLM::loss: targets must be integer with the shape of input_ids {}, "
@@ -122,7 +123,7 @@ Tensor LlamaForCausalLM::loss(const Tensor& input_ids, const Tensor& targets) co
   const Tensor h = model->forward(input);  // (B, T, C)
   const int64_t N = h.size(0) * h.size(1);
   const Tensor logits = linear(reshape(h, {N, config.hidden_size}), output_weight());  // (N, V)
-  return cross_entropy(logits, reshape(targets, {N}));
+  return cross_entropy(logits, reshape(targets, {N}), -100, 0, reduction);
 }
 
 KVCache LlamaForCausalLM::make_cache() const {

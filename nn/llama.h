@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "autograd/ops.h"
 #include "nn/attention.h"
 #include "nn/linear.h"
 #include "nn/norm.h"
@@ -85,9 +86,10 @@ class LlamaForCausalLM : public Module {
   explicit LlamaForCausalLM(const LlamaConfig& config, Generator* gen = nullptr);
 
   LMOutput forward(const LMInput& input) const;
-  // Training fast path: the mean next-token cross-entropy over targets != -100.
+  // Training fast path: the mean (or sum) next-token cross-entropy over targets != -100.
   // input_ids (B, T), targets (B, T) integer -> scalar. Only the (B*T, V) logits are made.
-  Tensor loss(const Tensor& input_ids, const Tensor& targets) const;
+  Tensor loss(const Tensor& input_ids, const Tensor& targets,
+              Reduction reduction = Reduction::mean) const;
   // An empty cache with one slot per layer.
   KVCache make_cache() const;
   // The output projection (V, C): lm_head.weight, or the embedding matrix when tied.

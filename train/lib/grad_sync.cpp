@@ -8,19 +8,23 @@
 namespace mnemo::train {
 
 GradientSync::GradientSync(dist::Communicator& comm, const std::vector<Tensor>& params,
-                           int64_t bucket_bytes)
-    : comm_(comm), params_(params), bucket_of_(params.size()) {
-  MNEMO_CHECK(bucket_bytes > 0, "data parallel: the bucket size must be positive, got {}",
-              bucket_bytes);
+                           Options options)
+    : comm_(comm), options_(options), params_(params), bucket_of_(params.size()) {
+  MNEMO_CHECK(options.bucket_bytes > 0, "data parallel: the bucket size must be positive, got {}",
+              options.bucket_bytes);
   if (comm_.world_size() == 1) return;
-  const int64_t bucket_numel = std::max<int64_t>(1, bucket_bytes / int64_t(sizeof(float)));
+  const DType dtype = options.exact ? DType::f64 : DType::f32;
+  const int64_t bucket_numel =
+      std::max<int64_t>(1, options.bucket_bytes / int64_t(dtype_size(dtype)));
   for (size_t i = params_.size(); i-- > 0;) {
     if (buckets_.empty() || buckets_.back().numel >= bucket_numel) buckets_.emplace_back();
     buckets_.back().params.push_back(i);
     buckets_.back().numel += params_[i].numel();
     bucket_of_[i] = buckets_.size() - 1;
   }
-  for (Bucket& b : buckets_) b.buffer = empty({b.numel}, {.device = params_[0].device()});
+  for (Bucket& b : buckets_) {
+    b.buffer = empty({b.numel}, {.dtype = dtype, .device = params_[0].device()});
+  }
   for (size_t i = 0; i < params_.size(); ++i) {
     register_post_accumulate_grad_hook(params_[i], [this, i](const Tensor&) { on_ready(i); });
   }
@@ -51,15 +55,16 @@ void GradientSync::reduce(Bucket& b) {
     }
     offset += p.numel();
   }
-  comm_.all_reduce(b.buffer, dist::ReduceOp::avg);
+  comm_.all_reduce(b.buffer, options_.op);
   offset = 0;
   for (size_t i : b.params) {
     Tensor p = params_[i];
-    Tensor averaged = view(narrow(b.buffer, 0, offset, p.numel()), p.shape());
-    if (p.grad().defined()) {
-      copy_(p.grad(), averaged);
+    Tensor reduced = view(narrow(b.buffer, 0, offset, p.numel()), p.shape());
+    if (p.grad().defined() && p.grad().dtype() == p.dtype()) {
+      copy_(p.grad(), reduced);
     } else {
-      p.set_grad(clone(averaged));
+      // A copy (the bucket is reused); an f64 gradient is rounded here, once.
+      p.set_grad(reduced.dtype() == p.dtype() ? clone(reduced) : to(reduced, p.dtype()));
     }
     offset += p.numel();
   }
@@ -68,6 +73,10 @@ void GradientSync::reduce(Bucket& b) {
 void GradientSync::finish() {
   for (Bucket& b : buckets_) b.complete = true;
   reduce_ready_buckets();
+  // One process (no buckets), or a parameter the buckets did not cover: round what is left.
+  for (Tensor& p : params_) {
+    if (p.grad().defined() && p.grad().dtype() != p.dtype()) p.set_grad(to(p.grad(), p.dtype()));
+  }
   for (Bucket& b : buckets_) {
     b.ready = 0;
     b.complete = false;

@@ -1,20 +1,29 @@
-// Data-parallel gradient averaging: gradients are grouped into buckets of about
-// `bucket_bytes`, and each bucket is averaged across ranks with one all_reduce as soon as every
+// Data-parallel gradient reduction: gradients are grouped into buckets of about
+// `bucket_bytes`, and each bucket is reduced across ranks with one all_reduce as soon as every
 // gradient in it is complete, started from the autograd post-accumulate hooks — so the first
 // buckets are on the wire while backward is still computing the rest.
 //
 //   params, in reverse registration order (≈ the order backward finishes them), are cut into
-//   buckets; bucket b holds a flat f32 buffer of the sum of its parameters' sizes.
+//   buckets; bucket b holds a flat buffer of the sum of its parameters' sizes.
 //   hook(p):  ready[b(p)] += 1; when ready[b] == |b|, mark b complete; then reduce every
 //             complete bucket from `next` on, in index order (all ranks issue the collectives in
 //             the same order, whatever order their hooks fire in).
-//   reduce(b): pack the grads into the buffer, all_reduce(avg), unpack.
+//   reduce(b): pack the grads into the buffer, all_reduce(op), unpack.
 //   finish():  reduce the buckets still pending (a parameter without a gradient this step
 //             contributes zeros), reset the counters.
 //
+// op: avg when each rank's loss is its own mean, sum when every rank already scaled its loss
+// by the global token count (the trainer: then the sum is the global mean gradient, with no
+// division that depends on the number of ranks).
+//
+// exact: the gradients arrive in f64 (autograd/exact_grad.h: split-invariant sums), the
+// buckets are f64, and finish() rounds every gradient to its parameter's dtype once, after
+// the all_reduce: the result does not depend on how the batch was split across ranks.
+//
 // With gradient accumulation, disable the sync for all but the last micro-batch: the grads
-// then add up locally and are averaged once. With world size 1 nothing is registered and
-// finish() is free, so one process runs the same code without paying for it.
+// then add up locally and are reduced once. With world size 1 nothing is registered and
+// finish() only rounds (exact) or does nothing, so one process runs the same code without
+// paying for it.
 #pragma once
 
 #include <cstdint>
@@ -27,12 +36,21 @@ namespace mnemo::train {
 
 class GradientSync {
  public:
-  GradientSync(dist::Communicator& comm, const std::vector<Tensor>& params, int64_t bucket_bytes);
+  struct Options {
+    int64_t bucket_bytes = int64_t(25) << 20;
+    dist::ReduceOp op = dist::ReduceOp::avg;
+    bool exact = false;
+  };
+  GradientSync(dist::Communicator& comm, const std::vector<Tensor>& params, Options options);
+  // Averaging f32 buckets of bucket_bytes.
+  GradientSync(dist::Communicator& comm, const std::vector<Tensor>& params, int64_t bucket_bytes)
+      : GradientSync(comm, params, Options{.bucket_bytes = bucket_bytes}) {}
   GradientSync(const GradientSync&) = delete;
   GradientSync& operator=(const GradientSync&) = delete;
 
   void set_enabled(bool enabled) { enabled_ = enabled; }
-  // Completes the averaging after backward; every rank then holds the same gradients.
+  // Completes the reduction after backward; every rank then holds the same gradients, in
+  // their parameters' dtypes.
   void finish();
   int64_t num_buckets() const { return int64_t(buckets_.size()); }
 
@@ -42,13 +60,14 @@ class GradientSync {
     int64_t numel = 0;
     int64_t ready = 0;
     bool complete = false;
-    Tensor buffer;  // (numel,) f32
+    Tensor buffer;  // (numel,) f32, or f64 when exact
   };
   void on_ready(size_t param);
   void reduce_ready_buckets();
   void reduce(Bucket& bucket);
 
   dist::Communicator& comm_;
+  Options options_;
   std::vector<Tensor> params_;
   std::vector<size_t> bucket_of_;
   std::vector<Bucket> buckets_;

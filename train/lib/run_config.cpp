@@ -50,7 +50,8 @@ json default_run_config() {
         {"adam_eps", t.adam_eps},
         {"decay", t.decay},
         {"log_interval", t.log_interval},
-        {"bucket_mb", t.bucket_mb}}},
+        {"bucket_mb", t.bucket_mb},
+        {"exact_grads", t.exact_grads}}},
       {"data",
        {{"path", d.path},
         {"tokenizer", d.tokenizer},
@@ -114,6 +115,10 @@ RunConfig run_config_from_json(const json& config, std::string_view source) {
   MNEMO_CHECK(std::isfinite(s.adam_eps) && s.adam_eps > 0,
               "config: 'train.adam_eps' must be positive, got {}", s.adam_eps);
   s.bucket_mb = t.contains("bucket_mb") ? get<double>(t, "bucket_mb", source) : 25.0;
+  s.exact_grads =
+      t.contains("exact_grads") ? get<std::string>(t, "exact_grads", source) : std::string("auto");
+  MNEMO_CHECK(s.exact_grads == "auto" || s.exact_grads == "on" || s.exact_grads == "off",
+              "config: 'train.exact_grads' must be auto, on or off, got '{}'", s.exact_grads);
 
   check_positive(s.batch_size, "train.batch_size");
   check_positive(s.seq_len, "train.seq_len");

@@ -7,7 +7,9 @@
 //   "train": batch_size (the global batch, in sequences), seq_len, lr, min_lr, warmup_steps,
 //            steps, weight_decay, grad_clip, grad_accum, eval_interval, eval_batches,
 //            checkpoint_interval, seed, device, plus threads, beta1, beta2, decay, log_interval,
-//            bucket_mb (data parallel: gradient bucket size), adam_eps;
+//            bucket_mb (data parallel: gradient bucket size), adam_eps, exact_grads ("auto",
+//            "on", "off": split-invariant f64 gradient sums, autograd/exact_grad.h; auto = on
+//            for the CPU, off for CUDA);
 //   "data":  path (a text file or directory; "" = the fortunes corpus), tokenizer ("bpe",
 //            "byte", or the path of a tokenizer.json), vocab_size (of a trained BPE; null = the
 //            model's), val_fraction.
@@ -46,6 +48,13 @@ struct TrainSettings {
   std::string decay = "cosine";  // cosine, linear, constant (after the warmup)
   int64_t log_interval = 10;     // plain progress lines when not on a terminal
   double bucket_mb = 25;         // data parallel: gradient all_reduce bucket size (MiB)
+  // Gradients that are the same bits however the batch is split over ranks and micro-batches
+  // (autograd/exact_grad.h): "on", "off", or "auto" (on for the CPU, off for CUDA, where
+  // the per-sequence weight-gradient GEMMs would cost more than they do on the CPU).
+  std::string exact_grads = "auto";
+  bool exact_grads_on(const Device& device) const {
+    return exact_grads == "on" || (exact_grads == "auto" && device.is_cpu());
+  }
 };
 
 struct DataSettings {

@@ -13,11 +13,13 @@
 #include <sstream>
 
 #include "autograd/engine.h"
+#include "autograd/exact_grad.h"
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "core/cpu/parallel.h"
 #include "core/error.h"
 #include "core/profiler.h"
+#include "mnemo_build_info.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
 #include "optim/param_groups.h"
@@ -32,7 +34,6 @@
 #include "train/lib/grad_sync.h"
 #include "train/lib/run_config.h"
 #include "train/lib/zero_adamw.h"
-#include "mnemo_build_info.h"
 
 #if MNEMO_HAVE_CUDA
 #include "cuda/runtime.h"
@@ -204,12 +205,18 @@ class Run {
                 "config: 'train.batch_size' ({}) must be a multiple of the number of ranks ({}) "
                 "times 'train.grad_accum' ({})",
                 t.batch_size, world, t.grad_accum);
+    if (t.threads > 0) set_num_threads(int(t.threads));
+    device_ = select_device(options_.device.empty() ? t.device : options_.device, log_);
+    // The communicator for that device (NCCL on this rank's GPU under mpirun), whose device
+    // this rank then computes on.
+    comm_ = dist::for_device(std::move(comm_), device_);
+    device_ = comm_->device();
+    MNEMO_CHECK(options_.zero == 0 || device_.is_cpu(),
+                "train: --zero 1 runs on the CPU only for now (its shards live in host memory)");
     if (world > 1) {
       log_ << fmt::format("data parallel: {} ranks ({}), {} sequences per rank per micro-batch\n",
                           world, comm_->backend(), t.batch_size / t.grad_accum / world);
     }
-    if (t.threads > 0) set_num_threads(int(t.threads));
-    device_ = select_device(options_.device.empty() ? t.device : options_.device, log_);
     fs::create_directories(options_.out_dir);
     data_dir_ = fs::path(options_.out_dir) / "data";
   }
@@ -252,9 +259,13 @@ class Run {
       NoGradGuard no_grad;
       for (Tensor& p : params) comm_->broadcast(p, 0);
     }
-    if (!zero_) {  // ZeRO-1 averages by reduce_scatter instead
-      sync_ = std::make_unique<GradientSync>(*comm_, params,
-                                             int64_t(rc_.train.bucket_mb * 1024 * 1024));
+    exact_grads_ = rc_.train.exact_grads_on(device_);
+    if (!zero_) {  // ZeRO-1 reduces by reduce_scatter instead
+      GradientSync::Options sync;
+      sync.bucket_bytes = int64_t(rc_.train.bucket_mb * 1024 * 1024);
+      sync.op = dist::ReduceOp::sum;  // the losses are scaled by the global count (train_step)
+      sync.exact = exact_grads_;
+      sync_ = std::make_unique<GradientSync>(*comm_, params, sync);
     }
   }
 
@@ -373,14 +384,19 @@ class Run {
 
   // One optimisation step; returns {mean loss over the global batch, grad norm}. Every rank
   // draws the same global micro-batch of windows and trains on its own rows of it, so the
-  // windows of a step (and the averaged gradient) do not depend on the number of ranks.
+  // windows of a step do not depend on the number of ranks. Each rank's loss is its sum over
+  // its rows times 1 / (global target count * grad_accum), the same constant on every rank,
+  // so the per-token gradients are the same bits whoever computes them and the all_reduce
+  // *sums* (no division by the number of ranks). With exact gradients (the CPU default,
+  // autograd/exact_grad.h) the weight gradients are split-invariant too: N ranks train
+  // exactly like one process with the same global batch.
   std::pair<double, double> train_step(double lr) {
     const TrainSettings& t = rc_.train;
     const int64_t micro = t.batch_size / t.grad_accum;  // sequences per micro-batch, all ranks
     const int64_t share = micro / comm_->world_size();  // this rank's rows of it
     const int64_t first_row = comm_->rank() * share;
     std::vector<int64_t> inputs(size_t(micro * t.seq_len)), targets(inputs.size());
-    double loss_sum = 0;
+    double loss_sum = 0;  // this rank's share of the step's mean loss
     for (int64_t m = 0; m < t.grad_accum; ++m) {
       sampler_->next(micro, inputs.data(), targets.data());
       const auto rows = [&](const std::vector<int64_t>& ids) {
@@ -389,15 +405,21 @@ class Run {
         Tensor out = from_vector(mine, {share, t.seq_len});
         return device_.is_cpu() ? out : to(out, device_);
       };
-      Tensor loss = model_->loss(rows(inputs), rows(targets));
-      loss_sum += loss.item();
-      if (sync_) sync_->set_enabled(m + 1 == t.grad_accum);  // accumulate, then average once
-      backward(t.grad_accum == 1 ? loss : loss * (1.0 / double(t.grad_accum)));
+      // Every rank holds the whole micro-batch's targets: the global count needs no message.
+      const auto counted =
+          std::count_if(targets.begin(), targets.end(), [](int64_t id) { return id != -100; });
+      const double scale = 1.0 / (double(std::max<int64_t>(counted, 1)) * double(t.grad_accum));
+      Tensor loss = model_->loss(rows(inputs), rows(targets), Reduction::sum);
+      loss_sum += loss.item() * scale;
+      if (sync_) sync_->set_enabled(m + 1 == t.grad_accum);  // accumulate, then reduce once
+      std::optional<autograd::ExactGradGuard> exact;
+      if (exact_grads_) exact.emplace(t.seq_len);
+      backward(loss, full({}, scale, options_of(loss)));
     }
-    // Averaged gradients: all_reduce in buckets (sync_), or reduce_scatter of shards (ZeRO-1).
+    // Summed gradients: all_reduce in buckets (sync_), or reduce_scatter of shards (ZeRO-1).
     double norm = 0;
     if (zero_) {
-      norm = zero_->reduce_gradients();
+      norm = zero_->reduce_gradients(dist::ReduceOp::sum);
     } else {
       sync_->finish();
       norm = optim::global_grad_norm(model_->parameters());
@@ -405,22 +427,30 @@ class Run {
     MNEMO_CHECK(std::isfinite(norm),
                 "train: the gradient norm became {} at step {} (try a lower lr or grad_clip)", norm,
                 step_ + 1);
-    const double scale = t.grad_clip > 0 ? optim::clip_factor(norm, t.grad_clip) : 1.0;
+    const double clip = t.grad_clip > 0 ? optim::clip_factor(norm, t.grad_clip) : 1.0;
     if (zero_) {
-      zero_->step(lr, scale);
+      zero_->step(lr, clip);
       zero_->zero_grad();
     } else {
       optimizer_->set_lr(lr);
-      optimizer_->step(scale);
+      optimizer_->step(clip);
       optimizer_->zero_grad();
     }
-    return {global_mean(loss_sum / double(t.grad_accum)), norm};
+    return {global_sum(loss_sum), norm};
+  }
+
+  // The sum of a per-rank value over ranks.
+  double global_sum(double value) {
+    if (comm_->world_size() == 1) return value;
+    Tensor t = full({1}, value, {.dtype = DType::f64, .device = comm_->device()});
+    comm_->all_reduce(t, dist::ReduceOp::sum);
+    return t.item();
   }
 
   // The mean of a per-rank value over ranks (the ranks' shares are equal).
   double global_mean(double value) {
     if (comm_->world_size() == 1) return value;
-    Tensor t = full({1}, value, {.dtype = DType::f64});
+    Tensor t = full({1}, value, {.dtype = DType::f64, .device = comm_->device()});
     comm_->all_reduce(t, dist::ReduceOp::avg);
     return t.item();
   }
@@ -525,6 +555,7 @@ class Run {
   std::ostringstream quiet_;  // where the other ranks' log lines go
   std::ostream& log_;
   std::unique_ptr<GradientSync> sync_;
+  bool exact_grads_ = false;  // split-invariant f64 gradient sums (train.exact_grads)
   RunConfig rc_;
   Device device_ = Device::cpu();
   fs::path data_dir_;

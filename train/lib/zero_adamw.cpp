@@ -86,10 +86,20 @@ void ZeroAdamW::for_each_piece(Fn&& fn) const {
   }
 }
 
-double ZeroAdamW::reduce_gradients() {
+double ZeroAdamW::reduce_gradients(dist::ReduceOp op) {
+  // f64 gradients (autograd/exact_grad.h) are reduced in f64 and rounded once, afterwards.
+  bool exact = false;
+  for (const Entry& e : entries_) {
+    exact = exact || (e.param.grad().defined() && e.param.grad().dtype() == DType::f64);
+  }
+  if (exact && !flat64_.defined()) {
+    flat64_ = zeros({flat_.numel()}, {.dtype = DType::f64});
+    grad_shard64_ = zeros({shard_numel_}, {.dtype = DType::f64});
+  }
+  const Tensor& flat = exact ? flat64_ : flat_;
   // Pack: flat[offset .. offset + numel) = grad (zeros where undefined); padding stays zero.
   for (const Entry& e : entries_) {
-    Tensor slot = core::narrow(flat_, 0, e.offset, e.param.numel());
+    Tensor slot = core::narrow(flat, 0, e.offset, e.param.numel());
     Tensor grad = e.param.grad();
     if (!grad.defined()) {
       fill_(slot, 0);
@@ -100,8 +110,13 @@ double ZeroAdamW::reduce_gradients() {
                 shape_str(grad.shape()), shape_str(e.param.shape()));
     copy_(slot, core::reshape(grad, {e.param.numel()}));
   }
-  fill_(core::narrow(flat_, 0, numel_, flat_.numel() - numel_), 0);
-  comm_.reduce_scatter(flat_, grad_shard_, dist::ReduceOp::avg);
+  fill_(core::narrow(flat, 0, numel_, flat.numel() - numel_), 0);
+  if (exact) {
+    comm_.reduce_scatter(flat64_, grad_shard64_, op);
+    copy_(grad_shard_, grad_shard64_);
+  } else {
+    comm_.reduce_scatter(flat_, grad_shard_, op);
+  }
 
   // Global norm: this shard's sum of squares in f64, summed over ranks.
   double local = 0;

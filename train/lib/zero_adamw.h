@@ -60,7 +60,9 @@ class ZeroAdamW {
   // this rank's shard of the rank-averaged gradient is ready for step(). Returns the global
   // gradient L2 norm (the same on every rank), for clipping: pass min(1, max_norm / norm) as
   // grad_scale.
-  double reduce_gradients();
+  // op: avg (each rank's loss is its own mean) or sum (the losses are already scaled by the
+  // global token count). f64 gradients (autograd/exact_grad.h) are reduced in f64.
+  double reduce_gradients(dist::ReduceOp op = dist::ReduceOp::avg);
   // Collective. One AdamW update of this rank's shard at learning rate lr (times each group's
   // lr_scale), the gradient multiplied by grad_scale first; then every rank's parameters are
   // complete again. steps_taken() grows by one.
@@ -102,11 +104,13 @@ class ZeroAdamW {
   double lr_, beta1_, beta2_, eps_;
   int64_t numel_ = 0, shard_numel_ = 0;
   int64_t steps_taken_ = 0;
-  Tensor flat_;         // (W*S,) f32: gradients in, gathered parameters out
-  Tensor grad_shard_;   // (S,) f32: this rank's averaged gradient
-  Tensor param_shard_;  // (S,) f32: staging for all_gather (padding stays zero)
-  Tensor exp_avg_;      // (S,) f32
-  Tensor exp_avg_sq_;   // (S,) f32
+  Tensor flat_;          // (W*S,) f32: gradients in, gathered parameters out
+  Tensor grad_shard_;    // (S,) f32: this rank's averaged gradient
+  Tensor flat64_;        // (W*S,) f64, gradients in, when they arrive in f64 (made on first use)
+  Tensor grad_shard64_;  // (S,) f64
+  Tensor param_shard_;   // (S,) f32: staging for all_gather (padding stays zero)
+  Tensor exp_avg_;       // (S,) f32
+  Tensor exp_avg_sq_;    // (S,) f32
 };
 
 }  // namespace mnemo::train
