@@ -2,6 +2,7 @@
 // memory replay back-propagation.
 #include "memory/memformer.h"
 
+#include <cmath>
 #include <set>
 #include <string>
 
@@ -41,9 +42,10 @@ MemformerConfig MemformerConfig::from_json(const json& j) {
   if (j.is_null()) return c;
   MNEMO_CHECK(j.is_object(), "memformer config: the memory section must be an object, got {}",
               j.dump());
-  static const std::set<std::string> known = {"mechanism",    "num_slots",    "segment_length",
-                                              "mrbp",         "writer_heads", "writer_ff_size",
-                                              "slot_init_std"};
+  static const std::set<std::string> known = {
+      "mechanism",     "num_slots",        "segment_length", "mrbp",
+      "writer_heads",  "writer_ff_size",   "slot_init_std",  "writer_init_std",
+      "read_init_std", "writer_positions", "read_positions"};
   for (const auto& [key, value] : j.items()) {
     MNEMO_CHECK(known.count(key) == 1, "memformer config: unknown key '{}'", key);
   }
@@ -53,6 +55,10 @@ MemformerConfig MemformerConfig::from_json(const json& j) {
   if (j.contains("writer_heads")) c.writer_heads = int_key(j, "writer_heads");
   if (j.contains("writer_ff_size")) c.writer_ff_size = int_key(j, "writer_ff_size");
   if (j.contains("slot_init_std")) c.slot_init_std = number_key(j, "slot_init_std");
+  if (j.contains("writer_init_std")) c.writer_init_std = number_key(j, "writer_init_std");
+  if (j.contains("read_init_std")) c.read_init_std = number_key(j, "read_init_std");
+  if (j.contains("writer_positions")) c.writer_positions = bool_key(j, "writer_positions");
+  if (j.contains("read_positions")) c.read_positions = bool_key(j, "read_positions");
   c.validate();
   return c;
 }
@@ -67,6 +73,10 @@ void MemformerConfig::validate() const {
               writer_ff_size);
   MNEMO_CHECK(slot_init_std >= 0, "memformer config: 'slot_init_std' must be >= 0, got {}",
               slot_init_std);
+  MNEMO_CHECK(writer_init_std >= 0, "memformer config: 'writer_init_std' must be >= 0, got {}",
+              writer_init_std);
+  MNEMO_CHECK(read_init_std >= 0, "memformer config: 'read_init_std' must be >= 0, got {}",
+              read_init_std);
 }
 
 MemformerLM::MemformerLM(const nn::LlamaConfig& m, const MemformerConfig& cfg, Generator* gen)
@@ -83,15 +93,22 @@ MemformerLM::MemformerLM(const nn::LlamaConfig& m, const MemformerConfig& cfg, G
               "memformer config: 'writer_heads' {} does not divide hidden_size {}", writer_heads,
               C);
   const double std = m.initializer_range;
+  const double linear_std = 1.0 / std::sqrt(double(C));
+  const double writer_std = cfg.writer_init_std > 0 ? cfg.writer_init_std : linear_std;
+  const double read_std = cfg.read_init_std > 0 ? cfg.read_init_std : linear_std;
   initial_slots = register_parameter("initial_slots",
                                      normal({cfg.num_slots, C}, 0.0, cfg.slot_init_std, {}, gen));
+  if (cfg.read_positions) {
+    read_position =
+        register_parameter("read_position", normal({cfg.segment_length, C}, 0.0, 1.0, {}, gen));
+  }
   embed_tokens =
       register_module("embed_tokens", std::make_shared<nn::Embedding>(m.vocab_size, C, gen, std));
   layer_list = register_module("layers", std::make_shared<nn::ModuleList>());
   for (int64_t i = 0; i < m.num_hidden_layers; ++i) {
     layers.push_back(layer_list->append(
         std::make_shared<MemformerBlock>(C, m.num_attention_heads, m.num_key_value_heads,
-                                         m.intermediate_size, m.rms_norm_eps, gen, std)));
+                                         m.intermediate_size, m.rms_norm_eps, gen, std, read_std)));
   }
   memory_norm = register_module("memory_norm", std::make_shared<nn::RMSNorm>(C, m.rms_norm_eps));
   norm = register_module("norm", std::make_shared<nn::RMSNorm>(C, m.rms_norm_eps));
@@ -100,7 +117,8 @@ MemformerLM::MemformerLM(const nn::LlamaConfig& m, const MemformerConfig& cfg, G
       std::make_shared<nn::RotaryEmbedding>(m.head_dim(), m.max_position_embeddings, m.rope_theta));
   const int64_t ff = cfg.writer_ff_size > 0 ? cfg.writer_ff_size : m.intermediate_size;
   writer = register_module(
-      "writer", std::make_shared<MemoryWriter>(C, writer_heads, ff, m.rms_norm_eps, gen, std));
+      "writer", std::make_shared<MemoryWriter>(C, writer_heads, ff, m.rms_norm_eps, gen, writer_std,
+                                               cfg.writer_positions ? cfg.segment_length : 0));
   if (!m.tie_word_embeddings) {
     lm_head = register_module(
         "lm_head", std::make_shared<nn::Linear>(C, m.vocab_size, false, gen, m.initializer_range));
@@ -134,7 +152,9 @@ Tensor MemformerLM::hidden(const Tensor& ids, const Tensor& slots) const {
   const nn::RopeTables rope = rotary_emb->tables({}, 0, T);
   const Tensor memory = memory_norm->forward(slots);  // (B, K, C)
   Tensor x = embed_tokens->forward(ids);              // (B, T, C)
-  for (const auto& layer : layers) x = layer->forward(x, rope, memory);
+  const Tensor query_position =
+      read_position.defined() ? narrow(read_position, 0, 0, T) : Tensor();  // (T, C)
+  for (const auto& layer : layers) x = layer->forward(x, rope, memory, query_position);
   return norm->forward(x);
 }
 

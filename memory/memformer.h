@@ -7,9 +7,10 @@
 //
 //   m_0       = broadcast(initial_slots)          (K, C) parameters -> (B, K, C)
 //   x         = embed(ids_s)                       (B, T, C)
-//   x         = MemformerBlock_l(x, rope, memory_norm(m_s))   l = 1..L: self-attention within
-//               the segment (RoPE positions 0..T-1), cross-attention from the tokens to the
-//               slots, SwiGLU (memformer_layers.h)
+//   x         = MemformerBlock_l(x, rope, memory_norm(m_s), Q)   l = 1..L: self-attention
+//               within the segment (RoPE positions 0..T-1), cross-attention from the tokens
+//               (plus Q[0:T], learned query positions (segment_length, C), when
+//               read_positions) to the slots, SwiGLU (memformer_layers.h)
 //   h         = norm(x);  logits = lm_head(h)      (B, T, V)
 //   m_{s+1}   = MemoryWriter(m_s, h)               slot attention over [m_s; h] (slot i sees
 //               itself and the tokens), GRUCell, residual SwiGLU (memformer_layers.h)
@@ -49,6 +50,16 @@ struct MemformerConfig {
   int64_t writer_heads = 0;     // heads of the writer's slot attention; 0 = the model's
   int64_t writer_ff_size = 0;   // the writer's SwiGLU width; 0 = the model's intermediate
   double slot_init_std = 1.0;   // initial slots ~ normal(0, slot_init_std)
+  // Init std of the writer's attention and feed-forward, and of the blocks' cross-attention
+  // to the slots; 0 = 1/sqrt(hidden_size) (PyTorch's Linear scale). At the decoder's 0.02 the
+  // tokens' share of the new slots is ~1% and training switches the memory off before it
+  // can learn to use it (docs/memory-results.md, copy-far).
+  double writer_init_std = 0;
+  double read_init_std = 0;
+  // Learned token positions in the writer's keys and values, and in the blocks' queries to
+  // the slots (memformer_layers.h).
+  bool writer_positions = true;
+  bool read_positions = true;
 
   // Unknown keys and wrong types or values are mnemo::Errors naming the key ("mechanism" is
   // accepted and ignored, so a whole memory section can be passed).
@@ -78,6 +89,7 @@ class MemformerLM : public SegmentLM {
   nn::LlamaConfig model_config;
   MemformerConfig config;  // mrbp may be flipped between steps
   Tensor initial_slots;    // (K, C)
+  Tensor read_position;    // Q (segment_length, C); undefined unless config.read_positions
   std::shared_ptr<nn::Embedding> embed_tokens;
   std::shared_ptr<nn::ModuleList> layer_list;  // registered as "layers"
   std::vector<std::shared_ptr<MemformerBlock>> layers;

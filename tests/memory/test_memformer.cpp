@@ -73,13 +73,34 @@ TEST_CASE("MemformerConfig: from_json reads every key and names the bad one") {
                                                         {"mrbp", false},
                                                         {"writer_heads", 2},
                                                         {"writer_ff_size", 24},
-                                                        {"slot_init_std", 0.5}});
+                                                        {"slot_init_std", 0.5},
+                                                        {"writer_init_std", 0.1},
+                                                        {"read_init_std", 0.2},
+                                                        {"writer_positions", false},
+                                                        {"read_positions", false}});
   CHECK(c.num_slots == 4);
   CHECK(c.segment_length == 32);
   CHECK_FALSE(c.mrbp);
   CHECK(c.writer_heads == 2);
   CHECK(c.writer_ff_size == 24);
   CHECK(c.slot_init_std == 0.5);
+  CHECK(c.writer_init_std == 0.1);
+  CHECK(c.read_init_std == 0.2);
+  CHECK_FALSE(c.writer_positions);
+  CHECK_FALSE(c.read_positions);
+  CHECK(d.writer_positions);
+  CHECK(d.read_positions);
+  {
+    MemformerLM plain(tiny_model(), tiny_memory(4, 32));
+    MemformerConfig off = tiny_memory();
+    off.writer_positions = false;
+    off.read_positions = false;
+    MemformerLM no_positions(tiny_model(), off);
+    CHECK_FALSE(no_positions.read_position.defined());
+    CHECK_FALSE(no_positions.writer->token_position.defined());
+    CHECK(plain.read_position.shape() == Shape{32, 8});
+    CHECK(plain.writer->token_position.shape() == Shape{32, 8});
+  }
   CHECK_THROWS_WITH_AS(MemformerConfig::from_json({{"num_slot", 4}}),
                        doctest::Contains("unknown key 'num_slot'"), Error);
   CHECK_THROWS_WITH_AS(MemformerConfig::from_json({{"num_slots", 0}}),
@@ -90,6 +111,10 @@ TEST_CASE("MemformerConfig: from_json reads every key and names the bad one") {
                        doctest::Contains("'mrbp' must be true or false"), Error);
   CHECK_THROWS_WITH_AS(MemformerConfig::from_json({{"segment_length", -1}}),
                        doctest::Contains("'segment_length'"), Error);
+  CHECK_THROWS_WITH_AS(MemformerConfig::from_json({{"writer_init_std", -0.1}}),
+                       doctest::Contains("'writer_init_std'"), Error);
+  CHECK_THROWS_WITH_AS(MemformerConfig::from_json({{"read_init_std", "big"}}),
+                       doctest::Contains("'read_init_std' must be a number"), Error);
   MemformerConfig too_long = tiny_memory();
   too_long.segment_length = 65;
   CHECK_THROWS_WITH_AS(MemformerLM(tiny_model(), too_long), doctest::Contains("segment_length"),
@@ -173,15 +198,18 @@ TEST_CASE(
       CHECK((j == i || j >= K ? v == 0.0 : std::isinf(v) && v < 0));
     }
   }
-  // Reference: each slot alone, unmasked attention over [itself; tokens], then GRU and FF.
+  // Reference: each slot alone, unmasked attention over [itself; tokens], GRU, FF, norm.
   NoGradGuard no_grad;
-  const Tensor tokens = w.token_norm->forward(hidden);
+  // The tokens carry the writer's learned positions 0..T-1.
+  REQUIRE(w.token_position.defined());
+  const Tensor tokens =
+      add(w.token_norm->forward(hidden), unsqueeze(narrow(w.token_position, 0, 0, T), 0));
   for (int64_t i = 0; i < K; ++i) {
     const Tensor m_i = narrow(memory, 1, i, 1);  // (B, 1, C)
     const Tensor q = w.slot_norm->forward(m_i);
     const Tensor u = w.attn->forward(q, concat({q, tokens}, 1));  // (B, 1, C)
     const Tensor g = w.gru->forward(reshape(u, {B, C}), reshape(m_i, {B, C}));
-    const Tensor ref = add(g, w.ff->forward(w.ff_norm->forward(g)));  // (B, C)
+    const Tensor ref = w.out_norm->forward(add(g, w.ff->forward(w.ff_norm->forward(g))));
     CHECK(max_abs(sub(ref, reshape(narrow(out, 1, i, 1), {B, C}))) < 1e-12);
   }
 }
@@ -201,7 +229,9 @@ TEST_CASE("MemformerLM: f64 gradcheck of one segment (logits and new slots)") {
                              lm.writer->gru->weight_hh,
                              lm.writer->gru->bias_ih,
                              lm.writer->ff->down_proj->weight,
-                             lm.writer->token_norm->weight};
+                             lm.writer->token_norm->weight,
+                             lm.writer->token_position,
+                             lm.read_position};
   const auto fn = [&](const TensorList& x) {
     MemoryState state;
     state.set("slots", x[0]);
