@@ -12,8 +12,9 @@
 //               (plus Q[0:T], learned query positions (segment_length, C), when
 //               read_positions) to the slots, SwiGLU (memformer_layers.h)
 //   h         = norm(x);  logits = lm_head(h)      (B, T, V)
-//   m_{s+1}   = MemoryWriter(m_s, h)               slot attention over [m_s; h] (slot i sees
-//               itself and the tokens), GRUCell, residual SwiGLU (memformer_layers.h)
+//   m_{s+1}   = MemoryWriter(m_s, h)               slot attention over [m_s; h + P] (slot i
+//               sees itself and the tokens, P learned token positions), GRUCell, residual
+//               SwiGLU, RMSNorm (memformer_layers.h)
 // State: "slots" (B, K, C) = m_s, carrying the autograd graph between segments.
 //
 // Training (forward_backward). The loss is the mean next-token cross-entropy over all scored
