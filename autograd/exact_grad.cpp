@@ -1,11 +1,11 @@
 // Split-invariant parameter gradients (see exact_grad.h).
 #include "autograd/exact_grad.h"
 
-#include <algorithm>
-
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "core/error.h"
+#include "core/ops/linalg.h"
+#include "core/ops/view.h"
 
 namespace mnemo::autograd {
 
@@ -40,21 +40,16 @@ DType exact_grad_dtype(DType dtype) {
 
 // sum_s dY[s]^T X[s] over segments s of segment_rows rows (the last one may be shorter):
 // each product in X's dtype, the same bits whichever rank or micro-batch holds segment s;
-// their sum in f64.
+// their sum in f64 (core::matmul_segment_sum: one fused pass on the CPU).
 Tensor row_product_sum(const Tensor& dY, const Tensor& X) {
   MNEMO_CHECK(dY.dim() == 2 && X.dim() == 2 && dY.size(0) == X.size(0),
               "row_product_sum: expects dY (R, out) and X (R, in), got {} and {}",
               shape_str(dY.shape()), shape_str(X.shape()));
-  if (exact_grad_dtype(X.dtype()) != DType::f64 || X.dtype() == DType::f64) {
+  if (exact_grad_dtype(X.dtype()) != DType::f64 || X.dtype() == DType::f64 ||
+      dY.dtype() != X.dtype()) {
     return matmul(transpose(dY, 0, 1), X);
   }
-  const int64_t R = X.size(0), segment = segment_rows;
-  Tensor sum = zeros({dY.size(1), X.size(1)}, {.dtype = DType::f64, .device = X.device()});
-  for (int64_t r0 = 0; r0 < R; r0 += segment) {
-    const int64_t n = std::min(segment, R - r0);
-    add_(sum, matmul(transpose(narrow(dY, 0, r0, n), 0, 1), narrow(X, 0, r0, n)));
-  }
-  return sum;
+  return core::matmul_segment_sum(core::transpose(dY, 0, 1), X, segment_rows);
 }
 
 Tensor row_sum(const Tensor& dY) {

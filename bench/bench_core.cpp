@@ -9,13 +9,18 @@
 //             tied lm_head 128 -> 512 vocab; 16 x 128 = 2048 tokens): forward x @ W^T, backward
 //             dX = dY @ W and dW = dY^T @ X, one line each, then a "llama_gemms_step" line
 //             with the per-step total (each per-layer product counted 4 times) for both.
+//   exact_grads  the weight-gradient products of the demo step, dW = dY^T @ X over 2048 rows,
+//             as one GEMM (plain) and as autograd::row_product_sum under ExactGradGuard(128)
+//             (per-sequence GEMMs summed in f64: what the trainer runs on the CPU by default,
+//             autograd/exact_grad.h), alternated; then the per-step total of both.
 //   softmax   GB/s of softmax / log_softmax / their backward / fused cross_entropy
 //   rms_norm  GB/s (skipped with the error message if the op is not available)
 //   mlp       ms per SGD step of a 784 -> 512 -> 10 MLP on a batch of 256
 //
 // Usage: bench_core [threads [section]]
 //   threads: default mnemo::num_threads() (OMP_NUM_THREADS, or all cores); 0 keeps the default
-//   section: gemm, llama_gemms, softmax, rms_norm or mlp (default: all but llama_gemms)
+//   section: gemm, llama_gemms, exact_grads, softmax, rms_norm or mlp (default: all but
+//            llama_gemms and exact_grads)
 //
 // Method: inputs are uniform random (never zeros: some kernels are faster on zeros), each
 // result is validated against an independent computation before it is timed, every
@@ -41,6 +46,7 @@
 #include <vector>
 
 #include "autograd/engine.h"
+#include "autograd/exact_grad.h"
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "core/cpu/parallel.h"
@@ -277,6 +283,35 @@ void bench_llama_gemms(const OpenBlas& blas, int threads) {
       threads, flop * 1e-9, ours * 1e3, theirs * 1e3, theirs > 0 ? theirs / ours : 0.0);
 }
 
+// The cost of exact (split-invariant) weight gradients against the plain single GEMM.
+void bench_exact_grads(int threads) {
+  double plain_total = 0, exact_total = 0;
+  for (const StepGemm& g : llama_step_gemms()) {
+    if (!g.shape.trans_a) continue;  // the dW = dY^T @ X products only
+    const int64_t rows = g.shape.k, out = g.shape.m, in = g.shape.n;
+    const Tensor dY = random_tensor({rows, out}, 1), X = random_tensor({rows, in}, 2);
+    const Tensor dYt = transpose(dY, 0, 1);
+    const std::vector<Timing> t = time_interleaved({
+        [&] { matmul(dYt, X); },
+        [&] {
+          NoGradGuard no_grad;
+          autograd::ExactGradGuard exact(128);
+          autograd::row_product_sum(dY, X);
+        },
+    });
+    plain_total += g.count * t[0].median;
+    exact_total += g.count * t[1].median;
+    fmt::print(
+        R"({{"bench":"exact_grads","product":"{}","threads":{},"plain_ms":{:.3f},"exact_ms":{:.3f},"ratio":{:.3f}}})"
+        "\n",
+        g.shape.what, threads, t[0].median * 1e3, t[1].median * 1e3, t[1].median / t[0].median);
+  }
+  fmt::print(
+      R"({{"bench":"exact_grads_step","threads":{},"plain_ms":{:.3f},"exact_ms":{:.3f},"extra_ms":{:.3f}}})"
+      "\n",
+      threads, plain_total * 1e3, exact_total * 1e3, (exact_total - plain_total) * 1e3);
+}
+
 // ---- memory-bound ops -----------------------------------------------------------------------
 
 // One line for an op that streams `bytes` through memory per call.
@@ -389,6 +424,7 @@ int main(int argc, char** argv) {
     for (const GemmShape& s : kGemmShapes) bench_gemm(s, blas, threads);
   }
   if (llama_gemms) bench_llama_gemms(blas, threads);
+  if (only == "exact_grads") bench_exact_grads(threads);
   if (wanted("softmax")) {
     bench_softmax({2048, 512}, threads);
     bench_softmax({8192, 4096}, threads);

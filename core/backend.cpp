@@ -1,8 +1,12 @@
 #include "core/backend.h"
 
+#include <algorithm>
 #include <array>
 
 #include "core/cpu/cpu_backend.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/linalg.h"
+#include "core/ops/view.h"
 #include "core/profiler.h"
 
 namespace mnemo {
@@ -72,6 +76,15 @@ void Backend::topk(const Tensor& x, int64_t, int64_t, bool, const Tensor&, const
   unsupported("topk", x);
 }
 void Backend::matmul(const Tensor& a, const Tensor&, const Tensor&) { unsupported("matmul", a); }
+
+void Backend::matmul_segment_sum(const Tensor& a, const Tensor& b, int64_t segment,
+                                 const Tensor& out) {
+  const int64_t K = a.size(1);
+  for (int64_t k0 = 0; k0 < K; k0 += segment) {
+    const int64_t n = std::min(segment, K - k0);
+    add_(out, core::matmul(core::narrow(a, 1, k0, n), core::narrow(b, 0, k0, n)));
+  }
+}
 void Backend::index_select(const Tensor& x, int64_t, const Tensor&, const Tensor&) {
   unsupported("index_select", x);
 }

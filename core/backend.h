@@ -128,6 +128,14 @@ class Backend {
   // a (..., M, K), b (..., K, N): batch dims already broadcast (views) to out's batch dims.
   // out (..., M, N). Floating dtypes.
   virtual void matmul(const Tensor& a, const Tensor& b, const Tensor& out);
+  // out (M, N) f64 += sum over segments s of a[:, s] @ b[s, :]: K is cut into segments of
+  // `segment` (the last may be shorter); each segment's product is computed in the inputs'
+  // dtype exactly as matmul computes a (M, seg) @ (seg, N) product, and the products are
+  // added to out in f64, in order (split-invariant weight gradients, autograd/exact_grad.h).
+  // a (M, K), b (K, N) of one floating dtype (strided views allowed); out contiguous f64.
+  // The default composes matmul and add_ per segment; a backend may fuse it.
+  virtual void matmul_segment_sum(const Tensor& a, const Tensor& b, int64_t segment,
+                                  const Tensor& out);
 
   // -- indexing -- (index tensors are i64; backends check that indices are in range)
   // out = x with dim replaced by index.numel(): out[.., i, ..] = x[.., index[i], ..]. index (n,)

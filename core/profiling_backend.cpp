@@ -102,6 +102,11 @@ class ProfilingBackend final : public Backend {
     run("matmul", "matmul", {&a, &b}, {&out}, 2 * out.numel() * a.size(-1),
         [&] { inner_.matmul(a, b, out); });
   }
+  void matmul_segment_sum(const Tensor& a, const Tensor& b, int64_t segment,
+                          const Tensor& out) override {
+    run("matmul_segment_sum", "matmul", {&a, &b}, {&out}, 2 * out.numel() * a.size(1),
+        [&] { inner_.matmul_segment_sum(a, b, segment, out); });
+  }
 
   void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) override {
     run(

@@ -36,6 +36,8 @@ class CpuBackend final : public Backend {
 
   // matmul.cpp
   void matmul(const Tensor& a, const Tensor& b, const Tensor& out) override;
+  void matmul_segment_sum(const Tensor& a, const Tensor& b, int64_t segment,
+                          const Tensor& out) override;
 
   // index.cpp
   void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) override;

@@ -27,9 +27,9 @@
 // loops are where the operands are first read from memory; vectorising them (in-register
 // 8 x 8 transposes for row-major a and column-major b, wide copies otherwise) took the
 // per-step total from 0.99-1.01x OpenBLAS's time to 1.05-1.07x faster (113-123 -> 111-119
-// ms on a loaded machine), packing now ~14% of the GEMM samples. Tried and dropped (no gain measured): reading full
-// 6-row panels of a in place instead of packing them (slower: six strided streams in the
-// kernel), and packing rows of b whole instead of panel by panel.
+// ms on a loaded machine), packing now ~14% of the GEMM samples. Tried and dropped (no gain
+// measured): reading full 6-row panels of a in place instead of packing them (slower: six strided
+// streams in the kernel), and packing rows of b whole instead of panel by panel.
 #include "core/cpu/gemm_f32.h"
 
 #include <algorithm>
@@ -291,6 +291,59 @@ void gemm_f32(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_rs, int
   }
 }
 
+void gemm_f32_segment_sum(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_rs,
+                          int64_t a_cs, const float* b, int64_t b_rs, int64_t b_cs, int64_t segment,
+                          double* c, int64_t ldc) {
+  MNEMO_CHECK(segment > 0, "matmul_segment_sum: the segment length must be positive, got {}",
+              segment);
+  if (M <= 0 || N <= 0 || K <= 0) return;
+  // The k blocks of gemm_f32, cut again at segment boundaries; an f32 chain never crosses one.
+  const auto depth = [&](int64_t p0) { return std::min({kKc, K - p0, segment - p0 % segment}); };
+  thread_local Buffer a_buffer, b_buffer, s_buffer;
+  const int64_t nc_fit = std::max(kNr, kPackedB / K / kNr * kNr);
+  const int64_t nc_max = std::min(N, nc_fit);
+  const int64_t nc_padded_max = (nc_max + kNr - 1) / kNr * kNr;
+  float* bp = b_buffer.get(nc_padded_max * K);
+  float* ap = a_buffer.get((std::min(M, kMc) + kMr - 1) / kMr * kMr * std::min(K, kKc));
+  float* sp = s_buffer.get(std::min(M, kMc) * nc_max);  // a segment's f32 block (mc x nc)
+  for (int64_t j0 = 0; j0 < N; j0 += nc_max) {
+    const int64_t nc = std::min(nc_max, N - j0);
+    const int64_t nc_padded = (nc + kNr - 1) / kNr * kNr;
+    for (int64_t p0 = 0, kc = 0; p0 < K; p0 += kc) {
+      kc = depth(p0);
+      pack_b(kc, nc, b + p0 * b_rs + j0 * b_cs, b_rs, b_cs, bp + p0 * nc_padded);
+    }
+    for (int64_t i0 = 0; i0 < M; i0 += kMc) {
+      const int64_t mc = std::min(kMc, M - i0);
+      for (int64_t p0 = 0, kc = 0; p0 < K; p0 += kc) {
+        kc = depth(p0);
+        const bool load_s = p0 % segment != 0;  // continuing the segment's chains
+        pack_a(mc, kc, a + i0 * a_rs + p0 * a_cs, a_rs, a_cs, ap);
+        for (int64_t j = 0; j < nc; j += kNr) {
+          const int64_t cols = std::min(kNr, nc - j);
+          const float* b_panel = bp + p0 * nc_padded + j * kc;
+          for (int64_t i = 0; i < mc; i += kMr) {
+            const int64_t rows = std::min(kMr, mc - i);
+            float* tile = sp + i * nc_max + j;
+            if (rows == kMr && cols == kNr) {
+              kernel_6x16(kc, ap + i * kc, b_panel, tile, nc_max, load_s);
+            } else {
+              kernel_edge(kc, ap + i * kc, b_panel, tile, nc_max, load_s, rows, cols);
+            }
+          }
+        }
+        if ((p0 + kc) % segment == 0 || p0 + kc == K) {  // the segment is complete: add it
+          for (int64_t r = 0; r < mc; ++r) {
+            double* out = c + (i0 + r) * ldc + j0;
+            const float* in = sp + r * nc_max;
+            for (int64_t col = 0; col < nc; ++col) out[col] += double(in[col]);
+          }
+        }
+      }
+    }
+  }
+}
+
 #else  // no AVX2/FMA: matmul.cpp uses Eigen
 
 bool gemm_f32_available() {
@@ -299,6 +352,11 @@ bool gemm_f32_available() {
 
 void gemm_f32(int64_t, int64_t, int64_t, const float*, int64_t, int64_t, const float*, int64_t,
               int64_t, float*, int64_t, bool) {
+  std::abort();  // unreachable: callers check gemm_f32_available()
+}
+
+void gemm_f32_segment_sum(int64_t, int64_t, int64_t, const float*, int64_t, int64_t, const float*,
+                          int64_t, int64_t, int64_t, double*, int64_t) {
   std::abort();  // unreachable: callers check gemm_f32_available()
 }
 

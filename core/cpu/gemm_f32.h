@@ -26,4 +26,15 @@ void gemm_f32(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_rs, int
               const float* b, int64_t b_rs, int64_t b_cs, float* c, int64_t ldc,
               bool accumulate = false);
 
+// c (M, N, f64, row-major, leading dimension ldc) += sum over segments s of
+// a[:, s] @ b[s, :], where K is cut into segments of `segment` rows (the last may be
+// shorter). Each segment's product is the f32 chain gemm_f32 computes for a (M, seg) @
+// (seg, N) product, bit for bit; the segment products are added to c in f64, in order. The
+// k blocks end at segment boundaries and the segment's f32 block stays in cache until it is
+// added, so this costs about one gemm_f32 over all of K (core/cpu/matmul.cpp's
+// matmul_segment_sum; autograd/exact_grad.h says why).
+void gemm_f32_segment_sum(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_rs,
+                          int64_t a_cs, const float* b, int64_t b_rs, int64_t b_cs,
+                          int64_t segment, double* c, int64_t ldc);
+
 }  // namespace mnemo::cpu

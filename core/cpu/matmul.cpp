@@ -271,4 +271,34 @@ void CpuBackend::matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
   });
 }
 
+// out (M, N) f64 += the segment-by-segment product (core/backend.h). f32 with mnemo's own
+// GEMM: one fused pass (gemm_f32_segment_sum), the longer side of out split over threads as
+// in multiply_one; every element's chains are the same whatever the split. Other dtypes, or
+// MNEMO_CPU_GEMM=eigen: the default, one matmul per segment.
+void CpuBackend::matmul_segment_sum(const Tensor& a, const Tensor& b, int64_t segment,
+                                    const Tensor& out) {
+  if (a.dtype() != DType::f32 || !use_own_f32_gemm()) {
+    Backend::matmul_segment_sum(a, b, segment, out);
+    return;
+  }
+  const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
+  const Operand<float> A =
+      make_operand<float>(static_cast<const float*>(a.data_ptr()), M, K, a.stride(0), a.stride(1));
+  const Operand<float> B =
+      make_operand<float>(static_cast<const float*>(b.data_ptr()), K, N, b.stride(0), b.stride(1));
+  double* c = static_cast<double*>(out.data_ptr());
+  const bool along_n = N > M;
+  const int64_t unit = kRowBlock, extent = along_n ? N : M;
+  const int64_t units = (extent + unit - 1) / unit;
+  const int64_t cost_per_unit = std::max<int64_t>(1, unit * (along_n ? M : N) * K / 8);
+  parallel_for(units, cost_per_unit, [&](int64_t begin, int64_t end) {
+    const int64_t lo = begin * unit, hi = std::min(extent, end * unit);
+    const int64_t r0 = along_n ? 0 : lo, rows = along_n ? M : hi - lo;
+    const int64_t c0 = along_n ? lo : 0, cols = along_n ? hi - lo : N;
+    gemm_f32_segment_sum(rows, cols, K, A.row(r0), A.row_major ? A.ld : 1, A.row_major ? 1 : A.ld,
+                         B.col(c0), B.row_major ? B.ld : 1, B.row_major ? 1 : B.ld, segment,
+                         c + r0 * N + c0, N);
+  });
+}
+
 }  // namespace mnemo::cpu

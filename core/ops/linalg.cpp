@@ -76,4 +76,23 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return out;
 }
 
+Tensor matmul_segment_sum(const Tensor& a, const Tensor& b, int64_t segment) {
+  MNEMO_CHECK(a.defined() && b.defined(), "matmul_segment_sum: undefined operand");
+  common_device("matmul_segment_sum", {&a, &b});
+  MNEMO_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0),
+              "matmul_segment_sum: expects a (M, K) and b (K, N), got shapes {} and {}",
+              shape_str(a.shape()), shape_str(b.shape()));
+  MNEMO_CHECK(is_floating(a.dtype()) && a.dtype() == b.dtype(),
+              "matmul_segment_sum: expects two floating tensors of one dtype, got {} and {}",
+              a.dtype(), b.dtype());
+  MNEMO_CHECK(segment > 0, "matmul_segment_sum: the segment length must be positive, got {}",
+              segment);
+  Tensor out = Tensor::empty({a.size(0), b.size(1)}, DType::f64, a.device());
+  fill_(out, 0);
+  if (out.numel() > 0 && a.size(1) > 0) {
+    backend_for(a.device()).matmul_segment_sum(a, b, segment, out);
+  }
+  return out;
+}
+
 }  // namespace mnemo::core

@@ -5,8 +5,10 @@
 #include <chrono>
 #include <iostream>
 #include <numeric>
+#include <optional>
 
 #include "autograd/engine.h"
+#include "autograd/exact_grad.h"
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "core/cpu/parallel.h"
@@ -48,7 +50,16 @@ nlohmann::json bench_on(const BenchTrainOptions& o, const RunConfig& rc, int64_t
     NoGradGuard no_grad;
     for (Tensor& p : params) comm.broadcast(p, 0);
   }
-  GradientSync sync(comm, params, int64_t(rc.train.bucket_mb * 1024 * 1024));
+  // The trainer's step (train/lib/trainer.cpp): the loss summed and scaled by the global
+  // token count, gradients summed over ranks, exact (split-invariant) gradients where the
+  // config asks for them (the CPU default).
+  const bool exact = rc.train.exact_grads_on(device);
+  GradientSync::Options sync_options;
+  sync_options.bucket_bytes = int64_t(rc.train.bucket_mb * 1024 * 1024);
+  sync_options.op = dist::ReduceOp::sum;
+  sync_options.exact = exact;
+  GradientSync sync(comm, params, sync_options);
+  const double scale = 1.0 / double(batch * seq);
   Generator gen(rc.train.seed + 1);
   const TensorOptions ids_options{.dtype = DType::i64, .device = device};
 
@@ -69,8 +80,12 @@ nlohmann::json bench_on(const BenchTrainOptions& o, const RunConfig& rc, int64_t
     Tensor y = contiguous(narrow(ids, 1, 1, seq));
     synchronize(device);
     const auto start = std::chrono::steady_clock::now();
-    Tensor loss = model.loss(x, y);
-    backward(loss);
+    Tensor loss = model.loss(x, y, Reduction::sum);
+    {
+      std::optional<autograd::ExactGradGuard> guard;
+      if (exact) guard.emplace(seq);
+      backward(loss, full({}, scale, options_of(loss)));
+    }
     sync.finish();
     const double norm = optim::global_grad_norm(params);
     optimizer.step(norm > rc.train.grad_clip ? rc.train.grad_clip / (norm + 1e-6) : 1.0);
@@ -95,6 +110,7 @@ nlohmann::json bench_on(const BenchTrainOptions& o, const RunConfig& rc, int64_t
                         {"steps", o.steps},
                         {"threads", num_threads()},
                         {"ranks", ranks},
+                        {"exact_grads", exact},
                         {"device", device.str()},
                         {"parameters", model.num_parameters()}};
 #if MNEMO_HAVE_CUDA
