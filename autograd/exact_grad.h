@@ -24,8 +24,10 @@
 // either way far below the one rounding to f32 that comes after the all_reduce
 // (train/lib/grad_sync.h). Per-token activation gradients are already the same bits on
 // every rank (every op is row-wise deterministic, and the loss is scaled by the global
-// token count), so the result is split-invariant. The cost: the weight-gradient GEMMs run per
-// segment (K = segment_rows instead of R), and f64 buffers as large as the parameters.
+// token count), so the result is split-invariant. The cost: f64 gradient buffers as large as
+// the parameters, and on the CPU next to nothing for the weight-gradient GEMMs
+// (core::matmul_segment_sum cuts its k blocks at segment boundaries and adds each segment's
+// f32 block into the f64 result while it is still in cache; bench_core's exact_grads).
 //
 // Rules that use this: linear and fused_linear (dW, db), embedding, rms_norm and layer_norm
 // (dweight, dbias); the engine sums broadcast gradients of leaves in f64 (fit_to_input).
