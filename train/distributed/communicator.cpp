@@ -71,6 +71,17 @@ void Communicator::all_reduce(Tensor& tensor, ReduceOp op) {
   do_all_reduce(tensor.data_ptr(), tensor.numel(), tensor.dtype(), op);
 }
 
+void Communicator::all_reduce_deferred(Tensor& tensor, ReduceOp op) {
+  deferred_ = true;
+  try {
+    all_reduce(tensor, op);
+  } catch (...) {
+    deferred_ = false;
+    throw;
+  }
+  deferred_ = false;
+}
+
 void Communicator::broadcast(Tensor& tensor, int root) {
   check_buffer(tensor, *this, "broadcast", "tensor");
   check_root(root, world_size_, "broadcast");

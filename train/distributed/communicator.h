@@ -74,6 +74,13 @@ class Communicator {
   // tensor (any shape): every rank ends with the elementwise sum (or mean) over all ranks.
   // Floating dtypes; i32/i64 for sum only.
   void all_reduce(Tensor& tensor, ReduceOp op = ReduceOp::sum);
+  // all_reduce that may still be running when it returns, so that a caller can overlap it
+  // with other work (gradient buckets with the rest of backward). On a GPU it is queued on the
+  // communication stream and the compute stream does not wait for it yet: read or write the
+  // tensor only after wait_deferred(). CPU backends finish it before returning.
+  void all_reduce_deferred(Tensor& tensor, ReduceOp op = ReduceOp::sum);
+  // Makes the device's later work wait for every deferred collective (no host wait).
+  virtual void wait_deferred() {}
   // tensor (any shape, same on every rank): every rank ends with root's values. Any dtype.
   void broadcast(Tensor& tensor, int root = 0);
   // input (world_size * n) -> output (n): rank r gets elements [r*n, (r+1)*n) of the
@@ -97,6 +104,9 @@ class Communicator {
   Communicator(int rank, int world_size, int local_rank, int local_size,
                CommunicatorOptions options, Device device = Device::cpu());
 
+  // True inside all_reduce_deferred: a backend that can may leave the operation running.
+  bool deferred() const { return deferred_; }
+
   // Backends see checked, contiguous buffers on device() of numel elements of dtype.
   virtual void do_all_reduce(void* data, int64_t numel, DType dtype, ReduceOp op) = 0;
   virtual void do_broadcast(void* data, int64_t numel, DType dtype, int root) = 0;
@@ -111,6 +121,7 @@ class Communicator {
   int rank_, world_size_, local_rank_, local_size_;
   CommunicatorOptions options_;
   Device device_;
+  bool deferred_ = false;
 };
 
 // World size 1 in this process, no MPI involved, on any one device (the copies of

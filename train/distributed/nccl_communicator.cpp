@@ -151,7 +151,13 @@ void NcclCommunicator::enqueue(const char* what, Launch&& launch) {
   const auto [status, call] = launch(state_->comm, state_->stream);
   check_nccl(status, what, call, state_->comm);
   MNEMO_CUDA_CHECK(cudaEventRecord(state_->comm_done, state_->stream));
-  MNEMO_CUDA_CHECK(cudaStreamWaitEvent(compute, state_->comm_done, 0));
+  if (!deferred()) MNEMO_CUDA_CHECK(cudaStreamWaitEvent(compute, state_->comm_done, 0));
+}
+
+void NcclCommunicator::wait_deferred() {
+  cuda::DeviceGuard guard(device().index);
+  // comm_done was recorded after the latest collective; the comm stream is in order.
+  MNEMO_CUDA_CHECK(cudaStreamWaitEvent(cuda::stream(device()), state_->comm_done, 0));
 }
 
 // Each launch returns (status, the NCCL call's name) for the error message.

@@ -47,6 +47,9 @@ class NcclCommunicator final : public Communicator {
   ~NcclCommunicator() override;
   std::string_view backend() const override { return "nccl"; }
   [[noreturn]] void abort(int code, std::string_view message) override;
+  // The compute stream waits for everything queued on the comm stream so far (one event:
+  // the comm stream runs its collectives in order).
+  void wait_deferred() override;
 
  protected:
   void do_all_reduce(void* data, int64_t numel, DType dtype, ReduceOp op) override;
@@ -61,8 +64,9 @@ class NcclCommunicator final : public Communicator {
  private:
   struct State;  // the NCCL communicator, the comm stream, the two events (nccl.h stays in .cpp)
   NcclCommunicator(std::unique_ptr<Communicator>&& host, Device device);
-  // Runs launch(comm, stream) on the comm stream between the two event hops above; `what`
-  // names the collective in errors.
+  // Runs launch(comm, stream) on the comm stream between the two event hops above (the
+  // second one left for wait_deferred() inside all_reduce_deferred); `what` names the
+  // collective in errors.
   template <typename Launch>
   void enqueue(const char* what, Launch&& launch);
 

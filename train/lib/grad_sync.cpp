@@ -43,6 +43,8 @@ void GradientSync::reduce_ready_buckets() {
   while (next_ < buckets_.size() && buckets_[next_].complete) reduce(buckets_[next_++]);
 }
 
+// Packs the bucket and starts its all_reduce; on a GPU it runs on the communication stream
+// while backward goes on (all_reduce_deferred). finish() waits and unpacks.
 void GradientSync::reduce(Bucket& b) {
   int64_t offset = 0;
   for (size_t i : b.params) {
@@ -55,8 +57,11 @@ void GradientSync::reduce(Bucket& b) {
     }
     offset += p.numel();
   }
-  comm_.all_reduce(b.buffer, options_.op);
-  offset = 0;
+  comm_.all_reduce_deferred(b.buffer, options_.op);
+}
+
+void GradientSync::unpack(const Bucket& b) {
+  int64_t offset = 0;
   for (size_t i : b.params) {
     Tensor p = params_[i];
     Tensor reduced = view(narrow(b.buffer, 0, offset, p.numel()), p.shape());
@@ -73,6 +78,8 @@ void GradientSync::reduce(Bucket& b) {
 void GradientSync::finish() {
   for (Bucket& b : buckets_) b.complete = true;
   reduce_ready_buckets();
+  if (!buckets_.empty()) comm_.wait_deferred();
+  for (const Bucket& b : buckets_) unpack(b);
   // One process (no buckets), or a parameter the buckets did not cover: round what is left.
   for (Tensor& p : params_) {
     if (p.grad().defined() && p.grad().dtype() != p.dtype()) p.set_grad(to(p.grad(), p.dtype()));

@@ -8,9 +8,11 @@
 //   hook(p):  ready[b(p)] += 1; when ready[b] == |b|, mark b complete; then reduce every
 //             complete bucket from `next` on, in index order (all ranks issue the collectives in
 //             the same order, whatever order their hooks fire in).
-//   reduce(b): pack the grads into the buffer, all_reduce(op), unpack.
+//   reduce(b): pack the grads into the buffer, start all_reduce(op) (deferred: on a GPU it runs
+//             on the communication stream while backward goes on computing on the compute
+//             stream, ordered by events; on the CPU it completes at once).
 //   finish():  reduce the buckets still pending (a parameter without a gradient this step
-//             contributes zeros), reset the counters.
+//             contributes zeros), wait for all of them, unpack, reset the counters.
 //
 // op: avg when each rank's loss is its own mean, sum when every rank already scaled its loss
 // by the global token count (the trainer: then the sum is the global mean gradient, with no
@@ -65,6 +67,7 @@ class GradientSync {
   void on_ready(size_t param);
   void reduce_ready_buckets();
   void reduce(Bucket& bucket);
+  void unpack(const Bucket& bucket);
 
   dist::Communicator& comm_;
   Options options_;
