@@ -1,6 +1,7 @@
 // Device selection (see device_select.h).
 #include "train/lib/device_select.h"
 
+#include <algorithm>
 #include <ostream>
 
 #include "autograd/ops.h"
@@ -43,7 +44,7 @@ std::string probe(Device device) {
 
 }  // namespace
 
-Device select_device(std::string_view spec, std::ostream& log) {
+Device select_device(std::string_view spec, std::ostream& log, int gpu_hint) {
   if (spec != "auto") {
     const Device device = Device::parse(spec);
     if (device.is_cuda()) {
@@ -55,8 +56,9 @@ Device select_device(std::string_view spec, std::ostream& log) {
     return device;
   }
   if (!has_backend(DeviceType::cuda) || visible_gpus() == 0) return Device::cpu();
-  const std::string failure = probe(Device::cuda(0));
-  if (failure.empty()) return Device::cuda(0);
+  const Device gpu = Device::cuda(std::max(gpu_hint, 0) % visible_gpus());
+  const std::string failure = probe(gpu);
+  if (failure.empty()) return gpu;
   log << "device auto: using the CPU; the CUDA backend cannot run a training step yet (" << failure
       << ")\n";
   return Device::cpu();

@@ -206,7 +206,8 @@ class Run {
                 "times 'train.grad_accum' ({})",
                 t.batch_size, world, t.grad_accum);
     if (t.threads > 0) set_num_threads(int(t.threads));
-    device_ = select_device(options_.device.empty() ? t.device : options_.device, log_);
+    device_ = select_device(options_.device.empty() ? t.device : options_.device, log_,
+                            comm_->local_rank());
     // The communicator for that device (NCCL on this rank's GPU under mpirun), whose device
     // this rank then computes on.
     comm_ = dist::for_device(std::move(comm_), device_);
