@@ -1,7 +1,9 @@
 // mnemo — the command-line tool. Subcommands:
 //
 //   mnemo version                 the version and the features this build has
-//   mnemo train                   train a Llama-style LM on text (train/lib/trainer.h)
+//   mnemo train                   train a Llama-style LM on text (train/lib/trainer.h), or a
+//                                 memory-augmented one (a "memory" section in the config,
+//                                 train/lib/segment_trainer.h)
 //   mnemo eval                    score a text file with a checkpoint (train/lib/evaluate.h)
 //   mnemo sample                  generate text from a checkpoint (train/lib/generate.h)
 //   mnemo tokenize                a text file's token ids, as JSON
@@ -296,7 +298,8 @@ int main(int argc, char** argv) {
       if (train_options.config_file.empty() && !train_options.resume) {
         throw mnemo::Error("train: --config FILE is required (unless --resume)");
       }
-      const auto summary = mnemo::train::run_training(train_options, std::cerr);
+      // The plain LM trainer, or the memory-augmented one for a config with a memory section.
+      const auto summary = mnemo::train::run_train(train_options, std::cerr);
       (void)summary;
     } else if (*eval) {
       mnemo::train::run_eval(eval_options, std::cout);

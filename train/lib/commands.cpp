@@ -1,4 +1,4 @@
-// eval, sample, tokenize, tokenizer train (see commands.h).
+// train (the dispatch), eval, sample, tokenize, tokenizer train (see commands.h).
 //
 // These are one-process commands: they never start MPI, so under mpirun each rank runs alone,
 // and a rank that fails exits with its error at once (nothing waits for it in a collective or
@@ -6,16 +6,20 @@
 #include "train/lib/commands.h"
 
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "train/io/checkpoint_dir.h"
+#include "train/io/config.h"
 #include "train/io/files.h"
 #include "train/lib/checkpoint.h"
 #include "train/lib/device_select.h"
 #include "train/lib/evaluate.h"
 #include "train/lib/generate.h"
+#include "train/lib/run_config.h"
+#include "train/lib/segment_trainer.h"
 #include "train/text/corpus.h"
 #include "train/text/tokenizer.h"
 
@@ -32,10 +36,54 @@ LoadedCheckpoint load_on(const std::string& checkpoint, const std::string& devic
   return ckpt;
 }
 
+// `mnemo eval` on a memory-augmented checkpoint: the text as one stream.
+void run_eval_segment_lm(const EvalOptions& o, const std::string& text, std::ostream& out) {
+  LoadedSegmentCheckpoint ckpt = load_segment_checkpoint(o.checkpoint);
+  const Device device = select_device(o.device, std::cerr);
+  if (!device.is_cpu()) ckpt.lm->to(device);
+  const int64_t seq = o.seq > 0 ? o.seq : ckpt.run_config.train.seq_len;
+  MNEMO_CHECK(seq >= 1 && seq <= ckpt.lm->segment_length(),
+              "eval: --seq must be in [1, {}] (the model's segment_length), got {}",
+              ckpt.lm->segment_length(), seq);
+  const std::vector<int32_t> ids = ckpt.tokenizer->encode(text);
+  MNEMO_CHECK(ids.size() >= 2, "eval: {} holds fewer than 2 tokens; nothing to score", o.text);
+  const int64_t segments = (int64_t(ids.size()) - 1 + seq - 1) / seq;
+  const EvalResult r = evaluate_streams(*ckpt.lm, ids, seq, segments, 1,
+                                        token_byte_lengths(*ckpt.tokenizer));
+  out << json{{"loss_nats_per_token", r.loss()},
+              {"bits_per_byte", r.bits_per_byte()},
+              {"tokens", r.tokens},
+              {"bytes", r.bytes},
+              {"mechanism", ckpt.lm->mechanism()},
+              {"segments", segments},
+              {"seq", seq}}
+             .dump()
+      << "\n";
+}
+
 }  // namespace
+
+bool run_uses_memory(const TrainOptions& o) {
+  namespace fs = std::filesystem;
+  const fs::path latest = fs::path(o.out_dir) / "latest";
+  if (o.resume && !o.out_dir.empty() && fs::exists(latest)) {
+    const fs::path state = fs::path(io::resolve_checkpoint(o.out_dir)) / "trainer_state.json";
+    const json saved = fs::exists(state) ? io::load_json_file(state.string()) : json{};
+    return saved.is_object() && saved.contains("run_config") &&
+           saved["run_config"].is_object() && saved["run_config"].contains("memory");
+  }
+  if (o.config_file.empty()) return false;  // the trainer reports what is missing
+  return load_run_config(o.config_file, o.overrides, o.steps).memory.enabled;
+}
+
+TrainSummary run_train(const TrainOptions& options, std::ostream& log) {
+  return run_uses_memory(options) ? run_segment_training(options, log)
+                                  : run_training(options, log);
+}
 
 void run_eval(const EvalOptions& o, std::ostream& out) {
   const std::string text = io::read_file(o.text);
+  if (is_segment_checkpoint(o.checkpoint)) return run_eval_segment_lm(o, text, out);
   LoadedCheckpoint ckpt = load_on(o.checkpoint, o.device);
   const int64_t seq = o.seq > 0 ? o.seq : ckpt.config.max_position_embeddings;
   MNEMO_CHECK(seq >= 2 && seq <= ckpt.config.max_position_embeddings,
@@ -57,6 +105,10 @@ void run_eval(const EvalOptions& o, std::ostream& out) {
 
 void run_sample(const SampleOptions& o, std::ostream& out) {
   MNEMO_CHECK(o.max_tokens >= 0, "sample: --max-tokens must be >= 0, got {}", o.max_tokens);
+  MNEMO_CHECK(!is_segment_checkpoint(o.checkpoint),
+              "sample: {} is a memory-augmented checkpoint (config.json has a memory section); "
+              "sampling supports plain LM checkpoints only (score text with mnemo eval)",
+              o.checkpoint);
   LoadedCheckpoint ckpt = load_on(o.checkpoint, o.device);
   std::vector<int32_t> prompt{ckpt.tokenizer->eos_id()};
   const std::vector<int32_t> encoded = ckpt.tokenizer->encode(o.prompt);

@@ -7,7 +7,16 @@
 #include <iosfwd>
 #include <string>
 
+#include "train/lib/trainer.h"
+
 namespace mnemo::train {
+
+// `mnemo train`: the plain LM trainer (trainer.h), or, when the run's config has a "memory"
+// section, the memory-augmented one (segment_trainer.h). The config decides: --config with
+// the --set overrides for a new run, the checkpoint's saved config for --resume.
+TrainSummary run_train(const TrainOptions& options, std::ostream& log);
+// Whether that run trains a memory-augmented model.
+bool run_uses_memory(const TrainOptions& options);
 
 struct EvalOptions {
   std::string checkpoint;  // run dir (its latest) or checkpoint dir
@@ -17,7 +26,10 @@ struct EvalOptions {
   std::string device = "auto";
 };
 // One JSON line: {"loss_nats_per_token", "bits_per_byte", "tokens", "bytes", "windows", "seq"}
-// (evaluate.h has the windowing rule and what "bytes" counts).
+// (evaluate.h has the windowing rule and what "bytes" counts). A memory-augmented checkpoint
+// (segment_trainer.h) reads the whole text as one stream, in segments of --seq tokens
+// (default: its train.seq_len) with the memory state carried, and prints "mechanism" and
+// "segments" instead of "windows".
 void run_eval(const EvalOptions& options, std::ostream& out);
 
 struct SampleOptions {
@@ -31,7 +43,7 @@ struct SampleOptions {
   bool use_cache = true;
   std::string device = "auto";
 };
-// Prints the prompt followed by its continuation. The model sees an eos id before the
+// Prints the prompt followed by its continuation (plain LM checkpoints only). The model sees an eos id before the
 // prompt (the start of a document, as in training) and stops at the next eos.
 void run_sample(const SampleOptions& options, std::ostream& out);
 

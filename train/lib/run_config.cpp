@@ -3,7 +3,10 @@
 
 #include <cmath>
 
+#include <fmt/ranges.h>
+
 #include "core/error.h"
+#include "memory/factory.h"
 #include "train/io/config.h"
 
 namespace mnemo::train {
@@ -80,7 +83,68 @@ void check_non_negative(double value, std::string_view key) {
               key, value);
 }
 
+// The memory section (run_config.h): the trainer's keys are typed here; the mechanism's keys
+// are checked by memory::make_segment_lm when the model is built.
+MemorySettings memory_settings(const json& section, const TrainSettings& train,
+                               std::string_view source) {
+  MNEMO_CHECK(section.is_object(), "{}: 'memory' must be an object (a section), got {}", source,
+              section.dump());
+  MemorySettings m;
+  m.enabled = true;
+  MNEMO_CHECK(section.contains("mechanism") && section["mechanism"].is_string(),
+              "{}: 'memory.mechanism' is required: one of {}", source,
+              fmt::join(memory::mechanism_names(), ", "));
+  m.mechanism = section["mechanism"].get<std::string>();
+  MNEMO_CHECK(memory::mechanism_built_in(m.mechanism),
+              "{}: 'memory.mechanism' must be one of {}, got '{}'", source,
+              fmt::join(memory::mechanism_names(), ", "), m.mechanism);
+  if (section.contains("segments")) {
+    const json& v = section["segments"];
+    MNEMO_CHECK(v.is_number_integer() && v.get<int64_t>() >= 1,
+                "{}: 'memory.segments' must be a positive integer, got {}", source, v.dump());
+    m.segments = v.get<int64_t>();
+  }
+  if (section.contains("scalar_lr_scale")) {
+    const json& v = section["scalar_lr_scale"];
+    MNEMO_CHECK(v.is_number() && v.get<double>() > 0 && std::isfinite(v.get<double>()),
+                "{}: 'memory.scalar_lr_scale' must be a positive number, got {}", source,
+                v.dump());
+    m.scalar_lr_scale = v.get<double>();
+  }
+  m.mechanism_section = section;
+  for (const char* key : {"mechanism", "segments", "scalar_lr_scale"}) {
+    m.mechanism_section.erase(key);
+  }
+  if (!m.mechanism_section.contains("segment_length")) {
+    m.mechanism_section["segment_length"] = train.seq_len;
+  }
+  const json& window = m.mechanism_section["segment_length"];
+  MNEMO_CHECK(window.is_number_integer() && window.get<int64_t>() >= train.seq_len,
+              "{}: 'memory.segment_length' ({}) must be an integer >= 'train.seq_len' ({}): a "
+              "training segment is seq_len tokens",
+              source, window.dump(), train.seq_len);
+  return m;
+}
+
 }  // namespace
+
+void apply_run_override(json& config, std::string_view assignment) {
+  const size_t equals = assignment.find('=');
+  const std::string_view key = assignment.substr(0, equals);
+  if (equals == std::string_view::npos || !key.starts_with("memory.")) {
+    io::apply_override(config, assignment);
+    return;
+  }
+  const std::string name(key.substr(7));
+  MNEMO_CHECK(!name.empty() && name.find('.') == std::string::npos,
+              "--set {}: expected memory.KEY=VALUE", assignment);
+  const std::string text(assignment.substr(equals + 1));
+  json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) value = text;
+  if (!config.contains("memory")) config["memory"] = json::object();
+  MNEMO_CHECK(config["memory"].is_object(), "--set {}: 'memory' is not a section", assignment);
+  config["memory"][name] = value;
+}
 
 RunConfig run_config_from_json(const json& config, std::string_view source) {
   RunConfig rc;
@@ -162,14 +226,30 @@ RunConfig run_config_from_json(const json& config, std::string_view source) {
   MNEMO_CHECK(ds.vocab_size <= rc.model.vocab_size,
               "config: 'data.vocab_size' ({}) exceeds 'model.vocab_size' ({})", ds.vocab_size,
               rc.model.vocab_size);
+
+  for (const auto& [key, value] : config.items()) {
+    MNEMO_CHECK(key == "model" || key == "train" || key == "data" || key == "memory",
+                "{}: unknown key '{}' (the sections are model, train, data and memory)", source,
+                key);
+  }
+  if (config.contains("memory")) rc.memory = memory_settings(config["memory"], s, source);
   return rc;
 }
 
 RunConfig load_run_config(const std::string& file, const std::vector<std::string>& overrides,
                           int64_t steps) {
   json config = default_run_config();
-  if (!file.empty()) config = io::merge_config(config, io::load_json_file(file), file);
-  for (const std::string& assignment : overrides) io::apply_override(config, assignment);
+  if (!file.empty()) {
+    json user = io::load_json_file(file);
+    json memory;  // null when absent
+    if (user.is_object() && user.contains("memory")) {
+      memory = user["memory"];
+      user.erase("memory");
+    }
+    config = io::merge_config(config, user, file);
+    if (!memory.is_null()) config["memory"] = memory;
+  }
+  for (const std::string& assignment : overrides) apply_run_override(config, assignment);
   if (steps > 0) config["train"]["steps"] = steps;
   return run_config_from_json(config, file.empty() ? "config" : file);
 }

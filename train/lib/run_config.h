@@ -12,7 +12,17 @@
 //            for the CPU, off for CUDA);
 //   "data":  path (a text file or directory; "" = the fortunes corpus), tokenizer ("bpe",
 //            "byte", or the path of a tokenizer.json), vocab_size (of a trained BPE; null = the
-//            model's), val_fraction.
+//            model's), val_fraction;
+//   "memory": optional. Absent, `mnemo train` trains the plain LM (train/lib/trainer.h);
+//            present, it trains a memory-augmented SegmentLM on streams of segments
+//            (train/lib/segment_trainer.h). Its keys: mechanism ("memorizing", "memformer" or
+//            "none"; required), segments (segments of train.seq_len tokens per training
+//            stream, default 4), scalar_lr_scale (learning-rate factor of the mechanisms' small
+//            0-/1-D controls: gates, temperatures, distance slopes; default 1), and the
+//            mechanism's own keys as memory::make_segment_lm takes them (memory/factory.h);
+//            its segment_length (the local window) defaults to train.seq_len. The mechanism's
+//            keys have no schema here: make_segment_lm rejects unknown ones by name when the
+//            run starts, and `--set memory.KEY=VALUE` may add any of them.
 // Every key a file or `--set key=value` names must exist in the schema with a compatible
 // type (train/io/config.h): a typo is an error naming the key, never silently ignored.
 #pragma once
@@ -64,21 +74,38 @@ struct DataSettings {
   double val_fraction = 0.05;
 };
 
+// The "memory" section (see the top of this file).
+struct MemorySettings {
+  bool enabled = false;            // the config has a memory section
+  std::string mechanism = "none";  // memory::mechanism_names()
+  int64_t segments = 4;            // segments per training stream
+  double scalar_lr_scale = 1.0;    // lr factor of the small 0-/1-D non-norm parameters
+  // What memory::make_segment_lm receives: the section without the trainer's own keys
+  // (mechanism, segments, scalar_lr_scale), with segment_length defaulted to train.seq_len.
+  nlohmann::json mechanism_section = nlohmann::json::object();
+};
+
 struct RunConfig {
   nlohmann::json json;  // the complete, merged config (saved with every checkpoint)
   nn::LlamaConfig model;
   TrainSettings train;
   DataSettings data;
+  MemorySettings memory;
 };
 
 // The schema: every section and key with its default value.
 nlohmann::json default_run_config();
 
-// Reads FILE (if not empty), merges it over the defaults, applies the --set assignments in
-// order and `steps` (if > 0), then checks the values (RunConfig::validate rules: positive
+// Reads FILE (if not empty), merges it over the defaults (the memory section, which has no
+// fixed schema, is taken as it is), applies the --set assignments in order (memory.KEY=VALUE
+// sets any key of the memory section, creating it if needed) and `steps` (if > 0), then checks the values (RunConfig::validate rules: positive
 // sizes, batch divisible by grad_accum, ...). Errors name the file or the key.
 RunConfig load_run_config(const std::string& file, const std::vector<std::string>& overrides = {},
                           int64_t steps = 0);
+// One --set assignment applied to a merged config: memory.KEY=VALUE sets KEY of the memory
+// section (VALUE parsed as JSON when it parses, else text; the section is created if absent),
+// anything else goes through io::apply_override (the schema's checks).
+void apply_run_override(nlohmann::json& config, std::string_view assignment);
 // The typed view of an already merged config JSON (used on --resume).
 RunConfig run_config_from_json(const nlohmann::json& json, std::string_view source);
 
