@@ -1,0 +1,357 @@
+// Memory-augmented training (train/lib/segment_trainer.h) end to end on the tiny corpus: each
+// mechanism learns, writes checkpoints that carry the memory section, and resumes bit for bit;
+// bad memory sections are one-line errors naming the key; without a memory section `mnemo
+// train` is the plain trainer; memory states round-trip through a file and a stream continued
+// from a reloaded state gives the logits of one continued in memory.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "autograd/grad_mode.h"
+#include "autograd/ops.h"
+#include "core/error.h"
+#include "memory/factory.h"
+#include "train/io/files.h"
+#include "train/io/safetensors.h"
+#include "train/lib/checkpoint.h"
+#include "train/lib/commands.h"
+#include "train/lib/run_config.h"
+#include "train/lib/segment_trainer.h"
+
+namespace fs = std::filesystem;
+using namespace mnemo;
+using namespace mnemo::train;
+using nlohmann::json;
+
+namespace {
+
+struct ScratchDir {
+  fs::path path;
+  ScratchDir() {
+    static int counter = 0;
+    path = fs::temp_directory_path() /
+           ("mnemo_segment_test_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~ScratchDir() {
+    std::error_code ignored;
+    fs::remove_all(path, ignored);
+  }
+};
+
+// tests/data/tiny_corpus.txt: next to this file's folder, or above the working directory
+// (ctest runs inside the build tree).
+std::string tiny_corpus() {
+  const fs::path beside = fs::path(__FILE__).parent_path().parent_path() / "data/tiny_corpus.txt";
+  if (beside.is_absolute() && fs::exists(beside)) return beside.string();
+  for (fs::path dir = fs::current_path();; dir = dir.parent_path()) {
+    if (fs::exists(dir / "tests/data/tiny_corpus.txt")) {
+      return (dir / "tests/data/tiny_corpus.txt").string();
+    }
+    if (dir == dir.parent_path()) break;
+  }
+  FAIL("tests/data/tiny_corpus.txt not found from " << fs::current_path());
+  return {};
+}
+
+json tiny_config(const json& memory, int64_t steps = 30) {
+  json config = {
+      {"model",
+       {{"vocab_size", 320},
+        {"hidden_size", 32},
+        {"intermediate_size", 64},
+        {"num_hidden_layers", 2},
+        {"num_attention_heads", 4},
+        {"num_key_value_heads", 4},
+        {"max_position_embeddings", 32}}},
+      {"train",
+       {{"batch_size", 4},
+        {"seq_len", 16},
+        {"lr", 0.005},
+        {"min_lr", 0.0005},
+        {"warmup_steps", 5},
+        {"steps", steps},
+        {"eval_interval", 10},
+        {"eval_batches", 2},
+        {"checkpoint_interval", 10},
+        {"threads", 2},
+        {"device", "cpu"}}},
+      {"data",
+       {{"path", tiny_corpus()},
+        {"tokenizer", "bpe"},
+        {"vocab_size", 300},
+        {"val_fraction", 0.1}}}};
+  if (!memory.is_null()) config["memory"] = memory;
+  return config;
+}
+
+std::string write_json(const fs::path& file, const json& j) {
+  std::ofstream(file) << j.dump(2);
+  return file.string();
+}
+
+std::vector<json> read_metrics(const fs::path& file) {
+  std::vector<json> lines;
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line)) lines.push_back(json::parse(line));
+  return lines;
+}
+
+std::vector<double> step_losses(const fs::path& run) {
+  std::vector<double> losses;
+  for (const json& m : read_metrics(run / "metrics.jsonl")) {
+    if (m.contains("loss")) losses.push_back(m["loss"].get<double>());
+  }
+  return losses;
+}
+
+TrainOptions options_for(const std::string& config, const fs::path& out, bool resume = false) {
+  TrainOptions o;
+  o.config_file = config;
+  o.out_dir = out.string();
+  o.resume = resume;
+  return o;
+}
+
+double mean(const std::vector<double>& v, size_t begin, size_t end) {
+  double s = 0;
+  for (size_t i = begin; i < end; ++i) s += v[i];
+  return s / double(end - begin);
+}
+
+// A run of 30 steps: finite losses that fall, metrics, a checkpoint with the memory section;
+// then the run cut back to its step-20 checkpoint and resumed gives the same 30 losses.
+void check_learns_and_resumes(const json& memory) {
+  ScratchDir dir;
+  const std::string config = write_json(dir.path / "config.json", tiny_config(memory));
+  const fs::path run = dir.path / "run";
+  std::ostringstream log;
+  const TrainOptions options = options_for(config, run);
+  REQUIRE(run_uses_memory(options));
+  const TrainSummary summary = run_train(options, log);
+  CAPTURE(log.str());
+  CHECK(summary.steps_done == 30);
+  const std::vector<double> losses = step_losses(run);
+  REQUIRE(losses.size() == 30);
+  for (double loss : losses) CHECK(std::isfinite(loss));
+  CHECK(mean(losses, 25, 30) < mean(losses, 0, 5) - 0.5);  // ln 300 = 5.7 at the start
+  CHECK(std::isfinite(summary.val_bpb));
+  CHECK(summary.val_bpb > 0);
+  int evals = 0;
+  for (const json& m : read_metrics(run / "metrics.jsonl")) evals += m.contains("val_bpb");
+  CHECK(evals == 3);  // steps 10, 20 and the end
+
+  for (const char* file : {"config.json", "model.safetensors", "optimizer.safetensors",
+                           "tokenizer.json", "trainer_state.json"}) {
+    CHECK(fs::exists(run / "latest" / file));
+  }
+  const json saved = json::parse(io::read_file((run / "latest" / "config.json").string()));
+  CHECK(saved["memory"]["mechanism"] == memory["mechanism"]);
+  CHECK(saved["memory"]["segments"] == memory.value("segments", 4));
+  CHECK(saved["memory"]["segment_length"] == 16);  // defaulted to train.seq_len
+  CHECK(saved["architectures"] == json::array({"MnemoSegmentLM"}));
+  CHECK(is_segment_checkpoint(run.string()));
+
+  // The checkpoint loads back and scores text (mnemo eval on a memory checkpoint).
+  std::ostringstream eval_out;
+  EvalOptions eval;
+  eval.checkpoint = run.string();
+  eval.text = tiny_corpus();
+  run_eval(eval, eval_out);
+  const json scored = json::parse(eval_out.str());
+  CHECK(scored["mechanism"] == memory["mechanism"]);
+  CHECK(std::isfinite(scored["bits_per_byte"].get<double>()));
+
+  // Without --resume an existing run is not overwritten.
+  CHECK_THROWS_WITH_AS(run_train(options, log), doctest::Contains("--resume"), Error);
+
+  // As if killed after the step-20 checkpoint: latest -> step 20, no step-30 checkpoint.
+  fs::remove_all(run / "step-00000030");
+  fs::remove(run / "latest");
+  fs::create_directory_symlink("step-00000020", run / "latest");
+  run_train(options_for("", run, /*resume=*/true), log);
+  const std::vector<double> resumed = step_losses(run);
+  REQUIRE(resumed.size() == 30);
+  for (size_t i = 0; i < 30; ++i) {
+    CAPTURE(i);
+    CHECK(resumed[i] == losses[i]);  // bitwise
+  }
+}
+
+nn::LlamaConfig tiny_model() {
+  nn::LlamaConfig c;
+  c.vocab_size = 40;
+  c.hidden_size = 16;
+  c.intermediate_size = 32;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.max_position_embeddings = 16;
+  c.tie_word_embeddings = false;
+  return c;
+}
+
+Tensor random_ids(int64_t B, int64_t T, uint64_t seed) {
+  std::vector<int64_t> ids(size_t(B * T));
+  uint64_t state = seed;
+  for (int64_t& id : ids) {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    id = int64_t((state >> 33) % 40);
+  }
+  return from_vector(ids, {B, T});
+}
+
+bool same_bits(const Tensor& a, const Tensor& b) {
+  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
+  const Tensor x = to(to(a, DType::f64), Device::cpu()), y = to(to(b, DType::f64), Device::cpu());
+  return x.to_vector<double>() == y.to_vector<double>();
+}
+
+}  // namespace
+
+TEST_CASE("train memory: memorizing learns on the tiny corpus, checkpoints, resumes exactly") {
+  check_learns_and_resumes({{"mechanism", "memorizing"}, {"capacity", 64}, {"top_k", 8},
+                            {"xl_layers", {0}}, {"scalar_lr_scale", 10}});
+}
+
+TEST_CASE("train memory: memformer learns on the tiny corpus, checkpoints, resumes exactly") {
+  check_learns_and_resumes({{"mechanism", "memformer"}, {"segments", 3}, {"num_slots", 4}});
+}
+
+TEST_CASE("train memory: bad memory sections are one-line errors naming the key") {
+  ScratchDir dir;
+  struct Case {
+    json memory;
+    std::vector<std::string> overrides;
+    const char* names;  // the error must contain this
+  };
+  const Case cases[] = {
+      {json(3), {}, "'memory' must be an object"},
+      {{{"segments", 2}}, {}, "memory.mechanism"},
+      {{{"mechanism", "memorising"}}, {}, "memory.mechanism"},
+      {{{"mechanism", "memformer"}, {"segments", 0}}, {}, "memory.segments"},
+      {{{"mechanism", "memformer"}, {"segments", 2.5}}, {}, "memory.segments"},
+      {{{"mechanism", "memformer"}, {"scalar_lr_scale", -1}}, {}, "memory.scalar_lr_scale"},
+      {{{"mechanism", "memformer"}, {"segment_length", 8}}, {}, "segment_length"},
+      {{{"mechanism", "memorizing"}, {"topk", 4}}, {}, "topk"},
+      {{{"mechanism", "memorizing"}}, {"memory.capacity=lots"}, "capacity"},
+      {{{"mechanism", "memorizing"}, {"memory_layer", 5}}, {}, "memory_layer"},
+      {{{"mechanism", "memformer"}, {"num_slots", 0}}, {}, "num_slots"},
+      {{{"mechanism", "none"}, {"num_slots", 4}}, {}, "num_slots"},
+  };
+  int i = 0;
+  for (const Case& c : cases) {
+    CAPTURE(c.memory.dump());
+    const fs::path sub = dir.path / fmt::format("case{}", i++);
+    fs::create_directories(sub);
+    const std::string config = write_json(sub / "config.json", tiny_config(c.memory));
+    TrainOptions options = options_for(config, sub / "run");
+    options.overrides = c.overrides;
+    std::ostringstream log;
+    std::string message;
+    try {
+      run_train(options, log);
+    } catch (const Error& e) {
+      message = e.what();
+    }
+    CHECK(message.find(c.names) != std::string::npos);
+    CHECK(message.find('\n') == std::string::npos);
+    CHECK_FALSE(fs::exists(options.out_dir + "/data/train.bin"));  // failed before the data
+  }
+}
+
+TEST_CASE("train memory: without a memory section `mnemo train` is the plain trainer") {
+  ScratchDir dir;
+  const std::string config = write_json(dir.path / "plain.json", tiny_config(json(), 4));
+  const RunConfig rc = load_run_config(config);
+  CHECK_FALSE(rc.memory.enabled);
+  CHECK_FALSE(rc.json.contains("memory"));
+  const fs::path run = dir.path / "run";
+  TrainOptions options = options_for(config, run);
+  CHECK_FALSE(run_uses_memory(options));
+  std::ostringstream log;
+  CHECK(run_train(options, log).steps_done == 4);
+  const json saved = json::parse(io::read_file((run / "latest" / "config.json").string()));
+  CHECK(saved["architectures"] == json::array({"LlamaForCausalLM"}));
+  CHECK_FALSE(saved.contains("memory"));
+  CHECK_FALSE(is_segment_checkpoint(run.string()));
+  CHECK(load_checkpoint(run.string()).model != nullptr);  // an ordinary Llama checkpoint
+
+  // --set memory.KEY=VALUE adds the section (and so switches to the memory trainer).
+  options.overrides = {"memory.mechanism=memformer", "memory.num_slots=2"};
+  CHECK(run_uses_memory(options));
+  const RunConfig with = load_run_config(config, options.overrides);
+  CHECK(with.memory.mechanism == "memformer");
+  CHECK(with.memory.mechanism_section["num_slots"] == 2);
+  CHECK(with.memory.mechanism_section["segment_length"] == 16);
+}
+
+TEST_CASE("memory state: a file round trip, and a stream continues from it as from memory") {
+  ScratchDir dir;
+  NoGradGuard no_grad;
+  const std::pair<const char*, json> mechanisms[] = {
+      {"memorizing", {{"capacity", 24}, {"top_k", 4}, {"xl_layers", {0}}, {"segment_length", 8}}},
+      {"memformer", {{"num_slots", 3}, {"segment_length", 8}}},
+  };
+  for (const auto& [name, section] : mechanisms) {
+    CAPTURE(name);
+    Generator gen(7);
+    auto lm = memory::make_segment_lm(name, tiny_model(), section, &gen);
+    lm->eval();
+    const int64_t B = 3, T = 8;
+    memory::MemoryState state = lm->initial_state(B);
+    for (uint64_t s = 0; s < 2; ++s) state = lm->forward_segment(random_ids(B, T, s), state).state;
+
+    const fs::path file = dir.path / (std::string(name) + ".safetensors");
+    save_memory_state(file.string(), state, name);
+    const memory::MemoryState loaded = load_memory_state(file.string());
+    check_memory_state(*lm, loaded, B, file.string());
+    REQUIRE(loaded.tensors.size() == state.tensors.size());
+    for (size_t i = 0; i < state.tensors.size(); ++i) {
+      CAPTURE(state.tensors[i].first);
+      CHECK(loaded.tensors[i].first == state.tensors[i].first);
+      CHECK(same_bits(loaded.tensors[i].second, state.tensors[i].second));
+    }
+    const Tensor next = random_ids(B, T, 99);
+    const memory::SegmentOutput in_memory = lm->forward_segment(next, state);
+    const memory::SegmentOutput from_file = lm->forward_segment(next, loaded);
+    CHECK(same_bits(in_memory.logits, from_file.logits));
+    // A state for another number of streams does not fit.
+    CHECK_THROWS_WITH_AS(check_memory_state(*lm, loaded, B + 1, "state.safetensors"),
+                         doctest::Contains("state.safetensors"), Error);
+  }
+  // A safetensors file that is not a memory state is refused by name.
+  const fs::path weights = dir.path / "weights.safetensors";
+  save_memory_state(weights.string(), {}, "none");
+  CHECK(load_memory_state(weights.string()).empty());
+  io::save_safetensors(weights.string(), {{"x", zeros({2})}});
+  CHECK_THROWS_WITH_AS(load_memory_state(weights.string()), doctest::Contains("weights"), Error);
+}
+
+TEST_CASE("stream scoring: every prediction once, the same sums for any batch") {
+  NoGradGuard no_grad;
+  Generator gen(5);
+  auto lm = memory::make_segment_lm("memformer", tiny_model(),
+                                    {{"num_slots", 2}, {"segment_length", 8}}, &gen);
+  std::vector<int32_t> ids(100);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 7 + 3) % 40);
+  const std::vector<int64_t> bytes(40, 2);
+  // Streams of 3 x 8 + 1 = 25 ids: four full streams, no tail; 96 predictions.
+  const EvalResult one = evaluate_streams(*lm, ids, 8, 3, 1, bytes);
+  const EvalResult three = evaluate_streams(*lm, ids, 8, 3, 3, bytes);
+  CHECK(one.tokens == 96);
+  CHECK(one.bytes == 192);
+  CHECK(three.tokens == 96);
+  CHECK(three.total_nats == doctest::Approx(one.total_nats).epsilon(1e-5));
+  // 90 ids: three full streams and a tail of 15 ids (14 predictions, segments of 8 and 6).
+  const EvalResult tail = evaluate_streams(*lm, std::span(ids).first(90), 8, 3, 2, bytes);
+  CHECK(tail.tokens == 3 * 24 + 14);
+  CHECK(evaluate_streams(*lm, ids, 8, 3, 2, bytes, /*max_streams=*/2).tokens == 48);
+  CHECK_THROWS_AS(evaluate_streams(*lm, ids, 9, 3, 2, bytes), Error);  // longer than the window
+}
