@@ -60,32 +60,31 @@ std::string tiny_corpus() {
 }
 
 json tiny_config(const json& memory, int64_t steps = 30) {
-  json config = {
-      {"model",
-       {{"vocab_size", 320},
-        {"hidden_size", 32},
-        {"intermediate_size", 64},
-        {"num_hidden_layers", 2},
-        {"num_attention_heads", 4},
-        {"num_key_value_heads", 4},
-        {"max_position_embeddings", 32}}},
-      {"train",
-       {{"batch_size", 4},
-        {"seq_len", 16},
-        {"lr", 0.005},
-        {"min_lr", 0.0005},
-        {"warmup_steps", 5},
-        {"steps", steps},
-        {"eval_interval", 10},
-        {"eval_batches", 2},
-        {"checkpoint_interval", 10},
-        {"threads", 2},
-        {"device", "cpu"}}},
-      {"data",
-       {{"path", tiny_corpus()},
-        {"tokenizer", "bpe"},
-        {"vocab_size", 300},
-        {"val_fraction", 0.1}}}};
+  json config = {{"model",
+                  {{"vocab_size", 320},
+                   {"hidden_size", 32},
+                   {"intermediate_size", 64},
+                   {"num_hidden_layers", 2},
+                   {"num_attention_heads", 4},
+                   {"num_key_value_heads", 4},
+                   {"max_position_embeddings", 32}}},
+                 {"train",
+                  {{"batch_size", 4},
+                   {"seq_len", 16},
+                   {"lr", 0.005},
+                   {"min_lr", 0.0005},
+                   {"warmup_steps", 5},
+                   {"steps", steps},
+                   {"eval_interval", 10},
+                   {"eval_batches", 2},
+                   {"checkpoint_interval", 10},
+                   {"threads", 2},
+                   {"device", "cpu"}}},
+                 {"data",
+                  {{"path", tiny_corpus()},
+                   {"tokenizer", "bpe"},
+                   {"vocab_size", 300},
+                   {"val_fraction", 0.1}}}};
   if (!memory.is_null()) config["memory"] = memory;
   return config;
 }
@@ -216,8 +215,11 @@ bool same_bits(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 TEST_CASE("train memory: memorizing learns on the tiny corpus, checkpoints, resumes exactly") {
-  check_learns_and_resumes({{"mechanism", "memorizing"}, {"capacity", 64}, {"top_k", 8},
-                            {"xl_layers", {0}}, {"scalar_lr_scale", 10}});
+  check_learns_and_resumes({{"mechanism", "memorizing"},
+                            {"capacity", 64},
+                            {"top_k", 8},
+                            {"xl_layers", {0}},
+                            {"scalar_lr_scale", 10}});
 }
 
 TEST_CASE("train memory: memformer learns on the tiny corpus, checkpoints, resumes exactly") {

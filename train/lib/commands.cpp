@@ -48,8 +48,8 @@ void run_eval_segment_lm(const EvalOptions& o, const std::string& text, std::ost
   const std::vector<int32_t> ids = ckpt.tokenizer->encode(text);
   MNEMO_CHECK(ids.size() >= 2, "eval: {} holds fewer than 2 tokens; nothing to score", o.text);
   const int64_t segments = (int64_t(ids.size()) - 1 + seq - 1) / seq;
-  const EvalResult r = evaluate_streams(*ckpt.lm, ids, seq, segments, 1,
-                                        token_byte_lengths(*ckpt.tokenizer));
+  const EvalResult r =
+      evaluate_streams(*ckpt.lm, ids, seq, segments, 1, token_byte_lengths(*ckpt.tokenizer));
   out << json{{"loss_nats_per_token", r.loss()},
               {"bits_per_byte", r.bits_per_byte()},
               {"tokens", r.tokens},
@@ -69,16 +69,15 @@ bool run_uses_memory(const TrainOptions& o) {
   if (o.resume && !o.out_dir.empty() && fs::exists(latest)) {
     const fs::path state = fs::path(io::resolve_checkpoint(o.out_dir)) / "trainer_state.json";
     const json saved = fs::exists(state) ? io::load_json_file(state.string()) : json{};
-    return saved.is_object() && saved.contains("run_config") &&
-           saved["run_config"].is_object() && saved["run_config"].contains("memory");
+    return saved.is_object() && saved.contains("run_config") && saved["run_config"].is_object() &&
+           saved["run_config"].contains("memory");
   }
   if (o.config_file.empty()) return false;  // the trainer reports what is missing
   return load_run_config(o.config_file, o.overrides, o.steps).memory.enabled;
 }
 
 TrainSummary run_train(const TrainOptions& options, std::ostream& log) {
-  return run_uses_memory(options) ? run_segment_training(options, log)
-                                  : run_training(options, log);
+  return run_uses_memory(options) ? run_segment_training(options, log) : run_training(options, log);
 }
 
 void run_eval(const EvalOptions& o, std::ostream& out) {

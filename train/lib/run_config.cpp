@@ -107,8 +107,7 @@ MemorySettings memory_settings(const json& section, const TrainSettings& train,
   if (section.contains("scalar_lr_scale")) {
     const json& v = section["scalar_lr_scale"];
     MNEMO_CHECK(v.is_number() && v.get<double>() > 0 && std::isfinite(v.get<double>()),
-                "{}: 'memory.scalar_lr_scale' must be a positive number, got {}", source,
-                v.dump());
+                "{}: 'memory.scalar_lr_scale' must be a positive number, got {}", source, v.dump());
     m.scalar_lr_scale = v.get<double>();
   }
   m.mechanism_section = section;

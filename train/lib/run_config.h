@@ -98,8 +98,9 @@ nlohmann::json default_run_config();
 
 // Reads FILE (if not empty), merges it over the defaults (the memory section, which has no
 // fixed schema, is taken as it is), applies the --set assignments in order (memory.KEY=VALUE
-// sets any key of the memory section, creating it if needed) and `steps` (if > 0), then checks the values (RunConfig::validate rules: positive
-// sizes, batch divisible by grad_accum, ...). Errors name the file or the key.
+// sets any key of the memory section, creating it if needed) and `steps` (if > 0), then checks the
+// values (RunConfig::validate rules: positive sizes, batch divisible by grad_accum, ...). Errors
+// name the file or the key.
 RunConfig load_run_config(const std::string& file, const std::vector<std::string>& overrides = {},
                           int64_t steps = 0);
 // One --set assignment applied to a merged config: memory.KEY=VALUE sets KEY of the memory

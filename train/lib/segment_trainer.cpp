@@ -120,8 +120,8 @@ optim::LrSchedule make_schedule(const TrainSettings& t) {
 std::vector<optim::ParamGroup> segment_param_groups(const memory::SegmentLM& lm,
                                                     const TrainSettings& t,
                                                     double scalar_lr_scale) {
-  std::vector<optim::ParamGroup> groups = optim::decay_groups(lm.named_parameters(),
-                                                              t.weight_decay);
+  std::vector<optim::ParamGroup> groups =
+      optim::decay_groups(lm.named_parameters(), t.weight_decay);
   optim::ParamGroup plain, scalars;
   scalars.lr_scale = scalar_lr_scale;
   optim::ParamGroup& no_decay = groups[1];
@@ -169,8 +169,8 @@ void score_streams(memory::SegmentLM& lm, const int32_t* ids, int64_t count, int
         result.bytes += token_bytes[size_t(target)];
       }
     }
-    memory::SegmentOutput out = lm.forward_segment(to(from_vector(inputs, {count, T}), device),
-                                                   state);
+    memory::SegmentOutput out =
+        lm.forward_segment(to(from_vector(inputs, {count, T}), device), state);
     const memory::SegmentLoss loss =
         memory::segment_loss(out.logits, to(from_vector(targets, {count, T}), device));
     result.total_nats += loss.sum.item();
@@ -223,8 +223,8 @@ EvalResult evaluate_streams(memory::SegmentLM& lm, std::span<const int32_t> ids,
     score_streams(lm, ids.data() + first * n, std::min(batch, full - first), n, seq_len,
                   token_bytes, device, result);
   }
-  if (tail >= 2) score_streams(lm, ids.data() + full * n, 1, tail, seq_len, token_bytes, device,
-                               result);
+  if (tail >= 2)
+    score_streams(lm, ids.data() + full * n, 1, tail, seq_len, token_bytes, device, result);
   lm.train(was_training);
   return result;
 }
@@ -239,9 +239,9 @@ void save_memory_state(const std::string& path, const memory::MemoryState& state
     names += (names.empty() ? "" : ",") + name;
     if (value.defined()) tensors.emplace_back(name, detach(value));
   }
-  io::save_safetensors(path, tensors,
-                       {{"format", "mnemo-memory-state"}, {"mechanism", mechanism},
-                        {"names", names}});
+  io::save_safetensors(
+      path, tensors,
+      {{"format", "mnemo-memory-state"}, {"mechanism", mechanism}, {"names", names}});
 }
 
 memory::MemoryState load_memory_state(const std::string& path, Device device) {
@@ -271,8 +271,8 @@ memory::MemoryState load_memory_state(const std::string& path, Device device) {
     state.tensors.emplace_back(name, value);
   }
   for (const auto& [name, value] : tensors) {
-    MNEMO_CHECK(state.find(name) != nullptr, "{}: tensor '{}' is not listed in the metadata",
-                path, name);
+    MNEMO_CHECK(state.find(name) != nullptr, "{}: tensor '{}' is not listed in the metadata", path,
+                name);
   }
   return state;
 }
@@ -290,8 +290,8 @@ void check_memory_state(const memory::SegmentLM& lm, const memory::MemoryState& 
                 name, got->defined() ? "" : "not ");
     if (!want.defined()) continue;
     MNEMO_CHECK(got->shape() == want.shape() && got->dtype() == want.dtype(),
-                "{}: state tensor '{}' is {} {}, the model needs {} {}", source, name,
-                got->dtype(), shape_str(got->shape()), want.dtype(), shape_str(want.shape()));
+                "{}: state tensor '{}' is {} {}, the model needs {} {}", source, name, got->dtype(),
+                shape_str(got->shape()), want.dtype(), shape_str(want.shape()));
   }
 }
 
@@ -404,9 +404,9 @@ class SegmentRun {
     device_ = select_device(options_.device.empty() ? t.device : options_.device, log_);
     if (!device_.is_cpu()) lm_->to(device_);
     lm_->train();
-    optimizer_ = std::make_unique<optim::AdamW>(
-        segment_param_groups(*lm_, t, rc_.memory.scalar_lr_scale), t.lr, t.beta1, t.beta2,
-        t.adam_eps);
+    optimizer_ =
+        std::make_unique<optim::AdamW>(segment_param_groups(*lm_, t, rc_.memory.scalar_lr_scale),
+                                       t.lr, t.beta1, t.beta2, t.adam_eps);
     schedule_ = make_schedule(t);
     fs::create_directories(options_.out_dir);
     data_dir_ = fs::path(options_.out_dir) / "data";
