@@ -199,6 +199,12 @@ class Run {
  private:
   void setup_common() {
     const TrainSettings& t = rc_.train;
+    // A memory section belongs to the segment trainer (train/lib/segment_trainer.h, which
+    // `mnemo train` dispatches to); here it would be silently dropped.
+    MNEMO_CHECK(!rc_.memory.enabled,
+                "train: this config has a memory section ({}); train it with run_train "
+                "(commands.h) or `mnemo train`, which pick the segment trainer",
+                rc_.memory.mechanism);
     check_same_on_every_rank();
     const int64_t world = comm_->world_size();
     MNEMO_CHECK(t.batch_size % (world * t.grad_accum) == 0,
