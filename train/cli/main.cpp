@@ -22,6 +22,9 @@
 // raised by what the input asked for); 1 an internal error. Every error is one line on stderr.
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <exception>
 #include <iostream>
 #include <map>
@@ -86,7 +89,31 @@ void add_threads_option(CLI::App& app, int& threads) {
 
 }  // namespace
 
+// GNU OpenMP's idle threads spin for ~300k iterations at the end of every parallel region
+// before they sleep. On an idle machine that is free; on a busy one (other jobs, several ranks
+// per core) the spinning threads steal the cores the working threads need, and mnemo's many
+// short parallel regions collapse: `mnemo bench train` on configs/demo.json with 2 threads
+// went from ~20k to 0.8-6k tokens/s beside two busy processes, and the memory-bench helpers
+// saw 10-20x slower steps on a loaded machine. GOMP_SPINCOUNT=10000 (spin briefly, then
+// sleep) measured 18-19k idle (default 17-21k, OMP_WAIT_POLICY=passive 16-18k) and 5.9k
+// beside the two busy processes (passive 5.8-6.3k). libgomp reads its environment when it is
+// loaded, before main, so the setting takes a re-exec of this same binary; a user's own
+// OMP_WAIT_POLICY or GOMP_SPINCOUNT is left alone, and MNEMO_KEEP_OMP_ENV=1 skips this.
+static void use_short_openmp_spin(char** argv) {
+#if defined(__GNUC__) && !defined(__clang__) && defined(_OPENMP)
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") ||
+      std::getenv("MNEMO_KEEP_OMP_ENV")) {
+    return;
+  }
+  if (::setenv("GOMP_SPINCOUNT", "10000", 1) != 0) return;
+  ::execv("/proc/self/exe", argv);  // returns only on failure: then run as we are
+#else
+  (void)argv;
+#endif
+}
+
 int main(int argc, char** argv) {
+  use_short_openmp_spin(argv);
   CLI::App app{"mnemo: a from-scratch deep-learning framework in C++20 and CUDA", "mnemo"};
   // At most one subcommand; "none" is reported after parsing, so that an unknown word is
   // named in the error ("not expected: frobnicate") rather than hidden behind "required".

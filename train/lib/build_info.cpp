@@ -3,6 +3,8 @@
 // the running process.
 #include "train/lib/build_info.h"
 
+#include <cstdlib>
+
 #include <fmt/format.h>
 
 #include <Eigen/Core>
@@ -35,8 +37,14 @@ std::string cuda_line() {
 std::string openmp_line() {
 #if MNEMO_HAVE_OPENMP
   const int threads = num_threads();
-  return fmt::format("OpenMP: on (OpenMP {}, {} thread{})", MNEMO_OPENMP_VERSION, threads,
-                     threads == 1 ? "" : "s");
+  // How idle threads wait (the mnemo CLI sets GOMP_SPINCOUNT=10000 unless told otherwise).
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  const char* spin = std::getenv("GOMP_SPINCOUNT");
+  std::string waiting;
+  if (policy) waiting += fmt::format(", OMP_WAIT_POLICY={}", policy);
+  if (spin) waiting += fmt::format(", GOMP_SPINCOUNT={}", spin);
+  return fmt::format("OpenMP: on (OpenMP {}, {} thread{}{})", MNEMO_OPENMP_VERSION, threads,
+                     threads == 1 ? "" : "s", waiting);
 #else
   return "OpenMP: off";
 #endif
