@@ -250,9 +250,9 @@ int main(int argc, char** argv) {
   memory_bench->add_option("--eval-streams", mb_options.eval_streams, "Held-out streams scored")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30))
       ->capture_default_str();
-  memory_bench->add_option("--lr", mb_options.lr, "AdamW learning rate")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  memory_bench->add_option("--lr", mb_options.lr,
+                           "AdamW learning rate (default: the task's, 3e-3; 1e-3 for copy-far)")
+      ->check(CLI::PositiveNumber);
   memory_bench->add_option("--scalar-lr-scale", mb_options.scalar_lr_scale,
                            "Learning-rate factor of gates, temperatures and other small scalars")
       ->check(CLI::PositiveNumber)

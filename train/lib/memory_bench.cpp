@@ -138,6 +138,11 @@ int64_t memory_bench_default_steps(const std::string& task) {
   fail("memory-bench: unknown task '{}' (recall, copy-far or longdoc)", task);
 }
 
+double memory_bench_default_lr(const std::string& task) {
+  (void)memory_bench_default_steps(task);  // names an unknown task
+  return task == "copy-far" ? 1e-3 : 3e-3;
+}
+
 memory::Tally evaluate_segment_lm(memory::SegmentLM& lm, const memory::MemoryTask& task,
                                   int64_t streams, int64_t batch, Device device) {
   MNEMO_CHECK(streams >= 1 && batch >= 1, "memory-bench: bad eval size {} streams, batch {}",
@@ -178,8 +183,10 @@ nlohmann::json run_memory_bench(const MemoryBenchOptions& o, std::ostream& log) 
   MNEMO_CHECK(o.batch >= 1, "memory-bench: --batch must be positive, got {}", o.batch);
   MNEMO_CHECK(o.eval_streams >= 1, "memory-bench: --eval-streams must be positive, got {}",
               o.eval_streams);
-  MNEMO_CHECK(o.lr > 0 && o.scalar_lr_scale > 0,
-              "memory-bench: --lr and --scalar-lr-scale must be positive");
+  MNEMO_CHECK(o.lr >= 0 && o.scalar_lr_scale > 0,
+              "memory-bench: --lr must not be negative and --scalar-lr-scale must be positive");
+  MemoryBenchOptions opts = o;  // with the task's defaults filled in
+  if (opts.lr == 0) opts.lr = memory_bench_default_lr(o.task);
   const nn::LlamaConfig model = model_config(o, *task);
   const int64_t T = task->segment_length();
   const Device device = select_device(o.device, log);
@@ -206,9 +213,9 @@ nlohmann::json run_memory_bench(const MemoryBenchOptions& o, std::ostream& log) 
   log << "memory-bench: task " << task->name() << " " << task->config().dump() << ", " << steps
       << " steps of " << o.batch << " streams x " << task->num_segments() << " x " << T
       << " tokens\n";
-  const Trained base = train_and_score(*baseline, *task, o, steps, device, log);
+  const Trained base = train_and_score(*baseline, *task, opts, steps, device, log);
   const Trained mem =
-      with_memory ? train_and_score(*with_memory, *task, o, steps, device, log) : base;
+      with_memory ? train_and_score(*with_memory, *task, opts, steps, device, log) : base;
 
   nlohmann::json r;
   r["task"] = task->name();
@@ -217,6 +224,7 @@ nlohmann::json run_memory_bench(const MemoryBenchOptions& o, std::ostream& log) 
   r["memory"] = task->score(mem.tally);
   r["baseline"] = task->score(base.tally);
   r["steps"] = steps;
+  r["lr"] = opts.lr;
   r["seconds"] = std::chrono::duration<double>(Clock::now() - start).count();
   r["higher_is_better"] = task->higher_is_better();
   r["seed"] = o.seed;
