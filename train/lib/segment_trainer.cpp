@@ -28,6 +28,7 @@
 #include "train/io/metrics.h"
 #include "train/io/safetensors.h"
 #include "train/lib/device_select.h"
+#include "train/lib/run_support.h"
 #include "train/text/corpus.h"
 #include "train/text/dataset.h"
 #include "train/text/loader.h"
@@ -37,83 +38,8 @@ namespace mnemo::train {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-using Clock = std::chrono::steady_clock;
 
 namespace {
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-// ---- SIGINT / SIGTERM: finish the step, write a checkpoint, stop (as the plain trainer) ----
-
-std::atomic<bool> g_stop_requested{false};
-
-extern "C" void request_segment_stop(int) {
-  g_stop_requested.store(true);
-}
-
-struct StopSignals {
-  using Handler = void (*)(int);
-  Handler old_int, old_term;
-  StopSignals() {
-    g_stop_requested.store(false);
-    old_int = std::signal(SIGINT, request_segment_stop);
-    old_term = std::signal(SIGTERM, request_segment_stop);
-  }
-  ~StopSignals() {
-    std::signal(SIGINT, old_int);
-    std::signal(SIGTERM, old_term);
-  }
-};
-
-// ---- data: the plain trainer's preparation (trainer.cpp), RUN/data -------------------------
-
-std::unique_ptr<text::Tokenizer> make_tokenizer(const DataSettings& data,
-                                                const std::vector<std::string>& docs,
-                                                std::ostream& log) {
-  if (data.tokenizer == "byte") return std::make_unique<text::ByteTokenizer>();
-  if (data.tokenizer == "bpe") {
-    const auto start = Clock::now();
-    auto tokenizer = std::make_unique<text::BpeTokenizer>(
-        text::BpeTokenizer::train(docs, int32_t(data.vocab_size)));
-    log << "tokenizer: byte-level BPE, " << tokenizer->vocab_size() << " ids, trained in "
-        << fmt::format("{:.1f}", seconds_since(start)) << " s\n";
-    return tokenizer;
-  }
-  return text::Tokenizer::load(data.tokenizer);
-}
-
-void prepare_data(const RunConfig& rc, const fs::path& data_dir, std::ostream& log) {
-  const std::string path = rc.data.path.empty() ? text::default_corpus_path() : rc.data.path;
-  const std::vector<std::string> docs = text::read_documents(path);
-  int64_t bytes = 0;
-  for (const std::string& d : docs) bytes += int64_t(d.size());
-  log << "corpus: " << path << ", " << docs.size() << " documents, " << bytes << " bytes\n";
-  auto tokenizer = make_tokenizer(rc.data, docs, log);
-  MNEMO_CHECK(tokenizer->vocab_size() <= rc.model.vocab_size,
-              "config: the tokenizer has {} ids but model.vocab_size is {}",
-              tokenizer->vocab_size(), rc.model.vocab_size);
-  fs::create_directories(data_dir);
-  const auto start = Clock::now();
-  const text::DatasetInfo info = text::prepare_dataset(docs, *tokenizer, rc.data.val_fraction,
-                                                       rc.train.seed, data_dir.string());
-  tokenizer->save((data_dir / "tokenizer.json").string());
-  log << fmt::format("data: {} train tokens ({:.2f} bytes/token), {} val tokens, in {:.1f} s\n",
-                     info.train_tokens, double(info.train_bytes) / double(info.train_tokens),
-                     info.val_tokens, seconds_since(start));
-}
-
-optim::LrSchedule make_schedule(const TrainSettings& t) {
-  optim::LrSchedule s;
-  s.max_lr = t.lr;
-  s.min_lr = t.min_lr;
-  s.warmup_steps = std::min(t.warmup_steps, t.steps);
-  s.total_steps = t.steps;
-  s.decay = optim::decay_from_name(t.decay);
-  s.validate();
-  return s;
-}
 
 // decay_groups, with the small 0-/1-D non-norm parameters of the no-decay group moved to a
 // third group at scalar_lr_scale (the same rule as memory_bench's optimizer).
@@ -332,23 +258,6 @@ LoadedSegmentCheckpoint load_segment_checkpoint(const std::string& path) {
 // ---- the run -------------------------------------------------------------------------------
 
 namespace {
-
-struct History {
-  std::vector<std::pair<int64_t, double>> train, val;
-};
-
-History read_history(const fs::path& metrics_file) {
-  History h;
-  if (!fs::exists(metrics_file)) return h;
-  for (const json& j : io::MetricsLog::read(metrics_file.string())) {
-    if (!j.is_object() || !j.contains("step")) continue;
-    if (j.contains("loss")) h.train.emplace_back(j["step"].get<int64_t>(), j["loss"].get<double>());
-    if (j.contains("val_loss")) {
-      h.val.emplace_back(j["step"].get<int64_t>(), j["val_loss"].get<double>());
-    }
-  }
-  return h;
-}
 
 class SegmentRun {
  public:
@@ -589,7 +498,7 @@ class SegmentRun {
       progress.update(step_, loss, rate);
       const bool last = step_ == t.steps;
       if (t.eval_interval > 0 && step_ % t.eval_interval == 0 && !last) evaluate_and_plot();
-      if (g_stop_requested.load()) {
+      if (stop_requested()) {
         summary.interrupted = true;
         break;
       }

@@ -1,0 +1,51 @@
+// What the two trainers share (train/lib/trainer.cpp for the plain LM, segment_trainer.cpp
+// for memory-augmented ones): stopping on a signal, the run's data preparation (tokenizer and
+// token shards in RUN/data), the learning-rate schedule of a config, and the loss curves read
+// back from metrics.jsonl.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <iosfwd>
+#include <utility>
+#include <vector>
+
+#include "optim/schedule.h"
+#include "train/lib/run_config.h"
+
+namespace mnemo::train {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point start);
+
+// While alive, SIGINT and SIGTERM only set a flag (stop_requested()): the trainer finishes
+// its step, writes a checkpoint and stops. The previous handlers come back on destruction.
+class StopSignals {
+ public:
+  StopSignals();
+  ~StopSignals();
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+ private:
+  using Handler = void (*)(int);
+  Handler old_int_, old_term_;
+};
+bool stop_requested();
+
+// Reads the corpus (data.path, or the default corpus), trains or loads the tokenizer, and
+// writes train.bin, val.bin, tokenizer.json and info.json into data_dir, logging sizes.
+void prepare_data(const RunConfig& rc, const std::filesystem::path& data_dir, std::ostream& log);
+
+// The schedule of train.lr, min_lr, warmup_steps (at most steps), steps and decay.
+optim::LrSchedule make_schedule(const TrainSettings& t);
+
+// The (step, loss) and (step, val_loss) points of a run so far, from its metrics.jsonl (so
+// that a resumed run's plot is complete). Empty if the file does not exist.
+struct History {
+  std::vector<std::pair<int64_t, double>> train, val;
+};
+History read_history(const std::filesystem::path& metrics_file);
+
+}  // namespace mnemo::train
