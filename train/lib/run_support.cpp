@@ -11,6 +11,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "train/io/checkpoint_dir.h"
 #include "train/io/metrics.h"
 #include "train/text/corpus.h"
 #include "train/text/dataset.h"
@@ -63,6 +64,26 @@ StopSignals::~StopSignals() {
 
 bool stop_requested() {
   return g_stop_requested.load();
+}
+
+std::string checkpoint_to_resume(const TrainOptions& options, std::ostream& log) {
+  MNEMO_CHECK(!options.out_dir.empty(), "train: --out DIR is required");
+  const fs::path out(options.out_dir);
+  const bool has_checkpoint = fs::exists(out / "latest");
+  if (has_checkpoint && !options.resume) {
+    fail(
+        "train: {} already holds a run ({}); pass --resume to continue it or choose another "
+        "--out",
+        out.string(), (out / "latest").string());
+  }
+  if (options.resume && has_checkpoint) return io::resolve_checkpoint(out.string());
+  MNEMO_CHECK(!options.config_file.empty(),
+              "train: {} has no checkpoint to resume ({} is missing) and no --config was given",
+              out.string(), (out / "latest").string());
+  if (options.resume) {
+    log << "train: no checkpoint in " << out.string() << " yet; starting from the config\n";
+  }
+  return "";
 }
 
 void prepare_data(const RunConfig& rc, const fs::path& data_dir, std::ostream& log) {

@@ -8,11 +8,13 @@
 #include <cstdint>
 #include <filesystem>
 #include <iosfwd>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "optim/schedule.h"
 #include "train/lib/run_config.h"
+#include "train/lib/trainer.h"
 
 namespace mnemo::train {
 
@@ -33,6 +35,13 @@ class StopSignals {
   Handler old_int_, old_term_;
 };
 bool stop_requested();
+
+// Where `mnemo train` starts: the checkpoint to resume (options.out_dir/latest with
+// --resume), or "" to start from the config. Errors: no --out; a directory that already
+// holds a run without --resume; nothing to resume and no --config. --resume before the first
+// checkpoint was written (a crash early on) starts over from the config, which reproduces
+// the same run (said on log).
+std::string checkpoint_to_resume(const TrainOptions& options, std::ostream& log);
 
 // Reads the corpus (data.path, or the default corpus), trains or loads the tokenizer, and
 // writes train.bin, val.bin, tokenizer.json and info.json into data_dir, logging sizes.

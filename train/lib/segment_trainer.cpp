@@ -275,25 +275,11 @@ class SegmentRun {
                   "this job has {} ranks (run it without mpirun, or with -np 1)",
                   comm->world_size());
     }
-    const fs::path out(options_.out_dir);
-    const bool has_checkpoint = fs::exists(out / "latest");
-    if (has_checkpoint && !options_.resume) {
-      fail(
-          "train: {} already holds a run ({}); pass --resume to continue it or choose another "
-          "--out",
-          out.string(), (out / "latest").string());
-    }
-    if (options_.resume && has_checkpoint) {
-      resume_from(io::resolve_checkpoint(out.string()));
-    } else {
-      MNEMO_CHECK(!options_.config_file.empty(),
-                  "train: {} has no checkpoint to resume ({} is missing) and no --config was "
-                  "given",
-                  out.string(), (out / "latest").string());
-      if (options_.resume) {
-        log_ << "train: no checkpoint in " << out.string() << " yet; starting from the config\n";
-      }
+    const std::string checkpoint = checkpoint_to_resume(options_, log_);
+    if (checkpoint.empty()) {
       start_fresh();
+    } else {
+      resume_from(checkpoint);
     }
     return loop();
   }

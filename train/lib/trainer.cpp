@@ -77,28 +77,11 @@ class Run {
   }
 
   TrainSummary go() {
-    const fs::path out(options_.out_dir);
-    MNEMO_CHECK(!options_.out_dir.empty(), "train: --out DIR is required");
-    const bool has_checkpoint = fs::exists(out / "latest");
-    if (has_checkpoint && !options_.resume) {
-      fail(
-          "train: {} already holds a run ({}); pass --resume to continue it or choose another "
-          "--out",
-          out.string(), (out / "latest").string());
-    }
-    if (options_.resume && has_checkpoint) {
-      resume_from(io::resolve_checkpoint(out.string()));
-    } else {
-      // --resume before the first checkpoint was written (a crash early on) starts over from
-      // the config, which reproduces the same run.
-      MNEMO_CHECK(!options_.config_file.empty(),
-                  "train: {} has no checkpoint to resume ({} is missing) and no --config was "
-                  "given",
-                  out.string(), (out / "latest").string());
-      if (options_.resume) {
-        log_ << "train: no checkpoint in " << out.string() << " yet; starting from the config\n";
-      }
+    const std::string checkpoint = checkpoint_to_resume(options_, log_);
+    if (checkpoint.empty()) {
       start_fresh();
+    } else {
+      resume_from(checkpoint);
     }
     return loop();
   }
