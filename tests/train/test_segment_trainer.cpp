@@ -22,6 +22,8 @@
 #include "train/lib/run_config.h"
 #include "train/lib/segment_trainer.h"
 
+#include "support/scratch_dir.h"
+
 namespace fs = std::filesystem;
 using namespace mnemo;
 using namespace mnemo::train;
@@ -29,19 +31,9 @@ using nlohmann::json;
 
 namespace {
 
-struct ScratchDir {
-  fs::path path;
-  ScratchDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("mnemo_segment_test_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~ScratchDir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
+// A scratch directory per test (tests/support/scratch_dir.h) with this file's prefix.
+struct ScratchDir : test::ScratchDir {
+  ScratchDir() : test::ScratchDir("mnemo_segment_test") {}
 };
 
 // tests/data/tiny_corpus.txt: next to this file's folder, or above the working directory

@@ -18,6 +18,8 @@
 #include "train/lib/run_config.h"
 #include "train/lib/trainer.h"
 
+#include "support/scratch_dir.h"
+
 namespace fs = std::filesystem;
 using namespace mnemo;
 using namespace mnemo::train;
@@ -25,19 +27,9 @@ using nlohmann::json;
 
 namespace {
 
-struct ScratchDir {
-  fs::path path;
-  ScratchDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("mnemo_train_test_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~ScratchDir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
+// A scratch directory per test (tests/support/scratch_dir.h) with this file's prefix.
+struct ScratchDir : test::ScratchDir {
+  ScratchDir() : test::ScratchDir("mnemo_train_test") {}
 };
 
 // A small corpus of fortune-style documents separated by "%" lines.
