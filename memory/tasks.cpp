@@ -209,8 +209,8 @@ class RecallTask : public MemoryTask {
     OptionReader read("recall", options);
     pairs_ = read.integer("pairs", 8, 1, kKeys);
     segments_ = read.integer("segments", 5, 4, 1024);
-    length_ = read.integer("segment-length", 32, 8, 1 << 16);
-    local_ = read.integer("local-items", 2, 0, kKeys);
+    length_ = read.integer("segment-length", 40, 8, 1 << 16);
+    local_ = read.integer("local-items", 4, 0, kKeys);
     read.finish();
     MNEMO_CHECK(pairs_ + local_ * segments_ <= kKeys,
                 "recall: --pairs {} + --local-items {} x --segments {} needs more than the {} "

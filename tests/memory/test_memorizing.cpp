@@ -335,6 +335,10 @@ TEST_CASE("MemorizingConfig: from_json reads every key; errors name the key") {
   CHECK(c.xl_layers == std::vector<int64_t>{0, 1});
   CHECK(c.gate == "joint");
   CHECK(c.gate_init == -2.5);
+  // The defaults that made far recall work (docs/memory-results.md): the paper's RoPE memory
+  // layer, its gate starting nearly closed.
+  CHECK(MemorizingConfig{}.gate_init == -4.0);
+  CHECK(MemorizingConfig{}.position == "rope");
   CHECK(c.faiss_index == "ivf");
   CHECK(c.faiss_nprobe == 4);
   CHECK(c.segment_length == 16);

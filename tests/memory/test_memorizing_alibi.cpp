@@ -134,7 +134,7 @@ TEST_CASE("MemorizingLM alibi: the memory layer's XL cache is the whole stream, 
   mc.segment_length = 4;
   mc.xl_layers = {0};
   mc.gate_init = -1e4;
-  REQUIRE(mc.position == "alibi");  // the default
+  mc.position = "alibi";
   MemorizingLM lm(lc, mc, &gen);
   lm.to(DType::f64);
   const int64_t B = 2;
@@ -170,7 +170,7 @@ TEST_CASE("MemorizingLM alibi: the memory layer's XL cache is the whole stream, 
 
 TEST_CASE("diagnose_memorizing: hit rates, gate and gradients on a tiny recall model") {
   Generator gen(14);
-  const auto task = make_task("recall", 3, {{"segment-length", "32"}});
+  const auto task = make_task("recall", 3, {{"segment-length", "32"}, {"local-items", "2"}});
   nn::LlamaConfig lc;
   lc.vocab_size = task->vocab_size();
   lc.hidden_size = 16;
@@ -182,6 +182,8 @@ TEST_CASE("diagnose_memorizing: hit rates, gate and gradients on a tiny recall m
   MemorizingConfig mc;
   mc.segment_length = 32;
   mc.capacity = 5 * 32;
+  mc.position = "alibi";
+  mc.gate_init = 0.0;  // g = 0.5
   SUBCASE("top-K covers the whole memory: every far probe's entry is retrieved") {
     mc.top_k = 5 * 32;
     MemorizingLM lm(lc, mc, &gen);

@@ -92,7 +92,7 @@ TEST_CASE("tasks: a batch lays streams out (S, B, T)") {
 }
 
 TEST_CASE("recall: each far query's answer was written in segment 0, beyond window and XL") {
-  const int64_t T = 32, S = 5, pairs = 8, local = 2;
+  const int64_t T = 40, S = 5, pairs = 8, local = 4;  // the defaults
   const auto task = make_task("recall", 3, {});
   CHECK(task->segment_length() == T);
   CHECK(task->num_segments() == S);

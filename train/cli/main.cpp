@@ -257,6 +257,10 @@ int main(int argc, char** argv) {
                            "Learning-rate factor of gates, temperatures and other small scalars")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  memory_bench->add_option("--init-std", mb_options.init_std,
+                           "Weight init std of both models (default: the task's: "
+                           "1/sqrt(hidden) for recall, else 0.02)")
+      ->check(CLI::NonNegativeNumber);
   memory_bench->add_option("--layers", mb_options.layers, "Decoder layers (both models)")
       ->check(CLI::Range(int64_t(1), int64_t(1024)))
       ->capture_default_str();

@@ -55,6 +55,7 @@ nn::LlamaConfig model_config(const MemoryBenchOptions& o, const memory::MemoryTa
   // Room for the segment and one segment of extra positions (an XL cache).
   c.max_position_embeddings = 2 * task.segment_length();
   c.tie_word_embeddings = false;
+  if (o.init_std > 0) c.initializer_range = o.init_std;  // both models alike
   c.validate();
   return c;
 }
@@ -132,7 +133,7 @@ Trained train_and_score(memory::SegmentLM& lm, const memory::MemoryTask& task,
 }  // namespace
 
 int64_t memory_bench_default_steps(const std::string& task) {
-  if (task == "recall") return 400;
+  if (task == "recall") return 1000;
   if (task == "copy-far") return 400;
   if (task == "longdoc") return 200;
   fail("memory-bench: unknown task '{}' (recall, copy-far or longdoc)", task);
@@ -141,6 +142,11 @@ int64_t memory_bench_default_steps(const std::string& task) {
 double memory_bench_default_lr(const std::string& task) {
   (void)memory_bench_default_steps(task);  // names an unknown task
   return task == "copy-far" ? 1e-3 : 3e-3;
+}
+
+double memory_bench_default_init_std(const std::string& task, int64_t hidden) {
+  (void)memory_bench_default_steps(task);  // names an unknown task
+  return task == "recall" ? 1.0 / std::sqrt(double(hidden)) : 0.0;
 }
 
 memory::Tally evaluate_segment_lm(memory::SegmentLM& lm, const memory::MemoryTask& task,
@@ -183,11 +189,14 @@ nlohmann::json run_memory_bench(const MemoryBenchOptions& o, std::ostream& log) 
   MNEMO_CHECK(o.batch >= 1, "memory-bench: --batch must be positive, got {}", o.batch);
   MNEMO_CHECK(o.eval_streams >= 1, "memory-bench: --eval-streams must be positive, got {}",
               o.eval_streams);
+  MNEMO_CHECK(o.init_std >= 0 && std::isfinite(o.init_std),
+              "memory-bench: --init-std must be a finite number >= 0, got {}", o.init_std);
   MNEMO_CHECK(o.lr >= 0 && o.scalar_lr_scale > 0,
               "memory-bench: --lr must not be negative and --scalar-lr-scale must be positive");
   MemoryBenchOptions opts = o;  // with the task's defaults filled in
   if (opts.lr == 0) opts.lr = memory_bench_default_lr(o.task);
-  const nn::LlamaConfig model = model_config(o, *task);
+  if (opts.init_std == 0) opts.init_std = memory_bench_default_init_std(o.task, o.hidden);
+  const nn::LlamaConfig model = model_config(opts, *task);
   const int64_t T = task->segment_length();
   const Device device = select_device(o.device, log);
 
@@ -231,9 +240,13 @@ nlohmann::json run_memory_bench(const MemoryBenchOptions& o, std::ostream& log) 
   r["batch"] = o.batch;
   r["eval_streams"] = o.eval_streams;
   r["device"] = device.str();
-  r["model"] = {{"layers", o.layers},        {"hidden", o.hidden},
-                {"heads", o.heads},          {"intermediate", model.intermediate_size},
-                {"vocab", model.vocab_size}, {"window", T}};
+  r["model"] = {{"layers", o.layers},
+                {"hidden", o.hidden},
+                {"heads", o.heads},
+                {"intermediate", model.intermediate_size},
+                {"vocab", model.vocab_size},
+                {"window", T},
+                {"init_std", model.initializer_range}};
   r["parameters"] = {{"memory", mem.parameters}, {"baseline", base.parameters}};
   r["task_config"] = task->config();
   r["details"] = {{"memory", task->details(mem.tally)}, {"baseline", task->details(base.tally)}};

@@ -44,9 +44,11 @@ struct MemoryBenchOptions {
                                 // task's default (memory_bench_default_lr)
   double scalar_lr_scale = 10;  // learning-rate factor of small 0-/1-D non-norm parameters
   int64_t layers = 2, hidden = 128, heads = 4;  // the shared model size
-  memory::TaskOptions task_options;             // task options ("gap" -> "2")
-  std::vector<std::string> memory_overrides;    // "key=value" into the memory section
-  std::string device = "cpu";                   // cpu, cuda, cuda:N, auto
+  double init_std = 0;               // both models' weight init std; 0 = the task's default
+                                     // (memory_bench_default_init_std)
+  memory::TaskOptions task_options;  // task options ("gap" -> "2")
+  std::vector<std::string> memory_overrides;  // "key=value" into the memory section
+  std::string device = "cpu";                 // cpu, cuda, cuda:N, auto
 };
 
 // The default number of training steps of a task (chosen so that a run of a mechanism and
@@ -55,6 +57,11 @@ int64_t memory_bench_default_steps(const std::string& task);
 // The default learning rate of a task: 3e-3, but 1e-3 for copy-far (measured, seed 0, gap 2:
 // Memformer 0.977 at 1e-3 against 0.144 at 3e-3 in 400 steps; docs/memory-results.md).
 double memory_bench_default_lr(const std::string& task);
+
+// Both models' default weight init std on a task: 1/sqrt(hidden) for recall (the recipe
+// measured to reach far recall 0.974, where at the decoder's 0.02 the in-window lookup was
+// still partial after 1500 steps; docs/memory-results.md), 0 (the decoder's 0.02) elsewhere.
+double memory_bench_default_init_std(const std::string& task, int64_t hidden);
 
 // Scores `lm` on eval streams [0, streams) of `task`, `batch` streams at a time.
 memory::Tally evaluate_segment_lm(memory::SegmentLM& lm, const memory::MemoryTask& task,
