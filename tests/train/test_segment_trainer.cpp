@@ -23,6 +23,7 @@
 #include "train/lib/segment_trainer.h"
 
 #include "support/scratch_dir.h"
+#include "support/train_runs.h"
 
 namespace fs = std::filesystem;
 using namespace mnemo;
@@ -86,30 +87,6 @@ std::string write_json(const fs::path& file, const json& j) {
   return file.string();
 }
 
-std::vector<json> read_metrics(const fs::path& file) {
-  std::vector<json> lines;
-  std::ifstream in(file);
-  std::string line;
-  while (std::getline(in, line)) lines.push_back(json::parse(line));
-  return lines;
-}
-
-std::vector<double> step_losses(const fs::path& run) {
-  std::vector<double> losses;
-  for (const json& m : read_metrics(run / "metrics.jsonl")) {
-    if (m.contains("loss")) losses.push_back(m["loss"].get<double>());
-  }
-  return losses;
-}
-
-TrainOptions options_for(const std::string& config, const fs::path& out, bool resume = false) {
-  TrainOptions o;
-  o.config_file = config;
-  o.out_dir = out.string();
-  o.resume = resume;
-  return o;
-}
-
 double mean(const std::vector<double>& v, size_t begin, size_t end) {
   double s = 0;
   for (size_t i = begin; i < end; ++i) s += v[i];
@@ -123,19 +100,19 @@ void check_learns_and_resumes(const json& memory) {
   const std::string config = write_json(dir.path / "config.json", tiny_config(memory));
   const fs::path run = dir.path / "run";
   std::ostringstream log;
-  const TrainOptions options = options_for(config, run);
+  const TrainOptions options = test::train_options(config, run);
   REQUIRE(run_uses_memory(options));
   const TrainSummary summary = run_train(options, log);
   CAPTURE(log.str());
   CHECK(summary.steps_done == 30);
-  const std::vector<double> losses = step_losses(run);
+  const std::vector<double> losses = test::step_losses(test::read_metrics(run));
   REQUIRE(losses.size() == 30);
   for (double loss : losses) CHECK(std::isfinite(loss));
   CHECK(mean(losses, 25, 30) < mean(losses, 0, 5) - 0.5);  // ln 300 = 5.7 at the start
   CHECK(std::isfinite(summary.val_bpb));
   CHECK(summary.val_bpb > 0);
   int evals = 0;
-  for (const json& m : read_metrics(run / "metrics.jsonl")) evals += m.contains("val_bpb");
+  for (const json& m : test::read_metrics(run)) evals += m.contains("val_bpb");
   CHECK(evals == 3);  // steps 10, 20 and the end
 
   for (const char* file : {"config.json", "model.safetensors", "optimizer.safetensors",
@@ -166,8 +143,8 @@ void check_learns_and_resumes(const json& memory) {
   fs::remove_all(run / "step-00000030");
   fs::remove(run / "latest");
   fs::create_directory_symlink("step-00000020", run / "latest");
-  run_train(options_for("", run, /*resume=*/true), log);
-  const std::vector<double> resumed = step_losses(run);
+  run_train(test::train_options("", run, /*resume=*/true), log);
+  const std::vector<double> resumed = test::step_losses(test::read_metrics(run));
   REQUIRE(resumed.size() == 30);
   for (size_t i = 0; i < 30; ++i) {
     CAPTURE(i);
@@ -245,7 +222,7 @@ TEST_CASE("train memory: bad memory sections are one-line errors naming the key"
     const fs::path sub = dir.path / fmt::format("case{}", i++);
     fs::create_directories(sub);
     const std::string config = write_json(sub / "config.json", tiny_config(c.memory));
-    TrainOptions options = options_for(config, sub / "run");
+    TrainOptions options = test::train_options(config, sub / "run");
     options.overrides = c.overrides;
     std::ostringstream log;
     std::string message;
@@ -267,7 +244,7 @@ TEST_CASE("train memory: without a memory section `mnemo train` is the plain tra
   CHECK_FALSE(rc.memory.enabled);
   CHECK_FALSE(rc.json.contains("memory"));
   const fs::path run = dir.path / "run";
-  TrainOptions options = options_for(config, run);
+  TrainOptions options = test::train_options(config, run);
   CHECK_FALSE(run_uses_memory(options));
   std::ostringstream log;
   CHECK(run_train(options, log).steps_done == 4);

@@ -19,6 +19,7 @@
 #include "train/lib/trainer.h"
 
 #include "support/scratch_dir.h"
+#include "support/train_runs.h"
 
 namespace fs = std::filesystem;
 using namespace mnemo;
@@ -80,30 +81,6 @@ std::string write_config(const fs::path& dir, const std::string& corpus, int64_t
   return file.string();
 }
 
-std::vector<json> read_metrics(const fs::path& file) {
-  std::vector<json> lines;
-  std::ifstream in(file);
-  std::string line;
-  while (std::getline(in, line)) lines.push_back(json::parse(line));
-  return lines;
-}
-
-std::vector<double> step_losses(const std::vector<json>& metrics) {
-  std::vector<double> losses;
-  for (const json& m : metrics) {
-    if (m.contains("loss")) losses.push_back(m["loss"].get<double>());
-  }
-  return losses;
-}
-
-TrainOptions train_options(const std::string& config, const fs::path& out, bool resume = false) {
-  TrainOptions o;
-  o.config_file = config;
-  o.out_dir = out.string();
-  o.resume = resume;
-  return o;
-}
-
 nn::LlamaConfig tiny_model() {
   nn::LlamaConfig c;
   c.vocab_size = 40;
@@ -123,14 +100,14 @@ TEST_CASE("train: a run writes metrics, the plot and an atomic latest checkpoint
   ScratchDir dir;
   const std::string config = write_config(dir.path, write_corpus(dir.path), 6);
   std::ostringstream log;
-  const TrainOptions options = train_options(config, dir.path / "run");
+  const TrainOptions options = test::train_options(config, dir.path / "run");
   const TrainSummary summary = run_training(options, log);
   CHECK(summary.steps_done == 6);
   CHECK(std::isfinite(summary.val_bpb));
 
   const fs::path run = dir.path / "run";
-  const auto metrics = read_metrics(run / "metrics.jsonl");
-  CHECK(step_losses(metrics).size() == 6);
+  const auto metrics = test::read_metrics(run);
+  CHECK(test::step_losses(metrics).size() == 6);
   int evals = 0;
   for (const json& m : metrics) {
     if (m.contains("loss")) {
@@ -165,8 +142,8 @@ TEST_CASE("train: resuming from a checkpoint reproduces the uninterrupted losses
   const std::string config = write_config(dir.path, write_corpus(dir.path), 6);
   const fs::path run = dir.path / "run";
   std::ostringstream log;
-  run_training(train_options(config, run), log);
-  const std::vector<double> uninterrupted = step_losses(read_metrics(run / "metrics.jsonl"));
+  run_training(test::train_options(config, run), log);
+  const std::vector<double> uninterrupted = test::step_losses(test::read_metrics(run));
   REQUIRE(uninterrupted.size() == 6);
 
   // As if the process had been killed after the checkpoint at step 3 was published: latest
@@ -174,8 +151,8 @@ TEST_CASE("train: resuming from a checkpoint reproduces the uninterrupted losses
   fs::remove_all(run / "step-00000006");
   fs::remove(run / "latest");
   fs::create_directory_symlink("step-00000003", run / "latest");
-  run_training(train_options("", run, /*resume=*/true), log);
-  const std::vector<double> resumed = step_losses(read_metrics(run / "metrics.jsonl"));
+  run_training(test::train_options("", run, /*resume=*/true), log);
+  const std::vector<double> resumed = test::step_losses(test::read_metrics(run));
   REQUIRE(resumed.size() == 6);
   for (size_t i = 0; i < 6; ++i) {
     CAPTURE(i);
