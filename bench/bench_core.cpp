@@ -16,10 +16,13 @@
 //   softmax   GB/s of softmax / log_softmax / their backward / fused cross_entropy
 //   rms_norm  GB/s (skipped with the error message if the op is not available)
 //   mlp       ms per SGD step of a 784 -> 512 -> 10 MLP on a batch of 256
+//   topk      GB/s of core::topk(k = 32) along the last dim of (2560, n) scores, n from 40 to
+//             4096: the kNN search of the Memorizing Transformer's recall task (16 streams x
+//             4 heads x 40 queries), k against n from "all but a few" to "a few"
 //
 // Usage: bench_core [threads [section]]
 //   threads: default mnemo::num_threads() (OMP_NUM_THREADS, or all cores); 0 keeps the default
-//   section: gemm, llama_gemms, exact_grads, softmax, rms_norm or mlp (default: all but
+//   section: gemm, llama_gemms, exact_grads, softmax, rms_norm, mlp or topk (default: all but
 //            llama_gemms and exact_grads)
 //
 // Method: inputs are uniform random (never zeros: some kernels are faster on zeros), each
@@ -332,6 +335,13 @@ void bench_bandwidth(const std::string& name, const Shape& shape, double bytes, 
   }
 }
 
+void bench_topk(const Shape& shape, int64_t k, int threads) {
+  Tensor x = random_tensor(shape, 5, -1, 1);
+  const double bytes = double(numel(shape)) * sizeof(float);
+  bench_bandwidth(fmt::format("topk_{}", k), shape, bytes, threads,
+                  [&] { core::topk(x, k, -1, true); });
+}
+
 void bench_softmax(const Shape& shape, int threads) {
   Tensor x = random_tensor(shape, 3, -4, 4);
   Tensor dy = random_tensor(shape, 4);
@@ -434,6 +444,9 @@ int main(int argc, char** argv) {
     bench_rms_norm({8192, 4096}, threads);
   }
   if (wanted("mlp")) bench_mlp(threads);
+  if (wanted("topk")) {
+    for (int64_t n : {40, 160, 1024, 4096}) bench_topk({2560, n}, 32, threads);
+  }
   fmt::print(R"({{"bench":"done","load_average_1min":{}}})"
              "\n",
              load_average());

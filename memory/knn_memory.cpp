@@ -75,11 +75,13 @@ Tensor fifo_count(const Tensor& count, int64_t T, int64_t N) {
   return clamp(add(count, double(T)), 0.0, double(N));
 }
 
-Tensor fifo_valid_slots(const Tensor& count, int64_t N, Device device) {
-  const int64_t B = count.size(0);
-  const Tensor slot = view(arange(N, {DType::i64, device}), {1, 1, 1, N});
-  const Tensor first = view(sub(full({B}, double(N), {DType::i64, device}), count), {B, 1, 1, 1});
-  return ge(slot, first);  // (B, 1, 1, N)
+Tensor fifo_valid_slots(const Tensor& count, int64_t N, Device device, int64_t first) {
+  MNEMO_CHECK(first >= 0 && first <= N, "fifo_valid_slots: first slot {} outside 0 .. {}", first,
+              N);
+  const int64_t B = count.size(0), n = N - first;
+  const Tensor slot = view(arange(n, {DType::i64, device}), {1, 1, 1, n});  // slot - first
+  const Tensor oldest = view(sub(full({B}, double(n), {DType::i64, device}), count), {B, 1, 1, 1});
+  return ge(slot, oldest);  // (B, 1, 1, n)
 }
 
 KnnMemoryState KnnMemory::append(const KnnMemoryState& m, const Tensor& k, const Tensor& v) const {
@@ -122,22 +124,32 @@ Tensor l2_normalise(const Tensor& x) {
   return div(x, clamp(norm(x, 2, {-1}, true), 1e-30, std::numeric_limits<double>::infinity()));
 }
 
-// indices (B, H, G*T, K) slots, valid (B, H, G*T, K) by scores over all slots.
-std::pair<Tensor, Tensor> exact_topk(const KnnMemoryState& m, const Tensor& qg, int64_t K) {
-  const int64_t N = m.keys.size(2);
-  const Tensor kn = l2_normalise(m.keys);                               // (B, H, N, D)
-  const Tensor scores = matmul(l2_normalise(qg), transpose(kn, 2, 3));  // (B, H, GT, N)
-  const Tensor ok = fifo_valid_slots(m.count, N, scores.device());      // (B, 1, 1, N)
+// What a search found for the queries of one kv head, (B, H, G*T, K) each.
+struct Found {
+  Tensor indices;   // i64 slots in [0, N); 0 where not valid
+  Tensor valid;     // bool
+  Tensor relative;  // i64 indices - first, in [0, N - first) also where not valid
+};
+
+// The top-K by scores over slots first .. N - 1.
+Found exact_topk(const KnnMemoryState& m, const Tensor& qg, int64_t K, int64_t first) {
+  const int64_t N = m.keys.size(2), n = N - first;
+  const Tensor kn = l2_normalise(narrow(m.keys, 2, first, n));             // (B, H, n, D)
+  const Tensor scores = matmul(l2_normalise(qg), transpose(kn, 2, 3));     // (B, H, GT, n)
+  const Tensor ok = fifo_valid_slots(m.count, N, scores.device(), first);  // (B, 1, 1, n)
   const Tensor minus_inf =
       scalar_tensor(-std::numeric_limits<double>::infinity(), options_of(scores));
   const TopKResult top = topk(where(ok, scores, minus_inf), K, -1);
-  const Tensor valid = gt(top.values, -std::numeric_limits<double>::infinity());
-  return {where(valid, top.indices, zeros_like(top.indices)), valid};
+  Found f;
+  f.valid = gt(top.values, -std::numeric_limits<double>::infinity());
+  f.indices = where(f.valid, add(top.indices, double(first)), zeros_like(top.indices));
+  f.relative = top.indices;
+  return f;
 }
 
 #if MNEMO_HAVE_FAISS
-std::pair<Tensor, Tensor> faiss_topk(const KnnMemoryState& m, const Tensor& qg, int64_t K,
-                                     const FaissOptions& f) {
+Found faiss_topk(const KnnMemoryState& m, const Tensor& qg, int64_t K, int64_t first,
+                 const FaissOptions& f) {
   const int64_t B = m.keys.size(0), H = m.keys.size(1), N = m.keys.size(2), D = m.keys.size(3);
   const int64_t Q = qg.size(2);
   const Device cpu = Device::cpu();
@@ -188,14 +200,26 @@ std::pair<Tensor, Tensor> faiss_topk(const KnnMemoryState& m, const Tensor& qg, 
     }
   }
   const Device device = qg.device();
-  return {mnemo::to(from_vector(indices, {B, H, Q, K}), device),
-          mnemo::to(ne(from_vector(valid, {B, H, Q, K}), 0.0), device)};
+  Found found;
+  found.indices = mnemo::to(from_vector(indices, {B, H, Q, K}), device);
+  found.valid = mnemo::to(ne(from_vector(valid, {B, H, Q, K}), 0.0), device);
+  found.relative =
+      where(found.valid, add(found.indices, -double(first)), zeros_like(found.indices));
+  return found;
 }
 #endif
 
 }  // namespace
 
-KnnLookup KnnMemory::search(const KnnMemoryState& m, const Tensor& q, int64_t top_k) const {
+int64_t KnnMemory::first_searched(const KnnMemoryState& m, int64_t top_k) const {
+  check(m, "search");
+  const int64_t K = std::min(top_k, capacity);
+  const int64_t held = m.count.numel() > 0 ? int64_t(max(m.count).item()) : 0;
+  return capacity - std::clamp<int64_t>(std::max(held, K), 0, capacity);
+}
+
+KnnLookup KnnMemory::search(const KnnMemoryState& m, const Tensor& q, int64_t top_k,
+                            KnnResult result) const {
   check(m, "search");
   const int64_t B = m.keys.size(0), H = heads, N = capacity, D = head_dim;
   MNEMO_CHECK(q.dim() == 4 && q.size(0) == B && q.size(1) % H == 0 && q.size(3) == D,
@@ -206,22 +230,32 @@ KnnLookup KnnMemory::search(const KnnMemoryState& m, const Tensor& q, int64_t to
   const int64_t Hq = q.size(1), G = Hq / H, T = q.size(2), K = std::min(top_k, N);
   // Query head h = kv * G + g reads kv head kv: (B, Hq, T, D) -> (B, H, G*T, D).
   const Tensor qg = reshape(to(detach(q), m.keys.dtype()), {B, H, G * T, D});
-  std::pair<Tensor, Tensor> found;
+  const int64_t first = first_searched(m, K), n = N - first;
+  Found found;
   if (search_kind == KnnSearch::exact) {
-    found = exact_topk(m, qg, K);
+    found = exact_topk(m, qg, K, first);
   } else {
 #if MNEMO_HAVE_FAISS
-    found = faiss_topk(m, qg, K, faiss);
+    found = faiss_topk(m, qg, K, first, faiss);
 #else
     fail("KnnMemory::search: faiss is not available in this build");
 #endif
   }
   KnnLookup out;
-  out.indices = reshape(found.first, {B, Hq, T, K});
-  out.valid = reshape(found.second, {B, Hq, T, K});
+  out.indices = reshape(found.indices, {B, Hq, T, K});
+  out.valid = reshape(found.valid, {B, Hq, T, K});
+  out.first = first;
+  if (result == KnnResult::mask) {
+    // Scatter each valid pick into a (B, H, G*T, n) mask over the searched slots (invalid
+    // picks add 0); the picks of one query are distinct slots.
+    const Tensor picks = scatter_add(zeros({B, H, G * T, n}, {DType::f32, q.device()}), 3,
+                                     found.relative, to(found.valid, DType::f32));
+    out.selected = reshape(gt(picks, 0.0), {B, Hq, T, n});
+    return out;
+  }
   // gather along the slot dim with the index repeated over D: (B, H, G*T*K, D).
   const Tensor index =
-      contiguous(expand(reshape(found.first, {B, H, G * T * K, 1}), {B, H, G * T * K, D}));
+      contiguous(expand(reshape(found.indices, {B, H, G * T * K, 1}), {B, H, G * T * K, D}));
   const Tensor valid5 = unsqueeze(out.valid, 4);
   out.keys = where(valid5, reshape(gather(m.keys, 2, index), {B, Hq, T, K, D}),
                    scalar_tensor(0.0, options_of(m.keys)));

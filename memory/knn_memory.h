@@ -23,6 +23,16 @@
 //          Only where mnemo was built with faiss (MNEMO_HAVE_FAISS); otherwise asking for it
 //          throws mnemo::Error.
 // A query retrieves fewer than K valid slots when its stream holds fewer: `valid` says which.
+// Only the slots some stream holds are searched: first = N - max(max_b count[b], K) .. N - 1
+// (a memory of capacity 4096 that holds 200 entries costs 200, not 4096).
+//
+// What a search hands back (KnnResult):
+//   entries: the retrieved keys and values gathered per query, (B, Hq, T, K, D); reading them
+//            is a (1 x K) product per query. Any search, any memory size.
+//   mask:    `selected` (B, Hq, T, n = N - first), the top-k as a mask over the searched
+//            slots; the caller scores and reads the n slots directly with two batched GEMMs
+//            per kv head (KnnAttention with exact search: the search already costs O(T n), and
+//            the (B, Hq, T, K, D) gathers cost more than the read itself).
 #pragma once
 
 #include <cstdint>
@@ -56,11 +66,15 @@ struct KnnMemoryState {
   Tensor count;   // (B,) i64
 };
 
+enum class KnnResult { entries, mask };
+
 struct KnnLookup {
-  Tensor indices;  // (B, Hq, T, K) i64 slots in [0, N); 0 where not valid
-  Tensor valid;    // (B, Hq, T, K) bool
-  Tensor keys;     // (B, Hq, T, K, D) the retrieved keys (zeros where not valid), detached
-  Tensor values;   // (B, Hq, T, K, D)
+  Tensor indices;     // (B, Hq, T, K) i64 slots in [0, N); 0 where not valid
+  Tensor valid;       // (B, Hq, T, K) bool
+  Tensor keys;        // (B, Hq, T, K, D) the retrieved keys (zeros where not valid), detached
+  Tensor values;      // (B, Hq, T, K, D)                                     (entries only)
+  int64_t first = 0;  // the slots searched: first .. N - 1
+  Tensor selected;    // (B, Hq, T, N - first) bool: slot first + j retrieved    (mask only)
 };
 
 class KnnMemory {
@@ -78,7 +92,11 @@ class KnnMemory {
   KnnMemoryState reset(const KnnMemoryState& memory, const std::vector<int64_t>& rows) const;
   // Top-k slots for q (B, Hq, T, D), Hq a multiple of H; K = min(top_k, N). Never records
   // autograd history (the retrieved keys and values are constants to the layer).
-  KnnLookup search(const KnnMemoryState& memory, const Tensor& q, int64_t top_k) const;
+  KnnLookup search(const KnnMemoryState& memory, const Tensor& q, int64_t top_k,
+                   KnnResult result = KnnResult::entries) const;
+  // The first slot a search covers: N - max(most entries any stream holds, K), K = min(top_k,
+  // N). Reads count (one small copy to the host on a GPU).
+  int64_t first_searched(const KnnMemoryState& memory, int64_t top_k) const;
 
   // MemoryState entries "<prefix>.keys", "<prefix>.values", "<prefix>.count".
   void save(const KnnMemoryState& memory, const std::string& prefix, MemoryState& state) const;
@@ -98,7 +116,7 @@ class KnnMemory {
 Tensor fifo_append(const Tensor& buffer, const Tensor& x);
 // count (B,) i64 -> min(count + T, N)
 Tensor fifo_count(const Tensor& count, int64_t T, int64_t N);
-// (B, 1, 1, N) bool: slot j of stream b is valid iff j >= N - count[b].
-Tensor fifo_valid_slots(const Tensor& count, int64_t N, Device device);
+// (B, 1, 1, N - first) bool: slot first + j of stream b is valid iff first + j >= N - count[b].
+Tensor fifo_valid_slots(const Tensor& count, int64_t N, Device device, int64_t first = 0);
 
 }  // namespace mnemo::memory

@@ -222,6 +222,7 @@ SegmentOutput MemorizingLM::forward_segment(const Tensor& ids, const MemoryState
                     3);
     }
     if (i == config.memory_layer) {
+      memory_block->self_attn->keep_memory_logits = record_reads;
       const KnnAttentionOutput a = memory_block->forward(h, rope, knn, xl ? &extra : nullptr, bias);
       h = a.y;
       if (record_reads) last_read = {a.lookup, a.memory_logits, knn.count};

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "core/error.h"
 #include "nn/fused_linear.h"
@@ -39,21 +40,91 @@ Tensor repeat_kv(const Tensor& kv, int64_t G) {
   return reshape(expand(unsqueeze(kv, 2), {B, Hkv, G, S, D}), {B, Hkv * G, S, D});
 }
 
-// Softmax over the valid retrieved slots, then the weighted sum of their values:
-//   s (B, H, T, K), valid (B, H, T, K) bool, values (B, H, T, K, D) -> (B, H, T, D)
-// A query with no valid slot reads 0. The row maximum m is a constant shift (softmax does not
-// depend on it), so it is taken without gradient; invalid entries never reach exp.
-Tensor read_retrieved(const Tensor& s, const Tensor& valid, const Tensor& values) {
-  const Tensor zero = scalar_tensor(0.0, options_of(s));
-  const Tensor row_max =
-      detach(max(where(valid, s, scalar_tensor(-kInf, options_of(s))), {-1}, true));
-  const Tensor m = where(gt(row_max, -kInf), row_max, zero);             // (B, H, T, 1)
-  const Tensor e = where(valid, exp(sub(where(valid, s, m), m)), zero);  // (B, H, T, K)
-  const Tensor den = sum(e, {-1}, true);
-  const Tensor p = div(e, where(gt(den, 0.0), den, scalar_tensor(1.0, options_of(s))));
-  // (B, H, T, 1, K) @ (B, H, T, K, D): one small batched GEMM per query instead of the
-  // broadcast product and its reduction (same values; ~4% faster per recall training step).
-  return squeeze(matmul(unsqueeze(p, 3), values), 3);
+// What the memory read sees: per query R candidates with logits (B, H, T, R) (they carry the
+// gradient into q), a validity mask (B, H, T, R), and values in one of two layouts:
+//   dense:    values (B, Hkv, R, D) shared by the G*T queries of a kv head (R = n searched
+//             slots, valid = the query's top-k among them);
+//   gathered: values (B, H, T, R, D), one set per query (R = K retrieved entries).
+struct Candidates {
+  Tensor logits, valid, values;
+  int64_t groups = 0;  // G (query heads per kv head) when dense; 0 when gathered
+};
+
+// p (B, H, T, R) -> sum_r p_r v_r (B, H, T, D)
+Tensor weigh_values(const Candidates& c, const Tensor& p) {
+  if (c.groups == 0) {
+    // (B, H, T, 1, K) @ (B, H, T, K, D): one small GEMM per query.
+    return squeeze(matmul(unsqueeze(p, 3), c.values), 3);
+  }
+  const int64_t B = p.size(0), H = p.size(1), T = p.size(2), R = p.size(3);
+  const int64_t Hkv = H / c.groups, D = c.values.size(3);
+  // (B, Hkv, G*T, R) @ (B, Hkv, R, D): query head h = kv * G + g reads kv head kv.
+  return reshape(matmul(reshape(p, {B, Hkv, c.groups * T, R}), c.values), {B, H, T, D});
+}
+
+// Dense candidates: q (B, H, T, D) against every searched slot of the memory.
+Candidates dense_candidates(const Tensor& q, const KnnMemoryState& mem, const KnnLookup& found,
+                            int64_t G, double scale) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
+  const int64_t n = mem.keys.size(2) - found.first, Hkv = H / G;
+  const Tensor keys = mnemo::to(narrow(mem.keys, 2, found.first, n), q.dtype());  // (B, Hkv, n, D)
+  Candidates c;
+  // (B, Hkv, G*T, D) @ (B, Hkv, D, n) -> (B, H, T, n)
+  c.logits = mul(
+      reshape(matmul(reshape(q, {B, Hkv, G * T, D}), transpose(keys, 2, 3)), {B, H, T, n}), scale);
+  c.valid = found.selected;
+  c.values = mnemo::to(narrow(mem.values, 2, found.first, n), q.dtype());
+  c.groups = G;
+  return c;
+}
+
+// Gathered candidates: q (B, H, T, D) against its own K retrieved keys.
+Candidates gathered_candidates(const Tensor& q, const KnnLookup& found, double scale) {
+  const Tensor keys = mnemo::to(found.keys, q.dtype());  // (B, H, T, K, D)
+  Candidates c;
+  // (B, H, T, 1, D) @ (B, H, T, D, K) -> (B, H, T, K)
+  c.logits = mul(squeeze(matmul(unsqueeze(q, 3), transpose(keys, 3, 4)), 3), scale);
+  c.valid = found.valid;
+  c.values = mnemo::to(found.values, q.dtype());
+  return c;
+}
+
+// The logits of each query's K retrieved slots (B, H, T, K), detached (diagnostics); 0 where
+// not valid (the gathered keys are zeros there).
+Tensor retrieved_logits(const Candidates& c, const KnnLookup& found) {
+  if (c.groups == 0) return detach(c.logits);
+  const Tensor slot =
+      where(found.valid, add(found.indices, -double(found.first)), zeros_like(found.indices));
+  const Tensor picked = gather(detach(c.logits), 3, slot);
+  return where(found.valid, picked, zeros_like(picked));
+}
+
+// Additive masks for the candidates' logits (B, H, T, R), constants: `only_valid` is 0 on valid
+// candidates and -inf elsewhere; `read` is the same except that a query with no valid
+// candidate gets 0 everywhere (its softmax stays finite) and `any` (B, H, T, 1) = 0 zeroes
+// its read instead.
+struct CandidateMask {
+  Tensor only_valid, read, any;
+};
+CandidateMask candidate_mask(const Candidates& c) {
+  NoGradGuard no_grad;
+  const TensorOptions options = options_of(c.logits);
+  const Tensor valid = mnemo::to(c.valid, options.dtype);  // (B, H, T, R) 0 / 1
+  const Tensor any = mnemo::to(gt(sum(valid, {-1}, true), 0.0), options.dtype);  // (B, H, T, 1)
+  const Tensor zero = scalar_tensor(0.0, options), minus_inf = scalar_tensor(-kInf, options);
+  CandidateMask m;
+  m.only_valid = where(c.valid, zero, minus_inf);
+  m.read = where(gt(add(valid, add(neg(any), 1.0)), 0.0), zero, minus_inf);
+  m.any = any;
+  return m;
+}
+
+// Softmax over the valid candidates, then the weighted sum of their values (B, H, T, D); a
+// query with no valid candidate reads 0. The mask is added (softmax's own -inf handling
+// gives masked entries exactly 0), so the backward is softmax's, with no select ops.
+Tensor read_retrieved(const Candidates& c, const CandidateMask& mask) {
+  const Tensor p = mul(softmax(add(c.logits, mask.read), -1), mask.any);  // (B, H, T, R)
+  return weigh_values(c, p);
 }
 
 // (T, Tk) additive: -inf where key j is in query i's future (j > i + Tk - T), else 0.
@@ -94,7 +165,8 @@ KnnAttention::KnnAttention(int64_t C, int64_t H, int64_t Hkv, KnnMemory mem, int
       top_k(K),
       memory(std::move(mem)),
       gate(g),
-      position(pos) {
+      position(pos),
+      dense_read(memory.search_kind == KnnSearch::exact) {
   MNEMO_CHECK(C > 0 && H > 0 && Hkv > 0 && C % H == 0 && H % Hkv == 0,
               "KnnAttention: hidden {} / heads {} / kv_heads {} do not divide", C, H, Hkv);
   head_dim = C / H;
@@ -144,14 +216,13 @@ KnnAttentionOutput KnnAttention::forward(const Tensor& x, const nn::RopeTables& 
     v_all = concat({extra->v, v_all}, 2);
   }
 
-  // Retrieval: constants (B, H, T, K, D); the logits s_mem carry the gradient into q.
-  const KnnLookup found = memory.search(mem, q_raw, top_k);
-  const Tensor keys = mnemo::to(found.keys, q_raw.dtype());
-  const Tensor values = mnemo::to(found.values, q_raw.dtype());
-  const Tensor s_mem =  // (B, H, T, 1, D) @ (B, H, T, D, K) -> (B, H, T, K)
-      mul(squeeze(matmul(unsqueeze(q_raw, 3), transpose(keys, 3, 4)), 3), scale);
+  // Retrieval (no gradient), then the memory logits, which carry the gradient into q.
+  const KnnLookup found =
+      memory.search(mem, q_raw, top_k, dense_read ? KnnResult::mask : KnnResult::entries);
+  const Candidates retrieved_set = dense_read ? dense_candidates(q_raw, mem, found, G, scale)
+                                              : gathered_candidates(q_raw, found, scale);
   out.lookup = found;
-  out.memory_logits = detach(s_mem);
+  if (keep_memory_logits) out.memory_logits = retrieved_logits(retrieved_set, found);
 
   const int64_t Tk = k_all.size(2);
   // Local logits (B, H, T, Tk) with the causal mask, the caller's bias and (alibi) the
@@ -170,7 +241,7 @@ KnnAttentionOutput KnnAttention::forward(const Tensor& x, const nn::RopeTables& 
   Tensor o;  // (B, H, T, D)
   if (gate == MemoryGate::sigmoid && position == LocalPosition::alibi) {
     const Tensor local = matmul(softmax(local_logits(), -1), repeat_kv(v_all, G));
-    const Tensor retrieved = read_retrieved(s_mem, found.valid, values);
+    const Tensor retrieved = read_retrieved(retrieved_set, candidate_mask(retrieved_set));
     const Tensor g = view(sigmoid(gate_bias), {1, H, 1, 1});
     o = add(mul(g, retrieved), mul(1.0 - g, local));
   } else if (gate == MemoryGate::sigmoid) {
@@ -178,19 +249,18 @@ KnnAttentionOutput KnnAttention::forward(const Tensor& x, const nn::RopeTables& 
     options.causal = true;
     options.mask = attn_bias;
     const Tensor local = attention(q, k_all, v_all, options);
-    const Tensor retrieved = read_retrieved(s_mem, found.valid, values);
+    const Tensor retrieved = read_retrieved(retrieved_set, candidate_mask(retrieved_set));
     const Tensor g = view(sigmoid(gate_bias), {1, H, 1, 1});
     o = add(mul(g, retrieved), mul(1.0 - g, local));
   } else {
     const Tensor vh = repeat_kv(v_all, G);  // (B, H, Tk, D)
     const Tensor s_local = local_logits();  // (B, H, T, Tk)
     const Tensor temperature = view(exp(memory_log_temperature), {1, H, 1, 1});
-    const Tensor s_m =
-        where(found.valid, mul(s_mem, temperature), scalar_tensor(-kInf, options_of(s_mem)));
-    const int64_t K = s_m.size(3);
-    const Tensor p = softmax(concat({s_m, s_local}, -1), -1);  // (B, H, T, K + Tk)
-    o = add(squeeze(matmul(unsqueeze(narrow(p, -1, 0, K), 3), values), 3),
-            matmul(narrow(p, -1, K, Tk), vh));
+    const Tensor s_m =  // every query has local keys, so no row is all -inf
+        add(mul(retrieved_set.logits, temperature), candidate_mask(retrieved_set).only_valid);
+    const int64_t R = s_m.size(3);
+    const Tensor p = softmax(concat({s_m, s_local}, -1), -1);  // (B, H, T, R + Tk)
+    o = add(weigh_values(retrieved_set, narrow(p, -1, 0, R)), matmul(narrow(p, -1, R, Tk), vh));
   }
   out.y = view(o_proj->forward(from_heads(o)), {B, T, C});
   return out;

@@ -14,6 +14,10 @@
 //   retrieved: each query's top-K memory slots by cosine similarity of q with the stored keys
 //            (KnnMemory::search): k_mem, v_mem (B, H, T, K, D), constants (no gradient)
 //   s_mem  = q . k_mem / sqrt(D)                          (B, H, T, K), invalid slots masked
+// (with exact search the read is dense, `dense_read`: s_mem = q . k^T over all n searched
+// slots (B, H, T, n), the slots outside the query's top-K masked, and the values read with a
+// batched GEMM per kv head; the same function as the gathered (B, H, T, K, D) form, without
+// the gathers, which cost more than the read.)
 // then, gate "sigmoid" (the paper):
 //   mem    = softmax(s_mem) @ v_mem                        (B, H, T, D); 0 with nothing valid
 //   o      = g_h * mem + (1 - g_h) * local,   g_h = sigmoid(b_h), b (H,) learned
@@ -53,7 +57,7 @@ struct KnnAttentionOutput {
   Tensor v;              // (B, Hkv, T, D)
   Tensor k_rope;         // (B, Hkv, T, D) after RoPE (for an XL cache); = k with "alibi"
   KnnLookup lookup;      // what each query retrieved (diagnostics)
-  Tensor memory_logits;  // (B, H, T, K) q . k_mem / sqrt(D), detached (diagnostics)
+  Tensor memory_logits;  // (B, H, T, K) q . k_mem / sqrt(D), detached, if keep_memory_logits
 };
 
 class KnnAttention : public nn::Module {
@@ -73,6 +77,10 @@ class KnnAttention : public nn::Module {
   KnnMemory memory;
   MemoryGate gate;
   LocalPosition position;
+  // Read the searched slots densely (KnnResult::mask; the default with exact search) or the
+  // gathered top-K entries per query (the default with faiss, whose memories are large).
+  bool dense_read;
+  bool keep_memory_logits = false;  // fill KnnAttentionOutput::memory_logits (diagnostics)
   std::shared_ptr<nn::Linear> q_proj, k_proj, v_proj, o_proj;
   Tensor gate_bias;               // (H,) sigmoid gate: g = sigmoid(gate_bias)
   Tensor memory_log_temperature;  // (H,) joint softmax: retrieved logits * exp(.)

@@ -361,7 +361,7 @@ TEST_CASE("topk: values and indices against a stable sort, ties, NaN, k edge cas
         for (bool largest : {true, false}) {
           const int64_t d = normalize_dim(dim, 3, "test");
           const int64_t length = t.shape()[size_t(d)];
-          for (int64_t k : {int64_t(0), int64_t(1), int64_t(3), length}) {
+          for (int64_t k : {int64_t(0), int64_t(1), int64_t(3), length / 2 + 1, length}) {
             INFO("dtype ", dtype_name(dtype), " dim ", dim, " largest ", largest, " k ", k);
             core::TopK r = core::topk(t, k, dim, largest);
             Shape shape = t.shape();
@@ -408,6 +408,17 @@ TEST_CASE("topk: values and indices against a stable sort, ties, NaN, k edge cas
         std::vector<int64_t>{20, 150, 30, 131});  // the NaNs, then 100 at 30 and 131
   CHECK(core::topk(long_line, 3, 0, false).indices.to_vector<int64_t>() ==
         std::vector<int64_t>{0, 101, 71});  // 0 at 0 and 101, then 1 at 71 (and 172)
+  // Large k (the value-only selection), with -inf entries (masked slots) tied at the cut,
+  // and the general path again once the line holds a NaN.
+  const double inf = std::numeric_limits<double>::infinity();
+  Tensor masked = from_vector(std::vector<double>{-inf, 3, -inf, 1, 3, -inf}, {6});
+  CHECK(core::topk(masked, 4, 0, true).indices.to_vector<int64_t>() ==
+        std::vector<int64_t>{1, 4, 3, 0});
+  CHECK(core::topk(masked, 3, 0, false).indices.to_vector<int64_t>() ==
+        std::vector<int64_t>{0, 2, 5});
+  Tensor with_nan = from_vector(std::vector<double>{-inf, 3, kNaN, 1, 3, -inf}, {6});
+  CHECK(core::topk(with_nan, 4, 0, true).indices.to_vector<int64_t>() ==
+        std::vector<int64_t>{2, 1, 4, 3});
 }
 
 TEST_CASE("reductions: errors name the op") {

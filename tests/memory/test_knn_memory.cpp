@@ -118,6 +118,32 @@ TEST_CASE("KnnMemory: exact search equals brute force, with GQA and partly fille
     }
   }
   CHECK(found.keys.at({2, 0, 0, 0, 0}) == 0.0);  // empty stream: nothing valid, zeros
+
+  // Only the slots some stream holds are searched; the mask form marks the same picks.
+  CHECK(found.first == N - 34);
+  const KnnLookup masked = mem.search(m, q, K, KnnResult::mask);
+  CHECK(masked.first == found.first);
+  CHECK_FALSE(masked.values.defined());
+  REQUIRE(masked.selected.shape() == Shape{B, H * G, T, N - found.first});
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t hq = 0; hq < H * G; ++hq) {
+      for (int64_t t = 0; t < T; ++t) {
+        std::vector<bool> picked(size_t(N - found.first), false);
+        for (int64_t i = 0; i < K; ++i) {
+          CHECK(masked.indices.at({b, hq, t, i}) == found.indices.at({b, hq, t, i}));
+          if (found.valid.at({b, hq, t, i}) != 0.0)
+            picked[size_t(int64_t(found.indices.at({b, hq, t, i})) - found.first)] = true;
+        }
+        for (int64_t j = 0; j < N - found.first; ++j)
+          CHECK((masked.selected.at({b, hq, t, j}) != 0.0) == picked[size_t(j)]);
+      }
+    }
+  }
+  // An empty memory still searches K slots (all invalid).
+  const KnnMemoryState empty = mem.initial(B, {DType::f64});
+  const KnnLookup none = mem.search(empty, q, K, KnnResult::mask);
+  CHECK(none.first == N - K);
+  CHECK(sum(none.selected).item() == 0.0);
 }
 
 TEST_CASE("KnnMemory: faiss recall at 32 against exact search") {

@@ -190,6 +190,43 @@ TEST_CASE("KnnAttention: the retrieved attention equals a naive softmax over the
   }
 }
 
+TEST_CASE("KnnAttention: the dense read equals the gathered read, values and gradients") {
+  Generator gen(4);
+  const int64_t B = 3, T = 4, C = 8, H = 4, Hkv = 2, D = C / H, N = 12;
+  nn::RotaryEmbedding rotary(D, 8);
+  rotary.to(DType::f64);
+  const nn::RopeTables rope = rotary.tables({}, 0, T);
+  KnnMemory mem(N, Hkv, D);
+  // top-3 of 9, of 2 (fewer than K) and of none; the search covers slots 3 .. 11.
+  const KnnMemoryState m = filled(mem, {9, 2, 0}, &gen);
+  for (const MemoryGate gate : {MemoryGate::sigmoid, MemoryGate::joint}) {
+    KnnAttention layer(C, H, Hkv, mem, 3, gate, &gen, 0.5, 0.3);
+    layer.to(DType::f64);
+    CHECK(layer.dense_read);  // exact search reads densely by default
+    layer.keep_memory_logits = true;
+    const Tensor x0 = randn({B, T, C}, {DType::f64}, &gen);
+    auto run = [&](bool dense) {
+      layer.dense_read = dense;
+      layer.zero_grad();
+      Tensor x = add(x0, 0.0);  // a fresh leaf per run
+      x.set_requires_grad(true);
+      const KnnAttentionOutput out = layer.forward(x, rope, m);
+      backward(sum(mul(out.y, out.y)));
+      std::vector<Tensor> grads{x.grad()};
+      for (const Tensor& p : layer.parameters()) grads.push_back(p.grad());
+      return std::make_pair(out, grads);
+    };
+    const auto [dense, dense_grads] = run(true);
+    const auto [gathered, gathered_grads] = run(false);
+    CHECK(max_abs_diff(dense.y, gathered.y) < 1e-12);
+    CHECK(max_abs_diff(dense.memory_logits, gathered.memory_logits) < 1e-12);
+    CHECK(max_abs_diff(dense.lookup.indices, gathered.lookup.indices) == 0.0);
+    REQUIRE(dense_grads.size() == gathered_grads.size());
+    for (size_t i = 0; i < dense_grads.size(); ++i)
+      CHECK(max_abs_diff(dense_grads[i], gathered_grads[i]) < 1e-12);
+  }
+}
+
 TEST_CASE("KnnAttention: f64 gradcheck w.r.t. the parameters with a non-empty memory") {
   Generator gen(3);
   const int64_t B = 2, T = 3, C = 8, H = 2, Hkv = 1, D = C / H;
@@ -202,11 +239,14 @@ TEST_CASE("KnnAttention: f64 gradcheck w.r.t. the parameters with a non-empty me
   for (const MemoryGate gate : {MemoryGate::sigmoid, MemoryGate::joint}) {
     KnnAttention layer(C, H, Hkv, mem, 3, gate, &gen, 0.5, 0.3);
     layer.to(DType::f64);
-    const GradcheckResult r = gradcheck(
-        [&](const TensorList&) { return layer.forward(x, rope, m).y; }, layer.parameters());
-    INFO(r.message);
-    CHECK(r.ok);
-    CHECK(r.elements_checked == 2 * C * C + 2 * C * Hkv * D + H);  // q, o; k, v; gate
+    for (const bool dense : {true, false}) {
+      layer.dense_read = dense;
+      const GradcheckResult r = gradcheck(
+          [&](const TensorList&) { return layer.forward(x, rope, m).y; }, layer.parameters());
+      INFO(r.message, " dense ", dense);
+      CHECK(r.ok);
+      CHECK(r.elements_checked == 2 * C * C + 2 * C * Hkv * D + H);  // q, o; k, v; gate
+    }
   }
 }
 
