@@ -4,8 +4,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "autograd/engine.h"
+#include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "core/error.h"
 
@@ -34,6 +36,34 @@ double json_number(const nlohmann::json& v, const std::string& key) {
 std::string json_string(const nlohmann::json& v, const std::string& key) {
   MNEMO_CHECK(v.is_string(), "memorizing config: '{}' must be a string, got {}", key, v.dump());
   return v.get<std::string>();
+}
+
+// Where documents end inside one segment (SegmentLM::document_end_id), ids (B, T):
+struct DocumentEnds {
+  Tensor visible;  // (B, T) bool: no document ended in this segment before t (t may read the
+                   //        memory and the XL cache of earlier segments' entries)
+  Tensor ended;    // (B,) bool: a document ended in this segment
+  Tensor after;    // (B,) i64: tokens after the last end (the new document's so far)
+};
+DocumentEnds document_ends(const Tensor& ids, int64_t end_id) {
+  NoGradGuard no_grad;
+  const int64_t B = ids.size(0), T = ids.size(1);
+  const Tensor ends = mnemo::to(eq(ids, double(end_id)), DType::f32);  // (B, T) 0 / 1
+  const Tensor through = cumsum(ends, 1);                              // ends at t or before
+  const Tensor total = narrow(through, 1, T - 1, 1);                   // (B, 1)
+  DocumentEnds d;
+  d.visible = eq(sub(through, ends), 0.0);
+  d.ended = view(gt(total, 0.0), {B});
+  // Positions from the last end on have through == total; minus the end token itself.
+  d.after = mnemo::to(add(sum(mnemo::to(eq(through, total), DType::f32), {1}), -1.0), DType::i64);
+  return d;
+}
+
+// A FIFO's count after a segment: where a document ended, only the entries after the last
+// end (the segment's last `after` tokens, capped at the capacity N) stay valid.
+Tensor count_after_segment(const Tensor& appended, const DocumentEnds* ends, int64_t N) {
+  if (ends == nullptr) return appended;
+  return where(ends->ended, clamp(ends->after, 0.0, double(N)), appended);
 }
 
 }  // namespace
@@ -200,6 +230,8 @@ SegmentOutput MemorizingLM::forward_segment(const Tensor& ids, const MemoryState
   MNEMO_CHECK(knn.keys.size(0) == B, "MemorizingLM: state for {} streams, ids for {}",
               knn.keys.size(0), B);
 
+  std::optional<DocumentEnds> ends;
+  if (document_end_id >= 0) ends = document_ends(ids, document_end_id);
   SegmentOutput out;
   Tensor h = embed_tokens->forward(ids);  // (B, T, C)
   const nn::RopeTables rope = rotary_emb->tables({}, 0, T);
@@ -223,10 +255,13 @@ SegmentOutput MemorizingLM::forward_segment(const Tensor& ids, const MemoryState
     }
     if (i == config.memory_layer) {
       memory_block->self_attn->keep_memory_logits = record_reads;
-      const KnnAttentionOutput a = memory_block->forward(h, rope, knn, xl ? &extra : nullptr, bias);
+      const KnnAttentionOutput a = memory_block->forward(h, rope, knn, xl ? &extra : nullptr, bias,
+                                                         ends ? ends->visible : Tensor{});
       h = a.y;
       if (record_reads) last_read = {a.lookup, a.memory_logits, knn.count};
-      memory.save(memory.append(knn, a.k, a.v), knn_name, out.state);
+      KnnMemoryState next = memory.append(knn, a.k, a.v);
+      next.count = count_after_segment(next.count, ends ? &*ends : nullptr, memory.capacity);
+      memory.save(next, knn_name, out.state);
       segment = {a.k_rope, a.v};
     } else {
       h = blocks[size_t(i)]->forward(h, rope, xl ? &segment : nullptr, xl ? &extra : nullptr, bias);
@@ -237,7 +272,8 @@ SegmentOutput MemorizingLM::forward_segment(const Tensor& ids, const MemoryState
       const bool rotated = i != config.memory_layer || config.position == "rope";
       out.state.set(p + ".k", rotated ? rope_shift(cached, T) : cached);
       out.state.set(p + ".v", fifo_append(extra.v, detach(segment.v)));
-      out.state.set(p + ".count", fifo_count(xl_count, T, S));
+      out.state.set(p + ".count",
+                    count_after_segment(fifo_count(xl_count, T, S), ends ? &*ends : nullptr, S));
     }
   }
   const Tensor last = norm->forward(h);  // (B, T, C)

@@ -8,9 +8,15 @@
 // head, FIFO), combined with local attention by a learned per-head gate (or a joint softmax).
 // After each segment that layer's (k, v) (before RoPE) are appended to the memory.
 //
-// The memory layer's local attention uses RoPE ("rope") or, by default, no rotation and a
-// learned ALiBi-like distance bias ("alibi", memorizing_attention.h), so that its q . k is the
-// memory's score.
+// The memory layer's local attention uses RoPE ("rope", the default, as the paper) or no
+// rotation and a learned ALiBi-like distance bias ("alibi", memorizing_attention.h), so that
+// its q . k is the memory's score.
+// Documents (SegmentLM::document_end_id = E >= 0): the memory never outlives its document.
+// In a segment, a query after an E reads no memory (KnnAttention's memory_visible); after
+// the segment a stream that saw an E keeps, in the kNN memory and the XL caches, only the
+// entries of the tokens after its last E (the FIFO's count is cut: the newest entries are the
+// segment's last tokens). The local window and the XL cache inside the boundary segment still
+// see the tokens before E, as a plain LM's window does.
 // XL cache: the layers in xl_layers also attend to the keys/values of the previous
 // segment_length tokens of their stream (a FIFO of that size, detached, fully visible).
 // Positions: every segment's tokens sit at RoPE positions 0 .. T-1; the cache holds keys

@@ -110,12 +110,12 @@ CandidateMask candidate_mask(const Candidates& c) {
   NoGradGuard no_grad;
   const TensorOptions options = options_of(c.logits);
   const Tensor valid = mnemo::to(c.valid, options.dtype);  // (B, H, T, R) 0 / 1
-  const Tensor any = mnemo::to(gt(sum(valid, {-1}, true), 0.0), options.dtype);  // (B, H, T, 1)
+  const Tensor any = gt(sum(valid, {-1}, true), 0.0);      // (B, H, T, 1)
   const Tensor zero = scalar_tensor(0.0, options), minus_inf = scalar_tensor(-kInf, options);
   CandidateMask m;
   m.only_valid = where(c.valid, zero, minus_inf);
-  m.read = where(gt(add(valid, add(neg(any), 1.0)), 0.0), zero, minus_inf);
-  m.any = any;
+  m.read = where(logical_or(c.valid, logical_not(any)), zero, minus_inf);
+  m.any = mnemo::to(any, options.dtype);
   return m;
 }
 
@@ -192,7 +192,8 @@ KnnAttention::KnnAttention(int64_t C, int64_t H, int64_t Hkv, KnnMemory mem, int
 
 KnnAttentionOutput KnnAttention::forward(const Tensor& x, const nn::RopeTables& rope,
                                          const KnnMemoryState& mem, const nn::LayerKV* extra,
-                                         const Tensor& attn_bias) const {
+                                         const Tensor& attn_bias,
+                                         const Tensor& memory_visible) const {
   MNEMO_CHECK(x.dim() == 3 && x.size(2) == hidden_size,
               "KnnAttention: input must be (B, T, {}), got {}", hidden_size, shape_str(x.shape()));
   const int64_t B = x.size(0), T = x.size(1), C = hidden_size;
@@ -219,8 +220,14 @@ KnnAttentionOutput KnnAttention::forward(const Tensor& x, const nn::RopeTables& 
   // Retrieval (no gradient), then the memory logits, which carry the gradient into q.
   const KnnLookup found =
       memory.search(mem, q_raw, top_k, dense_read ? KnnResult::mask : KnnResult::entries);
-  const Candidates retrieved_set = dense_read ? dense_candidates(q_raw, mem, found, G, scale)
-                                              : gathered_candidates(q_raw, found, scale);
+  Candidates retrieved_set = dense_read ? dense_candidates(q_raw, mem, found, G, scale)
+                                        : gathered_candidates(q_raw, found, scale);
+  if (memory_visible.defined()) {
+    MNEMO_CHECK(memory_visible.shape() == (Shape{B, T}) && memory_visible.dtype() == DType::boolean,
+                "KnnAttention: memory_visible must be bool (B={}, T={}), got {} {}", B, T,
+                memory_visible.dtype(), shape_str(memory_visible.shape()));
+    retrieved_set.valid = logical_and(retrieved_set.valid, view(memory_visible, {B, 1, T, 1}));
+  }
   out.lookup = found;
   if (keep_memory_logits) out.memory_logits = retrieved_logits(retrieved_set, found);
 
@@ -281,9 +288,10 @@ MemorizingBlock::MemorizingBlock(int64_t C, int64_t H, int64_t Hkv, int64_t I, d
 
 KnnAttentionOutput MemorizingBlock::forward(const Tensor& x, const nn::RopeTables& rope,
                                             const KnnMemoryState& memory, const nn::LayerKV* extra,
-                                            const Tensor& attn_bias) const {
-  KnnAttentionOutput a =
-      self_attn->forward(input_layernorm->forward(x), rope, memory, extra, attn_bias);
+                                            const Tensor& attn_bias,
+                                            const Tensor& memory_visible) const {
+  KnnAttentionOutput a = self_attn->forward(input_layernorm->forward(x), rope, memory, extra,
+                                            attn_bias, memory_visible);
   const Tensor h = x + a.y;
   a.y = h + mlp->forward(post_attention_layernorm->forward(h));
   return a;

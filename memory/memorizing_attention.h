@@ -68,10 +68,12 @@ class KnnAttention : public nn::Module {
 
   // x (B, T, C); rope tables for T positions; memory: the kNN state to read (B streams);
   // extra: optional XL k/v (B, Hkv, S, D) fully visible; attn_bias: optional additive bias
-  // broadcastable to (B, H, T, S + T) over [extra; local].
+  // broadcastable to (B, H, T, S + T) over [extra; local]; memory_visible: optional (B, T)
+  // bool, false where a query must not read the memory (its document began after the
+  // memory's entries were written): such a query reads 0, as from an empty memory.
   KnnAttentionOutput forward(const Tensor& x, const nn::RopeTables& rope,
                              const KnnMemoryState& memory, const nn::LayerKV* extra = nullptr,
-                             const Tensor& attn_bias = {}) const;
+                             const Tensor& attn_bias = {}, const Tensor& memory_visible = {}) const;
 
   int64_t hidden_size, num_heads, num_kv_heads, head_dim, top_k;
   KnnMemory memory;
@@ -98,7 +100,7 @@ class MemorizingBlock : public nn::Module {
   // x (B, T, C) -> y (B, T, C) in .y, with the attention's k/v.
   KnnAttentionOutput forward(const Tensor& x, const nn::RopeTables& rope,
                              const KnnMemoryState& memory, const nn::LayerKV* extra = nullptr,
-                             const Tensor& attn_bias = {}) const;
+                             const Tensor& attn_bias = {}, const Tensor& memory_visible = {}) const;
 
   std::shared_ptr<KnnAttention> self_attn;
   std::shared_ptr<nn::SwiGLU> mlp;

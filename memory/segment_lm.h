@@ -62,6 +62,13 @@ class SegmentLM : public nn::Module {
   // The longest segment forward_segment accepts (its local attention window).
   virtual int64_t segment_length() const = 0;
 
+  // The token id that ends a document (the tokenizer's eos), or -1 (streams are one document).
+  // A mechanism whose memory must not outlive a document clears a stream's memory after it,
+  // inside forward_segment (the ids carry the boundary, so the state stays in/out): the
+  // Memorizing Transformer does (memorizing.h); Memformer's slots and the baseline ignore it.
+  // The trainer, `mnemo eval` and `mnemo sample` set it from the checkpoint's tokenizer.
+  int64_t document_end_id = -1;
+
   // `state` with the streams in `rows` restarted from the initial state (their documents
   // ended). Default: each tensor's rows replaced by initial_state's.
   virtual MemoryState reset_rows(const MemoryState& state, const std::vector<int64_t>& rows) const;
@@ -78,7 +85,7 @@ class SegmentLM : public nn::Module {
 // Sum of next-token cross-entropies of one segment and the number of scored tokens.
 // logits (B, T, V), targets (B, T) integer, -100 ignored.
 struct SegmentLoss {
-  Tensor sum;       // scalar, differentiable
+  Tensor sum;  // scalar, differentiable
   int64_t count = 0;
 };
 SegmentLoss segment_loss(const Tensor& logits, const Tensor& targets);

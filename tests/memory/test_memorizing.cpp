@@ -190,6 +190,35 @@ TEST_CASE("KnnAttention: the retrieved attention equals a naive softmax over the
   }
 }
 
+TEST_CASE("KnnAttention: a query the memory is hidden from reads it as empty") {
+  Generator gen(6);
+  const int64_t B = 2, T = 3, C = 8, H = 4, Hkv = 2, D = C / H;
+  KnnMemory mem(6, Hkv, D);
+  const KnnMemoryState full_memory = filled(mem, {6, 4}, &gen);
+  const KnnMemoryState empty = mem.initial(B, {DType::f64});
+  const Tensor x = randn({B, T, C}, {DType::f64}, &gen);
+  // stream 0 sees the memory at t = 0 only, stream 1 everywhere
+  const Tensor visible = gt(from_vector(std::vector<double>{1, 0, 0, 1, 1, 1}, {B, T}), 0.0);
+  for (const MemoryGate gate : {MemoryGate::sigmoid, MemoryGate::joint}) {
+    for (const bool dense : {true, false}) {
+      KnnAttention layer(C, H, Hkv, mem, 3, gate, &gen, 0.5, 0.0);
+      layer.to(DType::f64);
+      layer.dense_read = dense;
+      const Tensor seen = layer.forward(x, {}, full_memory).y;
+      const Tensor unseen = layer.forward(x, {}, empty).y;
+      const Tensor y = layer.forward(x, {}, full_memory, nullptr, {}, visible).y;
+      CHECK(max_abs_diff(narrow(y, 1, 0, 1), narrow(seen, 1, 0, 1)) < 1e-14);
+      CHECK(max_abs_diff(select(y, 0, 1), select(seen, 0, 1)) < 1e-14);
+      CHECK(max_abs_diff(narrow(select(y, 0, 0), 0, 1, 2), narrow(select(unseen, 0, 0), 0, 1, 2)) <
+            1e-14);
+      CHECK(max_abs_diff(select(seen, 0, 0), select(unseen, 0, 0)) > 1e-6);
+    }
+  }
+  KnnAttention layer(C, H, Hkv, mem, 3, MemoryGate::sigmoid, &gen);
+  CHECK_THROWS_WITH_AS(layer.forward(x, {}, full_memory, nullptr, {}, view(visible, {T, B})),
+                       doctest::Contains("memory_visible"), Error);
+}
+
 TEST_CASE("KnnAttention: the dense read equals the gathered read, values and gradients") {
   Generator gen(4);
   const int64_t B = 3, T = 4, C = 8, H = 4, Hkv = 2, D = C / H, N = 12;
@@ -333,6 +362,62 @@ TEST_CASE("MemorizingLM: reset_rows restarts one stream; the state is plain tens
   CHECK(max_abs_diff(select(cont, 0, 1), select(fresh, 0, 1)) > 1e-6);  // memory was read
   CHECK_THROWS_WITH_AS(lm.forward_segment(from_vector(std::vector<int64_t>(8, 1), {2, 4}), state),
                        doctest::Contains("segment_length"), Error);
+}
+
+TEST_CASE("MemorizingLM: the memory is cleared where a document ends (document_end_id)") {
+  // The memory layer is layer 0, so its keys depend on the token alone, and layer 1 keeps an
+  // XL cache: after the end token E, nothing of the first document may reach the second.
+  // Two streams, different first documents, the same boundary segment and second document:
+  // from the token after E on, their logits must be equal (and differ without the clearing).
+  Generator gen(8);
+  const int64_t E = 10, T = 4;
+  MemorizingConfig mc;
+  mc.memory_layer = 0;
+  mc.capacity = 64;
+  mc.top_k = 4;
+  mc.segment_length = T;
+  mc.xl_layers = {1};
+  mc.gate_init = 0.0;  // g = 0.5: the memory is read
+  MemorizingLM lm(tiny_llama(2), mc, &gen);
+  lm.to(DType::f64);
+  const std::vector<std::vector<int64_t>> doc1 = {{1, 2, 3, 4, 5, 6, 7, 8},
+                                                  {8, 6, 4, 2, 9, 7, 5, 3}};
+  const std::vector<int64_t> boundary = {3, 1, E, 2}, doc2 = {4, 4, 1, 9, 2, 6, 1, 5};
+  auto run = [&](int64_t end_id) {
+    lm.document_end_id = end_id;
+    std::vector<int64_t> rows;
+    for (const auto& d : doc1) {  // stream b: doc1[b] (2 segments), boundary, doc2 (2)
+      rows.insert(rows.end(), d.begin(), d.end());
+      rows.insert(rows.end(), boundary.begin(), boundary.end());
+      rows.insert(rows.end(), doc2.begin(), doc2.end());
+    }
+    const Tensor stream = from_vector(rows, {2, 5 * T});
+    MemoryState state = lm.initial_state(2);
+    std::vector<Tensor> logits;
+    for (int64_t s = 0; s < 5; ++s) {
+      const SegmentOutput out = lm.forward_segment(contiguous(narrow(stream, 1, s * T, T)), state);
+      logits.push_back(out.logits);
+      state = out.state;
+      if (s == 2 && end_id >= 0) {  // only the token after E stays in the memory and the cache
+        CHECK(state.at("knn.0.count").to_vector<int64_t>() == std::vector<int64_t>{1, 1});
+        CHECK(state.at("xl.1.count").to_vector<int64_t>() == std::vector<int64_t>{1, 1});
+      }
+    }
+    return logits;
+  };
+  auto rows_differ = [](const Tensor& logits, int64_t t) {  // stream 0 vs stream 1 at t
+    return max_abs_diff(select(select(logits, 1, t), 0, 0), select(select(logits, 1, t), 0, 1));
+  };
+  // Inside the boundary segment layer 1's window and XL cache still see the tokens before E
+  // (as a plain LM's window does), so equality starts with the next segment.
+  const std::vector<Tensor> cleared = run(E);
+  CHECK(rows_differ(cleared[2], 1) > 1e-6);
+  CHECK(rows_differ(cleared[3], 0) < 1e-13);
+  CHECK(rows_differ(cleared[4], 3) < 1e-13);
+  const std::vector<Tensor> kept = run(-1);
+  CHECK(rows_differ(kept[2], 3) > 1e-6);
+  CHECK(rows_differ(kept[4], 3) > 1e-6);
+  CHECK(max_abs_diff(kept[1], cleared[1]) == 0.0);  // no end token yet: the same model
 }
 
 TEST_CASE("MemorizingLM: segment-wise forward_backward equals one-graph BPTT") {

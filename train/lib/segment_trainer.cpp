@@ -252,6 +252,7 @@ LoadedSegmentCheckpoint load_segment_checkpoint(const std::string& path) {
   }
   out.lm->eval();
   out.tokenizer = text::Tokenizer::load((dir / "tokenizer.json").string());
+  out.lm->document_end_id = out.tokenizer->eos_id();  // memories end with their document
   return out;
 }
 
@@ -309,6 +310,7 @@ class SegmentRun {
 
   void open_data() {
     tokenizer_ = text::Tokenizer::load((data_dir_ / "tokenizer.json").string());
+    lm_->document_end_id = tokenizer_->eos_id();  // memories end with their document
     train_shard_ = std::make_unique<text::TokenShard>((data_dir_ / "train.bin").string());
     const int64_t stream = rc_.memory.segments * rc_.train.seq_len;
     MNEMO_CHECK(train_shard_->size() > stream,

@@ -21,6 +21,10 @@
 //             the next, so a checkpoint needs no memory state and --resume reproduces the
 //             uninterrupted losses bit for bit (same seeds, same sampler position, the AdamW
 //             moments restored).
+//   documents a stream crosses document boundaries (each document is followed by eos in the
+//             shards); lm.document_end_id is the tokenizer's eos, so a mechanism that clears
+//             its memory at a document's end does so inside the stream (the Memorizing
+//             Transformer: memory/memorizing.h). Training, eval and sample alike.
 //   eval      the val shard cut into consecutive streams of S*T + 1 ids (the last may be
 //             shorter), each scored segment by segment with the state carried, under no_grad:
 //             loss per token and bits per byte as in train/lib/evaluate.h.
