@@ -19,6 +19,7 @@
 #include "train/lib/evaluate.h"
 #include "train/lib/generate.h"
 #include "train/lib/run_config.h"
+#include "train/lib/segment_generate.h"
 #include "train/lib/segment_trainer.h"
 #include "train/text/corpus.h"
 #include "train/text/tokenizer.h"
@@ -59,6 +60,35 @@ void run_eval_segment_lm(const EvalOptions& o, const std::string& text, std::ost
               {"seq", seq}}
              .dump()
       << "\n";
+}
+
+// The model's view of a prompt: an eos id (the start of a document, as in training), then
+// the prompt's ids.
+std::vector<int32_t> sample_prompt(const text::Tokenizer& tokenizer, const std::string& text) {
+  std::vector<int32_t> prompt{tokenizer.eos_id()};
+  const std::vector<int32_t> encoded = tokenizer.encode(text);
+  prompt.insert(prompt.end(), encoded.begin(), encoded.end());
+  return prompt;
+}
+
+// The prompt and its continuation, without the eos that ended it.
+void print_sample(const std::string& prompt, const text::Tokenizer& tokenizer, Generated& result,
+                  int64_t eos_id, std::ostream& out) {
+  if (!result.tokens.empty() && result.tokens.back() == eos_id) result.tokens.pop_back();
+  out << prompt << tokenizer.decode(result.tokens) << "\n";
+}
+
+// `mnemo sample` on a memory-augmented checkpoint: segments of its train.seq_len tokens with
+// the memory state carried (segment_generate.h); there is no KV cache, so --no-cache changes
+// nothing.
+void run_sample_segment_lm(const SampleOptions& o, GenerateOptions g, std::ostream& out) {
+  LoadedSegmentCheckpoint ckpt = load_segment_checkpoint(o.checkpoint);
+  const Device device = select_device(o.device, std::cerr);
+  if (!device.is_cpu()) ckpt.lm->to(device);
+  const std::vector<int32_t> prompt = sample_prompt(*ckpt.tokenizer, o.prompt);
+  g.eos_id = ckpt.tokenizer->eos_id();
+  Generated result = generate_segments(*ckpt.lm, prompt, g, ckpt.run_config.train.seq_len);
+  print_sample(o.prompt, *ckpt.tokenizer, result, g.eos_id, out);
 }
 
 }  // namespace
@@ -104,14 +134,6 @@ void run_eval(const EvalOptions& o, std::ostream& out) {
 
 void run_sample(const SampleOptions& o, std::ostream& out) {
   MNEMO_CHECK(o.max_tokens >= 0, "sample: --max-tokens must be >= 0, got {}", o.max_tokens);
-  MNEMO_CHECK(!is_segment_checkpoint(o.checkpoint),
-              "sample: {} is a memory-augmented checkpoint (config.json has a memory section); "
-              "sampling supports plain LM checkpoints only (score text with mnemo eval)",
-              o.checkpoint);
-  LoadedCheckpoint ckpt = load_on(o.checkpoint, o.device);
-  std::vector<int32_t> prompt{ckpt.tokenizer->eos_id()};
-  const std::vector<int32_t> encoded = ckpt.tokenizer->encode(o.prompt);
-  prompt.insert(prompt.end(), encoded.begin(), encoded.end());
   GenerateOptions g;
   g.max_new_tokens = o.max_tokens;
   g.sampling.temperature = o.temperature;
@@ -119,10 +141,12 @@ void run_sample(const SampleOptions& o, std::ostream& out) {
   g.sampling.top_p = o.top_p;
   g.seed = o.seed;
   g.use_cache = o.use_cache;
+  if (is_segment_checkpoint(o.checkpoint)) return run_sample_segment_lm(o, g, out);
+  LoadedCheckpoint ckpt = load_on(o.checkpoint, o.device);
+  const std::vector<int32_t> prompt = sample_prompt(*ckpt.tokenizer, o.prompt);
   g.eos_id = ckpt.tokenizer->eos_id();
   Generated result = generate(*ckpt.model, prompt, g);
-  if (!result.tokens.empty() && result.tokens.back() == g.eos_id) result.tokens.pop_back();
-  out << o.prompt << ckpt.tokenizer->decode(result.tokens) << "\n";
+  print_sample(o.prompt, *ckpt.tokenizer, result, g.eos_id, out);
   if (result.hit_context_limit) {
     std::cerr << "sample: stopped at the model's context length ("
               << ckpt.config.max_position_embeddings << " tokens)\n";

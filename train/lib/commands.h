@@ -43,8 +43,10 @@ struct SampleOptions {
   bool use_cache = true;
   std::string device = "auto";
 };
-// Prints the prompt followed by its continuation (plain LM checkpoints only). The model sees an eos
-// id before the prompt (the start of a document, as in training) and stops at the next eos.
+// Prints the prompt followed by its continuation. The model sees an eos id before the prompt
+// (the start of a document, as in training) and stops at the next eos. A memory-augmented
+// checkpoint generates in segments of its train.seq_len with the memory state carried
+// (segment_generate.h); it has no KV cache, so use_cache changes nothing there.
 void run_sample(const SampleOptions& options, std::ostream& out);
 
 // Writes the ids of the text (as the checkpoint's tokenizer encodes it) as a JSON array.
