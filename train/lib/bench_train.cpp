@@ -13,6 +13,7 @@
 #include "autograd/ops.h"
 #include "core/cpu/parallel.h"
 #include "core/error.h"
+#include "memory/segment_lm.h"
 #include "mnemo_build_info.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
@@ -21,6 +22,7 @@
 #include "train/lib/device_select.h"
 #include "train/lib/grad_sync.h"
 #include "train/lib/run_config.h"
+#include "train/lib/segment_trainer.h"
 
 #if MNEMO_HAVE_CUDA
 #include "cuda/runtime.h"
@@ -29,6 +31,15 @@
 namespace mnemo::train {
 
 namespace {
+
+// The median and the mean of the step times (median: robust to one preempted step).
+std::pair<double, double> median_and_mean(const std::vector<double>& times) {
+  std::vector<double> sorted = times;
+  std::sort(sorted.begin(), sorted.end());
+  const size_t n = sorted.size();
+  const double median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+  return {median, std::accumulate(times.begin(), times.end(), 0.0) / double(n)};
+}
 
 // The benchmark itself, on comm.device() (this rank's GPU under NCCL).
 nlohmann::json bench_on(const BenchTrainOptions& o, const RunConfig& rc, int64_t batch, int64_t seq,
@@ -95,11 +106,7 @@ nlohmann::json bench_on(const BenchTrainOptions& o, const RunConfig& rc, int64_t
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (step >= o.warmup) times.push_back(seconds);
   }
-  std::vector<double> sorted = times;
-  std::sort(sorted.begin(), sorted.end());
-  const size_t n = sorted.size();
-  const double median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
-  const double mean = std::accumulate(times.begin(), times.end(), 0.0) / double(n);
+  const auto [median, mean] = median_and_mean(times);
   if (comm.rank() != 0) return nullptr;  // rank 0 reports for the job
   nlohmann::json report{{"bench", "train"},
                         {"tokens_per_s", double(batch * seq) / median},
@@ -128,6 +135,64 @@ nlohmann::json bench_on(const BenchTrainOptions& o, const RunConfig& rc, int64_t
   return report;
 }
 
+// The memory-augmented step (segment_trainer.cpp's train_step without grad_accum): `batch`
+// streams of `segments` segments of `seq` random ids, lm.forward_backward from the initial
+// state (the mechanism's own gradient flow: per segment, MRBP or BPTT), the global gradient
+// norm with clipping, one AdamW step. The optimizer groups are decay_groups' (the trainer
+// moves the scalar controls to a third group at another learning rate: same work).
+nlohmann::json bench_segment_lm(const BenchTrainOptions& o, const RunConfig& rc, int64_t batch,
+                                int64_t seq, Device device) {
+  const int64_t S = rc.memory.segments;
+  manual_seed(rc.train.seed);
+  std::unique_ptr<memory::SegmentLM> lm = make_run_segment_lm(rc, rc.train.seed);
+  MNEMO_CHECK(seq >= 1 && seq <= lm->segment_length(),
+              "bench train: --seq {} must be in [1, {}] (the memory section's segment_length)", seq,
+              lm->segment_length());
+  if (!device.is_cpu()) lm->to(device);
+  lm->train();
+  optim::AdamW optimizer(optim::decay_groups(lm->named_parameters(), rc.train.weight_decay),
+                         rc.train.lr, rc.train.beta1, rc.train.beta2, rc.train.adam_eps);
+  const std::vector<Tensor> params = lm->parameters();
+  Generator gen(rc.train.seed + 1);
+  const TensorOptions ids_options{.dtype = DType::i64, .device = device};
+  std::vector<double> times;
+  for (int64_t step = 0; step < o.warmup + o.steps; ++step) {
+    // A fresh batch of streams every step, cut into segments before the clock starts.
+    const Tensor stream =
+        randint(0, double(rc.model.vocab_size), {batch, S * seq + 1}, ids_options, &gen);
+    std::vector<Tensor> ids, targets;  // S segments of (batch, seq)
+    for (int64_t s = 0; s < S; ++s) {
+      ids.push_back(contiguous(narrow(stream, 1, s * seq, seq)));
+      targets.push_back(contiguous(narrow(stream, 1, s * seq + 1, seq)));
+    }
+    synchronize(device);
+    const auto start = std::chrono::steady_clock::now();
+    lm->forward_backward(ids, targets, lm->initial_state(batch));
+    const double norm = optim::global_grad_norm(params);
+    optimizer.step(rc.train.grad_clip > 0 ? optim::clip_factor(norm, rc.train.grad_clip) : 1.0);
+    optimizer.zero_grad();
+    synchronize(device);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (step >= o.warmup) times.push_back(seconds);
+  }
+  const auto [median, mean] = median_and_mean(times);
+  return {{"bench", "train"},
+          {"mechanism", lm->mechanism()},
+          {"tokens_per_s", double(batch * S * seq) / median},
+          {"ms_per_step", median * 1e3},
+          {"ms_per_step_mean", mean * 1e3},
+          {"batch", batch},
+          {"seq", seq},
+          {"segments", S},
+          {"steps", o.steps},
+          {"threads", num_threads()},
+          {"ranks", 1},
+          {"exact_grads", false},
+          {"device", device.str()},
+          {"parameters", lm->num_parameters()}};
+}
+
 }  // namespace
 
 nlohmann::json bench_train(const BenchTrainOptions& o) {
@@ -135,6 +200,15 @@ nlohmann::json bench_train(const BenchTrainOptions& o) {
   const int64_t batch = o.batch > 0 ? o.batch : rc.train.batch_size;
   const int64_t seq = o.seq > 0 ? o.seq : rc.train.seq_len;
   MNEMO_CHECK(o.steps >= 1, "bench train: --steps must be >= 1, got {}", o.steps);
+  if (rc.memory.enabled) {
+    // A memory section: the memory-augmented step, one process as `mnemo train` runs it.
+    if (rc.train.threads > 0) set_num_threads(int(rc.train.threads));
+    const Device device = select_device(o.device.empty() ? rc.train.device : o.device, std::cerr);
+    MNEMO_CHECK(dist::make_communicator()->world_size() == 1,
+                "bench train: a config with a memory section trains in one process; run it "
+                "without mpirun");
+    return bench_segment_lm(o, rc, batch, seq, device);
+  }
   MNEMO_CHECK(seq <= rc.model.max_position_embeddings,
               "bench train: --seq {} exceeds max_position_embeddings {}", seq,
               rc.model.max_position_embeddings);
