@@ -227,6 +227,18 @@ TEST_CASE("train: greedy decoding with the KV cache equals decoding without it")
   options.sampling.temperature = 1;
   options.seed = 4;
   CHECK(generate(model, prompt, options).tokens == generate(model, prompt, options).tokens);
+  // vocab_limit: ids at or past it (a padded vocabulary) are never drawn, even at a high
+  // temperature where every id is likely.
+  options.sampling.temperature = 50;
+  options.max_new_tokens = 25;  // within the tiny model's 32 positions
+  const Generated free = generate(model, prompt, options);
+  options.vocab_limit = 3;
+  const Generated limited = generate(model, prompt, options);
+  CHECK(std::any_of(free.tokens.begin(), free.tokens.end(), [](int32_t t) { return t >= 3; }));
+  CHECK(limited.tokens.size() == 25);
+  CHECK(std::all_of(limited.tokens.begin(), limited.tokens.end(), [](int32_t t) { return t < 3; }));
+  options.vocab_limit = -1;
+  CHECK_THROWS_WITH_AS(generate(model, prompt, options), doctest::Contains("vocab_limit"), Error);
 }
 
 TEST_CASE("train: evaluation scores each window on its own") {

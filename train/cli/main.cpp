@@ -32,9 +32,9 @@
 #include <utility>
 #include <vector>
 
+#include "core/cpu/parallel.h"
 #include "core/error.h"
 #include "core/profiler.h"
-#include "core/cpu/parallel.h"
 #include "train/lib/bench_train.h"
 #include "train/lib/build_info.h"
 #include "train/lib/commands.h"
@@ -136,13 +136,15 @@ int main(int argc, char** argv) {
   train->add_option("--out", train_options.out_dir, "Run directory")->required();
   train->add_option("--steps", train_options.steps, "Override train.steps")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 40));
-  train->add_option("--set", train_options.overrides,
-                    "key=value (section.key or a unique key), repeatable")
+  train
+      ->add_option("--set", train_options.overrides,
+                   "key=value (section.key or a unique key), repeatable")
       ->allow_extra_args(false);
   train->add_flag("--resume", train_options.resume, "Continue from OUT/latest");
   train->add_option("--device", train_options.device, "auto, cpu, cuda or cuda:N");
-  train->add_option("--zero", train_options.zero,
-                    "1: shard the optimizer state across data-parallel ranks (ZeRO stage 1)")
+  train
+      ->add_option("--zero", train_options.zero,
+                   "1: shard the optimizer state across data-parallel ranks (ZeRO stage 1)")
       ->check(CLI::Range(0, 1));
   add_threads_option(*train, threads);
 
@@ -182,7 +184,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   sample->add_option("--seed", sample_options.seed, "Sampling seed")->capture_default_str();
   bool no_cache = false;
-  sample->add_flag("--no-cache", no_cache, "Recompute the whole sequence at every token");
+  sample->add_flag("--no-cache", no_cache,
+                   "Recompute the whole sequence at every token (plain LMs; a memory checkpoint "
+                   "always recomputes its current segment)");
   sample->add_option("--device", sample_options.device, "auto, cpu, cuda or cuda:N")
       ->capture_default_str();
   add_threads_option(*sample, threads);
@@ -250,16 +254,19 @@ int main(int argc, char** argv) {
   memory_bench->add_option("--eval-streams", mb_options.eval_streams, "Held-out streams scored")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30))
       ->capture_default_str();
-  memory_bench->add_option("--lr", mb_options.lr,
-                           "AdamW learning rate (default: the task's, 3e-3; 1e-3 for copy-far)")
+  memory_bench
+      ->add_option("--lr", mb_options.lr,
+                   "AdamW learning rate (default: the task's, 3e-3; 1e-3 for copy-far)")
       ->check(CLI::PositiveNumber);
-  memory_bench->add_option("--scalar-lr-scale", mb_options.scalar_lr_scale,
-                           "Learning-rate factor of gates, temperatures and other small scalars")
+  memory_bench
+      ->add_option("--scalar-lr-scale", mb_options.scalar_lr_scale,
+                   "Learning-rate factor of gates, temperatures and other small scalars")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  memory_bench->add_option("--init-std", mb_options.init_std,
-                           "Weight init std of both models (default: the task's: "
-                           "1/sqrt(hidden) for recall, else 0.02)")
+  memory_bench
+      ->add_option("--init-std", mb_options.init_std,
+                   "Weight init std of both models (default: the task's: "
+                   "1/sqrt(hidden) for recall, else 0.02)")
       ->check(CLI::NonNegativeNumber);
   memory_bench->add_option("--layers", mb_options.layers, "Decoder layers (both models)")
       ->check(CLI::Range(int64_t(1), int64_t(1024)))
@@ -270,8 +277,9 @@ int main(int argc, char** argv) {
   memory_bench->add_option("--heads", mb_options.heads, "Attention heads (both models)")
       ->check(CLI::Range(int64_t(1), int64_t(1024)))
       ->capture_default_str();
-  memory_bench->add_option("--memory", mb_options.memory_overrides,
-                           "key=value into the mechanism's memory section, repeatable")
+  memory_bench
+      ->add_option("--memory", mb_options.memory_overrides,
+                   "key=value into the mechanism's memory section, repeatable")
       ->allow_extra_args(false);
   memory_bench->add_option("--device", mb_options.device, "auto, cpu, cuda or cuda:N")
       ->capture_default_str();
@@ -283,9 +291,10 @@ int main(int argc, char** argv) {
       {"length", "copy-far: symbols in the string (8)"},
       {"symbols", "copy-far: alphabet size (16)"},
       {"pairs", "recall: key->value pairs per stream (8)"},
-      {"local-items", "recall: in-segment items per segment (2)"},
+      {"local-items", "recall: in-segment items per segment (4)"},
       {"segments", "recall, longdoc: segments per stream (5, 8)"},
-      {"segment-length", "all tasks: tokens per segment = the local window (64, 32, 64)"},
+      {"segment-length",
+       "all tasks: tokens per segment = the local window (recall 40, copy-far 32, longdoc 64)"},
       {"corpus", "longdoc: directory of C/C++ headers (/usr/include)"},
       {"ngram", "longdoc: n-gram length defining far bytes (4)"}};
   std::vector<std::pair<std::string, CLI::Option*>> mb_task_flags;

@@ -87,6 +87,7 @@ void run_sample_segment_lm(const SampleOptions& o, GenerateOptions g, std::ostre
   if (!device.is_cpu()) ckpt.lm->to(device);
   const std::vector<int32_t> prompt = sample_prompt(*ckpt.tokenizer, o.prompt);
   g.eos_id = ckpt.tokenizer->eos_id();
+  g.vocab_limit = ckpt.tokenizer->vocab_size();
   Generated result = generate_segments(*ckpt.lm, prompt, g, ckpt.run_config.train.seq_len);
   print_sample(o.prompt, *ckpt.tokenizer, result, g.eos_id, out);
 }
@@ -145,6 +146,7 @@ void run_sample(const SampleOptions& o, std::ostream& out) {
   LoadedCheckpoint ckpt = load_on(o.checkpoint, o.device);
   const std::vector<int32_t> prompt = sample_prompt(*ckpt.tokenizer, o.prompt);
   g.eos_id = ckpt.tokenizer->eos_id();
+  g.vocab_limit = ckpt.tokenizer->vocab_size();
   Generated result = generate(*ckpt.model, prompt, g);
   print_sample(o.prompt, *ckpt.tokenizer, result, g.eos_id, out);
   if (result.hit_context_limit) {

@@ -22,6 +22,16 @@ Tensor ids_tensor(std::span<const int32_t> ids, Device device) {
 
 }  // namespace
 
+nn::Sampled next_token(const Tensor& logits, const GenerateOptions& options, Generator& gen) {
+  MNEMO_CHECK(options.vocab_limit >= 0, "generate: vocab_limit must be >= 0, got {}",
+              options.vocab_limit);
+  const int64_t V = logits.size(-1);
+  if (options.vocab_limit == 0 || options.vocab_limit >= V) {
+    return nn::sample_token(logits, options.sampling, gen);
+  }
+  return nn::sample_token(narrow(logits, -1, 0, options.vocab_limit), options.sampling, gen);
+}
+
 Generated generate(nn::LlamaForCausalLM& model, std::span<const int32_t> prompt,
                    const GenerateOptions& options) {
   MNEMO_CHECK(!prompt.empty(), "generate: the prompt must hold at least one token");
@@ -52,7 +62,7 @@ Generated generate(nn::LlamaForCausalLM& model, std::span<const int32_t> prompt,
       out.hit_context_limit = true;
       break;
     }
-    const nn::Sampled next = nn::sample_token(logits, options.sampling, gen);
+    const nn::Sampled next = next_token(logits, options, gen);
     out.tokens.push_back(int32_t(next.token));
     out.logprobs.push_back(next.logprob);
     sequence.push_back(int32_t(next.token));

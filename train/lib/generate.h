@@ -22,6 +22,9 @@ struct GenerateOptions {
   uint64_t seed = 0;
   bool use_cache = true;
   int64_t eos_id = -1;  // stop after producing it; -1 = never
+  // > 0: only ids below it are drawn (the tokenizer's vocabulary, when the model's
+  // vocab_size is padded past it: the padding ids have no text); 0 = every id.
+  int64_t vocab_limit = 0;
 };
 
 struct Generated {
@@ -32,5 +35,8 @@ struct Generated {
 
 Generated generate(nn::LlamaForCausalLM& model, std::span<const int32_t> prompt,
                    const GenerateOptions& options);
+
+// The next token from logits (V,) under options' sampling and vocab_limit.
+nn::Sampled next_token(const Tensor& logits, const GenerateOptions& options, Generator& gen);
 
 }  // namespace mnemo::train

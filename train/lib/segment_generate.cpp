@@ -81,7 +81,7 @@ Generated generate_segments(memory::SegmentLM& lm, std::span<const int32_t> prom
   SegmentStream stream(lm, S, device_of(lm));
   Tensor logits = stream.feed(prompt);
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
-    const nn::Sampled next = nn::sample_token(logits, options.sampling, gen);
+    const nn::Sampled next = next_token(logits, options, gen);
     const int32_t token = int32_t(next.token);
     out.tokens.push_back(token);
     out.logprobs.push_back(next.logprob);
