@@ -133,7 +133,7 @@ Trained train_and_score(memory::SegmentLM& lm, const memory::MemoryTask& task,
 }  // namespace
 
 int64_t memory_bench_default_steps(const std::string& task) {
-  if (task == "recall") return 1000;
+  if (task == "recall") return 2500;
   if (task == "copy-far") return 400;
   if (task == "longdoc") return 200;
   fail("memory-bench: unknown task '{}' (recall, copy-far or longdoc)", task);

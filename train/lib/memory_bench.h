@@ -52,7 +52,10 @@ struct MemoryBenchOptions {
 };
 
 // The default number of training steps of a task (chosen so that a run of a mechanism and
-// its baseline with the defaults ends within 10 minutes on a 2-core CPU).
+// its baseline with the defaults ends within 10 minutes on a 2-core CPU). recall: 2500, since
+// the step at which the in-window lookup, and then the far recall, forms varies with the
+// seed from about 800 to over 2000 (docs/memory-results.md); 2500 steps of both models take
+// about 7 minutes on an idle 2-core machine.
 int64_t memory_bench_default_steps(const std::string& task);
 // The default learning rate of a task: 3e-3, but 1e-3 for copy-far (measured, seed 0, gap 2:
 // Memformer 0.977 at 1e-3 against 0.144 at 3e-3 in 400 steps; docs/memory-results.md).
