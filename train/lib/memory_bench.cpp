@@ -132,20 +132,20 @@ Trained train_and_score(memory::SegmentLM& lm, const memory::MemoryTask& task,
 
 }  // namespace
 
-int64_t memory_bench_default_steps(const std::string& task) {
-  if (task == "recall") return 2500;
+int64_t memory_bench_default_steps(const std::string& task, const std::string& mechanism) {
+  if (task == "recall") return mechanism == "memformer" ? 1500 : 2500;
   if (task == "copy-far") return 400;
   if (task == "longdoc") return 200;
   fail("memory-bench: unknown task '{}' (recall, copy-far or longdoc)", task);
 }
 
 double memory_bench_default_lr(const std::string& task) {
-  (void)memory_bench_default_steps(task);  // names an unknown task
+  (void)memory_bench_default_steps(task, "none");  // names an unknown task
   return task == "copy-far" ? 1e-3 : 3e-3;
 }
 
 double memory_bench_default_init_std(const std::string& task, int64_t hidden) {
-  (void)memory_bench_default_steps(task);  // names an unknown task
+  (void)memory_bench_default_steps(task, "none");  // names an unknown task
   return task == "recall" ? 1.0 / std::sqrt(double(hidden)) : 0.0;
 }
 
@@ -185,7 +185,7 @@ nlohmann::json run_memory_bench(const MemoryBenchOptions& o, std::ostream& log) 
               "memory-bench: unknown mechanism '{}' (none, memorizing or memformer)", o.mechanism);
   const std::unique_ptr<memory::MemoryTask> task =
       memory::make_task(o.task, o.seed, o.task_options);
-  const int64_t steps = o.steps > 0 ? o.steps : memory_bench_default_steps(o.task);
+  const int64_t steps = o.steps > 0 ? o.steps : memory_bench_default_steps(o.task, o.mechanism);
   MNEMO_CHECK(o.batch >= 1, "memory-bench: --batch must be positive, got {}", o.batch);
   MNEMO_CHECK(o.eval_streams >= 1, "memory-bench: --eval-streams must be positive, got {}",
               o.eval_streams);

@@ -37,7 +37,7 @@ struct MemoryBenchOptions {
   std::string task;             // recall, copy-far, longdoc
   std::string mechanism;        // none, memorizing, memformer
   uint64_t seed = 0;            // task streams and initial weights
-  int64_t steps = 0;            // 0 = the task's default (memory_bench_default_steps)
+  int64_t steps = 0;            // 0 = the default (memory_bench_default_steps)
   int64_t batch = 16;           // streams per step
   int64_t eval_streams = 256;   // held-out streams scored
   double lr = 0;                // AdamW, warmup over the first 5% then constant; 0 = the
@@ -51,12 +51,14 @@ struct MemoryBenchOptions {
   std::string device = "cpu";                 // cpu, cuda, cuda:N, auto
 };
 
-// The default number of training steps of a task (chosen so that a run of a mechanism and
-// its baseline with the defaults ends within 10 minutes on a 2-core CPU). recall: 2500, since
-// the step at which the in-window lookup, and then the far recall, forms varies with the
-// seed from about 800 to over 2000 (docs/memory-results.md); 2500 steps of both models take
-// about 7 minutes on an idle 2-core machine.
-int64_t memory_bench_default_steps(const std::string& task);
+// The default number of training steps of a task for a mechanism (chosen so that a run of
+// the mechanism and its baseline with the defaults ends within 10 minutes on a 2-core CPU).
+// recall: 2500, since the step at which the in-window lookup, and then the far recall, forms
+// varies with the seed from about 800 to over 2000 (docs/memory-results.md); 2500 steps of
+// both models take about 7 minutes on an idle 2-core machine. Memformer's step on recall
+// costs ~1.9x the baseline's (memory replay runs each segment's forward twice), so it gets
+// 1500 there.
+int64_t memory_bench_default_steps(const std::string& task, const std::string& mechanism);
 // The default learning rate of a task: 3e-3, but 1e-3 for copy-far (measured, seed 0, gap 2:
 // Memformer 0.977 at 1e-3 against 0.144 at 3e-3 in 400 steps; docs/memory-results.md).
 double memory_bench_default_lr(const std::string& task);
