@@ -9,6 +9,7 @@
 #include "core/ops/random.h"
 #include "memory/baseline.h"
 #include "memory/factory.h"
+#include "memory/memory_test_util.h"
 
 namespace mnemo::memory {
 namespace {
@@ -36,13 +37,7 @@ Tensor random_ids(int64_t B, int64_t T, int64_t vocab, uint64_t seed) {
   return from_vector(v, {B, T});
 }
 
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  const auto x = a.to_vector<double>(), y = b.to_vector<double>();
-  REQUIRE(x.size() == y.size());
-  double m = 0;
-  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]));
-  return m;
-}
+using test::max_abs_diff;
 
 }  // namespace
 

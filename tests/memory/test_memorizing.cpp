@@ -16,17 +16,12 @@
 #include "autograd/ops.h"
 #include "core/ops/random.h"
 #include "memory/memorizing.h"
+#include "memory/memory_test_util.h"
 
 namespace mnemo::memory {
 namespace {
 
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  const std::vector<double> x = a.to_vector<double>(), y = b.to_vector<double>();
-  double m = 0;
-  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]));
-  return m;
-}
+using test::max_abs_diff;
 
 // A memory of kv heads `Hkv`, size D, filled with `count[b]` random entries per stream.
 KnnMemoryState filled(const KnnMemory& mem, const std::vector<int64_t>& count, Generator* gen) {
@@ -310,21 +305,13 @@ TEST_CASE("MemorizingLM: XL caches equal Llama attention with a sliding window")
   int64_t total = 0;
   for (int64_t n : lengths) total += n;
   const Tensor stream = randint(0, lc.vocab_size, {B, total}, {DType::i64}, &gen);
-  std::vector<double> bias(size_t(total * total), 0.0);
-  int64_t start = 0;
-  for (int64_t n : lengths) {
-    for (int64_t p = start; p < start + n; ++p) {
-      for (int64_t j = 0; j < start - mc.segment_length; ++j) bias[size_t(p * total + j)] = -1e300;
-    }
-    start += n;
-  }
   nn::LMInput input;
   input.input_ids = stream;
-  input.attention_bias = from_vector(bias, {1, 1, total, total}, {DType::f64});
+  input.attention_bias = test::xl_window_bias(lengths, mc.segment_length);
   const Tensor want = ref.forward(input).logits;  // (B, total, V)
 
   MemoryState state = lm.initial_state(B);
-  start = 0;
+  int64_t start = 0;
   for (int64_t n : lengths) {
     const SegmentOutput out = lm.forward_segment(contiguous(narrow(stream, 1, start, n)), state);
     CHECK(max_abs_diff(out.logits, narrow(want, 1, start, n)) < 1e-12);

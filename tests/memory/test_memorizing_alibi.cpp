@@ -14,18 +14,13 @@
 #include "core/ops/random.h"
 #include "memory/memorizing.h"
 #include "memory/memorizing_diagnostics.h"
+#include "memory/memory_test_util.h"
 #include "memory/tasks.h"
 
 namespace mnemo::memory {
 namespace {
 
-double max_diff(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  const std::vector<double> x = a.to_vector<double>(), y = b.to_vector<double>();
-  double m = 0;
-  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]));
-  return m;
-}
+using test::max_abs_diff;
 
 }  // namespace
 
@@ -91,8 +86,8 @@ TEST_CASE("KnnAttention alibi: local attention equals a naive distance-biased so
   }
   const Tensor want =
       view(linear(from_vector(o, {B * T, H * D}, {DType::f64}), layer.o_proj->weight), {B, T, C});
-  CHECK(max_diff(out.y, want) < 1e-12);
-  CHECK(max_diff(out.k_rope, out.k) == 0.0);  // no rotation
+  CHECK(max_abs_diff(out.y, want) < 1e-12);
+  CHECK(max_abs_diff(out.k_rope, out.k) == 0.0);  // no rotation
 }
 
 TEST_CASE("KnnAttention alibi: f64 gradcheck including the slopes, both gates") {
@@ -142,27 +137,19 @@ TEST_CASE("MemorizingLM alibi: the memory layer's XL cache is the whole stream, 
   int64_t total = 0;
   for (int64_t n : lengths) total += n;
   const Tensor stream = randint(0, lc.vocab_size, {B, total}, {DType::i64}, &gen);
-  std::vector<double> bias(size_t(total * total), 0.0);
-  int64_t start = 0;
-  for (int64_t n : lengths) {
-    for (int64_t p = start; p < start + n; ++p) {
-      for (int64_t j = 0; j < start - mc.segment_length; ++j) bias[size_t(p * total + j)] = -1e300;
-    }
-    start += n;
-  }
   const KnnMemory& mem = lm.memory_block->self_attn->memory;
   const Tensor h = lm.memory_block
                        ->forward(lm.embed_tokens->forward(stream), {}, mem.initial(B, {DType::f64}),
-                                 nullptr, from_vector(bias, {1, 1, total, total}, {DType::f64}))
+                                 nullptr, test::xl_window_bias(lengths, mc.segment_length))
                        .y;
   const Tensor want =
       view(linear(reshape(lm.norm->forward(h), {B * total, lc.hidden_size}), lm.lm_head->weight),
            {B, total, lc.vocab_size});
   MemoryState state = lm.initial_state(B);
-  start = 0;
+  int64_t start = 0;
   for (int64_t n : lengths) {
     const SegmentOutput out = lm.forward_segment(contiguous(narrow(stream, 1, start, n)), state);
-    CHECK(max_diff(out.logits, narrow(want, 1, start, n)) < 1e-12);
+    CHECK(max_abs_diff(out.logits, narrow(want, 1, start, n)) < 1e-12);
     state = out.state;
     start += n;
   }
