@@ -41,6 +41,25 @@ std::pair<double, double> median_and_mean(const std::vector<double>& times) {
   return {median, std::accumulate(times.begin(), times.end(), 0.0) / double(n)};
 }
 
+// o.warmup + o.steps iterations of prepare(i) (untimed: draw the batch) then step() (timed,
+// from and to a synchronized device); returns the times of the last o.steps, in seconds.
+template <typename Prepare, typename Step>
+std::vector<double> time_steps(const BenchTrainOptions& o, Device device, Prepare prepare,
+                               Step step) {
+  std::vector<double> times;
+  for (int64_t i = 0; i < o.warmup + o.steps; ++i) {
+    prepare(i);
+    synchronize(device);
+    const auto start = std::chrono::steady_clock::now();
+    step();
+    synchronize(device);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (i >= o.warmup) times.push_back(seconds);
+  }
+  return times;
+}
+
 // The benchmark itself, on comm.device() (this rank's GPU under NCCL).
 nlohmann::json bench_on(const BenchTrainOptions& o, const RunConfig& rc, int64_t batch, int64_t seq,
                         dist::Communicator& comm) {
@@ -74,23 +93,24 @@ nlohmann::json bench_on(const BenchTrainOptions& o, const RunConfig& rc, int64_t
   Generator gen(rc.train.seed + 1);
   const TensorOptions ids_options{.dtype = DType::i64, .device = device};
 
-  std::vector<double> times;
 #if MNEMO_HAVE_CUDA
   int64_t mallocs_before_timing = 0;
 #endif
-  for (int64_t step = 0; step < o.warmup + o.steps; ++step) {
+  Tensor x, y;
+  auto prepare = [&](int64_t i) {
 #if MNEMO_HAVE_CUDA
-    if (step == o.warmup && device.is_cuda()) {
+    if (i == o.warmup && device.is_cuda()) {
       mallocs_before_timing = cuda::memory_stats(device.index).device_mallocs;
     }
 #endif
+    (void)i;
     // A fresh batch every step, drawn before the clock starts.
     Tensor ids = randint(0, double(rc.model.vocab_size), {batch, seq + 1}, ids_options, &gen);
     ids = narrow(ids, 0, comm.rank() * share, share);  // this rank's rows
-    Tensor x = contiguous(narrow(ids, 1, 0, seq));
-    Tensor y = contiguous(narrow(ids, 1, 1, seq));
-    synchronize(device);
-    const auto start = std::chrono::steady_clock::now();
+    x = contiguous(narrow(ids, 1, 0, seq));
+    y = contiguous(narrow(ids, 1, 1, seq));
+  };
+  auto step = [&] {
     Tensor loss = model.loss(x, y, Reduction::sum);
     {
       std::optional<autograd::ExactGradGuard> guard;
@@ -101,12 +121,8 @@ nlohmann::json bench_on(const BenchTrainOptions& o, const RunConfig& rc, int64_t
     const double norm = optim::global_grad_norm(params);
     optimizer.step(norm > rc.train.grad_clip ? rc.train.grad_clip / (norm + 1e-6) : 1.0);
     optimizer.zero_grad();
-    synchronize(device);
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (step >= o.warmup) times.push_back(seconds);
-  }
-  const auto [median, mean] = median_and_mean(times);
+  };
+  const auto [median, mean] = median_and_mean(time_steps(o, device, prepare, step));
   if (comm.rank() != 0) return nullptr;  // rank 0 reports for the job
   nlohmann::json report{{"bench", "train"},
                         {"tokens_per_s", double(batch * seq) / median},
@@ -155,28 +171,25 @@ nlohmann::json bench_segment_lm(const BenchTrainOptions& o, const RunConfig& rc,
   const std::vector<Tensor> params = lm->parameters();
   Generator gen(rc.train.seed + 1);
   const TensorOptions ids_options{.dtype = DType::i64, .device = device};
-  std::vector<double> times;
-  for (int64_t step = 0; step < o.warmup + o.steps; ++step) {
+  std::vector<Tensor> ids, targets;  // S segments of (batch, seq)
+  auto prepare = [&](int64_t) {
     // A fresh batch of streams every step, cut into segments before the clock starts.
     const Tensor stream =
         randint(0, double(rc.model.vocab_size), {batch, S * seq + 1}, ids_options, &gen);
-    std::vector<Tensor> ids, targets;  // S segments of (batch, seq)
+    ids.clear();
+    targets.clear();
     for (int64_t s = 0; s < S; ++s) {
       ids.push_back(contiguous(narrow(stream, 1, s * seq, seq)));
       targets.push_back(contiguous(narrow(stream, 1, s * seq + 1, seq)));
     }
-    synchronize(device);
-    const auto start = std::chrono::steady_clock::now();
+  };
+  auto step = [&] {
     lm->forward_backward(ids, targets, lm->initial_state(batch));
     const double norm = optim::global_grad_norm(params);
     optimizer.step(rc.train.grad_clip > 0 ? optim::clip_factor(norm, rc.train.grad_clip) : 1.0);
     optimizer.zero_grad();
-    synchronize(device);
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (step >= o.warmup) times.push_back(seconds);
-  }
-  const auto [median, mean] = median_and_mean(times);
+  };
+  const auto [median, mean] = median_and_mean(time_steps(o, device, prepare, step));
   return {{"bench", "train"},
           {"mechanism", lm->mechanism()},
           {"tokens_per_s", double(batch * S * seq) / median},
