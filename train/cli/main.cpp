@@ -256,7 +256,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   memory_bench
       ->add_option("--lr", mb_options.lr,
-                   "AdamW learning rate (default: the task's, 3e-3; 1e-3 for copy-far)")
+                   "AdamW learning rate (default 3e-3; 1e-3 for copy-far and for memformer)")
       ->check(CLI::PositiveNumber);
   memory_bench
       ->add_option("--scalar-lr-scale", mb_options.scalar_lr_scale,

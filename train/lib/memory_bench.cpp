@@ -139,9 +139,9 @@ int64_t memory_bench_default_steps(const std::string& task, const std::string& m
   fail("memory-bench: unknown task '{}' (recall, copy-far or longdoc)", task);
 }
 
-double memory_bench_default_lr(const std::string& task) {
-  (void)memory_bench_default_steps(task, "none");  // names an unknown task
-  return task == "copy-far" ? 1e-3 : 3e-3;
+double memory_bench_default_lr(const std::string& task, const std::string& mechanism) {
+  (void)memory_bench_default_steps(task, mechanism);  // names an unknown task
+  return task == "copy-far" || mechanism == "memformer" ? 1e-3 : 3e-3;
 }
 
 double memory_bench_default_init_std(const std::string& task, int64_t hidden) {
@@ -194,7 +194,7 @@ nlohmann::json run_memory_bench(const MemoryBenchOptions& o, std::ostream& log) 
   MNEMO_CHECK(o.lr >= 0 && o.scalar_lr_scale > 0,
               "memory-bench: --lr must not be negative and --scalar-lr-scale must be positive");
   MemoryBenchOptions opts = o;  // with the task's defaults filled in
-  if (opts.lr == 0) opts.lr = memory_bench_default_lr(o.task);
+  if (opts.lr == 0) opts.lr = memory_bench_default_lr(o.task, o.mechanism);
   if (opts.init_std == 0) opts.init_std = memory_bench_default_init_std(o.task, o.hidden);
   const nn::LlamaConfig model = model_config(opts, *task);
   const int64_t T = task->segment_length();
