@@ -1,37 +1,22 @@
-// A fresh temporary directory per test, removed with everything in it at the end.
+// A fresh temporary directory per test, removed with everything in it at the end
+// (test::ScratchDir), with the io tests' string-path helpers.
 #pragma once
 
-#include <unistd.h>
-
-#include <atomic>
-#include <filesystem>
 #include <fstream>
 #include <string>
+
+#include "support/scratch_dir.h"
 
 namespace mnemo::io::testing {
 
 class TempDir {
  public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = (std::filesystem::temp_directory_path() /
-             ("mnemo_io_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++)))
-                .string();
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
   const std::string& path() const { return path_; }
   std::string operator/(const std::string& name) const { return path_ + "/" + name; }
 
  private:
-  std::string path_;
+  mnemo::test::ScratchDir dir_{"mnemo_io_test"};
+  std::string path_ = dir_.path.string();
 };
 
 inline void write_bytes(const std::string& path, const std::string& bytes) {

@@ -1,40 +1,29 @@
-// A fresh temporary directory for one test, removed (with its contents) at scope exit.
+// A fresh temporary directory for one test, removed (with its contents) at scope exit
+// (test::ScratchDir), with the text tests' file helpers.
 #pragma once
 
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <string>
+
+#include "support/scratch_dir.h"
 
 namespace mnemo::text::testing {
 
 class TempDir {
  public:
-  TempDir() {
-    std::random_device rd;
-    path_ = std::filesystem::temp_directory_path() /
-            ("mnemo_text_test_" + std::to_string(rd()) + std::to_string(rd()));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  std::string path() const { return path_.string(); }
+  std::string file(const std::string& name) const { return (dir_.path / name).string(); }
+  std::string path() const { return dir_.path.string(); }
   // Writes bytes to name (creating parent folders) and returns its path.
   std::string write(const std::string& name, const std::string& bytes) const {
-    std::filesystem::path p = path_ / name;
+    const std::filesystem::path p = dir_.path / name;
     std::filesystem::create_directories(p.parent_path());
     std::ofstream(p, std::ios::binary) << bytes;
     return p.string();
   }
 
  private:
-  std::filesystem::path path_;
+  mnemo::test::ScratchDir dir_{"mnemo_text_test"};
 };
 
 }  // namespace mnemo::text::testing
