@@ -28,8 +28,8 @@ struct BlasState {
 
 void check_blas(cublasStatus_t status, const char* call, const char* file, int line) {
   if (status == CUBLAS_STATUS_SUCCESS) return;
-  fail("{}:{}: {} failed: {} ({})", file, line, call, cublasLtGetStatusString(status),
-       cublasLtGetStatusName(status));
+  fail_system("{}:{}: {} failed: {} ({})", file, line, call, cublasLtGetStatusString(status),
+              cublasLtGetStatusName(status));
 }
 
 const BlasHandle& blas_handle(int device) {

@@ -58,7 +58,7 @@ void check(cudaError_t status, const char* call, const char* file, int line) {
     return;
   }
   cudaGetLastError();  // the error is reported by the exception; don't let it linger
-  throw Error(describe_error(status, call, file, line));
+  throw SystemError(describe_error(status, call, file, line));
 }
 
 int device_count() {

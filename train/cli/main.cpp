@@ -18,8 +18,9 @@
 // docs/profiling.md).
 //
 // This file only parses arguments (CLI11) and maps failures to exit codes; the work lives
-// in train/lib. Exit codes: 0 success; 2 bad input (a command-line error, or a mnemo::Error
-// raised by what the input asked for); 1 an internal error. Every error is one line on stderr.
+// in train/lib. Exit codes: 0 success; 2 bad input (a command-line error, or a mnemo::Error of
+// kind input); 1 anything else — an internal error (a bug) or a system one (CUDA, MPI, the
+// OS), core/error.h. Every error is one line on stderr.
 #include <CLI/CLI.hpp>
 
 #include <unistd.h>
@@ -368,8 +369,14 @@ int main(int argc, char** argv) {
     if (mnemo::profiler::enabled()) mnemo::profiler::stop();
     return 0;
   } catch (const mnemo::Error& e) {
-    print_error(e.what());
-    return kExitBadInput;
+    // Bad input is the user's to fix: its message stands alone. The other kinds say what
+    // they are (core/error.h).
+    if (e.kind() == mnemo::ErrorKind::input) {
+      print_error(e.what());
+    } else {
+      print_error(fmt::format("{} error: {}", mnemo::error_kind_name(e.kind()), e.what()));
+    }
+    return mnemo::exit_status(e.kind());
   } catch (const std::exception& e) {
     print_error(std::string("internal error: ") + e.what());
     return kExitInternal;

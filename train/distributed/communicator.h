@@ -173,15 +173,15 @@ std::unique_ptr<Communicator> for_device(std::unique_ptr<Communicator> host, Dev
 
 // Runs body() and returns its result. In a job of several ranks an exception must stop every
 // rank (the others would wait in their next collective, or in MPI_Finalize, forever): it ends
-// the job through comm.abort with "mnemo: rank R: <what>", exit status 2 for a mnemo::Error
-// (bad input) and 1 for anything else. With one rank the exception propagates unchanged.
+// the job through comm.abort with "mnemo: rank R: <what>", exit status 2 for bad input and 1
+// for anything else (core/error.h: exit_status). With one rank the exception propagates unchanged.
 template <typename Body>
 auto run_or_abort(Communicator& comm, Body&& body) -> decltype(body()) {
   if (comm.world_size() == 1) return body();
   try {
     return body();
   } catch (const Error& e) {
-    comm.abort(2, fmt::format("mnemo: rank {}: {}", comm.rank(), e.what()));
+    comm.abort(exit_status(e.kind()), fmt::format("mnemo: rank {}: {}", comm.rank(), e.what()));
   } catch (const std::exception& e) {
     comm.abort(1, fmt::format("mnemo: rank {}: internal error: {}", comm.rank(), e.what()));
   }

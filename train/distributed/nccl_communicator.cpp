@@ -22,11 +22,11 @@ namespace mnemo::dist {
 
 namespace {
 
-// Throws mnemo::Error "nccl <what>: <call> failed: <NCCL's description> (<its last error>)".
+// Throws mnemo::SystemError "nccl <what>: <call> failed: <NCCL's description> (<its last error>)".
 void check_nccl(ncclResult_t status, const char* what, const char* call, ncclComm_t comm) {
   if (status == ncclSuccess) return;
-  fail("nccl {}: {} failed: {} ({})", what, call, ncclGetErrorString(status),
-       ncclGetLastError(comm));
+  fail_system("nccl {}: {} failed: {} ({})", what, call, ncclGetErrorString(status),
+              ncclGetLastError(comm));
 }
 
 // The NCCL type that reduces dtype (the base class has rejected the others).
