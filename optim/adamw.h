@@ -25,8 +25,8 @@ class AdamW : public Optimizer {
   AdamW(std::vector<ParamGroup> groups, double lr, double beta1 = 0.9, double beta2 = 0.95,
         double eps = 1e-8);
 
-  void step() override { step(1.0); }
-  void step(double grad_scale);
+  using Optimizer::step;
+  void step(double grad_scale) override;
 
   double beta1() const { return beta1_; }
   double beta2() const { return beta2_; }

@@ -23,7 +23,7 @@ namespace mnemo::optim {
 double global_grad_norm(const std::vector<Tensor>& params);
 
 // The factor clip_grad_norm would scale by: max_norm / (norm + 1e-6) if norm > max_norm,
-// else 1. Pass it to AdamW::step(grad_scale) to clip without touching the gradients.
+// else 1. Pass it to Optimizer::step(grad_scale) to clip without touching the gradients.
 double clip_factor(double norm, double max_norm);
 
 // Scales every defined gradient in place by clip_factor(norm, max_norm) and returns the norm

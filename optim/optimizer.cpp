@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/ops/factory.h"
 #include "core/ops/view.h"
+#include "optim/clip.h"
 
 namespace mnemo::optim {
 
@@ -75,8 +76,14 @@ NamedTensors Optimizer::state_tensors() const {
   return out;
 }
 
-void Optimizer::load_state_tensors(const NamedTensors& state) {
-  // Check everything first, so that a bad entry leaves the optimizer as it was.
+double Optimizer::grad_norm() {
+  std::vector<Tensor> tensors;
+  tensors.reserve(params_.size());
+  for (const ParamState& p : params_) tensors.push_back(p.param);
+  return global_grad_norm(tensors);
+}
+
+std::vector<std::vector<const Tensor*>> Optimizer::match_state(const NamedTensors& state) const {
   std::map<std::string, std::pair<size_t, size_t>> keys;  // "<name>.<slot>" -> (param, slot)
   for (size_t i = 0; i < params_.size(); ++i) {
     for (size_t s = 0; s < slot_names_.size(); ++s) {
@@ -109,6 +116,12 @@ void Optimizer::load_state_tensors(const NamedTensors& state) {
                   params_[i].name, slot_names_[s], params_[i].name);
     }
   }
+  return given;
+}
+
+void Optimizer::load_state_tensors(const NamedTensors& state) {
+  // Check everything first, so that a bad entry leaves the optimizer as it was.
+  const std::vector<std::vector<const Tensor*>> given = match_state(state);
   for (size_t i = 0; i < params_.size(); ++i) {
     for (size_t s = 0; s < slot_names_.size(); ++s) {
       Tensor& slot = params_[i].slots[s];

@@ -8,9 +8,9 @@
 //     Tensor loss = model(batch[m]) / micro;     // divide, so the sum is the batch mean
 //     loss.backward();                           // grads ADD UP across backward calls
 //   }
-//   double norm = optim::clip_grad_norm(params, max_norm);   // optional (optim/clip.h)
+//   double norm = optimizer.grad_norm();                      // optional: for clipping
 //   optimizer.set_lr(schedule.at(optimizer.steps_taken()));  // optional (optim/schedule.h)
-//   optimizer.step();
+//   optimizer.step(optim::clip_factor(norm, max_norm));       // or step() (optim/clip.h)
 //
 // Gradient accumulation needs no class: backward accumulates into .grad (+=) until
 // zero_grad() clears it, so k backward passes over losses divided by k leave the gradient of
@@ -21,6 +21,11 @@
 // Every parameter has a unique name; its state tensors are saved as "<name>.<slot>", e.g.
 // "model.norm.weight.exp_avg", so a checkpoint can store them next to the weights. A parameter
 // whose .grad is undefined at step() is skipped: not updated, no state created, no decay.
+//
+// grad_scale multiplies every gradient before the update without rewriting it: clipping's
+// factor goes there (clip_factor, optim/clip.h). Subclasses: SGD (sgd.h), AdamW (adamw.h), and
+// ZeroAdamW (train/lib/zero_adamw.h), whose state is sharded across data-parallel ranks: for
+// it grad_norm() and state_tensors() are collective, which is why they are virtual here.
 //
 // The step count (steps_taken) is one number for the whole optimizer; AdamW's bias correction
 // uses it (PyTorch counts per parameter; the two agree whenever every parameter receives a
@@ -55,10 +60,20 @@ class Optimizer {
   Optimizer(const Optimizer&) = delete;
   Optimizer& operator=(const Optimizer&) = delete;
 
-  // One update of every parameter that has a gradient; then steps_taken() grows by one.
-  virtual void step() = 0;
+  // One update of every parameter that has a gradient, that gradient multiplied by
+  // grad_scale first; then steps_taken() grows by one.
+  virtual void step(double grad_scale) = 0;
+  void step() { step(1.0); }
   // Makes every parameter's gradient undefined (the next backward starts from nothing).
   void zero_grad();
+  // The L2 norm of the whole gradient the next step() applies (before grad_scale), for
+  // clipping. Call it after backward and before step(). Default: global_grad_norm over the
+  // parameters (optim/clip.h). A sharded optimizer first sums the gradients across ranks
+  // here, so for it the call is collective and required once per step.
+  virtual double grad_norm();
+  // True when the optimizer itself sums gradients across data-parallel ranks (ZeRO): the
+  // trainer then must not all_reduce them as well.
+  virtual bool reduces_gradients() const { return false; }
 
   double lr() const { return lr_; }
   void set_lr(double lr);
@@ -70,14 +85,15 @@ class Optimizer {
 
   // The live state tensors ("<param name>.<slot>", parameter order, slot order). Only
   // parameters that have state (were stepped with a gradient) appear. The tensors are the
-  // optimizer's own: write them out before the next step, or clone them.
-  NamedTensors state_tensors() const;
+  // optimizer's own: write them out before the next step, or clone them. Collective for a
+  // sharded optimizer (every rank calls it; every rank gets the whole state).
+  virtual NamedTensors state_tensors() const;
   // Replaces the whole state with `state` (copied, converted to the state dtype and the
   // parameter's device). Every name must be a known "<param>.<slot>" with the parameter's
   // shape, at most once; a parameter has either all of its slots or none (none: it starts
   // fresh, as if never stepped). Throws mnemo::Error naming the key otherwise, changing
   // nothing.
-  void load_state_tensors(const NamedTensors& state);
+  virtual void load_state_tensors(const NamedTensors& state);
 
  protected:
   // slot_names: the state each parameter keeps ({"exp_avg", "exp_avg_sq"}, ...).
@@ -91,6 +107,7 @@ class Optimizer {
     std::vector<Tensor> slots;  // one per slot name; undefined until first created
   };
   std::vector<ParamState>& params() { return params_; }
+  const std::vector<ParamState>& params() const { return params_; }
   const std::vector<std::string>& slot_names() const { return slot_names_; }
   // The dtype the state of a parameter of this dtype is kept in (the parameter's by default).
   virtual DType state_dtype(DType param_dtype) const { return param_dtype; }
@@ -99,6 +116,9 @@ class Optimizer {
   // p's gradient ready for an update (contiguous, the parameter's dtype), or an undefined
   // tensor when p has none. Throws naming the parameter if the shape differs.
   Tensor gradient_of(const ParamState& p) const;
+  // The checks of load_state_tensors: for params()[i] and slot s, the tensor `state` gives
+  // (null where it gives none). Throws mnemo::Error naming the key of a bad entry.
+  std::vector<std::vector<const Tensor*>> match_state(const NamedTensors& state) const;
   void count_step() { ++steps_taken_; }
 
  private:

@@ -1,4 +1,4 @@
-// decay_groups: see param_groups.h.
+// decay_groups and the scalar-control group: see param_groups.h.
 #include "optim/param_groups.h"
 
 #include <cmath>
@@ -38,6 +38,32 @@ std::vector<ParamGroup> decay_groups(const NamedTensors& named_params, double we
     group.params.push_back(std::move(e.param));
   }
   return groups;
+}
+
+bool is_scalar_control(const std::string& name, const Tensor& param) {
+  return param.dim() <= 1 && param.numel() <= 64 && name.find("norm") == std::string::npos;
+}
+
+void split_scalar_controls(std::vector<ParamGroup>& groups, double lr_scale) {
+  MNEMO_CHECK(std::isfinite(lr_scale) && lr_scale > 0,
+              "split_scalar_controls: lr_scale must be finite and > 0, got {}", lr_scale);
+  ParamGroup scalars;
+  scalars.lr_scale = lr_scale;
+  for (ParamGroup& group : groups) {
+    MNEMO_CHECK(group.names.size() == group.params.size(),
+                "split_scalar_controls: a group has {} names for {} parameters", group.names.size(),
+                group.params.size());
+    ParamGroup kept = group;
+    kept.names.clear();
+    kept.params.clear();
+    for (size_t i = 0; i < group.params.size(); ++i) {
+      ParamGroup& to = is_scalar_control(group.names[i], group.params[i]) ? scalars : kept;
+      to.names.push_back(group.names[i]);
+      to.params.push_back(group.params[i]);
+    }
+    group = std::move(kept);
+  }
+  groups.push_back(std::move(scalars));
 }
 
 }  // namespace mnemo::optim

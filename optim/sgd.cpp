@@ -31,10 +31,12 @@ SGD::SGD(std::vector<ParamGroup> groups, double lr, double momentum, double weig
   MNEMO_CHECK(!nesterov || momentum > 0, "SGD: nesterov needs momentum > 0");
 }
 
-void SGD::step() {
+void SGD::step(double grad_scale) {
+  MNEMO_CHECK(std::isfinite(grad_scale), "SGD: grad_scale must be finite, got {}", grad_scale);
   for (ParamState& p : params()) {
     Tensor g = gradient_of(p);
     if (!g.defined()) continue;
+    if (grad_scale != 1) g = core::affine(g, grad_scale, 0);
     const ParamGroup& group = groups()[p.group];
     const double lr = this->lr() * group.lr_scale;
     const double wd = weight_decay_ + group.weight_decay;

@@ -3,6 +3,7 @@
 // For each parameter p with gradient g, learning rate lr' = lr * group.lr_scale, and L2
 // coefficient wd' = weight_decay + group.weight_decay:
 //
+//   g = g * grad_scale                    (step(grad_scale); 1 for step())
 //   g = g + wd' * p                       (L2 regularisation, added to the gradient)
 //   if momentum != 0:
 //     buf = g                             on the first step of p (no decay of zeros)
@@ -24,7 +25,8 @@ class SGD : public Optimizer {
   SGD(std::vector<ParamGroup> groups, double lr, double momentum = 0, double weight_decay = 0,
       bool nesterov = false);
 
-  void step() override;
+  using Optimizer::step;
+  void step(double grad_scale) override;
 
   double momentum() const { return momentum_; }
   bool nesterov() const { return nesterov_; }

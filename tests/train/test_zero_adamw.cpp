@@ -151,8 +151,9 @@ std::vector<float> all_values(const std::vector<Tensor>& ps) {
 double zero_step(train::ZeroAdamW& zero, const std::vector<Tensor>& ps, int step) {
   zero.zero_grad();
   set_grads(ps, step, 0);
-  double norm = zero.reduce_gradients();
-  zero.step(lr_at(step), std::min(1.0, 2.0 / norm));  // clip at 2: active on some steps
+  double norm = zero.grad_norm();
+  zero.set_lr(lr_at(step));
+  zero.step(std::min(1.0, 2.0 / norm));  // clip at 2: active on some steps
   return norm;
 }
 
@@ -192,7 +193,7 @@ TEST_CASE("ZeroAdamW with one process is bit for bit AdamW, clipping and groups 
   CHECK(clipped);
   CHECK(zero.steps_taken() == 5);
   // Same state, same names and shapes as AdamW's.
-  auto zs = zero.gather_state_tensors();
+  auto zs = zero.state_tensors();
   auto as = adamw.state_tensors();
   REQUIRE(zs.size() == as.size());
   for (size_t i = 0; i < zs.size(); ++i) {
@@ -214,7 +215,7 @@ TEST_CASE("ZeroAdamW state round trip resumes bit for bit, also into and from Ad
   {
     train::ZeroAdamW first(comm, groups_of(pi), 0.01);
     for (int s = 0; s < 3; ++s) zero_step(first, pi, s);
-    state = first.gather_state_tensors();
+    state = first.state_tensors();
     steps = first.steps_taken();
   }
   auto pr = copy_params(pi);  // "loaded from the checkpoint"
@@ -245,7 +246,7 @@ TEST_CASE("ZeroAdamW rejects bad parameters and bad state, naming what is wrong"
   dist::SingleProcessCommunicator comm;
   auto ps = make_params();
   train::ZeroAdamW zero(comm, groups_of(ps), 0.01);
-  auto state = zero.gather_state_tensors();
+  auto state = zero.state_tensors();
   REQUIRE(state.size() == 8);
   auto throws_with = [&](optim::NamedTensors bad, const std::string& text) {
     try {
@@ -275,8 +276,9 @@ TEST_CASE("ZeroAdamW rejects bad parameters and bad state, naming what is wrong"
                        doctest::Contains("'a' appears twice"), Error);
   // No gradients at all: zeros, norm 0; a step then only decays the decay group.
   auto before = all_values(ps);
-  CHECK(zero.reduce_gradients() == 0.0);
-  zero.step(0.5, 1.0);
+  CHECK(zero.grad_norm() == 0.0);
+  zero.set_lr(0.5);
+  zero.step(1.0);
   auto after = all_values(ps);
   for (size_t k = 0; k < 15; ++k) CHECK(after[k] == before[k] * (1 - 0.5f * 0.1f));
   for (size_t k = 15; k < 22; ++k) CHECK(after[k] == before[k]);
@@ -310,12 +312,13 @@ std::vector<RankResult> run_ranks(int world, int first_step, int last_step,
         for (int s = first_step; s < last_step; ++s) {
           zero.zero_grad();
           set_grads(ps, s, r);
-          double norm = zero.reduce_gradients();
+          double norm = zero.grad_norm();
           results[r].norms.push_back(norm);
-          zero.step(lr_at(s), std::min(1.0, 2.0 / norm));
+          zero.set_lr(lr_at(s));
+          zero.step(std::min(1.0, 2.0 / norm));
         }
         results[r].params = all_values(ps);
-        results[r].state = zero.gather_state_tensors();
+        results[r].state = zero.state_tensors();
       } catch (const std::exception& e) {
         results[r].error = e.what();  // a failing rank deadlocks the others; keep tests simple
       }

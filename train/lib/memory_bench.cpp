@@ -15,6 +15,7 @@
 #include "memory/memorizing_diagnostics.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
+#include "optim/param_groups.h"
 #include "optim/schedule.h"
 #include "train/lib/device_select.h"
 
@@ -61,20 +62,17 @@ nn::LlamaConfig model_config(const MemoryBenchOptions& o, const memory::MemoryTa
 }
 
 // AdamW over two groups: everything, and the mechanisms' small scalar controls (per-head
-// gates, temperatures, bias scales: 0-/1-D, at most 64 elements, not a norm's gain), which
-// move more slowly than they need to at the matrices' learning rate (memory-tasks.md).
+// gates, temperatures, bias scales: optim::split_scalar_controls), which move more slowly than
+// they need to at the matrices' learning rate (docs/memory-results.md).
 std::unique_ptr<optim::AdamW> make_optimizer(const memory::SegmentLM& lm, double lr,
                                              double scalar_lr_scale) {
-  optim::ParamGroup main_group, scalars;
-  scalars.lr_scale = scalar_lr_scale;
+  std::vector<optim::ParamGroup> groups(1);
   for (const auto& [name, p] : lm.named_parameters()) {
-    const bool scalar = p.dim() <= 1 && p.numel() <= 64 && name.find("norm") == std::string::npos;
-    optim::ParamGroup& g = scalar ? scalars : main_group;
-    g.names.push_back(name);
-    g.params.push_back(p);
+    groups[0].names.push_back(name);
+    groups[0].params.push_back(p);
   }
-  return std::make_unique<optim::AdamW>(std::vector<optim::ParamGroup>{main_group, scalars}, lr,
-                                        0.9, 0.95);
+  optim::split_scalar_controls(groups, scalar_lr_scale);
+  return std::make_unique<optim::AdamW>(std::move(groups), lr, 0.9, 0.95);
 }
 
 struct Trained {
@@ -182,7 +180,8 @@ nlohmann::json run_memory_bench(const MemoryBenchOptions& o, std::ostream& log) 
   // Everything the input names is checked before any training.
   const auto known = memory::mechanism_names();
   MNEMO_CHECK(std::find(known.begin(), known.end(), o.mechanism) != known.end(),
-              "memory-bench: unknown mechanism '{}' (none, memorizing or memformer)", o.mechanism);
+              "memory-bench: unknown mechanism '{}' (one of {})", o.mechanism,
+              memory::mechanism_list());
   const std::unique_ptr<memory::MemoryTask> task =
       memory::make_task(o.task, o.seed, o.task_options);
   const int64_t steps = o.steps > 0 ? o.steps : memory_bench_default_steps(o.task, o.mechanism);

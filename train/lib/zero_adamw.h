@@ -7,11 +7,11 @@
 //   all parameters, in group order, are laid end to end as one flat f32 vector of N elements,
 //   padded with zeros to P = W * S (S = ceil(N / W)); rank r owns the shard [r*S, (r+1)*S).
 //
-//   reduce_gradients():  pack every .grad into flat (P,) (undefined grad = zeros);
-//                        reduce_scatter(avg): grad_shard (S,) = mean over ranks of flat[r*S..];
-//                        returns the GLOBAL L2 norm: sum of squares of the shard in f64,
-//                        all_reduce(sum), sqrt (the padding is zero and adds nothing).
-//   step(lr, scale):     for each parameter piece that falls inside the shard, one adamw_ call
+//   grad_norm():         pack every .grad into flat (P,) (undefined grad = zeros);
+//                        reduce_scatter(avg or sum): grad_shard (S,) = flat[r*S..] combined
+//                        over ranks; returns the GLOBAL L2 norm: sum of squares of the shard
+//                        in f64, all_reduce(sum), sqrt (the padding is zero and adds nothing).
+//   step(scale):         for each parameter piece that falls inside the shard, one adamw_ call
 //                        on narrow() views: the parameter's flat view, grad_shard, exp_avg and
 //                        exp_avg_sq (S,) — with that parameter's group weight decay and
 //                        lr * lr_scale; then pack the updated shard into param_shard (S,),
@@ -32,13 +32,18 @@
 // a parameter without a gradient is updated as if its gradient were zero (decay and moments
 // still move: a shard cannot skip part of a collective), and the moments exist from the start.
 //
+// It is an optim::Optimizer, so a trainer holds it like AdamW: grad_norm() is where the
+// gradients are reduce-scattered (collective: every rank calls it once per step, after
+// backward), step(grad_scale) updates the shard and all-gathers the parameters, and
+// state_tensors() gathers the full moments (collective). reduces_gradients() is true, so the
+// trainer adds no all_reduce hooks of its own.
+//
 // Checkpoints use optim::Optimizer::state_tensors()'s format — full tensors named
 // "<param>.exp_avg" / "<param>.exp_avg_sq" with the parameter's shape — so a run saved with W
 // ranks resumes with any other number of ranks, or with optim::AdamW.
 #pragma once
 
 #include <cstdint>
-#include <string>
 #include <vector>
 
 #include "core/tensor.h"
@@ -47,65 +52,52 @@
 
 namespace mnemo::train {
 
-class ZeroAdamW {
+class ZeroAdamW final : public optim::Optimizer {
  public:
   // Parameters: f32, contiguous, on the CPU, unique names (empty names -> "group<g>.<i>", as in
-  // optim::Optimizer). The communicator must outlive this object.
+  // optim::Optimizer). The communicator must outlive this object. op: how gradients combine
+  // across ranks: avg (each rank's loss is its own mean) or sum (the losses are already
+  // scaled by the global token count, as the trainer does).
   ZeroAdamW(dist::Communicator& comm, std::vector<optim::ParamGroup> groups, double lr,
-            double beta1 = 0.9, double beta2 = 0.95, double eps = 1e-8);
-  ZeroAdamW(const ZeroAdamW&) = delete;
-  ZeroAdamW& operator=(const ZeroAdamW&) = delete;
+            double beta1 = 0.9, double beta2 = 0.95, double eps = 1e-8,
+            dist::ReduceOp op = dist::ReduceOp::avg);
 
-  // Collective. After backward on this rank's share of the batch (local grads, not averaged):
-  // this rank's shard of the rank-averaged gradient is ready for step(). Returns the global
-  // gradient L2 norm (the same on every rank), for clipping: pass min(1, max_norm / norm) as
-  // grad_scale.
-  // op: avg (each rank's loss is its own mean) or sum (the losses are already scaled by the
-  // global token count). f64 gradients (autograd/exact_grad.h) are reduced in f64.
-  double reduce_gradients(dist::ReduceOp op = dist::ReduceOp::avg);
-  // Collective. One AdamW update of this rank's shard at learning rate lr (times each group's
-  // lr_scale), the gradient multiplied by grad_scale first; then every rank's parameters are
-  // complete again. steps_taken() grows by one.
-  void step(double lr, double grad_scale = 1.0);
-  // Makes every parameter's gradient undefined.
-  void zero_grad();
-
-  int64_t steps_taken() const { return steps_taken_; }
-  void set_steps_taken(int64_t steps);
-  double lr() const { return lr_; }  // the lr of the last step (or the constructor's)
+  // Collective. After backward on this rank's share of the batch (local grads, not reduced):
+  // reduce-scatters them so that this rank's shard of the combined gradient is ready for
+  // step(), and returns the global gradient L2 norm (the same on every rank). f64 gradients
+  // (autograd/exact_grad.h) are reduced in f64.
+  double grad_norm() override;
+  bool reduces_gradients() const override { return true; }
+  // Collective. One AdamW update of this rank's shard at lr() (times each group's lr_scale),
+  // the gradient multiplied by grad_scale first; then every rank's parameters are complete
+  // again. steps_taken() grows by one.
+  using Optimizer::step;
+  void step(double grad_scale) override;
 
   // Collective: every rank gets the full state, named and shaped as optim::AdamW's.
-  optim::NamedTensors gather_state_tensors();
-  // Not collective: keeps this rank's shard of `full` (any floating dtype, converted to f32).
-  // Every name must be a known "<param>.exp_avg|exp_avg_sq" with the parameter's shape, at
-  // most once; a parameter has both slots or none (none: zero moments). Throws mnemo::Error
-  // naming the key otherwise, changing nothing.
-  void load_state_tensors(const optim::NamedTensors& full);
+  optim::NamedTensors state_tensors() const override;
+  // Not collective: keeps this rank's shard of `full` (any floating dtype, converted to f32),
+  // checked as optim::Optimizer::load_state_tensors checks (a parameter has both slots or
+  // none: none gives zero moments). Throws mnemo::Error naming the key, changing nothing.
+  void load_state_tensors(const optim::NamedTensors& full) override;
 
   int64_t numel() const { return numel_; }              // N: all parameters' elements
   int64_t shard_numel() const { return shard_numel_; }  // S = ceil(N / W)
   int64_t shard_begin() const { return int64_t(comm_.rank()) * shard_numel_; }
 
  private:
-  struct Entry {
-    std::string name;
-    Tensor param;        // the caller's parameter (any shape)
-    size_t group = 0;    // index into groups_
-    int64_t offset = 0;  // first element in the flat vector
-  };
-  // Calls fn(entry, begin, length) for each parameter overlapping this rank's shard, where
-  // [begin, begin + length) is the overlap in flat coordinates.
+  // Calls fn(i, begin, length) for each parameter params()[i] overlapping this rank's shard,
+  // where [begin, begin + length) is the overlap in flat coordinates.
   template <typename Fn>
   void for_each_piece(Fn&& fn) const;
 
   dist::Communicator& comm_;
-  std::vector<optim::ParamGroup> groups_;
-  std::vector<Entry> entries_;
-  double lr_, beta1_, beta2_, eps_;
+  dist::ReduceOp op_;
+  double beta1_, beta2_, eps_;
+  std::vector<int64_t> offsets_;  // params()[i]'s first element in the flat vector
   int64_t numel_ = 0, shard_numel_ = 0;
-  int64_t steps_taken_ = 0;
   Tensor flat_;          // (W*S,) f32: gradients in, gathered parameters out
-  Tensor grad_shard_;    // (S,) f32: this rank's averaged gradient
+  Tensor grad_shard_;    // (S,) f32: this rank's combined gradient
   Tensor flat64_;        // (W*S,) f64, gradients in, when they arrive in f64 (made on first use)
   Tensor grad_shard64_;  // (S,) f64
   Tensor param_shard_;   // (S,) f32: staging for all_gather (padding stays zero)
