@@ -171,14 +171,17 @@ SegmentOutput MemformerLM::forward_segment(const Tensor& ids, const MemoryState&
 
 double MemformerLM::forward_backward(const std::vector<Tensor>& ids,
                                      const std::vector<Tensor>& targets, const MemoryState& initial,
-                                     MemoryState* final_state) {
-  if (!config.mrbp) return SegmentLM::forward_backward(ids, targets, initial, final_state);
-  return forward_backward_mrbp(ids, targets, initial, final_state);
+                                     MemoryState* final_state, double grad_scale) {
+  if (!config.mrbp) {
+    return SegmentLM::forward_backward(ids, targets, initial, final_state, grad_scale);
+  }
+  return forward_backward_mrbp(ids, targets, initial, final_state, grad_scale);
 }
 
 double MemformerLM::forward_backward_mrbp(const std::vector<Tensor>& ids,
                                           const std::vector<Tensor>& targets,
-                                          const MemoryState& initial, MemoryState* final_state) {
+                                          const MemoryState& initial, MemoryState* final_state,
+                                          double grad_scale) {
   MNEMO_CHECK(!ids.empty() && ids.size() == targets.size(),
               "forward_backward: {} id segments and {} target segments", ids.size(),
               targets.size());
@@ -215,12 +218,13 @@ double MemformerLM::forward_backward_mrbp(const std::vector<Tensor>& ids,
     const SegmentOutput out = forward_segment(ids[s], in);
     const SegmentLoss loss = segment_loss(out.logits, targets[s]);
     total += loss.sum.item();
-    Tensor objective = mul(loss.sum, 1.0 / double(count));
+    Tensor objective = mul(loss.sum, grad_scale / double(count));
     if (grad_next.defined()) {
       objective = add(objective, sum(mul(out.state.at("slots"), grad_next)));
     }
     if (objective.requires_grad()) backward(objective);
-    grad_next = s > 0 ? m_in.grad() : Tensor();
+    // In the slots' dtype: with exact gradients (autograd/exact_grad.h) a leaf's is f64.
+    grad_next = s > 0 && m_in.grad().defined() ? mnemo::to(m_in.grad(), m_in.dtype()) : Tensor();
   }
   if (final_state != nullptr) *final_state = state.detached();
   return total / double(count);

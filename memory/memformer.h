@@ -81,7 +81,8 @@ class MemformerLM : public SegmentLM {
   int64_t segment_length() const override { return config.segment_length; }
   // MRBP when config.mrbp, else the default full back-propagation through time.
   double forward_backward(const std::vector<Tensor>& ids, const std::vector<Tensor>& targets,
-                          const MemoryState& initial, MemoryState* final_state = nullptr) override;
+                          const MemoryState& initial, MemoryState* final_state = nullptr,
+                          double grad_scale = 1.0) override;
 
   // The pieces of forward_segment, for tests and inspection.
   // ids (B, T), slots (B, K, C) -> the final hidden states h (B, T, C) after norm.
@@ -103,7 +104,8 @@ class MemformerLM : public SegmentLM {
  private:
   const Tensor& output_weight() const;
   double forward_backward_mrbp(const std::vector<Tensor>& ids, const std::vector<Tensor>& targets,
-                               const MemoryState& initial, MemoryState* final_state);
+                               const MemoryState& initial, MemoryState* final_state,
+                               double grad_scale);
 };
 
 }  // namespace mnemo::memory

@@ -285,7 +285,8 @@ SegmentOutput MemorizingLM::forward_segment(const Tensor& ids, const MemoryState
 
 double MemorizingLM::forward_backward(const std::vector<Tensor>& ids,
                                       const std::vector<Tensor>& targets,
-                                      const MemoryState& initial, MemoryState* final_state) {
+                                      const MemoryState& initial, MemoryState* final_state,
+                                      double grad_scale) {
   MNEMO_CHECK(!ids.empty() && ids.size() == targets.size(),
               "forward_backward: {} id segments and {} target segments", ids.size(),
               targets.size());
@@ -298,7 +299,7 @@ double MemorizingLM::forward_backward(const std::vector<Tensor>& ids,
     SegmentOutput out = forward_segment(ids[s], state);
     const SegmentLoss loss = segment_loss(out.logits, targets[s]);
     total += loss.sum.item();
-    if (loss.count > 0) backward(mul(loss.sum, 1.0 / double(count)));
+    if (loss.count > 0) backward(mul(loss.sum, grad_scale / double(count)));
     state = out.state.detached();
   }
   if (final_state != nullptr) *final_state = state;

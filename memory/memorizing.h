@@ -82,7 +82,8 @@ class MemorizingLM : public SegmentLM {
   int64_t segment_length() const override { return config.segment_length; }
   // Per segment forward + backward (the state is detached, so this equals one graph).
   double forward_backward(const std::vector<Tensor>& ids, const std::vector<Tensor>& targets,
-                          const MemoryState& initial, MemoryState* final_state = nullptr) override;
+                          const MemoryState& initial, MemoryState* final_state = nullptr,
+                          double grad_scale = 1.0) override;
 
   nn::LlamaConfig model_config;
   MemorizingConfig config;        // memory_layer resolved to 0 .. L-1

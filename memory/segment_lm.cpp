@@ -54,8 +54,7 @@ MemoryState SegmentLM::reset_rows(const MemoryState& state,
     // keep (B, 1, ..., 1): 1 for rows that continue, 0 for rows that restart.
     std::vector<double> keep(size_t(batch), 1.0);
     for (int64_t r : rows) {
-      MNEMO_CHECK(r >= 0 && r < batch, "reset_rows: row {} out of range for {} streams", r,
-                  batch);
+      MNEMO_CHECK(r >= 0 && r < batch, "reset_rows: row {} out of range for {} streams", r, batch);
       keep[size_t(r)] = 0.0;
     }
     Shape mask_shape(size_t(value.dim()), 1);
@@ -73,8 +72,8 @@ SegmentLoss segment_loss(const Tensor& logits, const Tensor& targets) {
               shape_str(logits.shape()), shape_str(targets.shape()));
   const int64_t V = logits.size(2);
   const Tensor flat_targets = reshape(targets, {-1});
-  const Tensor per_token = cross_entropy(reshape(logits, {-1, V}), flat_targets, -100, 0.0,
-                                         Reduction::none);
+  const Tensor per_token =
+      cross_entropy(reshape(logits, {-1, V}), flat_targets, -100, 0.0, Reduction::none);
   SegmentLoss loss;
   loss.sum = sum(per_token);
   loss.count = int64_t(sum(ne(flat_targets, -100.0)).item());
@@ -83,7 +82,7 @@ SegmentLoss segment_loss(const Tensor& logits, const Tensor& targets) {
 
 double SegmentLM::forward_backward(const std::vector<Tensor>& ids,
                                    const std::vector<Tensor>& targets, const MemoryState& initial,
-                                   MemoryState* final_state) {
+                                   MemoryState* final_state, double grad_scale) {
   MNEMO_CHECK(!ids.empty() && ids.size() == targets.size(),
               "forward_backward: {} id segments and {} target segments", ids.size(),
               targets.size());
@@ -99,7 +98,7 @@ double SegmentLM::forward_backward(const std::vector<Tensor>& ids,
   }
   MNEMO_CHECK(count > 0, "forward_backward: every target is ignored (-100)");
   const Tensor mean = mul(total, 1.0 / double(count));
-  backward(mean);
+  backward(mean, full({}, grad_scale, options_of(mean)));
   if (final_state != nullptr) *final_state = state.detached();
   return mean.item();
 }

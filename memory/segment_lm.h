@@ -52,7 +52,7 @@ struct SegmentOutput {
 
 class SegmentLM : public nn::Module {
  public:
-  // "none", "memorizing", "memformer", ...
+  // Its name in memory/factory.h ("none", "memorizing", ...).
   virtual std::string mechanism() const = 0;
   // The state before a stream's first segment, for `batch` streams.
   virtual MemoryState initial_state(int64_t batch) const = 0;
@@ -74,12 +74,14 @@ class SegmentLM : public nn::Module {
   virtual MemoryState reset_rows(const MemoryState& state, const std::vector<int64_t>& rows) const;
 
   // One training step over S segments: ids[s], targets[s] (B, T) (targets -100 = ignored).
-  // Accumulates the gradient of the mean loss over all scored tokens into the parameters and
-  // returns that mean loss; *final_state (if given) receives the state after the last
-  // segment, detached. Default: full back-propagation through time over one graph.
+  // Accumulates grad_scale times the gradient of the mean loss over all scored tokens into
+  // the parameters (a trainer that accumulates micro-batches or splits them over ranks scales
+  // each one: train/lib/trainer.h) and returns that mean loss (unscaled); *final_state (if
+  // given) receives the state after the last segment, detached. Default: full
+  // back-propagation through time over one graph.
   virtual double forward_backward(const std::vector<Tensor>& ids,
                                   const std::vector<Tensor>& targets, const MemoryState& initial,
-                                  MemoryState* final_state = nullptr);
+                                  MemoryState* final_state = nullptr, double grad_scale = 1.0);
 };
 
 // Sum of next-token cross-entropies of one segment and the number of scored tokens.
