@@ -3,7 +3,7 @@
 //   mnemo version                 the version and the features this build has
 //   mnemo train                   train a Llama-style LM on text (train/lib/trainer.h), or a
 //                                 memory-augmented one (a "memory" section in the config,
-//                                 train/lib/segment_trainer.h)
+//                                 train/lib/segment_step.h)
 //   mnemo eval                    score a text file with a checkpoint (train/lib/evaluate.h)
 //   mnemo sample                  generate text from a checkpoint (train/lib/generate.h)
 //   mnemo tokenize                a text file's token ids, as JSON
@@ -36,6 +36,7 @@
 #include "core/cpu/parallel.h"
 #include "core/error.h"
 #include "core/profiler.h"
+#include "memory/factory.h"
 #include "train/lib/bench_train.h"
 #include "train/lib/build_info.h"
 #include "train/lib/commands.h"
@@ -243,7 +244,7 @@ int main(int argc, char** argv) {
       "memory-bench",
       "Train a memory mechanism and the no-memory baseline on a task, one JSON line");
   memory_bench->add_option("task", mb_options.task, "recall, copy-far or longdoc")->required();
-  memory_bench->add_option("--mechanism", mb_options.mechanism, "none, memorizing or memformer")
+  memory_bench->add_option("--mechanism", mb_options.mechanism, mnemo::memory::mechanism_list())
       ->required();
   memory_bench->add_option("--seed", mb_options.seed, "Seed of the streams and the weights")
       ->capture_default_str();

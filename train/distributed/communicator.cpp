@@ -250,6 +250,15 @@ std::unique_ptr<Communicator> for_device(std::unique_ptr<Communicator> host, Dev
 #endif
 }
 
+void abort_job(Communicator& comm, const std::exception& error) {
+  const auto* mnemo_error = dynamic_cast<const Error*>(&error);
+  const ErrorKind kind = mnemo_error ? mnemo_error->kind() : ErrorKind::internal;
+  const std::string label =
+      kind == ErrorKind::input ? std::string() : fmt::format("{} error: ", error_kind_name(kind));
+  comm.abort(exit_status(kind),
+             fmt::format("mnemo: rank {}: {}{}", comm.rank(), label, error.what()));
+}
+
 void check_same_on_all_ranks(Communicator& comm, std::string_view what, const std::string& value) {
   const std::vector<std::string> all = comm.all_gather_string(value);
   for (size_t r = 1; r < all.size(); ++r) {

@@ -171,21 +171,22 @@ std::unique_ptr<Communicator> make_communicator(CommunicatorOptions options, Dev
 // for `device` built on it (NCCL keeps `host` for its bootstrap, barrier and strings).
 std::unique_ptr<Communicator> for_device(std::unique_ptr<Communicator> host, Device device);
 
-// Runs body() and returns its result. In a job of several ranks an exception must stop every
-// rank (the others would wait in their next collective, or in MPI_Finalize, forever): it ends
-// the job through comm.abort with "mnemo: rank R: <what>", exit status 2 for bad input and 1
-// for anything else (core/error.h: exit_status). With one rank the exception propagates unchanged.
+// Ends a job of several ranks for an exception caught on this rank: "mnemo: rank R: <what>"
+// through comm.abort, exit status 2 for bad input and 1 for anything else (core/error.h:
+// exit_status). Every rank must stop, or the others would wait in their next collective, or
+// in MPI_Finalize, forever.
+[[noreturn]] void abort_job(Communicator& comm, const std::exception& error);
+
+// Runs body() and returns its result; in a job of several ranks an exception ends the job
+// (abort_job). With one rank the exception propagates unchanged.
 template <typename Body>
 auto run_or_abort(Communicator& comm, Body&& body) -> decltype(body()) {
   if (comm.world_size() == 1) return body();
   try {
     return body();
-  } catch (const Error& e) {
-    comm.abort(exit_status(e.kind()), fmt::format("mnemo: rank {}: {}", comm.rank(), e.what()));
   } catch (const std::exception& e) {
-    comm.abort(1, fmt::format("mnemo: rank {}: internal error: {}", comm.rank(), e.what()));
+    abort_job(comm, e);
   }
-  std::terminate();  // not reached: abort() does not return
 }
 
 // Start-up check: every rank passes its own value of `what` (e.g. a hash of its config); if

@@ -112,9 +112,9 @@ NcclCommunicator::NcclCommunicator(std::unique_ptr<Communicator>&& host, Device 
     id_bytes.assign(id.internal, sizeof(id.internal));
   }
   id_bytes = host_->broadcast_string(id_bytes, 0);
-  MNEMO_CHECK(id_bytes.size() == sizeof(id.internal),
-              "nccl init: received a unique id of {} bytes, expected {}", id_bytes.size(),
-              sizeof(id.internal));
+  MNEMO_ASSERT(id_bytes.size() == sizeof(id.internal),
+               "nccl init: received a unique id of {} bytes, expected {}", id_bytes.size(),
+               sizeof(id.internal));
   std::memcpy(id.internal, id_bytes.data(), sizeof(id.internal));
 
   MNEMO_CUDA_CHECK(cudaStreamCreateWithFlags(&state_->stream, cudaStreamNonBlocking));

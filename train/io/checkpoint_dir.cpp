@@ -69,8 +69,8 @@ void fsync_tree(const fs::path& dir) {
 void rename_dir_over(const fs::path& from, const fs::path& to) {
   if (::rename(from.c_str(), to.c_str()) == 0) return;
   if (errno != EEXIST && errno != ENOTEMPTY) {
-    fail("commit_checkpoint: cannot rename '{}' to '{}': {}", from.string(), to.string(),
-         errno_text());
+    fail_system("commit_checkpoint: cannot rename '{}' to '{}': {}", from.string(), to.string(),
+                errno_text());
   }
   if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_EXCHANGE) == 0) {
     fs::remove_all(from);  // now holds the replaced checkpoint
@@ -179,7 +179,7 @@ std::string commit_checkpoint(const std::string& run_dir, const std::string& tmp
   try {
     return commit_checkpoint_steps(run_dir, tmp_dir, step, keep);
   } catch (const fs::filesystem_error& e) {  // e.g. permissions, a full disk
-    fail("commit_checkpoint: {}: {}", run_dir, e.what());
+    fail_system("commit_checkpoint: {}: {}", run_dir, e.what());
   }
 }
 

@@ -58,7 +58,7 @@ void fsync_path(const std::string& path) {
   int error = errno;
   ::close(fd);
   // Some file systems refuse fsync on directories (EINVAL); the data is as safe as it gets.
-  MNEMO_CHECK(rc == 0 || error == EINVAL, "fsync: '{}': {}", path, std::strerror(error));
+  if (rc != 0 && error != EINVAL) fail_system("fsync: '{}': {}", path, std::strerror(error));
 }
 
 AtomicFileWriter::AtomicFileWriter(std::string path)
@@ -80,7 +80,7 @@ void AtomicFileWriter::write(const void* data, size_t size) {
   while (size > 0) {
     ssize_t n = ::write(fd_, bytes, size);
     if (n < 0 && errno == EINTR) continue;
-    MNEMO_CHECK(n > 0, "write: cannot write '{}': {}", tmp_path_, errno_text());
+    if (n <= 0) fail_system("write: cannot write '{}': {}", tmp_path_, errno_text());
     bytes += n;
     size -= size_t(n);
   }
@@ -88,13 +88,13 @@ void AtomicFileWriter::write(const void* data, size_t size) {
 
 void AtomicFileWriter::commit() {
   MNEMO_CHECK(fd_ >= 0, "write: '{}' was already committed", path_);
-  MNEMO_CHECK(::fsync(fd_) == 0, "write: cannot fsync '{}': {}", tmp_path_, errno_text());
+  if (::fsync(fd_) != 0) fail_system("write: cannot fsync '{}': {}", tmp_path_, errno_text());
   int rc = ::close(fd_);
   fd_ = -1;
   if (rc != 0 || ::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
     std::string why = errno_text();
     ::unlink(tmp_path_.c_str());
-    fail("write: cannot replace '{}': {}", path_, why);
+    fail_system("write: cannot replace '{}': {}", path_, why);
   }
   fsync_path(parent_dir(path_));
 }

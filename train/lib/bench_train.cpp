@@ -22,7 +22,7 @@
 #include "train/lib/device_select.h"
 #include "train/lib/grad_sync.h"
 #include "train/lib/run_config.h"
-#include "train/lib/segment_trainer.h"
+#include "train/lib/segment_checkpoint.h"
 
 #if MNEMO_HAVE_CUDA
 #include "cuda/runtime.h"
@@ -119,7 +119,7 @@ nlohmann::json bench_on(const BenchTrainOptions& o, const RunConfig& rc, int64_t
     }
     sync.finish();
     const double norm = optim::global_grad_norm(params);
-    optimizer.step(norm > rc.train.grad_clip ? rc.train.grad_clip / (norm + 1e-6) : 1.0);
+    optimizer.step(rc.train.grad_clip > 0 ? optim::clip_factor(norm, rc.train.grad_clip) : 1.0);
     optimizer.zero_grad();
   };
   const auto [median, mean] = median_and_mean(time_steps(o, device, prepare, step));
@@ -151,7 +151,8 @@ nlohmann::json bench_on(const BenchTrainOptions& o, const RunConfig& rc, int64_t
   return report;
 }
 
-// The memory-augmented step (segment_trainer.cpp's train_step without grad_accum): `batch`
+// The memory-augmented step (segment_step.h's micro-batch and the trainer's update, without
+// grad_accum): `batch`
 // streams of `segments` segments of `seq` random ids, lm.forward_backward from the initial
 // state (the mechanism's own gradient flow: per segment, MRBP or BPTT), the global gradient
 // norm with clipping, one AdamW step. The optimizer groups are decay_groups' (the trainer
@@ -214,11 +215,11 @@ nlohmann::json bench_train(const BenchTrainOptions& o) {
   const int64_t seq = o.seq > 0 ? o.seq : rc.train.seq_len;
   MNEMO_CHECK(o.steps >= 1, "bench train: --steps must be >= 1, got {}", o.steps);
   if (rc.memory.enabled) {
-    // A memory section: the memory-augmented step, one process as `mnemo train` runs it.
+    // A memory section: the memory-augmented step, measured in one process.
     if (rc.train.threads > 0) set_num_threads(int(rc.train.threads));
     const Device device = select_device(o.device.empty() ? rc.train.device : o.device, std::cerr);
     MNEMO_CHECK(dist::make_communicator()->world_size() == 1,
-                "bench train: a config with a memory section trains in one process; run it "
+                "bench train: the memory-augmented step is measured in one process; run it "
                 "without mpirun");
     return bench_segment_lm(o, rc, batch, seq, device);
   }

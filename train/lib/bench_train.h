@@ -27,7 +27,7 @@ struct BenchTrainOptions {
 // {"bench":"train", "tokens_per_s", "ms_per_step", "ms_per_step_mean", "batch", "seq",
 //  "steps", "threads", "ranks", "device", "parameters"}; null on ranks other than 0 (under
 // mpirun the ranks train data-parallel, each on batch / ranks sequences).
-// A config with a memory section times the memory-augmented step instead (segment_trainer.h):
+// A config with a memory section times the memory-augmented step instead (segment_step.h):
 // batch streams of memory.segments segments of seq tokens, lm.forward_backward from the
 // initial state, clipping, AdamW; one process only (under mpirun: an error). Its line adds
 // "mechanism" and "segments", tokens_per_s counts batch * segments * seq tokens per step,

@@ -16,33 +16,32 @@ namespace mnemo::train {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-std::string save_checkpoint(const std::string& run_dir, int64_t step, const CheckpointContents& c,
-                            int keep) {
-  MNEMO_CHECK(c.model && c.tokenizer, "save_checkpoint: a model and a tokenizer are required");
-  MNEMO_CHECK(c.torch_dtype == "float32" || c.torch_dtype == "bfloat16",
-              "save_checkpoint: torch_dtype must be float32 or bfloat16, got '{}'", c.torch_dtype);
+std::string save_checkpoint(const std::string& run_dir, int64_t step,
+                            const std::function<void(const fs::path&)>& write_files, int keep) {
   const std::string tmp = io::begin_checkpoint(run_dir, step);
-  const fs::path dir(tmp);
+  write_files(fs::path(tmp));
+  return io::commit_checkpoint(run_dir, tmp, step, keep);
+}
 
+void write_llama_files(const fs::path& dir, const nn::LlamaForCausalLM& model,
+                       const text::Tokenizer& tokenizer, std::string_view torch_dtype) {
+  MNEMO_CHECK(torch_dtype == "float32" || torch_dtype == "bfloat16",
+              "checkpoint: torch_dtype must be float32 or bfloat16, got '{}'", torch_dtype);
   io::write_file_atomic((dir / "config.json").string(),
-                        hf_config_json(c.model->config, c.torch_dtype).dump(2) + "\n");
+                        hf_config_json(model.config, torch_dtype).dump(2) + "\n");
   // HF's names; with tied embeddings lm_head.weight is not stored (transformers re-ties it).
   std::vector<std::pair<std::string, Tensor>> weights;
-  const DType dtype = c.torch_dtype == "bfloat16" ? DType::bf16 : DType::f32;
-  for (auto& [name, tensor] : c.model->state_dict()) {
-    if (c.model->config.tie_word_embeddings && name == "lm_head.weight") continue;
+  const DType dtype = torch_dtype == "bfloat16" ? DType::bf16 : DType::f32;
+  for (auto& [name, tensor] : model.state_dict()) {
+    if (model.config.tie_word_embeddings && name == "lm_head.weight") continue;
     weights.emplace_back(name, tensor.dtype() == dtype ? tensor : to(detach(tensor), dtype));
   }
   io::save_safetensors((dir / "model.safetensors").string(), weights, {{"format", "pt"}});
-  c.tokenizer->save((dir / "tokenizer.json").string());
-  if (c.optimizer || !c.optimizer_state.empty()) {
-    io::save_safetensors((dir / "optimizer.safetensors").string(),
-                         c.optimizer ? c.optimizer->state_tensors() : c.optimizer_state);
-  }
-  json state = c.trainer_state;
-  state["step"] = step;
-  io::write_file_atomic((dir / "trainer_state.json").string(), state.dump(2) + "\n");
-  return io::commit_checkpoint(run_dir, tmp, step, keep);
+  tokenizer.save((dir / "tokenizer.json").string());
+}
+
+void write_optimizer_state(const fs::path& dir, const optim::NamedTensors& state) {
+  io::save_safetensors((dir / "optimizer.safetensors").string(), state);
 }
 
 LoadedCheckpoint load_checkpoint(const std::string& path) {
@@ -90,10 +89,6 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
   return out;
 }
 
-optim::NamedTensors read_optimizer_state(const std::string& checkpoint_dir) {
-  return io::load_safetensors((fs::path(checkpoint_dir) / "optimizer.safetensors").string());
-}
-
 void load_optimizer_state(const std::string& checkpoint_dir, optim::Optimizer& optimizer) {
   const std::string file = (fs::path(checkpoint_dir) / "optimizer.safetensors").string();
   try {
@@ -101,7 +96,7 @@ void load_optimizer_state(const std::string& checkpoint_dir, optim::Optimizer& o
   } catch (const Error& e) {
     const std::string message = e.what();
     if (message.find(file) != std::string::npos) throw;
-    fail("{}: {}", file, message);
+    rethrow_with(e, "{}: {}", file, message);
   }
 }
 

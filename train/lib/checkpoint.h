@@ -1,4 +1,5 @@
-// A checkpoint directory: everything needed to sample from, evaluate or resume a run.
+// A checkpoint directory: everything needed to sample from, evaluate or resume a run. A
+// plain LM's (a memory-augmented one: train/lib/segment_checkpoint.h):
 //
 //   config.json             HF LlamaForCausalLM config (loads in transformers unchanged)
 //   model.safetensors       the weights under HF's names (F32, or BF16 when torch_dtype says)
@@ -12,9 +13,12 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
 #include "nn/llama.h"
 #include "optim/optimizer.h"
@@ -22,19 +26,20 @@
 
 namespace mnemo::train {
 
-struct CheckpointContents {
-  const nn::LlamaForCausalLM* model = nullptr;
-  const optim::Optimizer* optimizer = nullptr;  // may be null (weights only)
-  optim::NamedTensors optimizer_state;          // used instead when optimizer is null
-                                                // (a sharded optimizer gathers it first)
-  const text::Tokenizer* tokenizer = nullptr;
-  nlohmann::json trainer_state;  // must hold "step"
-  std::string torch_dtype = "float32";
-};
-
-// Writes a checkpoint of `contents` for `step` into run_dir; returns its final path.
+// Writes a checkpoint for `step` into run_dir: write_files(dir) fills a fresh temporary
+// directory, which is then published as RUN/step-XXXXXXXX with RUN/latest switched to it
+// (keeping the newest `keep`). Returns the final path. If write_files throws, nothing is
+// published and `latest` stays where it was.
 std::string save_checkpoint(const std::string& run_dir, int64_t step,
-                            const CheckpointContents& contents, int keep = 2);
+                            const std::function<void(const std::filesystem::path&)>& write_files,
+                            int keep = 2);
+
+// A Llama's files in `dir`: config.json (HF's), model.safetensors (HF's names; the tied
+// lm_head.weight left out; F32, or BF16 when torch_dtype is "bfloat16") and tokenizer.json.
+void write_llama_files(const std::filesystem::path& dir, const nn::LlamaForCausalLM& model,
+                       const text::Tokenizer& tokenizer, std::string_view torch_dtype = "float32");
+// dir/optimizer.safetensors: the optimizer's state tensors ("<param name>.<slot>").
+void write_optimizer_state(const std::filesystem::path& dir, const optim::NamedTensors& state);
 
 // A loaded checkpoint (model on the CPU, in f32).
 struct LoadedCheckpoint {
@@ -49,9 +54,8 @@ struct LoadedCheckpoint {
 // tensor's name, shape and dtype against the config; errors name the file and the tensor.
 LoadedCheckpoint load_checkpoint(const std::string& path);
 
-// Restores the optimizer moments saved next to the model (checkpoint_dir/optimizer.safetensors).
+// Restores the optimizer state saved next to the model (checkpoint_dir/optimizer.safetensors);
+// errors name the file.
 void load_optimizer_state(const std::string& checkpoint_dir, optim::Optimizer& optimizer);
-// The saved moments themselves (for an optimizer that keeps only a shard of them).
-optim::NamedTensors read_optimizer_state(const std::string& checkpoint_dir);
 
 }  // namespace mnemo::train

@@ -18,9 +18,11 @@
 #include "train/lib/device_select.h"
 #include "train/lib/evaluate.h"
 #include "train/lib/generate.h"
+#include "train/lib/lm_step.h"
 #include "train/lib/run_config.h"
+#include "train/lib/segment_checkpoint.h"
 #include "train/lib/segment_generate.h"
-#include "train/lib/segment_trainer.h"
+#include "train/lib/segment_step.h"
 #include "train/text/corpus.h"
 #include "train/text/tokenizer.h"
 
@@ -94,21 +96,13 @@ void run_sample_segment_lm(const SampleOptions& o, GenerateOptions g, std::ostre
 
 }  // namespace
 
-bool run_uses_memory(const TrainOptions& o) {
-  namespace fs = std::filesystem;
-  const fs::path latest = fs::path(o.out_dir) / "latest";
-  if (o.resume && !o.out_dir.empty() && fs::exists(latest)) {
-    const fs::path state = fs::path(io::resolve_checkpoint(o.out_dir)) / "trainer_state.json";
-    const json saved = fs::exists(state) ? io::load_json_file(state.string()) : json{};
-    return saved.is_object() && saved.contains("run_config") && saved["run_config"].is_object() &&
-           saved["run_config"].contains("memory");
-  }
-  if (o.config_file.empty()) return false;  // the trainer reports what is missing
-  return load_run_config(o.config_file, o.overrides, o.steps).memory.enabled;
+std::unique_ptr<TrainStep> make_text_step(const RunConfig& rc) {
+  if (rc.memory.enabled) return std::make_unique<SegmentStep>(rc);
+  return std::make_unique<LmStep>(rc);
 }
 
 TrainSummary run_train(const TrainOptions& options, std::ostream& log) {
-  return run_uses_memory(options) ? run_segment_training(options, log) : run_training(options, log);
+  return run_training(options, make_text_step, log);
 }
 
 void run_eval(const EvalOptions& o, std::ostream& out) {

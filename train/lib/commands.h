@@ -5,18 +5,19 @@
 
 #include <cstdint>
 #include <iosfwd>
+#include <memory>
 #include <string>
 
 #include "train/lib/trainer.h"
 
 namespace mnemo::train {
 
-// `mnemo train`: the plain LM trainer (trainer.h), or, when the run's config has a "memory"
-// section, the memory-augmented one (segment_trainer.h). The config decides: --config with
-// the --set overrides for a new run, the checkpoint's saved config for --resume.
+// The step `mnemo train` trains with for a run config: a memory-augmented SegmentLM
+// (segment_step.h) when the config has a "memory" section, else the plain LM (lm_step.h).
+std::unique_ptr<TrainStep> make_text_step(const RunConfig& rc);
+// `mnemo train`: the run skeleton (trainer.h) with make_text_step. The config decides:
+// --config with the --set overrides for a new run, the checkpoint's saved config for --resume.
 TrainSummary run_train(const TrainOptions& options, std::ostream& log);
-// Whether that run trains a memory-augmented model.
-bool run_uses_memory(const TrainOptions& options);
 
 struct EvalOptions {
   std::string checkpoint;  // run dir (its latest) or checkpoint dir
@@ -27,7 +28,7 @@ struct EvalOptions {
 };
 // One JSON line: {"loss_nats_per_token", "bits_per_byte", "tokens", "bytes", "windows", "seq"}
 // (evaluate.h has the windowing rule and what "bytes" counts). A memory-augmented checkpoint
-// (segment_trainer.h) reads the whole text as one stream, in segments of --seq tokens
+// (segment_checkpoint.h) reads the whole text as one stream, in segments of --seq tokens
 // (default: its train.seq_len) with the memory state carried, and prints "mechanism" and
 // "segments" instead of "windows".
 void run_eval(const EvalOptions& options, std::ostream& out);

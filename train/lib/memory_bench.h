@@ -35,7 +35,7 @@ namespace mnemo::train {
 
 struct MemoryBenchOptions {
   std::string task;             // recall, copy-far, longdoc
-  std::string mechanism;        // none, memorizing, memformer
+  std::string mechanism;        // memory::mechanism_names()
   uint64_t seed = 0;            // task streams and initial weights
   int64_t steps = 0;            // 0 = the default (memory_bench_default_steps)
   int64_t batch = 16;           // streams per step

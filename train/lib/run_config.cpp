@@ -325,7 +325,7 @@ nn::LlamaConfig llama_config_from_hf(const json& j, std::string_view source) {
   try {
     c.validate();
   } catch (const Error& e) {
-    fail("{}: {}", source, e.what());
+    rethrow_with(e, "{}: {}", source, e.what());
   }
   return c;
 }

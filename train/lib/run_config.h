@@ -13,16 +13,16 @@
 //   "data":  path (a text file or directory; "" = the fortunes corpus), tokenizer ("bpe",
 //            "byte", or the path of a tokenizer.json), vocab_size (of a trained BPE; null = the
 //            model's), val_fraction;
-//   "memory": optional. Absent, `mnemo train` trains the plain LM (train/lib/trainer.h);
+//   "memory": optional. Absent, `mnemo train` trains the plain LM (train/lib/lm_step.h);
 //            present, it trains a memory-augmented SegmentLM on streams of segments
-//            (train/lib/segment_trainer.h). Its keys: mechanism ("memorizing", "memformer" or
-//            "none"; required), segments (segments of train.seq_len tokens per training
-//            stream, default 4), scalar_lr_scale (learning-rate factor of the mechanisms' small
-//            0-/1-D controls: gates, temperatures, distance slopes; default 1), and the
-//            mechanism's own keys as memory::make_segment_lm takes them (memory/factory.h);
-//            its segment_length (the local window) defaults to train.seq_len. The mechanism's
-//            keys have no schema here: make_segment_lm rejects unknown ones by name when the
-//            run starts, and `--set memory.KEY=VALUE` may add any of them.
+//            (train/lib/segment_step.h). Its keys: mechanism (one of
+//            memory::mechanism_names(), memory/factory.h; required), segments (segments of
+//            train.seq_len tokens per training stream, default 4), scalar_lr_scale (learning-rate
+//            factor of the mechanisms' small 0-/1-D controls: gates, temperatures, distance slopes;
+//            default 1), and the mechanism's own keys as memory::make_segment_lm takes them
+//            (memory/factory.h); its segment_length (the local window) defaults to train.seq_len.
+//            The mechanism's keys have no schema here: make_segment_lm rejects unknown ones by name
+//            when the run starts, and `--set memory.KEY=VALUE` may add any of them.
 // Every key a file or `--set key=value` names must exist in the schema with a compatible
 // type (train/io/config.h): a typo is an error naming the key, never silently ignored.
 #pragma once

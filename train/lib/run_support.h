@@ -1,7 +1,7 @@
-// What the two trainers share (train/lib/trainer.cpp for the plain LM, segment_trainer.cpp
-// for memory-augmented ones): stopping on a signal, the run's data preparation (tokenizer and
-// token shards in RUN/data), the learning-rate schedule of a config, and the loss curves read
-// back from metrics.jsonl.
+// Pieces of a training run that live outside the skeleton (train/lib/trainer.h): stopping on a
+// signal, where a run starts (a checkpoint to resume or the config), the run's data
+// preparation (tokenizer and token shards in RUN/data, train/lib/text_step.h), the
+// learning-rate schedule of a config, and the loss curves read back from metrics.jsonl.
 #pragma once
 
 #include <chrono>

@@ -14,7 +14,7 @@
 //   next   = sample(out.logits[0, t-1, :])                    the next token's logits (V,)
 //   if t == S:  state = out.state;  current = {}              commit the completed segment
 //
-// The commit is exactly what evaluation does (segment_trainer.h, evaluate_streams): the state
+// The commit is exactly what evaluation does (evaluate.h, evaluate_streams): the state
 // after a full segment is forward_segment(that segment, the state before it).state. A partial
 // segment never changes `state`; its tokens are re-read at every step. (The prompt is fed in
 // chunks of S, one forward per chunk, with the same commits.)
