@@ -37,9 +37,9 @@ Tensor fit_to_input(const Tensor& g, const autograd::Edge& edge, std::string_vie
   const DType dtype = leaf ? autograd::exact_grad_dtype(edge.dtype) : edge.dtype;
   Tensor out = dtype == DType::f64 && edge.dtype != DType::f64 ? to(g, DType::f64) : g;
   if (out.shape() != edge.shape) {
-    MNEMO_CHECK(out.dim() >= int64_t(edge.shape.size()),
-                "backward of {}: gradient of shape {} for an input of shape {}", node_name,
-                shape_str(out.shape()), shape_str(edge.shape));
+    MNEMO_ASSERT(out.dim() >= int64_t(edge.shape.size()),
+                 "backward of {}: gradient of shape {} for an input of shape {}", node_name,
+                 shape_str(out.shape()), shape_str(edge.shape));
     out = sum_to(out, edge.shape);
   }
   if (out.dtype() != dtype) out = to(out, dtype);
@@ -148,9 +148,9 @@ struct Pass {
       autograd::Needs needs(node->inputs.size());
       for (size_t i = 0; i < needs.size(); ++i) needs[i] = node->inputs[i].meta != nullptr;
       input_grads = node->backward(g, needs);
-      MNEMO_CHECK(input_grads.size() == node->inputs.size(),
-                  "backward of {}: rule returned {} gradients for {} inputs", node->name,
-                  input_grads.size(), node->inputs.size());
+      MNEMO_ASSERT(input_grads.size() == node->inputs.size(),
+                   "backward of {}: rule returned {} gradients for {} inputs", node->name,
+                   input_grads.size(), node->inputs.size());
     }
     if (!options.retain_graph) node->backward = nullptr;
     for (size_t i = 0; i < node->inputs.size(); ++i) {

@@ -69,8 +69,8 @@ void record(std::string_view name, const Tensor& out, const TensorList& inputs, 
     node->inputs.push_back(std::move(edge));
   }
   AutogradMeta& meta = out.ensure_autograd_meta();
-  MNEMO_CHECK(meta.grad_fn == nullptr, "{}: output already has a grad_fn ({})", name,
-              out.grad_fn_name());
+  MNEMO_ASSERT(meta.grad_fn == nullptr, "{}: output already has a grad_fn ({})", name,
+               out.grad_fn_name());
   meta.requires_grad = true;
   meta.grad_fn = node;
   meta.grad_fn_name = name;

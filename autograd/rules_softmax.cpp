@@ -53,7 +53,7 @@ Tensor row_gradient(const Tensor& dy, Reduction reduction, int64_t N, const Tens
     case Reduction::sum: return expand(reshape(dy, {1}), {N});
     case Reduction::mean: return expand(reshape(div(dy, count), {1}), {N});
   }
-  fail("cross_entropy: invalid reduction {}", int(reduction));
+  fail_internal("cross_entropy: invalid reduction {}", int(reduction));
 }
 
 }  // namespace

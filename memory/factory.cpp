@@ -1,6 +1,8 @@
 // make_segment_lm (factory.h): mechanism name -> SegmentLM.
 #include "memory/factory.h"
 
+#include <fmt/ranges.h>
+
 #include <algorithm>
 
 #include "core/error.h"
@@ -29,10 +31,37 @@ std::unique_ptr<SegmentLM> make_baseline(const nn::LlamaConfig& model,
   return std::make_unique<BaselineLM>(model, segment_length, gen);
 }
 
+std::unique_ptr<SegmentLM> make_memorizing(const nn::LlamaConfig& model,
+                                           const nlohmann::json& section, Generator* gen) {
+  return std::make_unique<MemorizingLM>(model, MemorizingConfig::from_json(section), gen);
+}
+
+std::unique_ptr<SegmentLM> make_memformer(const nn::LlamaConfig& model,
+                                          const nlohmann::json& section, Generator* gen) {
+  return std::make_unique<MemformerLM>(model, MemformerConfig::from_json(section), gen);
+}
+
+// The mechanisms, in the order help texts list them. A new mechanism is one line here.
+struct Mechanism {
+  const char* name;
+  std::unique_ptr<SegmentLM> (*make)(const nn::LlamaConfig&, const nlohmann::json&, Generator*);
+};
+constexpr Mechanism kMechanisms[] = {
+    {"none", make_baseline},
+    {"memorizing", make_memorizing},
+    {"memformer", make_memformer},
+};
+
 }  // namespace
 
 std::vector<std::string> mechanism_names() {
-  return {"none", "memorizing", "memformer"};
+  std::vector<std::string> names;
+  for (const Mechanism& m : kMechanisms) names.emplace_back(m.name);
+  return names;
+}
+
+std::string mechanism_list() {
+  return fmt::format("{}", fmt::join(mechanism_names(), ", "));
 }
 
 bool mechanism_built_in(const std::string& name) {
@@ -43,14 +72,10 @@ bool mechanism_built_in(const std::string& name) {
 std::unique_ptr<SegmentLM> make_segment_lm(const std::string& mechanism,
                                            const nn::LlamaConfig& model,
                                            const nlohmann::json& memory_section, Generator* gen) {
-  if (mechanism == "none") return make_baseline(model, memory_section, gen);
-  if (mechanism == "memorizing") {
-    return std::make_unique<MemorizingLM>(model, MemorizingConfig::from_json(memory_section), gen);
+  for (const Mechanism& m : kMechanisms) {
+    if (mechanism == m.name) return m.make(model, memory_section, gen);
   }
-  if (mechanism == "memformer") {
-    return std::make_unique<MemformerLM>(model, MemformerConfig::from_json(memory_section), gen);
-  }
-  fail("unknown memory mechanism '{}' (none, memorizing or memformer)", mechanism);
+  fail("unknown memory mechanism '{}' (one of {})", mechanism, mechanism_list());
 }
 
 }  // namespace mnemo::memory

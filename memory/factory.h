@@ -17,8 +17,10 @@
 
 namespace mnemo::memory {
 
-// The mechanism names make_segment_lm knows.
+// The mechanism names make_segment_lm knows (its table in factory.cpp is the only list: help
+// texts and error messages read it from here).
 std::vector<std::string> mechanism_names();
+std::string mechanism_list();                      // "none, memorizing, memformer"
 bool mechanism_built_in(const std::string& name);  // name is one of mechanism_names()
 
 // Throws mnemo::Error naming an unknown mechanism or a bad section key.
