@@ -1,10 +1,17 @@
 // The profiler's session: collects op records, resolves device times, aggregates the
-// summary, writes the Chrome trace and prints the table (core/profiler.h says what and why).
+// summary and each device's busy time, and at stop() writes the Chrome trace and prints the
+// table (core/profiler.h says what and why; the table and the JSON are made in
+// core/profiler_report.cpp).
 //
 // One global Session guarded by a mutex. A CPU op's record is final when the op returns;
 // a GPU op's record waits in `pending` until its DeviceTimer interval is read back, which
 // happens in batches (when more than kMaxPending wait, the older half is resolved: those ops
 // finished long ago, so this rarely waits) and at stop().
+//
+// Busy time: per device, the union of the finished ops' intervals, kept as a running total
+// and the end of the last interval ("until"): an interval adds only its part after `until`.
+// Step time: open step ranges are counted in one atomic; an op dispatched while it is
+// non-zero is "in a step", and the outermost step range adds its duration to the session.
 #include "core/profiler.h"
 
 #include <algorithm>
@@ -13,13 +20,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
-
-#include <fmt/ranges.h>
 
 #include "core/error.h"
 
@@ -49,7 +56,8 @@ void for_each_timer(F&& f) {
   }
 }
 
-thread_local int t_depth = 0;  // recorded ops this thread is inside
+thread_local int t_depth = 0;      // recorded ops this thread is inside
+std::atomic<int> g_open_steps{0};  // step ranges open now, on any thread
 
 int thread_number() {
   static std::atomic<int> next{0};
@@ -63,6 +71,22 @@ struct Pending {
   int64_t token;
 };
 
+// The union of intervals that arrive in start order: `until` is the end of the union so far.
+struct Union {
+  double until_us = std::numeric_limits<double>::lowest();
+  double total_us = 0;
+  void add(double start_us, double end_us) {
+    if (end_us <= until_us) return;
+    total_us += end_us - std::max(start_us, until_us);
+    until_us = end_us;
+  }
+};
+
+struct Busy {
+  Device device;
+  Union all, in_steps;
+};
+
 struct Session {
   Options options;
   double t0_us = 0;
@@ -70,6 +94,9 @@ struct Session {
   std::vector<OpRecord> events;
   int64_t dropped = 0;
   std::map<std::pair<std::string, std::string>, OpSummary> summary;  // (device, name)
+  std::map<std::string, Busy> busy;                                  // by device
+  int64_t steps = 0;
+  double step_us = 0;
 };
 
 std::mutex g_mutex;
@@ -83,11 +110,16 @@ void finish(Session& s, OpRecord record) {
   sum.device = record.device;
   sum.calls += 1;
   sum.total_ms += record.dur_us / 1000;
+  if (record.in_step) sum.step_ms += record.dur_us / 1000;
   sum.bytes += record.bytes;
   if (record.flops >= 0) {
     sum.flops += record.flops;
     sum.has_flops = true;
   }
+  Busy& busy = s.busy[record.device.str()];
+  busy.device = record.device;
+  busy.all.add(record.start_us, record.start_us + record.dur_us);
+  if (record.in_step) busy.in_steps.add(record.start_us, record.start_us + record.dur_us);
   if (int64_t(s.events.size()) < s.options.max_trace_events) {
     s.events.push_back(std::move(record));
   } else {
@@ -128,76 +160,28 @@ double env_double(const char* name) {
   return value;
 }
 
-// The peak of each device that ran ops: set_peak, else the environment, else measured.
-std::map<std::string, Peak> peaks_for(const Report& report) {
-  std::map<std::string, Peak> peaks;
-  const Peak env{env_double("MNEMO_PROFILE_PEAK_GBPS"), env_double("MNEMO_PROFILE_PEAK_TFLOPS")};
-  for (const OpSummary& op : report.ops) {
-    const std::string key = op.device.str();
-    if (peaks.count(key)) continue;
-    Peak peak = env;
-    if (DeviceTimer* timer = timers()[size_t(op.device.type)].load();
-        timer != nullptr && (peak.gbps == 0 || peak.tflops == 0)) {
-      const Peak measured = timer->measure_peak(op.device);
-      if (peak.gbps == 0) peak.gbps = measured.gbps;
-      if (peak.tflops == 0) peak.tflops = measured.tflops;
-    }
-    {
-      std::lock_guard lock(g_mutex);
-      if (auto it = g_peaks.find(op.device.type); it != g_peaks.end()) {
-        if (it->second.gbps > 0) peak.gbps = it->second.gbps;
-        if (it->second.tflops > 0) peak.tflops = it->second.tflops;
-      }
-    }
-    peaks[key] = peak;
-  }
-  return peaks;
-}
-
-std::string json_escape(std::string_view text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += fmt::format("\\u{:04x}", int(c));
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out;
-}
-
-std::string shapes_text(const std::vector<Shape>& shapes) {
-  std::string out;
-  for (const Shape& shape : shapes) {
-    if (!out.empty()) out += ' ';
-    out += fmt::format("({})", fmt::join(shape, ","));
-  }
-  return out;
-}
-
-// One "complete" trace event.
-void append_event(std::string& out, const OpRecord& r, int pid, int tid, double ts, double dur) {
-  out += fmt::format(
-      "{{\"ph\":\"X\",\"name\":\"{}\",\"cat\":\"{}\",\"pid\":{},\"tid\":{},\"ts\":{:.3f},"
-      "\"dur\":{:.3f},\"args\":{{\"device\":\"{}\",\"dtype\":\"{}\",\"shapes\":\"{}\","
-      "\"bytes\":{},\"flops\":{}}}}},\n",
-      json_escape(r.name), json_escape(r.category), pid, tid, ts, dur, r.device.str(), r.dtype,
-      shapes_text(r.shapes), r.bytes, r.flops);
+// Writes the trace to path, creating its directory if need be (`mnemo train --out DIR`
+// starts profiling before the trainer creates DIR).
+void write_trace_file(const std::string& path, const Report& report) {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  std::error_code error;
+  if (!parent.empty()) std::filesystem::create_directories(parent, error);
+  std::ofstream file(path, std::ios::binary | std::ios::trunc);
+  MNEMO_CHECK(file.good(), "profiler: cannot write the trace to '{}'{}", path,
+              error ? " (" + error.message() + ")" : std::string());
+  write_trace(file, report);
+  file.close();
+  if (!file.good()) fail_system("profiler: writing the trace to '{}' failed", path);
 }
 
 }  // namespace
 
-Options options_from_env() {
+Options options_from_env(const std::string& run_dir) {
   Options options;
   if (const char* out = std::getenv("MNEMO_PROFILE_OUT"); out != nullptr && *out != '\0') {
     options.trace_path = out;
+  } else if (!run_dir.empty()) {
+    options.trace_path = (std::filesystem::path(run_dir) / kRunTraceFile).string();
   }
   options.max_trace_events = env_int("MNEMO_PROFILE_MAX_EVENTS", options.max_trace_events);
   return options;
@@ -240,13 +224,14 @@ Report stop() {
   }
   std::stable_sort(report.ops.begin(), report.ops.end(),
                    [](const OpSummary& a, const OpSummary& b) { return a.total_ms > b.total_ms; });
+  for (const auto& [key, busy] : session->busy) {
+    report.busy.push_back({busy.device, busy.all.total_us / 1000, busy.in_steps.total_us / 1000});
+  }
+  report.steps = session->steps;
+  report.step_ms = session->step_us / 1000;
   const Options& options = session->options;
   if (!options.trace_path.empty()) {
-    std::ofstream file(options.trace_path, std::ios::binary | std::ios::trunc);
-    MNEMO_CHECK(file.good(), "profiler: cannot write the trace to '{}'", options.trace_path);
-    file << trace_json(report);
-    file.close();
-    MNEMO_CHECK(file.good(), "profiler: writing the trace to '{}' failed", options.trace_path);
+    write_trace_file(options.trace_path, report);
     report.trace_path = options.trace_path;
   }
   if (options.print_summary) std::cerr << summary_table(report) << std::flush;
@@ -258,96 +243,51 @@ void set_peak(DeviceType type, Peak peak) {
   g_peaks[type] = peak;
 }
 
+Peak peak_of(Device device) {
+  Peak peak;
+  {
+    std::lock_guard lock(g_mutex);
+    if (auto it = g_peaks.find(device.type); it != g_peaks.end()) peak = it->second;
+  }
+  if (peak.gbps == 0) peak.gbps = env_double("MNEMO_PROFILE_PEAK_GBPS");
+  if (peak.tflops == 0) peak.tflops = env_double("MNEMO_PROFILE_PEAK_TFLOPS");
+  if (peak.gbps > 0 && peak.tflops > 0) return peak;
+  Peak measured;
+  if (device.is_cpu()) {
+    measured = measure_cpu_peak();
+  } else if (DeviceTimer* timer = timers()[size_t(device.type)].load()) {
+    measured = timer->measure_peak(device);
+  }
+  if (peak.gbps == 0) peak.gbps = measured.gbps;
+  if (peak.tflops == 0) peak.tflops = measured.tflops;
+  return peak;
+}
+
 DeviceTimer* register_device_timer(DeviceType type, DeviceTimer* timer) {
   return timers().at(size_t(type)).exchange(timer);
-}
-
-std::string summary_table(const Report& report) {
-  const std::map<std::string, Peak> peaks = peaks_for(report);
-  int64_t calls = 0;
-  for (const OpSummary& op : report.ops) calls += op.calls;
-  std::string out =
-      fmt::format("mnemo profile: {} op calls, {:.3f} ms of op time in {:.3f} ms wall{}\n", calls,
-                  report.op_total_ms, report.wall_ms,
-                  report.trace_path.empty() ? "" : "; trace: " + report.trace_path);
-  out += fmt::format("{:<24} {:>8} {:>8} {:>11} {:>7} {:>10} {:>9} {:>9} {:>7}\n", "op", "device",
-                     "calls", "total ms", "% time", "mean us", "GB/s", "TFLOP/s", "% peak");
-  for (const OpSummary& op : report.ops) {
-    const double seconds = op.total_ms / 1000;
-    const double gbps = seconds > 0 ? double(op.bytes) / seconds / 1e9 : 0;
-    const double tflops = seconds > 0 && op.has_flops ? double(op.flops) / seconds / 1e12 : 0;
-    const Peak peak = peaks.at(op.device.str());
-    // Ops with a FLOP formula (matmul, attention) are judged by compute, the rest by memory.
-    double pct_peak = -1;
-    if (op.has_flops && peak.tflops > 0) {
-      pct_peak = 100 * tflops / peak.tflops;
-    } else if (!op.has_flops && peak.gbps > 0) {
-      pct_peak = 100 * gbps / peak.gbps;
-    }
-    out += fmt::format("{:<24} {:>8} {:>8} {:>11.3f} {:>7.1f} {:>10.1f} {:>9.1f} {:>9} {:>7}\n",
-                       op.name, op.device.str(), op.calls, op.total_ms,
-                       report.op_total_ms > 0 ? 100 * op.total_ms / report.op_total_ms : 0.0,
-                       1000 * op.total_ms / double(op.calls), gbps,
-                       op.has_flops ? fmt::format("{:.3f}", tflops) : std::string("-"),
-                       pct_peak >= 0 ? fmt::format("{:.1f}", pct_peak) : std::string("-"));
-  }
-  for (const auto& [device, peak] : peaks) {
-    if (peak.gbps > 0 || peak.tflops > 0) {
-      out +=
-          fmt::format("peak of {}: {:.1f} GB/s, {:.1f} TFLOP/s\n", device, peak.gbps, peak.tflops);
-    }
-  }
-  if (report.dropped_events > 0) {
-    out += fmt::format("(the trace kept the first {} ops; {} more are in this table only)\n",
-                       report.events.size(), report.dropped_events);
-  }
-  return out;
-}
-
-// Process 0 is the host (one track per thread); process 1 + i is GPU i (one track: its
-// stream). A GPU op appears twice: its dispatch on the host track, its execution on the GPU's.
-std::string trace_json(const Report& report) {
-  std::string out = "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n";
-  out += "{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":0,\"args\":{\"name\":\"mnemo host\"}},\n";
-  std::map<int, bool> threads;
-  std::map<int, std::string> gpus;
-  for (const OpRecord& r : report.events) {
-    threads[r.thread] = true;
-    if (!r.device.is_cpu()) gpus[1 + r.device.index] = r.device.str();
-  }
-  for (const auto& [tid, unused] : threads) {
-    out += fmt::format(
-        "{{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":0,\"tid\":{},\"args\":{{\"name\":"
-        "\"thread {}\"}}}},\n",
-        tid, tid);
-  }
-  for (const auto& [pid, name] : gpus) {
-    out += fmt::format(
-        "{{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":{},\"args\":{{\"name\":\"{}\"}}}},\n",
-        pid, name);
-  }
-  for (const OpRecord& r : report.events) {
-    append_event(out, r, 0, r.thread, r.host_start_us, r.host_dur_us);
-    if (!r.device.is_cpu()) append_event(out, r, 1 + r.device.index, 0, r.start_us, r.dur_us);
-  }
-  if (out.ends_with(",\n")) out.resize(out.size() - 2);  // JSON has no trailing comma
-  out += "\n]}\n";
-  return out;
 }
 
 ScopedRange::ScopedRange(std::string name) : name_(std::move(name)) {
   if (!enabled()) return;
   start_us_ = now_us();
+  step_ = name_.starts_with(kStepRangePrefix);
+  if (step_) outer_step_ = g_open_steps.fetch_add(1) == 0;
   for_each_timer([&](DeviceTimer& t) { t.push_range(name_); });
 }
 
 ScopedRange::~ScopedRange() {
   if (start_us_ < 0) return;
   for_each_timer([&](DeviceTimer& t) { t.pop_range(); });
+  if (step_) g_open_steps.fetch_sub(1);
   const double end_us = now_us();
   std::lock_guard lock(g_mutex);
   if (!g_session) return;
   Session& s = *g_session;
+  if (outer_step_) {
+    s.steps += 1;
+    s.step_us +=
+        end_us - std::max(start_us_, s.t0_us);  // a session started mid-step counts its part
+  }
   if (int64_t(s.events.size()) >= s.options.max_trace_events) return;
   OpRecord r;
   r.name = name_;
@@ -364,9 +304,17 @@ bool inside_op() {
   return t_depth > 0;
 }
 
+Unrecorded::Unrecorded() {
+  ++t_depth;
+}
+Unrecorded::~Unrecorded() {
+  --t_depth;
+}
+
 // The destructor undoes exactly this, so nothing here may throw after ++t_depth.
 OpCall::OpCall(OpRecord record) : record_(std::move(record)) {
   record_.thread = thread_number();
+  record_.in_step = g_open_steps.load(std::memory_order_relaxed) > 0;
   if (!record_.device.is_cpu()) timer_ = timers()[size_t(record_.device.type)].load();
   host_start_us_ = now_us();
   if (timer_ != nullptr) token_ = timer_->start(record_.device);

@@ -15,7 +15,9 @@
 //
 // `--profile` on any subcommand (or MNEMO_PROFILE=1) records every backend op and, when the
 // command ends, writes a Chrome trace and prints a per-op summary on stderr (core/profiler.h,
-// docs/profiling.md).
+// docs/profiling.md). The trace goes into the run directory of `mnemo train --out DIR`
+// (DIR/profile.json), elsewhere into the current directory (mnemo-profile.json), unless
+// MNEMO_PROFILE_OUT names a file; the summary's last line says where.
 //
 // This file only parses arguments (CLI11) and maps failures to exit codes; the work lives
 // in train/lib. Exit codes: 0 success; 2 bad input (a command-line error, or a mnemo::Error of
@@ -310,8 +312,9 @@ int main(int argc, char** argv) {
   for (CLI::App* command : {&app, version, demo, train, eval, sample, tokenize, tokenizer_train,
                             bench_train, memory_bench}) {
     command->add_flag("--profile", profile,
-                      "Profile every op: a Chrome trace (MNEMO_PROFILE_OUT, default "
-                      "mnemo-profile.json) and a summary on stderr");
+                      "Profile every op: a summary on stderr and a Chrome trace (train: "
+                      "OUT/profile.json; others: ./mnemo-profile.json; MNEMO_PROFILE_OUT "
+                      "overrides)");
   }
 
   try {
@@ -329,8 +332,11 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (profile && !mnemo::profiler::enabled()) {
-      mnemo::profiler::start(mnemo::profiler::options_from_env());
+    // A session MNEMO_PROFILE=1 started before main is restarted here, so that its trace
+    // also goes into the command's run directory.
+    if (profile || mnemo::profiler::enabled()) {
+      const std::string run_dir = *train ? train_options.out_dir : std::string();
+      mnemo::profiler::start(mnemo::profiler::options_from_env(run_dir));
     }
     if (threads > 0) mnemo::set_num_threads(threads);
     if (*version) {
