@@ -2,6 +2,8 @@
 // check. See communicator.h.
 #include "train/distributed/communicator.h"
 
+#include <exception>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -257,6 +259,7 @@ void abort_job(Communicator& comm, const std::exception& error) {
       kind == ErrorKind::input ? std::string() : fmt::format("{} error: ", error_kind_name(kind));
   comm.abort(exit_status(kind),
              fmt::format("mnemo: rank {}: {}{}", comm.rank(), label, error.what()));
+  std::terminate();  // not reached: abort() does not return
 }
 
 void check_same_on_all_ranks(Communicator& comm, std::string_view what, const std::string& value) {

@@ -294,7 +294,8 @@ class Run {
       const double lr = schedule_.at(step_);
       const auto start = Clock::now();
       const auto [loss, norm] = [&] {
-        profiler::ScopedRange range(fmt::format("step {}", step_ + 1));  // trace and Nsight
+        // "step N": the trace, Nsight, and the summary's "% steps" column (core/profiler.h).
+        profiler::ScopedRange range(fmt::format("{}{}", profiler::kStepRangePrefix, step_ + 1));
         return train_step(lr);
       }();
       const double seconds = seconds_since(start);
