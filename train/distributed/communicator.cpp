@@ -2,11 +2,10 @@
 // check. See communicator.h.
 #include "train/distributed/communicator.h"
 
-#include <exception>
-
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 
 #include "core/ops/view.h"
 #include "mnemo_build_info.h"
