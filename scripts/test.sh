@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Everything CI checks, from a fresh clone: install what is missing, configure, build, run
-# every test through ctest; then the CPU tests again under AddressSanitizer +
-# UndefinedBehaviorSanitizer in a second build tree. Exit status 0 only if all of it passed.
+# Everything CI checks, from a fresh clone: install what is missing, check that every path the
+# docs and comments name exists (scripts/check-doc-paths.sh), configure, build, run every test
+# through ctest; then the CPU tests again under AddressSanitizer + UndefinedBehaviorSanitizer
+# in a second build tree. Exit status 0 only if all of it passed.
 #
 #   build/        Release, CUDA AUTO (on when the toolkit is at /usr/local/cuda), benchmarks
 #                 built (not run)
@@ -61,6 +62,11 @@ section "dependencies"
 if ! "$root/scripts/install-deps.sh"; then
   echo "test.sh: installing dependencies failed" >&2
   exit 1
+fi
+
+section "paths named in docs and comments"
+if ! "$root/scripts/check-doc-paths.sh"; then
+  failures+=("docs: stale paths (scripts/check-doc-paths.sh)")
 fi
 
 build_and_test "release" build -DCMAKE_BUILD_TYPE=Release -DMNEMO_CUDA=AUTO
