@@ -39,6 +39,7 @@
 #include "core/error.h"
 #include "core/profiler.h"
 #include "memory/factory.h"
+#include "train/distributed/communicator.h"
 #include "train/lib/bench_train.h"
 #include "train/lib/build_info.h"
 #include "train/lib/commands.h"
@@ -336,7 +337,15 @@ int main(int argc, char** argv) {
     // also goes into the command's run directory.
     if (profile || mnemo::profiler::enabled()) {
       const std::string run_dir = *train ? train_options.out_dir : std::string();
-      mnemo::profiler::start(mnemo::profiler::options_from_env(run_dir));
+      mnemo::profiler::Options options = mnemo::profiler::options_from_env(run_dir);
+      // Under mpirun every rank profiles itself: rank R > 0 writes NAME.rankR.json beside
+      // rank 0's NAME.json instead of overwriting it.
+      const int rank = mnemo::dist::launcher_rank();
+      const std::string& path = options.trace_path;
+      if (rank > 0 && path.size() > 5 && path.ends_with(".json")) {
+        options.trace_path = fmt::format("{}.rank{}.json", path.substr(0, path.size() - 5), rank);
+      }
+      mnemo::profiler::start(options);
     }
     if (threads > 0) mnemo::set_num_threads(threads);
     if (*version) {

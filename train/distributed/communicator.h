@@ -147,6 +147,9 @@ class SingleProcessCommunicator final : public Communicator {
 // True when this process was started by mpirun/mpiexec (Open MPI's OMPI_COMM_WORLD_SIZE, or
 // PMI_SIZE / PMIX_RANK from other launchers).
 bool launched_by_mpirun();
+// This process's rank as the launcher announced it (OMPI_COMM_WORLD_RANK, PMI_RANK or
+// PMIX_RANK), before any communicator exists; 0 when not launched by mpirun.
+int launcher_rank();
 // True when this build can talk MPI (configured with MNEMO_HAVE_MPI).
 bool built_with_mpi();
 // True when this build has the NCCL backend (CUDA and NCCL found: MNEMO_HAVE_NCCL).
