@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/error.h"
+
 namespace mnemo::io {
 
 // The whole file as bytes. Errors name the path: "read_file: cannot open 'x': No such file".
@@ -21,6 +23,19 @@ void write_file_atomic(const std::string& path, std::string_view contents);
 
 // fsync a file, or a directory (its entries: new names, renames, deletions).
 void fsync_path(const std::string& path);
+
+// Runs read(), which reads `path`; a mnemo::Error whose message does not name the file yet is
+// rethrown (same kind) as "PATH: <message>", so every error of a reader names its file.
+template <typename Read>
+decltype(auto) naming_file(const std::string& path, Read&& read) {
+  try {
+    return read();
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    if (message.find(path) != std::string::npos) throw;
+    rethrow_with(e, "{}: {}", path, message);
+  }
+}
 
 // Writes a file in pieces, then publishes it atomically with commit(). Until commit() the
 // bytes live in path + ".tmp", which the destructor removes if commit() never ran (an error

@@ -91,13 +91,7 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
 
 void load_optimizer_state(const std::string& checkpoint_dir, optim::Optimizer& optimizer) {
   const std::string file = (fs::path(checkpoint_dir) / "optimizer.safetensors").string();
-  try {
-    optimizer.load_state_tensors(io::load_safetensors(file));
-  } catch (const Error& e) {
-    const std::string message = e.what();
-    if (message.find(file) != std::string::npos) throw;
-    rethrow_with(e, "{}: {}", file, message);
-  }
+  io::naming_file(file, [&] { optimizer.load_state_tensors(io::load_safetensors(file)); });
 }
 
 }  // namespace mnemo::train

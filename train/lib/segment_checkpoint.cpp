@@ -52,13 +52,7 @@ void write_segment_files(const fs::path& dir, const memory::SegmentLM& lm, const
 
 void load_segment_weights(const std::string& checkpoint_dir, memory::SegmentLM& lm) {
   const std::string weights = (fs::path(checkpoint_dir) / "model.safetensors").string();
-  try {
-    lm.load_state_dict(io::load_safetensors(weights));
-  } catch (const Error& e) {
-    const std::string message = e.what();
-    if (message.find(weights) != std::string::npos) throw;
-    rethrow_with(e, "{}: {}", weights, message);
-  }
+  io::naming_file(weights, [&] { lm.load_state_dict(io::load_safetensors(weights)); });
 }
 
 bool is_segment_checkpoint(const std::string& path) {
