@@ -26,7 +26,7 @@ std::function<Tensor(const TensorList&)> fixed_mask_dropout(double p, uint64_t s
 
 }  // namespace
 
-TEST_CASE("gradcheck: dropout") {
+TEST_GRADCHECK("dropout") {
   for (double p : {0.3, 0.5}) {
     CAPTURE(p);
     auto fn = fixed_mask_dropout(p, 11);

@@ -31,7 +31,7 @@ std::string message_of(const std::function<void()>& fn) {
 
 }  // namespace
 
-TEST_CASE("gradcheck: matmul") {
+TEST_GRADCHECK("matmul") {
   check_gradients({
       {"(3,4) @ (4,5)", {{3, 4}, {4, 5}}, matmul_fn},
       {"non-contiguous (transposed) a and b", {{3, 4}, {4, 5}}, matmul_fn, -2, 2, {0, 1}},
@@ -56,7 +56,7 @@ TEST_CASE("gradcheck: matmul") {
   });
 }
 
-TEST_CASE("gradcheck: linear") {
+TEST_GRADCHECK("linear") {
   check_gradients({
       {"x (5,3), W (4,3), b (4,)", {{5, 3}, {4, 3}, {4}}, linear_fn},
       {"rows of a batch x (2,3,3)", {{2, 3, 3}, {4, 3}, {4}}, linear_fn},
