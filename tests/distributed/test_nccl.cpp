@@ -4,12 +4,13 @@
 //   factory cases     CPU only: which backend make_communicator(options, device) picks, and
 //                     that a communicator refuses tensors of another device, naming the
 //                     collective.
-//   "nccl: ..."       need a GPU per rank and a build with NCCL; otherwise they print one
-//                     "skipped" line. An NcclCommunicator over this job's communicator
-//                     (make_communicator()) runs every collective on CUDA tensors, checked
-//                     against the same closed forms as the MPI tests (rank r contributes values
-//                     that depend on r; the sums are exact in every dtype). Under mpirun with
-//                     more ranks than GPUs, the case checks the "one GPU per rank" error instead.
+//   "nccl: ..."       need a GPU and a build with NCCL; otherwise doctest's skip decorator
+//                     marks them skipped (the run's summary counts them). An NcclCommunicator over
+//                     this job's communicator (make_communicator()) runs every collective on CUDA
+//                     tensors, checked against the same closed forms as the MPI tests (rank r
+//                     contributes values that depend on r; the sums are exact in every dtype).
+//                     Under mpirun with more ranks than GPUs, the case checks the "one GPU per
+//                     rank" error instead.
 #include <doctest/doctest.h>
 
 #include <cstdio>
@@ -43,8 +44,8 @@ TEST_CASE("factory: a CPU device gives the launcher's backend") {
   CHECK(c->rank() == comm().rank());
 }
 
-TEST_CASE("factory: a GPU device in a plain process is single-process on that GPU") {
-  if (launched_by_mpirun()) return;
+TEST_CASE("factory: a GPU device in a plain process is single-process on that GPU" *
+          doctest::skip(launched_by_mpirun())) {
   // Making it touches no GPU; a CPU tensor is refused before any GPU work.
   std::unique_ptr<Communicator> c = make_communicator({}, Device::cuda(1));
   CHECK(c->backend() == "single");
@@ -66,8 +67,9 @@ TEST_CASE("factory: a GPU device in a plain process is single-process on that GP
                        doctest::Contains("already works on cuda:1"), Error);
 }
 
-TEST_CASE("factory: a GPU device under mpirun without NCCL") {
-  if (!launched_by_mpirun() || built_with_nccl()) return;  // with NCCL: the nccl case below
+// With NCCL, the nccl case below checks the factory's choice under mpirun.
+TEST_CASE("factory: a GPU device under mpirun without NCCL" *
+          doctest::skip(!launched_by_mpirun() || built_with_nccl())) {
   if (comm().world_size() > 1) {
     CHECK_THROWS_WITH_AS(make_communicator({}, Device::cuda()),
                          doctest::Contains("this build has no NCCL"), Error);
@@ -239,16 +241,10 @@ void check_single_on_gpu(Device device) {
   CHECK(mismatches(gathered, [](int64_t i) { return double(i) * 0.5; }) == 0);
 }
 
-TEST_CASE("nccl: collectives on CUDA tensors match the closed forms") {
+TEST_CASE("nccl: collectives on CUDA tensors match the closed forms" *
+          doctest::skip(cuda::device_count() == 0)) {
   Communicator& host = comm();
   const int gpus = cuda::device_count();
-  if (gpus == 0) {
-    if (host.rank() == 0) {
-      std::printf("test_nccl: skipped the NCCL cases: no GPU visible (%s)\n",
-                  cuda::no_device_reason().c_str());
-    }
-    return;
-  }
   // Each NCCL communicator takes a CPU communicator of its own as its host.
   std::unique_ptr<Communicator> nccl;
   if (host.local_size() > gpus) {
@@ -285,13 +281,9 @@ TEST_CASE("nccl: collectives on CUDA tensors match the closed forms") {
 
 #else
 
-TEST_CASE("nccl: not in this build") {
-  if (comm().rank() == 0) {
-    std::printf(
-        "test_nccl: skipped the NCCL cases: this build has no NCCL (needs the CUDA "
-        "backend and nccl.h / libnccl)\n");
-  }
-}
+// This build has no NCCL (it needs the CUDA backend and nccl.h / libnccl): the case is
+// registered skipped, so that the run's summary says it did not run.
+TEST_CASE("nccl: collectives on CUDA tensors match the closed forms" * doctest::skip(true)) {}
 
 #endif  // MNEMO_HAVE_NCCL
 
