@@ -12,13 +12,9 @@
 #include "support/gradcheck_cases.h"
 
 using namespace mnemo;
-using mnemo::test::backward_of_dy;
-using mnemo::test::check_gradients;
-using mnemo::test::weigh;
+using namespace mnemo::test;  // tests/support/gradcheck_cases.h
 
 namespace {
-
-using Fn = std::function<Tensor(const TensorList&)>;
 
 Tensor ids(std::vector<int64_t> values, Shape shape, DType dtype = DType::i64) {
   return core::to(from_vector(values, shape), dtype);
@@ -50,7 +46,7 @@ TEST_GRADCHECK("embedding") {
 
 TEST_GRADCHECK("index_select") {
   Tensor index = ids({2, 0, 2, 2}, {4});
-  auto along = [index](int64_t dim) -> Fn {
+  auto along = [index](int64_t dim) -> GradcheckFn {
     return [index, dim](const TensorList& in) { return index_select(in[0], dim, index); };
   };
   check_gradients({
@@ -179,7 +175,7 @@ TEST_GRADCHECK("scatter_add") {
 }
 
 TEST_GRADCHECK("concat") {
-  auto cat = [](int64_t dim) -> Fn {
+  auto cat = [](int64_t dim) -> GradcheckFn {
     return [dim](const TensorList& in) { return weigh(concat(in, dim)); };
   };
   check_gradients({
@@ -193,7 +189,7 @@ TEST_GRADCHECK("concat") {
 }
 
 TEST_GRADCHECK("stack") {
-  auto st = [](int64_t dim) -> Fn {
+  auto st = [](int64_t dim) -> GradcheckFn {
     return [dim](const TensorList& in) { return weigh(stack(in, dim)); };
   };
   check_gradients({
@@ -240,7 +236,7 @@ TEST_GRADCHECK("chunk") {
 }
 
 TEST_GRADCHECK("pad") {
-  auto padded = [](std::vector<int64_t> pads, double value) -> Fn {
+  auto padded = [](std::vector<int64_t> pads, double value) -> GradcheckFn {
     return [pads, value](const TensorList& in) { return weigh(pad(in[0], pads, value)); };
   };
   check_gradients({

@@ -8,8 +8,7 @@
 #include "support/gradcheck_cases.h"
 
 using namespace mnemo;
-using mnemo::test::check_gradients;
-using mnemo::test::GradcheckCase;
+using namespace mnemo::test;  // tests/support/gradcheck_cases.h
 
 TEST_GRADCHECK("layer_norm") {
   auto full = [](const TensorList& in) { return layer_norm(in[0], in[1], in[2]); };

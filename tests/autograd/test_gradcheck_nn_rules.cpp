@@ -11,9 +11,7 @@
 #include "support/gradcheck_cases.h"
 
 using namespace mnemo;
-using mnemo::test::backward_of_dy;
-using mnemo::test::check_gradients;
-using mnemo::test::GradcheckCase;
+using namespace mnemo::test;  // tests/support/gradcheck_cases.h
 
 TEST_GRADCHECK("swiglu") {
   check_gradients({

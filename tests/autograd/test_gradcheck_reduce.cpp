@@ -12,24 +12,22 @@
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "support/gradcheck_cases.h"
+#include "support/tensors.h"
 
 using namespace mnemo;
-using mnemo::test::backward_of_dy;
-using mnemo::test::check_gradients;
-using mnemo::test::GradcheckCase;
+using namespace mnemo::test;  // tests/support/gradcheck_cases.h
 
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-using Fn = std::function<Tensor(const TensorList&)>;
 using Reduction = std::function<Tensor(const Tensor&, const std::vector<int64_t>&, bool)>;
 
 // The standard sweep of shapes, dims and layouts for a reduction over dims. single: include the
 // cases that reduce a single element (0-d, size-1 dims), where var's correction divides by 0.
 std::vector<GradcheckCase> reduction_cases(Reduction op, double lo = -2, double hi = 2,
                                            bool single = true) {
-  auto over = [op](std::vector<int64_t> dims, bool keepdim) -> Fn {
+  auto over = [op](std::vector<int64_t> dims, bool keepdim) -> GradcheckFn {
     return [op, dims, keepdim](const TensorList& in) { return op(in[0], dims, keepdim); };
   };
   std::vector<GradcheckCase> cases = {
@@ -50,10 +48,6 @@ std::vector<GradcheckCase> reduction_cases(Reduction op, double lo = -2, double 
     cases.push_back({"0-d", {{}}, over({}, false), lo, hi});
   }
   return cases;
-}
-
-std::vector<double> values(const Tensor& t) {
-  return t.to_vector<double>();
 }
 
 }  // namespace
@@ -113,7 +107,7 @@ TEST_GRADCHECK("norm") {
 }
 
 TEST_GRADCHECK("cumsum") {
-  auto along = [](int64_t dim) -> Fn {
+  auto along = [](int64_t dim) -> GradcheckFn {
     return [dim](const TensorList& in) { return cumsum(in[0], dim); };
   };
   check_gradients({
@@ -137,7 +131,7 @@ TEST_GRADCHECK("cumsum") {
 }
 
 TEST_GRADCHECK("topk") {
-  auto top = [](int64_t k, int64_t dim, bool largest) -> Fn {
+  auto top = [](int64_t k, int64_t dim, bool largest) -> GradcheckFn {
     return [=](const TensorList& in) { return topk(in[0], k, dim, largest).values; };
   };
   check_gradients({
@@ -161,8 +155,8 @@ TEST_GRADCHECK("topk") {
 
 TEST_GRADCHECK("sum_to") {
   // The adjoint of expand (the engine calls it to undo broadcasting).
-  auto to_shape = [](Shape shape) -> Fn {
-    return [shape](const TensorList& in) { return mnemo::test::weigh(sum_to(in[0], shape)); };
+  auto to_shape = [](Shape shape) -> GradcheckFn {
+    return [shape](const TensorList& in) { return weigh(sum_to(in[0], shape)); };
   };
   check_gradients({
       {"(2,3,4) to (3,1)", {{2, 3, 4}}, to_shape({3, 1})},

@@ -10,17 +10,13 @@
 #include "support/gradcheck_cases.h"
 
 using namespace mnemo;
-using mnemo::test::backward_of_dy;
-using mnemo::test::check_gradients;
-using mnemo::test::GradcheckCase;
+using namespace mnemo::test;  // tests/support/gradcheck_cases.h
 
 namespace {
 
-using Fn = std::function<Tensor(const TensorList&)>;
-
 // The sweep of shapes and dims shared by softmax and log_softmax.
 std::vector<GradcheckCase> softmax_cases(Tensor (*op)(const Tensor&, int64_t)) {
-  auto along = [op](int64_t dim) -> Fn {
+  auto along = [op](int64_t dim) -> GradcheckFn {
     return [op, dim](const TensorList& in) { return op(in[0], dim); };
   };
   return {
@@ -48,7 +44,7 @@ Tensor targets(std::vector<int64_t> ids, Shape shape) {
 }
 
 // cross_entropy with fixed targets and options, as a gradcheck function of the logits.
-Fn ce(Tensor target, int64_t ignore_index, double smoothing, Reduction reduction) {
+GradcheckFn ce(Tensor target, int64_t ignore_index, double smoothing, Reduction reduction) {
   return [=](const TensorList& in) {
     return cross_entropy(in[0], target, ignore_index, smoothing, reduction);
   };

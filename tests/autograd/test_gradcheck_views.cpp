@@ -7,8 +7,7 @@
 #include "support/gradcheck_cases.h"
 
 using namespace mnemo;
-using mnemo::test::check_gradients;
-using mnemo::test::weigh;
+using namespace mnemo::test;  // tests/support/gradcheck_cases.h
 
 TEST_GRADCHECK("view") {
   check_gradients({

@@ -26,15 +26,7 @@ namespace {
 
 using cuda::KernelChoice;
 using cuda::KernelChoiceGuard;
-using cuda_test::bitwise_equal;
-using cuda_test::gpu_or_undefined;
-using cuda_test::fresh_seed;
-using cuda_test::kGpu;
-using cuda_test::random_cpu;
-using cuda_test::rel_error;
-using cuda_test::to_gpu;
-
-const DType kFloating[] = {DType::f32, DType::f64, DType::bf16, DType::f16};
+using namespace cuda_test;  // tests/cuda/compare.h
 
 // x on the GPU, contiguous, but starting one element past an allocation (so not on a 16-byte
 // boundary): the fast kernels must take their scalar paths.
