@@ -1,5 +1,5 @@
-// kernels: issue 4's kernel benchmarks on one GPU (flash attention forward and backward,
-// RMSNorm, fused cross-entropy, scan, AdamW), one JSON object per line on stdout.
+// kernels: the benchmarks of the fast CUDA kernels on one GPU (flash attention forward and
+// backward, RMSNorm, fused cross-entropy, scan, AdamW), one JSON object per line on stdout.
 // bench/peer/kernels_torch.py times PyTorch on the same cases with the same method, and
 // scripts/gpu-check.sh merges the two into results.json's `kernels` object.
 //
@@ -29,7 +29,7 @@
 //   summary        the figures gpu-check reports, as fractions of copy_gbps (0.8 = 80%):
 //                  rmsnorm_pct_bw, xent_pct_bw, scan_pct_bw = (forward + backward bytes) /
 //                  (forward + backward time) at bf16; adamw_pct_bw at f32; attn_fwd_tflops and
-//                  attn_bwd_tflops at bf16, d 128, causal, T 4096 (the issue's target case).
+//                  attn_bwd_tflops at bf16, d 128, causal, T 4096.
 //   A case that throws prints {"error": message} and the run goes on.
 //
 // Method: CUDA events recorded on the device's compute stream (cuda::stream(0), where every
