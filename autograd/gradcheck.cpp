@@ -1,10 +1,13 @@
 #include "autograd/gradcheck.h"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
+#include <unordered_set>
 
 #include "autograd/engine.h"
 #include "autograd/grad_mode.h"
+#include "autograd/node.h"
 #include "autograd/ops.h"
 
 namespace mnemo {
@@ -30,6 +33,27 @@ int64_t element_offset(const Tensor& t, int64_t linear) {
   return offset;
 }
 
+// The rule names of the nodes y's tape holds (each node visited once).
+std::vector<std::string_view> tape_rules(const Tensor& y) {
+  std::vector<std::string_view> names;
+  std::unordered_set<const autograd::Node*> seen;
+  std::vector<const autograd::Node*> stack;
+  if (y.autograd_meta() && y.autograd_meta()->grad_fn)
+    stack.push_back(y.autograd_meta()->grad_fn.get());
+  while (!stack.empty()) {
+    const autograd::Node* node = stack.back();
+    stack.pop_back();
+    if (!seen.insert(node).second) continue;
+    names.push_back(node->name);
+    for (const autograd::Edge& edge : node->inputs) {
+      if (edge.meta && edge.meta->grad_fn) stack.push_back(edge.meta->grad_fn.get());
+    }
+  }
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  return names;
+}
+
 }  // namespace
 
 GradcheckResult gradcheck(const std::function<Tensor(const TensorList&)>& fn,
@@ -48,6 +72,7 @@ GradcheckResult gradcheck(const std::function<Tensor(const TensorList&)>& fn,
 
   Tensor y = fn(inputs);
   MNEMO_CHECK(y.requires_grad(), "gradcheck: the output does not depend on any checked input");
+  result.rules = tape_rules(y);
   std::mt19937_64 rng(options.seed);
   std::normal_distribution<double> normal;
   std::vector<double> v_values(size_t(y.numel()));

@@ -6,10 +6,14 @@
 //     d(v . y)/dx_i  (backward)   ~=   (v . fn(x + eps e_i) - v . fn(x - eps e_i)) / (2 eps)
 // which checks J^T v, the quantity backward computes. Inputs may be non-contiguous views (the
 // perturbation goes through their strides) but must not overlap themselves (no expand).
+// The result also names the rules on fn's tape (the derivative index's names, autograd/ops.h):
+// the rules whose backward the check went through.
 #pragma once
 
 #include <functional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -24,9 +28,10 @@ struct GradcheckOptions {
 
 struct GradcheckResult {
   bool ok = true;
-  std::string message;     // on failure: which input, which element, the two values
+  std::string message;  // on failure: which input, which element, the two values
   double max_abs_error = 0;
   int64_t elements_checked = 0;
+  std::vector<std::string_view> rules;  // the nodes on y's tape, by rule name, sorted, once each
 };
 
 GradcheckResult gradcheck(const std::function<Tensor(const TensorList&)>& fn,

@@ -51,7 +51,8 @@ bool should_record(const TensorList& inputs) {
   return false;
 }
 
-void record(std::string_view name, const Tensor& out, const TensorList& inputs, BackwardFn fn) {
+void record(RuleName rule, const Tensor& out, const TensorList& inputs, BackwardFn fn) {
+  const std::string_view name = rule.str();
   auto node = std::make_shared<Node>();
   node->name = name;
   node->backward = std::move(fn);

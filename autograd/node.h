@@ -22,6 +22,11 @@
 //
 // The engine sums each input gradient down to the input's shape (undoing broadcasting) and
 // casts it to the input's dtype, so rules may return broadcast-shaped gradients.
+//
+// The name ("mul") must be a rule of the derivative index in autograd/ops.h: record takes a
+// RuleName, which only a string literal naming an indexed rule converts to, at compile time.
+// A new rule therefore starts with its line in the index (and its gradcheck case, which
+// tests/autograd/test_derivative_index.cpp asks for).
 #pragma once
 
 #include <functional>
@@ -30,6 +35,7 @@
 #include <string_view>
 #include <vector>
 
+#include "autograd/ops.h"
 #include "core/tensor.h"
 
 namespace mnemo::autograd {
@@ -58,12 +64,23 @@ struct Node {
   std::weak_ptr<AutogradMeta> output;  // for hooks and retain_grad on non-leaf tensors
 };
 
+// The name of a rule, as the derivative index (autograd/ops.h) spells it. Converting from a
+// name that is not a rule of the index does not compile ("not a constant expression").
+class RuleName {
+ public:
+  consteval RuleName(const char* op) : op_(indexed_rule(op)) {}  // implicit: record("mul", ...)
+  std::string_view str() const { return op_; }
+
+ private:
+  std::string_view op_;  // points into the index: lives as long as the program
+};
+
 // True if grad mode is on and some defined input requires grad.
 bool should_record(std::initializer_list<const Tensor*> inputs);
 bool should_record(const TensorList& inputs);
 
-// Makes out the result of a node named name with the given inputs (undefined inputs allowed:
-// they get no edge). out becomes a non-leaf that requires grad.
-void record(std::string_view name, const Tensor& out, const TensorList& inputs, BackwardFn fn);
+// Makes out the result of a node of rule `rule` with the given inputs (undefined inputs
+// allowed: they get no edge). out becomes a non-leaf that requires grad.
+void record(RuleName rule, const Tensor& out, const TensorList& inputs, BackwardFn fn);
 
 }  // namespace mnemo::autograd

@@ -24,7 +24,7 @@ Tensor masked(const Tensor& mask, const Tensor& dy) {
 
 // A unary op whose rule needs the input x and/or the output y: dx = dy * local(x, y).
 template <typename Local>
-Tensor unary_with_rule(std::string_view name, const Tensor& x, Tensor out, Local local) {
+Tensor unary_with_rule(autograd::RuleName name, const Tensor& x, Tensor out, Local local) {
   if (autograd::should_record({&x})) {
     autograd::record(name, out, {x},
                      [x = detach(x), y = detach(out), local](const Tensor& dy, const Needs&) {

@@ -41,10 +41,10 @@ void check_floating(const Tensor& x, std::string_view op) {
 }
 
 // y = max (or min) over dims  =>  dx = dy * [x == y] / (number of positions equal to y)
-Tensor extreme(std::string_view name, Tensor out, const Tensor& x, const std::vector<int64_t>& dims,
-               bool keepdim) {
+Tensor extreme(autograd::RuleName name, Tensor out, const Tensor& x,
+               const std::vector<int64_t>& dims, bool keepdim) {
   if (autograd::should_record({&x})) {
-    std::vector<int64_t> norm = normalize_dims(dims, x.dim(), name);
+    std::vector<int64_t> norm = normalize_dims(dims, x.dim(), name.str());
     autograd::record(
         name, out, {x},
         [x = detach(x), y = detach(out), norm, keepdim](const Tensor& dy, const Needs&) {

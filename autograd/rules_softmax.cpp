@@ -29,7 +29,7 @@ using autograd::Needs;
 namespace {
 
 // softmax (log = false) or log_softmax (log = true) with its rule.
-Tensor softmax_with_rule(std::string_view name, const Tensor& x, int64_t dim, bool log) {
+Tensor softmax_with_rule(autograd::RuleName name, const Tensor& x, int64_t dim, bool log) {
   Tensor out = log ? core::log_softmax(x, dim) : core::softmax(x, dim);
   if (autograd::should_record({&x})) {
     autograd::record(name, out, {x}, [y = detach(out), dim, log](const Tensor& dy, const Needs&) {

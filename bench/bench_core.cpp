@@ -54,20 +54,13 @@
 #include "autograd/ops.h"
 #include "core/cpu/parallel.h"
 #include "core/ops/linalg.h"
+#include "json_line.h"
 
 using namespace mnemo;
 
 namespace {
 
-// A string as a JSON string body (quotes and backslashes escaped).
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c == '\n' ? ' ' : c;
-  }
-  return out;
-}
+using bench::JsonLine;
 
 // ---- timing ---------------------------------------------------------------------------------
 
@@ -110,16 +103,16 @@ Timing time_one(const std::function<void()>& fn) {
   return time_interleaved({fn})[0];
 }
 
-// The 1-minute load average: other processes on the machine distort the timings.
-std::string load_average() {
+// The 1-minute load average (null where /proc/loadavg cannot be read): other processes on the
+// machine distort the timings.
+nlohmann::ordered_json load_average() {
   std::FILE* f = std::fopen("/proc/loadavg", "r");
-  if (!f) return "null";
+  if (!f) return nullptr;
   char buffer[64] = {};
   const bool ok = std::fgets(buffer, sizeof(buffer), f) != nullptr;
   std::fclose(f);
-  if (!ok) return "null";
-  std::string s(buffer);
-  return s.substr(0, s.find(' '));
+  if (!ok) return nullptr;
+  return std::strtod(buffer, nullptr);
 }
 
 Tensor random_tensor(const Shape& shape, uint64_t seed, double lo = -1, double hi = 1) {
@@ -206,14 +199,13 @@ std::pair<double, double> bench_gemm(const GemmShape& s, const OpenBlas& blas, i
   Tensor b = s.trans_b ? transpose(b_store, 0, 1) : b_store;
   const double gflop = 2.0 * double(s.m) * double(s.n) * double(s.k) * 1e-9;
   std::function<void()> ours = [&] { core::matmul(a, b); };
-  std::string line = fmt::format(
-      R"({{"bench":"{}","what":"{}","m":{},"n":{},"k":{},"trans_a":{},"trans_b":{},"threads":{})",
-      bench, s.what, s.m, s.n, s.k, s.trans_a, s.trans_b, threads);
+  JsonLine line(bench);
+  line.set("what", s.what).set("m", s.m).set("n", s.n).set("k", s.k);
+  line.set("trans_a", s.trans_a).set("trans_b", s.trans_b).set("threads", threads);
   if (!blas.sgemm) {
     const Timing t = time_one(ours);
-    fmt::print(R"({},"mnemo_ms":{:.4f},"mnemo_gflops":{:.2f},"openblas":"skipped: {}"}})"
-               "\n",
-               line, t.median * 1e3, gflop / t.median, json_escape(blas.error));
+    line.fixed("mnemo_ms", t.median * 1e3, 4).fixed("mnemo_gflops", gflop / t.median, 2);
+    line.set("openblas", "skipped: " + blas.error).print();
     return {t.median, 0.0};
   }
   std::vector<float> c(size_t(s.m * s.n));
@@ -232,12 +224,14 @@ std::pair<double, double> bench_gemm(const GemmShape& s, const OpenBlas& blas, i
     max_ref = std::max(max_ref, double(std::abs(c[i])));
   }
   const std::vector<Timing> t = time_interleaved({ours, theirs});
-  fmt::print(
-      R"({},"mnemo_ms":{:.4f},"mnemo_gflops":{:.2f},"openblas_ms":{:.4f},"openblas_gflops":{:.2f},"ratio":{:.3f},"mnemo_best_gflops":{:.2f},"openblas_best_gflops":{:.2f},"ratio_best":{:.3f},"max_rel_diff":{:.2e}}})"
-      "\n",
-      line, t[0].median * 1e3, gflop / t[0].median, t[1].median * 1e3, gflop / t[1].median,
-      t[1].median / t[0].median, gflop / t[0].best, gflop / t[1].best, t[1].best / t[0].best,
-      max_diff / max_ref);
+  line.fixed("mnemo_ms", t[0].median * 1e3, 4).fixed("mnemo_gflops", gflop / t[0].median, 2);
+  line.fixed("openblas_ms", t[1].median * 1e3, 4);
+  line.fixed("openblas_gflops", gflop / t[1].median, 2);
+  line.fixed("ratio", t[1].median / t[0].median, 3);
+  line.fixed("mnemo_best_gflops", gflop / t[0].best, 2);
+  line.fixed("openblas_best_gflops", gflop / t[1].best, 2);
+  line.fixed("ratio_best", t[1].best / t[0].best, 3);
+  line.significant("max_rel_diff", max_diff / max_ref, 3).print();
   return {t[0].median, t[1].median};
 }
 
@@ -280,10 +274,13 @@ void bench_llama_gemms(const OpenBlas& blas, int threads) {
     theirs += g.count * o;
     flop += g.count * 2.0 * double(g.shape.m * g.shape.n * g.shape.k);
   }
-  fmt::print(
-      R"({{"bench":"llama_gemms_step","threads":{},"gflop_per_step":{:.3f},"mnemo_ms":{:.3f},"openblas_ms":{:.3f},"ratio":{:.3f}}})"
-      "\n",
-      threads, flop * 1e-9, ours * 1e3, theirs * 1e3, theirs > 0 ? theirs / ours : 0.0);
+  JsonLine("llama_gemms_step")
+      .set("threads", threads)
+      .fixed("gflop_per_step", flop * 1e-9, 3)
+      .fixed("mnemo_ms", ours * 1e3, 3)
+      .fixed("openblas_ms", theirs * 1e3, 3)
+      .fixed("ratio", theirs > 0 ? theirs / ours : 0.0, 3)
+      .print();
 }
 
 // The cost of exact (split-invariant) weight gradients against the plain single GEMM.
@@ -304,15 +301,20 @@ void bench_exact_grads(int threads) {
     });
     plain_total += g.count * t[0].median;
     exact_total += g.count * t[1].median;
-    fmt::print(
-        R"({{"bench":"exact_grads","product":"{}","threads":{},"plain_ms":{:.3f},"exact_ms":{:.3f},"ratio":{:.3f}}})"
-        "\n",
-        g.shape.what, threads, t[0].median * 1e3, t[1].median * 1e3, t[1].median / t[0].median);
+    JsonLine("exact_grads")
+        .set("product", g.shape.what)
+        .set("threads", threads)
+        .fixed("plain_ms", t[0].median * 1e3, 3)
+        .fixed("exact_ms", t[1].median * 1e3, 3)
+        .fixed("ratio", t[1].median / t[0].median, 3)
+        .print();
   }
-  fmt::print(
-      R"({{"bench":"exact_grads_step","threads":{},"plain_ms":{:.3f},"exact_ms":{:.3f},"extra_ms":{:.3f}}})"
-      "\n",
-      threads, plain_total * 1e3, exact_total * 1e3, (exact_total - plain_total) * 1e3);
+  JsonLine("exact_grads_step")
+      .set("threads", threads)
+      .fixed("plain_ms", plain_total * 1e3, 3)
+      .fixed("exact_ms", exact_total * 1e3, 3)
+      .fixed("extra_ms", (exact_total - plain_total) * 1e3, 3)
+      .print();
 }
 
 // ---- memory-bound ops -----------------------------------------------------------------------
@@ -323,15 +325,15 @@ void bench_bandwidth(const std::string& name, const Shape& shape, double bytes, 
                      Fn&& fn) {
   try {
     const Timing t = time_one(fn);
-    fmt::print(
-        R"({{"bench":"{}","shape":"{}","threads":{},"ms":{:.4f},"gb_per_s":{:.2f},"best_gb_per_s":{:.2f}}})"
-        "\n",
-        name, shape_str(shape), threads, t.median * 1e3, bytes / t.median * 1e-9,
-        bytes / t.best * 1e-9);
+    JsonLine(name)
+        .set("shape", shape_str(shape))
+        .set("threads", threads)
+        .fixed("ms", t.median * 1e3, 4)
+        .fixed("gb_per_s", bytes / t.median * 1e-9, 2)
+        .fixed("best_gb_per_s", bytes / t.best * 1e-9, 2)
+        .print();
   } catch (const Error& e) {
-    fmt::print(R"({{"bench":"{}","shape":"{}","skipped":"{}"}})"
-               "\n",
-               name, shape_str(shape), json_escape(e.what()));
+    JsonLine(name).set("shape", shape_str(shape)).set("skipped", e.what()).print();
   }
 }
 
@@ -411,10 +413,15 @@ void bench_mlp(int threads) {
   for (int i = 0; i < 20; ++i) step();
   const double last = loss_value;
   const double s = time_one(step).median;
-  fmt::print(
-      R"({{"bench":"mlp_sgd_step","batch":{},"layers":"{}-{}-{}","threads":{},"ms_per_step":{:.3f},"samples_per_s":{:.0f},"loss_first":{:.4f},"loss_after_21_steps":{:.4f}}})"
-      "\n",
-      batch, in, hidden, classes, threads, s * 1e3, double(batch) / s, first, last);
+  JsonLine("mlp_sgd_step")
+      .set("batch", batch)
+      .set("layers", fmt::format("{}-{}-{}", in, hidden, classes))
+      .set("threads", threads)
+      .fixed("ms_per_step", s * 1e3, 3)
+      .fixed("samples_per_s", double(batch) / s, 0)
+      .fixed("loss_first", first, 4)
+      .fixed("loss_after_21_steps", last, 4)
+      .print();
 }
 
 }  // namespace
@@ -426,10 +433,11 @@ int main(int argc, char** argv) {
   const bool llama_gemms = only == "llama_gemms";
   const int threads = num_threads();
   const OpenBlas blas = OpenBlas::load(threads);
-  fmt::print(R"({{"bench":"setup","threads":{},"openblas":"{}","load_average_1min":{}}})"
-             "\n",
-             threads, json_escape(blas.sgemm ? blas.library : "not found: " + blas.error),
-             load_average());
+  JsonLine("setup")
+      .set("threads", threads)
+      .set("openblas", blas.sgemm ? blas.library : "not found: " + blas.error)
+      .set("load_average_1min", load_average())
+      .print();
   if (wanted("gemm")) {
     for (const GemmShape& s : kGemmShapes) bench_gemm(s, blas, threads);
   }
@@ -447,8 +455,6 @@ int main(int argc, char** argv) {
   if (wanted("topk")) {
     for (int64_t n : {40, 160, 1024, 4096}) bench_topk({2560, n}, 32, threads);
   }
-  fmt::print(R"({{"bench":"done","load_average_1min":{}}})"
-             "\n",
-             load_average());
+  JsonLine("done").set("load_average_1min", load_average()).print();
   return 0;
 }

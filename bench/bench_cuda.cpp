@@ -12,8 +12,6 @@
 // Method: inputs are uniform random (never zeros), every measurement is warmed up, a sample
 // times `reps` back-to-back calls between two synchronize() and the reported figure is the
 // median of 9 samples. Without a GPU it prints {"bench": "cuda", "skipped": reason}.
-#include <fmt/format.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -27,6 +25,7 @@
 #include "core/ops/random.h"
 #include "core/ops/view.h"
 #include "cuda/runtime.h"
+#include "json_line.h"
 
 namespace mnemo {
 namespace {
@@ -42,8 +41,8 @@ double seconds_per_call(int reps, const std::function<void()>& fn) {
     const auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < reps; ++i) fn();
     synchronize(kGpu);
-    samples.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() /
-                      reps);
+    samples.push_back(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / reps);
   }
   std::sort(samples.begin(), samples.end());
   return samples[samples.size() / 2];
@@ -53,20 +52,18 @@ Tensor random_gpu(const Shape& shape, DType dtype) {
   return to(to(uniform(shape, -1, 1, {DType::f32, kGpu}), dtype), kGpu);
 }
 
-double round3(double x) { return std::round(x * 1000) / 1000; }
-
 }  // namespace
 }  // namespace mnemo
 
 int main() {
   using namespace mnemo;
   if (cuda::device_count() == 0) {
-    std::printf("{\"bench\": \"cuda\", \"skipped\": \"%s\"}\n", cuda::no_device_reason().c_str());
+    bench::JsonLine("cuda").set("skipped", cuda::no_device_reason()).print();
     return 0;
   }
-  std::vector<std::string> fields{"\"bench\": \"cuda\""};
+  bench::JsonLine line("cuda");  // every figure in one line, printed at the end
   auto add = [&](const std::string& key, double value) {
-    fields.push_back(fmt::format("\"{}\": {}", key, round3(value)));
+    line.fixed(key, value, 3);
     std::fprintf(stderr, "%s = %.3f\n", key.c_str(), value);
   };
   const double gb = 1e9;
@@ -129,9 +126,6 @@ int main() {
         3, [&] { core::attention_backward(q, k, v, options, fwd.out, fwd.lse, dout); });
     add("attention_bwd_ms", bwd_s * 1e3);
   }
-  fields.push_back(fmt::format("\"memory\": \"{}\"", cuda::describe_memory(0)));
-  std::string line = "{";
-  for (size_t i = 0; i < fields.size(); ++i) line += (i ? ", " : "") + fields[i];
-  std::printf("%s}\n", line.c_str());
+  line.set("memory", cuda::describe_memory(0)).print();
   return 0;
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The data-parallel path against plain training, on the CPU (issue 6's benchmark):
+# The data-parallel path against plain training, on the CPU (the data-parallel overhead):
 #   plain     one process, T threads                       (mnemo bench train)
 #   dp1       the same under `mpirun -np 1`: the data-parallel code path with one rank
 #   dp_ranks  `mpirun -np T`, one thread per rank: T ranks x 1 thread vs 1 rank x T threads

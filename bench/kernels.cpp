@@ -1,5 +1,5 @@
-// kernels: issue 4's kernel benchmarks on one GPU (flash attention forward and backward,
-// RMSNorm, fused cross-entropy, scan, AdamW), one JSON object per line on stdout.
+// kernels: the benchmarks of the fast CUDA kernels on one GPU (flash attention forward and
+// backward, RMSNorm, fused cross-entropy, scan, AdamW), one JSON object per line on stdout.
 // bench/peer/kernels_torch.py times PyTorch on the same cases with the same method, and
 // scripts/gpu-check.sh merges the two into results.json's `kernels` object.
 //
@@ -29,7 +29,7 @@
 //   summary        the figures gpu-check reports, as fractions of copy_gbps (0.8 = 80%):
 //                  rmsnorm_pct_bw, xent_pct_bw, scan_pct_bw = (forward + backward bytes) /
 //                  (forward + backward time) at bf16; adamw_pct_bw at f32; attn_fwd_tflops and
-//                  attn_bwd_tflops at bf16, d 128, causal, T 4096 (the issue's target case).
+//                  attn_bwd_tflops at bf16, d 128, causal, T 4096.
 //   A case that throws prints {"error": message} and the run goes on.
 //
 // Method: CUDA events recorded on the device's compute stream (cuda::stream(0), where every
@@ -60,6 +60,7 @@
 #include "core/ops/view.h"
 #include "cuda/context.h"
 #include "cuda/runtime.h"
+#include "json_line.h"
 
 namespace mnemo {
 namespace {
@@ -73,45 +74,13 @@ void check(cudaError_t status, const char* what) {
   }
 }
 
-// ---- JSON lines ----
+// ---- JSON lines: {"bench": "kernels", "name": ..., ...} (bench/json_line.h) ----
 
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt::format("\\u{:04x}", static_cast<int>(c));
-    } else {
-      out += c;
-    }
-  }
-  return out;
+using bench::JsonLine;
+
+JsonLine kernel_line(const std::string& name) {
+  return JsonLine("kernels").set("name", name);
 }
-
-class Line {
- public:
-  explicit Line(const std::string& name) { str("bench", "kernels").str("name", name); }
-  Line& str(const std::string& key, const std::string& value) {
-    return add(key, "\"" + json_escape(value) + "\"");
-  }
-  Line& num(const std::string& key, double value) {  // 4 significant digits; null if not finite
-    return add(key, std::isfinite(value) ? fmt::format("{:.4g}", value) : "null");
-  }
-  Line& integer(const std::string& key, int64_t value) { return add(key, std::to_string(value)); }
-  void print() const {  // flushed: a run cut short by a timeout keeps its finished lines
-    std::printf("{%s}\n", body_.c_str());
-    std::fflush(stdout);
-  }
-
- private:
-  Line& add(const std::string& key, const std::string& value) {
-    body_ += (body_.empty() ? "\"" : ", \"") + key + "\": " + value;
-    return *this;
-  }
-  std::string body_;
-};
 
 // ---- timing ----
 
@@ -197,22 +166,22 @@ class Runner {
   // becomes an "error" line. measure() returns the timing; report() adds the rate fields.
   std::optional<Timing> run(const std::string& name, const std::string& what,
                             const std::string& impl, const std::function<Timing()>& measure,
-                            const std::function<void(Line&, const Timing&)>& report) {
+                            const std::function<void(JsonLine&, const Timing&)>& report) {
     if (!wanted(name)) return std::nullopt;
-    Line line(name);
-    line.str("impl", impl).str("case", what);
+    JsonLine line = kernel_line(name);
+    line.set("impl", impl).set("case", what);
     if (out_of_time()) {
-      line.str("skipped", "time budget").print();
+      line.set("skipped", "time budget").print();
       return std::nullopt;
     }
     try {
       const Timing t = measure();
-      line.num("ms", t.ms);
+      line.significant("ms", t.ms);
       report(line, t);
-      line.integer("reps", t.reps).print();
+      line.set("reps", t.reps).print();
       return t;
     } catch (const std::exception& e) {
-      line.str("error", e.what()).print();
+      line.set("error", e.what()).print();
       return std::nullopt;
     }
   }
@@ -253,10 +222,10 @@ Peaks measure_peaks() {
     const Timing t = time_gpu(2, [&](int i) { core::matmul(a[i], b[i]); });
     peaks.gemm_tflops = 2.0 * double(m) * m * m / (t.ms * 1e-3) / 1e12;
   }
-  Line("peak")
-      .num("copy_gbps", peaks.copy_gbps)
-      .num("gemm_bf16_tflops", peaks.gemm_tflops)
-      .str("device", cuda::describe_devices())
+  kernel_line("peak")
+      .significant("copy_gbps", peaks.copy_gbps)
+      .significant("gemm_bf16_tflops", peaks.gemm_tflops)
+      .set("device", cuda::describe_devices())
       .print();
   return peaks;
 }
@@ -295,7 +264,7 @@ void bench_attention(Runner& runner, const Peaks& peaks, Summary& summary) {
             dout.push_back(random_gpu({B, H, T, d}, DType::bf16));
           }
         } catch (const std::exception& e) {
-          Line("attention_fwd").str("case", what).str("error", e.what()).print();
+          kernel_line("attention_fwd").set("case", what).set("error", e.what()).print();
           continue;
         }
         std::vector<std::pair<std::string, cuda::KernelChoice>> impls{
@@ -306,9 +275,10 @@ void bench_attention(Runner& runner, const Peaks& peaks, Summary& summary) {
         for (const auto& [impl, choice] : impls) {
           cuda::KernelChoiceGuard guard(choice);
           auto rate = [&](double flops) {
-            return [&peaks, flops](Line& line, const Timing& t) {
+            return [&peaks, flops](JsonLine& line, const Timing& t) {
               const double tflops = flops / (t.ms * 1e-3) / 1e12;
-              line.num("tflops", tflops).num("pct_gemm", 100 * tflops / peaks.gemm_tflops);
+              line.significant("tflops", tflops)
+                  .significant("pct_gemm", 100 * tflops / peaks.gemm_tflops);
             };
           };
           auto fwd = runner.run(
@@ -381,9 +351,11 @@ void bandwidth_case(Runner& runner, const Peaks& peaks, const std::string& name,
     cuda::KernelChoiceGuard guard(choice);
     auto t = runner.run(
         name, what, impl, [&] { return time_gpu(sets, fn); },
-        [&](Line& line, const Timing& t) {
+        [&](JsonLine& line, const Timing& t) {
           const double gbps = bytes / (t.ms * 1e-3) / 1e9;
-          line.num("gbps", gbps).num("pct_copy", 100 * gbps / peaks.copy_gbps).num("bytes", bytes);
+          line.significant("gbps", gbps)
+              .significant("pct_copy", 100 * gbps / peaks.copy_gbps)
+              .significant("bytes", bytes);
         });
     if (t && impl == "fast" && sum_bytes != nullptr) {
       *sum_bytes += bytes;
@@ -498,19 +470,19 @@ void bench_adamw(Runner& runner, const Peaks& peaks, Summary& summary) {
 }
 
 void print_summary(const Peaks& peaks, const Summary& s) {
-  Line line("summary");
+  JsonLine line = kernel_line("summary");
   auto frac = [&](double bytes, double ms, int parts) {  // both directions measured, or null
     return parts == 2 ? bytes / (ms * 1e-3) / 1e9 / peaks.copy_gbps : NAN;
   };
   auto or_null = [](double x) { return x < 0 ? NAN : x; };
-  line.num("copy_gbps", peaks.copy_gbps)
-      .num("gemm_bf16_tflops", peaks.gemm_tflops)
-      .num("attn_fwd_tflops", or_null(s.attn_fwd_tflops))
-      .num("attn_bwd_tflops", or_null(s.attn_bwd_tflops))
-      .num("rmsnorm_pct_bw", frac(s.rms_bytes, s.rms_ms, s.rms_parts))
-      .num("xent_pct_bw", frac(s.xent_bytes, s.xent_ms, s.xent_parts))
-      .num("scan_pct_bw", frac(s.scan_bytes, s.scan_ms, s.scan_parts))
-      .num("adamw_pct_bw", or_null(s.adamw_frac))
+  line.significant("copy_gbps", peaks.copy_gbps)
+      .significant("gemm_bf16_tflops", peaks.gemm_tflops)
+      .significant("attn_fwd_tflops", or_null(s.attn_fwd_tflops))
+      .significant("attn_bwd_tflops", or_null(s.attn_bwd_tflops))
+      .significant("rmsnorm_pct_bw", frac(s.rms_bytes, s.rms_ms, s.rms_parts))
+      .significant("xent_pct_bw", frac(s.xent_bytes, s.xent_ms, s.xent_parts))
+      .significant("scan_pct_bw", frac(s.scan_bytes, s.scan_ms, s.scan_parts))
+      .significant("adamw_pct_bw", or_null(s.adamw_frac))
       .print();
 }
 
@@ -534,14 +506,14 @@ int main(int argc, char** argv) {
     }
   }
   if (cuda::device_count() == 0) {
-    Line("skipped").str("reason", cuda::no_device_reason()).print();
+    kernel_line("skipped").set("reason", cuda::no_device_reason()).print();
     return 0;
   }
   Peaks peaks;
   try {
     peaks = measure_peaks();
   } catch (const std::exception& e) {
-    Line("peak").str("error", e.what()).print();
+    kernel_line("peak").set("error", e.what()).print();
     return 1;
   }
   Runner runner(options);
@@ -558,7 +530,7 @@ int main(int argc, char** argv) {
     try {
       bench(runner, peaks, summary);
     } catch (const std::exception& e) {
-      Line(name).str("error", e.what()).print();
+      kernel_line(name).set("error", e.what()).print();
     }
   }
   print_summary(peaks, summary);

@@ -11,9 +11,13 @@
 #                                file as a script to list its cases into a ctest file.
 #   cmake -P DoctestCases.cmake  at build time (EXECUTABLE, WORKING_DIR, CTEST_FILE set):
 #                                run `EXECUTABLE --list-test-cases`, write add_test lines.
+#
+# A case that cannot run here exits 77 (tests/support/skip.h, tests/doctest_main.cpp), which
+# SKIP_RETURN_CODE makes ctest report as "Skipped". Cases carrying doctest's skip decorator
+# are listed too (--no-skip), so that they show up as skipped rather than not at all.
 
 if(CMAKE_SCRIPT_MODE_FILE)
-  execute_process(COMMAND "${EXECUTABLE}" --list-test-cases --no-version=true
+  execute_process(COMMAND "${EXECUTABLE}" --list-test-cases --no-skip=true --no-version=true
                   OUTPUT_VARIABLE listing RESULT_VARIABLE status)
   if(NOT status EQUAL 0)
     message(FATAL_ERROR "${EXECUTABLE} --list-test-cases failed (${status}):\n${listing}")
@@ -35,7 +39,7 @@ if(CMAKE_SCRIPT_MODE_FILE)
     string(APPEND script
            "add_test([==[${name}]==] [==[${EXECUTABLE}]==] [==[--test-case=${filter}]==])\n"
            "set_tests_properties([==[${name}]==] PROPERTIES WORKING_DIRECTORY "
-           "[==[${WORKING_DIR}]==])\n")
+           "[==[${WORKING_DIR}]==] SKIP_RETURN_CODE 77)\n")
   endforeach()
   file(WRITE "${CTEST_FILE}" "${script}")
   return()

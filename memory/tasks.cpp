@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/ops/factory.h"
 #include "core/ops/view.h"
+#include "core/splitmix64.h"
 
 namespace mnemo::memory {
 
@@ -109,24 +110,20 @@ StreamBatch MemoryTask::batch(Split split, int64_t first, int64_t count) const {
 
 namespace {
 
-// SplitMix64 (Steele et al.): a tiny generator with good statistics, fixed across platforms.
+// The tasks' generator: SplitMix64 (core/splitmix64.h), a word reduced to [0, n) modulo n.
+// Both are fixed: the streams are measured (docs/memory-results.md) and must not change.
 struct Rng {
-  uint64_t state;
-  explicit Rng(uint64_t seed) : state(seed) {}
-  uint64_t next() {
-    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  int64_t below(int64_t n) { return int64_t(next() % uint64_t(n)); }  // [0, n)
+  SplitMix64 gen;
+  explicit Rng(uint64_t seed) : gen(seed) {}
+  uint64_t next() { return gen.next(); }
+  int64_t below(int64_t n) { return int64_t(below_modulo(next(), uint64_t(n))); }  // [0, n)
 };
 
 // The seed of stream `index` of `split` for a task (salt: one per task).
 uint64_t stream_seed(uint64_t seed, Split split, int64_t index, uint64_t salt) {
   Rng r(seed ^ (salt * 0xD1B54A32D192ED03ull));
   uint64_t h = r.next() ^ (split == Split::eval ? 0xA0761D6478BD642Full : 0);
-  Rng r2(h + uint64_t(index) * 0x9E3779B97F4A7C15ull);
+  Rng r2(h + uint64_t(index) * kSplitMix64Gamma);
   r2.next();
   return r2.next();
 }

@@ -1,8 +1,9 @@
 """Start the PyTorch peer in the environment that makes the comparison fair.
 
 Debian's python3-torch (1.13) multiplies matrices with whichever libblas.so.3 the dynamic
-loader finds first; its speed depends on that choice (see /work/shared/notes/cpu-peer.md or
-docs): the fair peer is OpenBLAS's OpenMP build, which shares torch's OpenMP threads. This
+loader finds first, and its speed depends on that choice: the fair peer is OpenBLAS's OpenMP
+build, which shares torch's OpenMP threads (the pthreads build keeps its threads spinning
+after each call; bench/bench_core.cpp's OpenBlas::load makes the same choice for mnemo). This
 module re-executes the running script once, before torch is imported, with
   - LD_LIBRARY_PATH starting with /usr/lib/x86_64-linux-gnu/openblas-openmp (if installed),
   - OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed (OpenBLAS picks its own kernels),

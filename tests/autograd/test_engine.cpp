@@ -5,18 +5,16 @@
 #include "autograd/engine.h"
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "support/tensors.h"
 
 using namespace mnemo;
+using mnemo::test::values;
 
 namespace {
 
 Tensor leaf(std::vector<double> v, Shape shape) {
   return from_vector(v, shape, {DType::f64}).set_requires_grad();
 }
-std::vector<double> values(const Tensor& t) {
-  return t.to_vector<double>();
-}
-
 }  // namespace
 
 TEST_CASE("gradients accumulate across backward calls") {

@@ -10,8 +10,7 @@
 #include "support/gradcheck_cases.h"
 
 using namespace mnemo;
-using mnemo::test::check_gradients;
-using mnemo::test::GradcheckCase;
+using namespace mnemo::test;  // tests/support/gradcheck_cases.h
 
 namespace {
 
@@ -26,7 +25,7 @@ std::function<Tensor(const TensorList&)> fixed_mask_dropout(double p, uint64_t s
 
 }  // namespace
 
-TEST_CASE("gradcheck: dropout") {
+TEST_GRADCHECK("dropout") {
   for (double p : {0.3, 0.5}) {
     CAPTURE(p);
     auto fn = fixed_mask_dropout(p, 11);

@@ -1,5 +1,6 @@
-// gradcheck: indexing and joining ops (embedding, index_select, gather, scatter_add, concat,
-// stack, split/chunk, pad), with repeated indices (gradients must add up), several dims,
+// gradcheck: indexing and joining ops (autograd/rules_index.cpp: embedding, index_select,
+// index_add, gather, scatter_add, concat, stack, pad; split and chunk, composites of narrow
+// from autograd/rules_view.cpp), with repeated indices (gradients must add up), several dims,
 // non-contiguous inputs and size-1 dims. The "create_graph" cases check that the rules are
 // themselves differentiable: index_select's rule is index_add (whose rule is index_select),
 // gather's is scatter_add (whose rule is gather), pad's is pad.
@@ -11,38 +12,17 @@
 #include "support/gradcheck_cases.h"
 
 using namespace mnemo;
-using mnemo::test::check_gradients;
+using namespace mnemo::test;  // tests/support/gradcheck_cases.h
 
 namespace {
-
-using Fn = std::function<Tensor(const TensorList&)>;
 
 Tensor ids(std::vector<int64_t> values, Shape shape, DType dtype = DType::i64) {
   return core::to(from_vector(values, shape), dtype);
 }
 
-// Each output is multiplied by a fixed non-uniform weight so that a gradient routed to the
-// wrong element changes the result.
-Tensor weigh(const Tensor& y) {
-  Tensor w = core::reshape(arange(1, double(y.numel()) + 1, 1, {DType::f64}), y.shape());
-  return mul(y, w);
-}
-
-// dL/dx as a function of the cotangent w = in[1], recorded with create_graph (x = in[0] is a
-// constant leaf). Grad mode is forced on: gradcheck evaluates its finite differences under
-// no_grad.
-Fn backward_of_w(std::function<Tensor(const Tensor&)> op) {
-  return [op](const TensorList& in) {
-    EnableGradGuard grad_mode;
-    Tensor x = detach(in[0]);
-    x.set_requires_grad(true);
-    return grad({op(x)}, {x}, {in[1]}, {.create_graph = true})[0];
-  };
-}
-
 }  // namespace
 
-TEST_CASE("gradcheck: embedding") {
+TEST_GRADCHECK("embedding") {
   Tensor tokens = ids({3, 1, 3, 0, 4, 3}, {2, 3}, DType::i32);
   check_gradients({
       {"(5,4) weight, (2,3) ids with repeats",
@@ -64,9 +44,9 @@ TEST_CASE("gradcheck: embedding") {
   });
 }
 
-TEST_CASE("gradcheck: index_select") {
+TEST_GRADCHECK("index_select") {
   Tensor index = ids({2, 0, 2, 2}, {4});
-  auto along = [index](int64_t dim) -> Fn {
+  auto along = [index](int64_t dim) -> GradcheckFn {
     return [index, dim](const TensorList& in) { return index_select(in[0], dim, index); };
   };
   check_gradients({
@@ -82,9 +62,24 @@ TEST_CASE("gradcheck: index_select") {
        [](const TensorList& in) {
          return index_select(in[0], 0, ids({1, 1}, {2}, DType::i32));
        }},
-      {"create_graph: backward as a function of dy",
+  });
+}
+
+// index_add is index_select's rule (it records itself, so that index_select differentiates
+// twice): check it as the backward of index_select, a function of the cotangent.
+TEST_GRADCHECK("index_add") {
+  Tensor index = ids({2, 0, 2, 2}, {4});
+  check_gradients({
+      {"backward of index_select (3,4) dim 0, repeated rows",
        {{3, 4}, {4, 4}},
-       backward_of_w([index](const Tensor& x) { return index_select(x, 0, index); }),
+       backward_of_dy([index](const Tensor& x) { return index_select(x, 0, index); }),
+       -2,
+       2,
+       {},
+       {0}},
+      {"backward of index_select (2,3) dim 1",
+       {{2, 3}, {2, 4}},
+       backward_of_dy([index](const Tensor& x) { return index_select(x, 1, index); }),
        -2,
        2,
        {},
@@ -92,7 +87,7 @@ TEST_CASE("gradcheck: index_select") {
   });
 }
 
-TEST_CASE("gradcheck: gather") {
+TEST_GRADCHECK("gather") {
   Tensor index0 = ids({2, 0, 1, 2, 2, 0, 0, 1}, {2, 4});  // for dim 0 of (3, 4)
   Tensor index1 = ids({3, 3, 0, 1, 2, 3}, {3, 2});        // for dim 1 of (3, 4)
   check_gradients({
@@ -131,7 +126,7 @@ TEST_CASE("gradcheck: gather") {
        }},
       {"create_graph: backward as a function of dy",
        {{3, 4}, {3, 2}},
-       backward_of_w([index1](const Tensor& x) { return gather(x, 1, index1); }),
+       backward_of_dy([index1](const Tensor& x) { return gather(x, 1, index1); }),
        -2,
        2,
        {},
@@ -139,7 +134,7 @@ TEST_CASE("gradcheck: gather") {
   });
 }
 
-TEST_CASE("gradcheck: scatter_add") {
+TEST_GRADCHECK("scatter_add") {
   Tensor index0 = ids({2, 0, 1, 2, 2, 0, 0, 1}, {2, 4});
   Tensor index1 = ids({3, 3, 0, 1, 2, 3}, {3, 2});
   check_gradients({
@@ -169,7 +164,7 @@ TEST_CASE("gradcheck: scatter_add") {
        }},
       {"create_graph: backward as a function of dy",
        {{3, 2}, {3, 4}},
-       backward_of_w([index1](const Tensor& src) {
+       backward_of_dy([index1](const Tensor& src) {
          return scatter_add(zeros({3, 4}, {DType::f64}), 1, index1, src);
        }),
        -2,
@@ -179,8 +174,8 @@ TEST_CASE("gradcheck: scatter_add") {
   });
 }
 
-TEST_CASE("gradcheck: concat") {
-  auto cat = [](int64_t dim) -> Fn {
+TEST_GRADCHECK("concat") {
+  auto cat = [](int64_t dim) -> GradcheckFn {
     return [dim](const TensorList& in) { return weigh(concat(in, dim)); };
   };
   check_gradients({
@@ -193,8 +188,8 @@ TEST_CASE("gradcheck: concat") {
   });
 }
 
-TEST_CASE("gradcheck: stack") {
-  auto st = [](int64_t dim) -> Fn {
+TEST_GRADCHECK("stack") {
+  auto st = [](int64_t dim) -> GradcheckFn {
     return [dim](const TensorList& in) { return weigh(stack(in, dim)); };
   };
   check_gradients({
@@ -206,7 +201,7 @@ TEST_CASE("gradcheck: stack") {
   });
 }
 
-TEST_CASE("gradcheck: split") {
+TEST_GRADCHECK("split") {
   check_gradients({
       {"split sizes {2,1,3} dim 1, reordered",
        {{2, 6}},
@@ -220,6 +215,11 @@ TEST_CASE("gradcheck: split") {
          std::vector<Tensor> p = split(in[0], int64_t(2), 0);
          return weigh(concat({p[2], mul(p[0], p[1])}, 0));
        }},
+  });
+}
+
+TEST_GRADCHECK("chunk") {
+  check_gradients({
       {"chunk 3 dim -1, non-contiguous",
        {{4, 6}},
        [](const TensorList& in) {
@@ -235,8 +235,8 @@ TEST_CASE("gradcheck: split") {
   });
 }
 
-TEST_CASE("gradcheck: pad") {
-  auto padded = [](std::vector<int64_t> pads, double value) -> Fn {
+TEST_GRADCHECK("pad") {
+  auto padded = [](std::vector<int64_t> pads, double value) -> GradcheckFn {
     return [pads, value](const TensorList& in) { return weigh(pad(in[0], pads, value)); };
   };
   check_gradients({
@@ -248,7 +248,7 @@ TEST_CASE("gradcheck: pad") {
       {"size-1 dims (1,3)", {{1, 3}}, padded({1, 1, 1, 1}, 0)},
       {"create_graph: backward as a function of dy",
        {{3, 4}, {4, 5}},
-       backward_of_w([](const Tensor& x) {
+       backward_of_dy([](const Tensor& x) {
          return pad(x, {2, -1, 0, 1});
        }),
        -2,

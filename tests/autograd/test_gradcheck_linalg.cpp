@@ -3,10 +3,11 @@
 #include <doctest/doctest.h>
 
 #include "autograd/ops.h"
+#include "support/errors.h"
 #include "support/gradcheck_cases.h"
 
 using namespace mnemo;
-using mnemo::test::check_gradients;
+using namespace mnemo::test;  // tests/support/gradcheck_cases.h
 
 namespace {
 
@@ -20,18 +21,9 @@ Tensor linear_no_bias_fn(const TensorList& in) {
   return linear(in[0], in[1]);
 }
 
-std::string message_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 }  // namespace
 
-TEST_CASE("gradcheck: matmul") {
+TEST_GRADCHECK("matmul") {
   check_gradients({
       {"(3,4) @ (4,5)", {{3, 4}, {4, 5}}, matmul_fn},
       {"non-contiguous (transposed) a and b", {{3, 4}, {4, 5}}, matmul_fn, -2, 2, {0, 1}},
@@ -56,7 +48,7 @@ TEST_CASE("gradcheck: matmul") {
   });
 }
 
-TEST_CASE("gradcheck: linear") {
+TEST_GRADCHECK("linear") {
   check_gradients({
       {"x (5,3), W (4,3), b (4,)", {{5, 3}, {4, 3}, {4}}, linear_fn},
       {"rows of a batch x (2,3,3)", {{2, 3, 3}, {4, 3}, {4}}, linear_fn},
@@ -83,11 +75,12 @@ TEST_CASE("linear: equals matmul with the transposed weight plus the bias") {
 TEST_CASE("linear: errors name the op and the shapes") {
   Tensor x = ones({5, 3}), w = ones({4, 2}), b = ones({4});
   CHECK_THROWS_AS(linear(x, w, b), Error);
-  const std::string align = message_of([&] { linear(x, w, b); });
+  const std::string align = test::error_message([&] { linear(x, w, b); });
   CHECK(align.find("linear") != std::string::npos);
   CHECK(align.find("(5, 3)") != std::string::npos);
   CHECK(align.find("(4, 2)") != std::string::npos);
-  const std::string bias = message_of([&] { linear(x, ones({4, 3}), ones({3})); });
+  const std::string bias = test::error_message([&] { linear(x, ones({4, 3}), ones({3})); });
   CHECK(bias.find("linear: bias of shape (3,)") != std::string::npos);
-  CHECK(message_of([&] { linear(x, ones({3})); }).find("linear: weight") != std::string::npos);
+  CHECK(test::error_message([&] { linear(x, ones({3})); }).find("linear: weight") !=
+        std::string::npos);
 }

@@ -8,10 +8,9 @@
 #include "support/gradcheck_cases.h"
 
 using namespace mnemo;
-using mnemo::test::check_gradients;
-using mnemo::test::GradcheckCase;
+using namespace mnemo::test;  // tests/support/gradcheck_cases.h
 
-TEST_CASE("gradcheck: layer_norm") {
+TEST_GRADCHECK("layer_norm") {
   auto full = [](const TensorList& in) { return layer_norm(in[0], in[1], in[2]); };
   auto plain = [](const TensorList& in) { return layer_norm(in[0], {}, {}); };
   auto weight_only = [](const TensorList& in) { return layer_norm(in[0], in[1], {}); };
@@ -27,7 +26,7 @@ TEST_CASE("gradcheck: layer_norm") {
   });
 }
 
-TEST_CASE("gradcheck: rms_norm") {
+TEST_GRADCHECK("rms_norm") {
   auto weighted = [](const TensorList& in) { return rms_norm(in[0], in[1]); };
   auto plain = [](const TensorList& in) { return rms_norm(in[0], {}); };
   check_gradients({
@@ -43,7 +42,7 @@ TEST_CASE("gradcheck: rms_norm") {
   });
 }
 
-TEST_CASE("gradcheck: attention") {
+TEST_GRADCHECK("attention") {
   // in: q, k, v (and the mask, a constant input, where a case has one).
   auto with = [](bool causal, double scale = 0) {
     return [causal, scale](const TensorList& in) {
@@ -95,7 +94,7 @@ TEST_CASE("gradcheck: attention") {
   });
 }
 
-TEST_CASE("gradcheck: scan") {
+TEST_GRADCHECK("scan") {
   auto no_h0 = [](int64_t dim) {
     return [dim](const TensorList& in) { return scan(in[0], in[1], dim); };
   };

@@ -1,7 +1,8 @@
-// gradcheck: reductions and scans, over single dims, several dims, all dims, negative dims,
-// keepdim true/false, non-contiguous inputs and size-1 dims; plus the forward values of the
-// composites (mean, var, norm) against closed forms, the even split of max/min gradients
-// among ties, and the create_graph form of the cumsum and topk rules.
+// gradcheck: reductions, scans and sum_to (autograd/rules_reduce.cpp), over single dims,
+// several dims, all dims, negative dims, keepdim true/false, non-contiguous inputs and size-1
+// dims; plus the forward values of the composites (mean, var, norm) against closed forms, the
+// even split of max/min gradients among ties, and the create_graph form of the logsumexp,
+// cumsum and topk rules.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -11,23 +12,22 @@
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "support/gradcheck_cases.h"
+#include "support/tensors.h"
 
 using namespace mnemo;
-using mnemo::test::check_gradients;
-using mnemo::test::GradcheckCase;
+using namespace mnemo::test;  // tests/support/gradcheck_cases.h
 
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-using Fn = std::function<Tensor(const TensorList&)>;
 using Reduction = std::function<Tensor(const Tensor&, const std::vector<int64_t>&, bool)>;
 
 // The standard sweep of shapes, dims and layouts for a reduction over dims. single: include the
 // cases that reduce a single element (0-d, size-1 dims), where var's correction divides by 0.
 std::vector<GradcheckCase> reduction_cases(Reduction op, double lo = -2, double hi = 2,
                                            bool single = true) {
-  auto over = [op](std::vector<int64_t> dims, bool keepdim) -> Fn {
+  auto over = [op](std::vector<int64_t> dims, bool keepdim) -> GradcheckFn {
     return [op, dims, keepdim](const TensorList& in) { return op(in[0], dims, keepdim); };
   };
   std::vector<GradcheckCase> cases = {
@@ -50,57 +50,41 @@ std::vector<GradcheckCase> reduction_cases(Reduction op, double lo = -2, double 
   return cases;
 }
 
-// dL/dx as a function of (x, w) recorded with create_graph, for ops with rules that must
-// differentiate again (their backward is written in differentiable ops). Grad mode is forced
-// on: gradcheck evaluates its finite differences under no_grad.
-Fn backward_of_w(std::function<Tensor(const Tensor&)> op) {
-  return [op](const TensorList& in) {
-    EnableGradGuard grad_mode;
-    Tensor x = detach(in[0]);
-    x.set_requires_grad(true);
-    return grad({op(x)}, {x}, {in[1]}, {.create_graph = true})[0];
-  };
-}
-
-std::vector<double> values(const Tensor& t) {
-  return t.to_vector<double>();
-}
-
 }  // namespace
 
-TEST_CASE("gradcheck: sum") {
+TEST_GRADCHECK("sum") {
   check_gradients(reduction_cases(
       [](const Tensor& x, const std::vector<int64_t>& d, bool k) { return sum(x, d, k); }));
 }
 
-TEST_CASE("gradcheck: mean") {
+TEST_GRADCHECK("mean") {
   check_gradients(reduction_cases(
       [](const Tensor& x, const std::vector<int64_t>& d, bool k) { return mean(x, d, k); }));
 }
 
-TEST_CASE("gradcheck: max") {
+TEST_GRADCHECK("max") {
   check_gradients(reduction_cases(
       [](const Tensor& x, const std::vector<int64_t>& d, bool k) { return max(x, d, k); }));
 }
 
-TEST_CASE("gradcheck: min") {
+TEST_GRADCHECK("min") {
   check_gradients(reduction_cases(
       [](const Tensor& x, const std::vector<int64_t>& d, bool k) { return min(x, d, k); }));
 }
 
-TEST_CASE("gradcheck: logsumexp") {
+TEST_GRADCHECK("logsumexp") {
   check_gradients(reduction_cases(
       [](const Tensor& x, const std::vector<int64_t>& d, bool k) { return logsumexp(x, d, k); }));
   check_gradients({{"create_graph: backward as a function of dy",
                     {{3, 4}, {3}},
-                    backward_of_w([](const Tensor& x) { return logsumexp(x, {1}); }),
+                    backward_of_dy([](const Tensor& x) { return logsumexp(x, {1}); }),
                     -2,
                     2,
                     {},
                     {0}}});
 }
 
-TEST_CASE("gradcheck: var") {
+TEST_GRADCHECK("var") {
   for (int64_t correction : {0, 1}) {
     INFO("correction ", correction);
     auto op = [correction](const Tensor& x, const std::vector<int64_t>& d, bool k) {
@@ -110,7 +94,7 @@ TEST_CASE("gradcheck: var") {
   }
 }
 
-TEST_CASE("gradcheck: norm") {
+TEST_GRADCHECK("norm") {
   // Away from 0, where |x| and sqrt have no derivative.
   for (double p : {2.0, 1.0, 3.0, kInf}) {
     INFO("p ", p);
@@ -122,8 +106,8 @@ TEST_CASE("gradcheck: norm") {
   }
 }
 
-TEST_CASE("gradcheck: cumsum") {
-  auto along = [](int64_t dim) -> Fn {
+TEST_GRADCHECK("cumsum") {
+  auto along = [](int64_t dim) -> GradcheckFn {
     return [dim](const TensorList& in) { return cumsum(in[0], dim); };
   };
   check_gradients({
@@ -138,7 +122,7 @@ TEST_CASE("gradcheck: cumsum") {
       {"0-d", {{}}, along(0)},
       {"create_graph: backward as a function of dy",
        {{3, 5}, {3, 5}},
-       backward_of_w([](const Tensor& x) { return cumsum(x, 1); }),
+       backward_of_dy([](const Tensor& x) { return cumsum(x, 1); }),
        -2,
        2,
        {},
@@ -146,8 +130,8 @@ TEST_CASE("gradcheck: cumsum") {
   });
 }
 
-TEST_CASE("gradcheck: topk") {
-  auto top = [](int64_t k, int64_t dim, bool largest) -> Fn {
+TEST_GRADCHECK("topk") {
+  auto top = [](int64_t k, int64_t dim, bool largest) -> GradcheckFn {
     return [=](const TensorList& in) { return topk(in[0], k, dim, largest).values; };
   };
   check_gradients({
@@ -161,11 +145,24 @@ TEST_CASE("gradcheck: topk") {
       {"size-1 dims (1,6,1) k 3 dim 1", {{1, 6, 1}}, top(3, 1, true)},
       {"create_graph: backward as a function of dy",
        {{3, 5}, {3, 2}},
-       backward_of_w([](const Tensor& x) { return topk(x, 2, 1).values; }),
+       backward_of_dy([](const Tensor& x) { return topk(x, 2, 1).values; }),
        -2,
        2,
        {},
        {0}},
+  });
+}
+
+TEST_GRADCHECK("sum_to") {
+  // The adjoint of expand (the engine calls it to undo broadcasting).
+  auto to_shape = [](Shape shape) -> GradcheckFn {
+    return [shape](const TensorList& in) { return weigh(sum_to(in[0], shape)); };
+  };
+  check_gradients({
+      {"(2,3,4) to (3,1)", {{2, 3, 4}}, to_shape({3, 1})},
+      {"(2,3,4) to (4,)", {{2, 3, 4}}, to_shape({4})},
+      {"(3,4) to ()", {{3, 4}}, to_shape({})},
+      {"non-contiguous (4,3) to (1,3)", {{4, 3}}, to_shape({1, 3}), -2, 2, {0}},
   });
 }
 

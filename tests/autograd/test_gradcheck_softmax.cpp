@@ -10,25 +10,14 @@
 #include "support/gradcheck_cases.h"
 
 using namespace mnemo;
-using mnemo::test::check_gradients;
-using mnemo::test::GradcheckCase;
+using namespace mnemo::test;  // tests/support/gradcheck_cases.h
 
 namespace {
 
-using Fn = std::function<Tensor(const TensorList&)>;
-
 // The sweep of shapes and dims shared by softmax and log_softmax.
 std::vector<GradcheckCase> softmax_cases(Tensor (*op)(const Tensor&, int64_t)) {
-  auto along = [op](int64_t dim) -> Fn {
+  auto along = [op](int64_t dim) -> GradcheckFn {
     return [op, dim](const TensorList& in) { return op(in[0], dim); };
-  };
-  // J^T w as a function of w, recorded with create_graph (x is a constant leaf). Grad mode
-  // is forced on: gradcheck evaluates its finite differences under no_grad.
-  Fn backward_of_w = [op](const TensorList& in) {
-    EnableGradGuard grad_mode;
-    Tensor x = detach(in[0]);
-    x.set_requires_grad(true);
-    return grad({op(x, -1)}, {x}, {in[1]}, {.create_graph = true})[0];
   };
   return {
       {"(3,4) dim -1", {{3, 4}}, along(-1)},
@@ -42,7 +31,7 @@ std::vector<GradcheckCase> softmax_cases(Tensor (*op)(const Tensor&, int64_t)) {
       {"0-d", {{}}, along(-1)},
       {"create_graph: backward as a function of dy",
        {{3, 5}, {3, 5}},
-       backward_of_w,
+       backward_of_dy([op](const Tensor& x) { return op(x, -1); }),
        -2,
        2,
        {},
@@ -55,7 +44,7 @@ Tensor targets(std::vector<int64_t> ids, Shape shape) {
 }
 
 // cross_entropy with fixed targets and options, as a gradcheck function of the logits.
-Fn ce(Tensor target, int64_t ignore_index, double smoothing, Reduction reduction) {
+GradcheckFn ce(Tensor target, int64_t ignore_index, double smoothing, Reduction reduction) {
   return [=](const TensorList& in) {
     return cross_entropy(in[0], target, ignore_index, smoothing, reduction);
   };
@@ -63,29 +52,21 @@ Fn ce(Tensor target, int64_t ignore_index, double smoothing, Reduction reduction
 
 }  // namespace
 
-TEST_CASE("gradcheck: softmax") {
+TEST_GRADCHECK("softmax") {
   check_gradients(softmax_cases(&softmax));
 }
 
-TEST_CASE("gradcheck: log_softmax") {
+TEST_GRADCHECK("log_softmax") {
   check_gradients(softmax_cases(&log_softmax));
 }
 
-TEST_CASE("gradcheck: cross_entropy") {
+TEST_GRADCHECK("cross_entropy") {
   const Tensor t5 = targets({1, -100, 0, 3, 3}, {5});
   const Tensor t23 = targets({0, 3, -100, 1, 2, 2}, {2, 3});
   const Tensor t5_i32 = from_vector(std::vector<int32_t>{2, 0, 1, -100, 3}, {5});
   const Tensor none_ignored = targets({1, 2, 0, 3, 3}, {5});
   const Tensor t5_ignore3 = targets({1, 3, 0, 3, 2}, {5});  // ignore_index 3: rows 1 and 3
   const Tensor all_ignored = targets({-100, -100, -100}, {3});
-  // d/d(dloss) of the gradient recorded with create_graph (logits a constant leaf).
-  Fn backward_of_dloss = [t5](const TensorList& in) {
-    EnableGradGuard grad_mode;
-    Tensor z = detach(in[0]);
-    z.set_requires_grad(true);
-    Tensor loss = cross_entropy(z, t5, -100, 0.1, Reduction::none);
-    return grad({loss}, {z}, {in[1]}, {.create_graph = true})[0];
-  };
   check_gradients({
       {"(5,4) mean, one ignored row", {{5, 4}}, ce(t5, -100, 0, Reduction::mean)},
       {"(5,4) sum", {{5, 4}}, ce(t5, -100, 0, Reduction::sum)},
@@ -107,7 +88,8 @@ TEST_CASE("gradcheck: cross_entropy") {
       {"every row ignored, sum", {{3, 4}}, ce(all_ignored, -100, 0, Reduction::sum)},
       {"create_graph: backward as a function of dloss",
        {{5, 4}, {5}},
-       backward_of_dloss,
+       backward_of_dy(
+           [t5](const Tensor& z) { return cross_entropy(z, t5, -100, 0.1, Reduction::none); }),
        -2,
        2,
        {},

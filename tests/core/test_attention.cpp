@@ -11,25 +11,15 @@
 
 #include "autograd/ops.h"
 #include "core/cpu/parallel.h"
+#include "support/tensors.h"
 
 using namespace mnemo;
+using test::random_tensor;
+using test::values;
 
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-
-Tensor random_tensor(const Shape& shape, uint64_t seed, DType dtype = DType::f64, double lo = -1,
-                     double hi = 1) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> dist(lo, hi);
-  std::vector<double> v(size_t(numel(shape)));
-  for (double& x : v) x = dist(rng);
-  return from_vector(v, shape, {dtype});
-}
-
-std::vector<double> values(const Tensor& t) {
-  return t.to_vector<double>();
-}
 
 // mask.at for a mask that broadcasts to (B, H, Tq, Tk).
 double mask_at(const Tensor& mask, int64_t b, int64_t h, int64_t i, int64_t j) {
@@ -351,7 +341,6 @@ TEST_CASE("attention: f32 and bf16 agree with f64 to their precision") {
 }
 
 TEST_CASE("attention: results do not depend on the thread count") {
-  const int threads = num_threads();
   // The LM-sized case (many tasks), and one with a single forward task but a large GEMM.
   const Case cases[] = {{"B=4, H=4, T=64 causal", 4, 4, 2, 64, 64, 32, 32, true, {}},
                         {"one block, long keys", 1, 1, 1, 16, 1500, 64, 64, false, {1500}}};
@@ -359,21 +348,12 @@ TEST_CASE("attention: results do not depend on the thread count") {
     INFO(std::string(c.label));
     Inputs in = make_inputs(c, DType::f32, 60);
     Tensor dout = random_tensor({c.B, c.H, c.Tq, c.Dv}, 65, DType::f32);
-    auto run = [&](int n) {
-      set_num_threads(n);
+    test::check_same_bits_on_1_and_4_threads([&] {
       core::AttentionOutput o = core::attention(in.q, in.k, in.v, in.options);
       core::AttentionGrads g =
           core::attention_backward(in.q, in.k, in.v, in.options, o.out, o.lse, dout);
-      return std::vector<std::vector<double>>{values(o.out), values(o.lse), values(g.dq),
-                                              values(g.dk), values(g.dv)};
-    };
-    auto one = run(1);
-    auto many = run(std::max(threads, 4));
-    set_num_threads(threads);
-    for (size_t i = 0; i < one.size(); ++i) {
-      INFO("output ", i);
-      CHECK(one[i] == many[i]);  // bit for bit
-    }
+      return std::vector<Tensor>{o.out, o.lse, g.dq, g.dk, g.dv};
+    });
   }
 }
 

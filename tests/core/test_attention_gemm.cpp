@@ -16,6 +16,7 @@
 
 #include "autograd/ops.h"
 #include "core/cpu/parallel.h"
+#include "support/tensors.h"
 
 using namespace mnemo;
 
@@ -41,14 +42,6 @@ const Shape4 kShapes[] = {
     {"sharp softmax, scale 40", 1, 2, 2, 20, 40, 8, 8, true, false, 40.0},
 };
 
-Tensor random(const Shape& shape, uint64_t seed, DType dtype) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> dist(-1, 1);
-  std::vector<double> v(size_t(numel(shape)));
-  for (double& x : v) x = dist(rng);
-  return from_vector(v, shape, {dtype});
-}
-
 // A (Tq, Tk) mask in [-1, 1) with about one entry in seven -inf, never a row's first key.
 Tensor random_mask(int64_t Tq, int64_t Tk, uint64_t seed, DType dtype) {
   std::mt19937_64 rng(seed);
@@ -70,10 +63,10 @@ struct Inputs {
 
 Inputs make(const Shape4& s, DType dtype) {
   Inputs in;
-  in.q = random({s.B, s.H, s.Tq, s.D}, 1, dtype);
-  in.k = random({s.B, s.Hkv, s.Tk, s.D}, 2, dtype);
-  in.v = random({s.B, s.Hkv, s.Tk, s.Dv}, 3, dtype);
-  in.dout = random({s.B, s.H, s.Tq, s.Dv}, 4, dtype);
+  in.q = test::random_tensor({s.B, s.H, s.Tq, s.D}, 1, dtype);
+  in.k = test::random_tensor({s.B, s.Hkv, s.Tk, s.D}, 2, dtype);
+  in.v = test::random_tensor({s.B, s.Hkv, s.Tk, s.Dv}, 3, dtype);
+  in.dout = test::random_tensor({s.B, s.H, s.Tq, s.Dv}, 4, dtype);
   in.options.causal = s.causal;
   in.options.scale = s.scale;
   if (s.mask) in.options.mask = random_mask(s.Tq, s.Tk, 5, dtype);

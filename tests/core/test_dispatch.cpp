@@ -1,58 +1,19 @@
 // Dispatch: ops run on the backend of their inputs' device; a backend that lacks an op fails
 // with an error naming the op and the device; mixing devices is an error.
 //
-// A fake backend stands in for a device here (it keeps its memory on the host and implements
-// only allocation, copy and fill), so this runs in CPU-only builds too.
+// A fake backend stands in for a device here (tests/support/host_device.h: it keeps its memory
+// on the host and implements only allocation, copy and fill), so this runs in CPU-only builds
+// too.
 #include <doctest/doctest.h>
 
-#include <cstdlib>
-
 #include "autograd/ops.h"
+#include "support/host_device.h"
+#include "support/skip.h"
 
 using namespace mnemo;
 
-namespace {
-
-class HostAllocator final : public Allocator {
- public:
-  void* allocate(size_t bytes) override { return std::malloc(bytes); }
-  void deallocate(void* p, size_t) override { std::free(p); }
-};
-
-// Forwards the memory ops to the CPU backend, which can reach the host memory it hands out.
-class PartialBackend final : public Backend {
- public:
-  std::string_view name() const override { return "partial"; }
-  Allocator* allocator(Device) override { return &allocator_; }
-  void copy(const Tensor& src, const Tensor& dst) override {
-    backend_for(Device::cpu()).copy(as_host(src), as_host(dst));
-  }
-  void fill(const Tensor& dst, double value) override {
-    backend_for(Device::cpu()).fill(as_host(dst), value);
-  }
-
- private:
-  static Tensor as_host(const Tensor& t) {
-    if (t.device().is_cpu()) return t;
-    auto storage = std::make_shared<StorageImpl>(t.storage()->data(), t.storage()->nbytes(),
-                                                 Device::cpu(), nullptr);
-    return Tensor::view_of(storage, t.shape(), t.strides(), t.offset(), t.dtype());
-  }
-  HostAllocator allocator_;
-};
-
-// Registers the fake backend for cuda while alive, restoring what was there.
-struct FakeDevice {
-  PartialBackend backend;
-  Backend* previous = has_backend(DeviceType::cuda) ? &backend_for(Device::cuda(0)) : nullptr;
-  FakeDevice() { register_backend(DeviceType::cuda, &backend); }
-  ~FakeDevice() { register_backend(DeviceType::cuda, previous); }
-};
-
-}  // namespace
-
 TEST_CASE("ops dispatch to the backend of their inputs and name what is missing") {
-  FakeDevice fake;
+  test::FakeCudaDevice fake("partial");
   Tensor x = full({2, 3}, 1.5, {DType::f32, Device::cuda(0)});
   CHECK(x.device() == Device::cuda(0));
   // Round trip through the fake device.
@@ -68,7 +29,7 @@ TEST_CASE("ops dispatch to the backend of their inputs and name what is missing"
 }
 
 TEST_CASE("a device without a backend is a clear error") {
-  if (has_backend(DeviceType::cuda)) return;  // CUDA builds register one
+  if (has_backend(DeviceType::cuda)) return test::skip("this build registers a CUDA backend");
   CHECK_THROWS_WITH_AS(zeros({2}, {DType::f32, Device::cuda(0)}),
                        doctest::Contains("no CUDA backend"), Error);
 }

@@ -10,17 +10,16 @@
 
 #include "autograd/ops.h"
 #include "core/cpu/parallel.h"
+#include "support/tensors.h"
 
 using namespace mnemo;
+using mnemo::test::unravel;
 
 namespace {
 
+// Values in [-2, 2).
 Tensor random_tensor(const Shape& shape, uint64_t seed, DType dtype = DType::f64) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> dist(-2, 2);
-  std::vector<double> v(size_t(numel(shape)));
-  for (double& x : v) x = dist(rng);
-  return from_vector(v, shape, {dtype});
+  return test::random_tensor(shape, seed, dtype, -2, 2);
 }
 
 // Random indices in [0, size).
@@ -30,15 +29,6 @@ Tensor random_index(const Shape& shape, int64_t size, uint64_t seed, DType dtype
   std::vector<int64_t> v(size_t(numel(shape)));
   for (int64_t& x : v) x = dist(rng);
   return core::to(from_vector(v, shape), dtype);
-}
-
-std::vector<int64_t> unravel(int64_t i, const Shape& shape) {
-  std::vector<int64_t> index(shape.size());
-  for (int64_t d = int64_t(shape.size()) - 1; d >= 0; --d) {
-    index[d] = i % shape[d];
-    i /= shape[d];
-  }
-  return index;
 }
 
 int64_t ravel(const std::vector<int64_t>& index, const Shape& shape) {

@@ -12,18 +12,13 @@
 #include "core/ops/factory.h"
 #include "core/ops/linalg.h"
 #include "core/ops/view.h"
+#include "support/errors.h"
+#include "support/tensors.h"
 
 using namespace mnemo;
+using test::random_tensor;
 
 namespace {
-
-Tensor random_tensor(const Shape& shape, DType dtype, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> dist(-1, 1);
-  std::vector<double> values(size_t(numel(shape)));
-  for (double& v : values) v = dist(rng);
-  return from_vector(values, shape, {dtype});
-}
 
 // Reference product of 2-d a (M, K) and b (K, N), in f64, with the bound sum_k |a_ik b_kj|
 // that scales the rounding error of a float result.
@@ -51,12 +46,9 @@ Reference naive_matmul(const Tensor& a, const Tensor& b) {
 // Allowed error relative to sum_k |a_ik b_kj|.
 double tolerance_of(DType dtype) {
   switch (dtype) {
-    case DType::f64:
-      return 1e-13;
-    case DType::f32:
-      return 1e-5;
-    default:
-      return 4e-3;  // bf16/f16: f32 products, then one rounding to 8 or 11 bits
+    case DType::f64: return 1e-13;
+    case DType::f32: return 1e-5;
+    default: return 4e-3;  // bf16/f16: f32 products, then one rounding to 8 or 11 bits
   }
 }
 
@@ -72,15 +64,6 @@ void check_product(const Tensor& got, const Tensor& a, const Tensor& b) {
   }
 }
 
-std::string message_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 }  // namespace
 
 TEST_CASE("matmul: 2-d products match a naive triple loop") {
@@ -92,7 +75,7 @@ TEST_CASE("matmul: 2-d products match a naive triple loop") {
   for (DType dtype : {DType::f32, DType::f64}) {
     for (const Case& c : cases) {
       INFO(dtype_name(dtype), " M=", c.M, " K=", c.K, " N=", c.N);
-      Tensor a = random_tensor({c.M, c.K}, dtype, 1), b = random_tensor({c.K, c.N}, dtype, 2);
+      Tensor a = random_tensor({c.M, c.K}, 1, dtype), b = random_tensor({c.K, c.N}, 2, dtype);
       Tensor out = core::matmul(a, b);
       CHECK(out.dtype() == dtype);
       CHECK(out.is_contiguous());
@@ -103,18 +86,18 @@ TEST_CASE("matmul: 2-d products match a naive triple loop") {
 
 TEST_CASE("matmul: transposed, strided and broadcast operands") {
   const int64_t M = 23, K = 19, N = 31;
-  Tensor a = random_tensor({M, K}, DType::f32, 3), b = random_tensor({K, N}, DType::f32, 4);
+  Tensor a = random_tensor({M, K}, 3, DType::f32), b = random_tensor({K, N}, 4, DType::f32);
   // Column-major views: the transposes of stored (K, M) and (N, K) matrices.
   Tensor a_t = core::transpose(core::contiguous(core::transpose(a, 0, 1)), 0, 1);
   Tensor b_t = core::transpose(core::contiguous(core::transpose(b, 0, 1)), 0, 1);
   REQUIRE(a_t.stride(0) == 1);
   REQUIRE(b_t.stride(0) == 1);
   // Row stride larger than the row (a narrowed wider matrix), offset into storage.
-  Tensor a_wide = core::narrow(random_tensor({M, K + 9}, DType::f32, 5), 1, 4, K);
+  Tensor a_wide = core::narrow(random_tensor({M, K + 9}, 5, DType::f32), 1, 4, K);
   // Inner stride 2: neither layout, copied first.
-  Tensor b_step = core::slice(random_tensor({K, 2 * N}, DType::f32, 6), 1, 0, 2 * N, 2);
+  Tensor b_step = core::slice(random_tensor({K, 2 * N}, 6, DType::f32), 1, 0, 2 * N, 2);
   // A row broadcast down the matrix (row stride 0).
-  Tensor a_rows = core::expand(random_tensor({1, K}, DType::f32, 7), {M, K});
+  Tensor a_rows = core::expand(random_tensor({1, K}, 7, DType::f32), {M, K});
 
   check_product(core::matmul(a_t, b), a, b);
   check_product(core::matmul(a, b_t), a, b);
@@ -138,7 +121,7 @@ TEST_CASE("matmul: batched products broadcast their batch dims") {
   };
   for (const Case& c : cases) {
     INFO("a ", shape_str(c.a), " b ", shape_str(c.b));
-    Tensor a = random_tensor(c.a, DType::f64, 8), b = random_tensor(c.b, DType::f64, 9);
+    Tensor a = random_tensor(c.a, 8, DType::f64), b = random_tensor(c.b, 9, DType::f64);
     Tensor out = core::matmul(a, b);
     REQUIRE(out.shape() == c.out);
     // Each output matrix against the naive product of the matrices broadcast into it.
@@ -157,9 +140,9 @@ TEST_CASE("matmul: batched products broadcast their batch dims") {
 }
 
 TEST_CASE("matmul: 1-d operands are a row or a column vector") {
-  Tensor v = random_tensor({4}, DType::f64, 10), w = random_tensor({4}, DType::f64, 11);
-  Tensor m = random_tensor({4, 3}, DType::f64, 12), n = random_tensor({5, 4}, DType::f64, 13);
-  Tensor batched = random_tensor({2, 4, 3}, DType::f64, 14);
+  Tensor v = random_tensor({4}, 10, DType::f64), w = random_tensor({4}, 11, DType::f64);
+  Tensor m = random_tensor({4, 3}, 12, DType::f64), n = random_tensor({5, 4}, 13, DType::f64);
+  Tensor batched = random_tensor({2, 4, 3}, 14, DType::f64);
 
   Tensor vm = core::matmul(v, m);  // (4,) @ (4, 3) -> (3,)
   REQUIRE(vm.shape() == Shape{3});
@@ -194,15 +177,15 @@ TEST_CASE("matmul: empty dims") {
   Tensor z = core::matmul(empty({3, 0}), empty({0, 4}));
   REQUIRE(z.shape() == Shape{3, 4});
   CHECK(z.to_vector<double>() == std::vector<double>(12, 0.0));
-  CHECK(core::matmul(empty({0, 5}), random_tensor({5, 4}, DType::f32, 1)).shape() == Shape{0, 4});
-  CHECK(core::matmul(empty({2, 0, 3, 5}), random_tensor({5, 4}, DType::f32, 1)).shape() ==
+  CHECK(core::matmul(empty({0, 5}), random_tensor({5, 4}, 1, DType::f32)).shape() == Shape{0, 4});
+  CHECK(core::matmul(empty({2, 0, 3, 5}), random_tensor({5, 4}, 1, DType::f32)).shape() ==
         Shape{2, 0, 3, 4});
 }
 
 TEST_CASE("matmul: bf16 and f16 multiply in f32 and round once") {
   for (DType dtype : {DType::bf16, DType::f16}) {
     INFO(dtype_name(dtype));
-    Tensor a = random_tensor({37, 50}, dtype, 15), b = random_tensor({50, 29}, dtype, 16);
+    Tensor a = random_tensor({37, 50}, 15, dtype), b = random_tensor({50, 29}, 16, dtype);
     Tensor out = core::matmul(a, core::transpose(core::contiguous(core::transpose(b, 0, 1)), 0, 1));
     CHECK(out.dtype() == dtype);
     // The same f32 product of the (exactly representable) inputs, rounded to dtype.
@@ -213,22 +196,23 @@ TEST_CASE("matmul: bf16 and f16 multiply in f32 and round once") {
 }
 
 TEST_CASE("matmul: mixed floating dtypes promote") {
-  Tensor a = random_tensor({3, 4}, DType::f32, 17), b = random_tensor({4, 2}, DType::f64, 18);
+  Tensor a = random_tensor({3, 4}, 17, DType::f32), b = random_tensor({4, 2}, 18, DType::f64);
   Tensor out = core::matmul(a, b);
   CHECK(out.dtype() == DType::f64);
   check_product(out, a, b);
 }
 
 TEST_CASE("matmul: errors name the op and the shapes") {
-  Tensor a = random_tensor({4, 3}, DType::f32, 1), b = random_tensor({5, 2}, DType::f32, 2);
+  Tensor a = random_tensor({4, 3}, 1, DType::f32), b = random_tensor({5, 2}, 2, DType::f32);
   CHECK_THROWS_AS(core::matmul(a, b), Error);
-  CHECK(message_of([&] { core::matmul(a, b); }) == "matmul: shapes (4, 3) and (5, 2) do not align");
-  CHECK(message_of([&] {
-          core::matmul(random_tensor({3}, DType::f32, 1), b);
+  CHECK(test::error_message([&] { core::matmul(a, b); }) ==
+        "matmul: shapes (4, 3) and (5, 2) do not align");
+  CHECK(test::error_message([&] {
+          core::matmul(random_tensor({3}, 1, DType::f32), b);
         }).find("matmul: shapes (3,) and (5, 2) do not align") != std::string::npos);
 
-  const std::string batch = message_of([] {
-    core::matmul(random_tensor({2, 4, 3}, DType::f32, 1), random_tensor({3, 3, 2}, DType::f32, 2));
+  const std::string batch = test::error_message([] {
+    core::matmul(random_tensor({2, 4, 3}, 1, DType::f32), random_tensor({3, 3, 2}, 2, DType::f32));
   });
   CHECK(batch.find("matmul") != std::string::npos);
   CHECK(batch.find("(2, 4, 3)") != std::string::npos);
@@ -236,11 +220,12 @@ TEST_CASE("matmul: errors name the op and the shapes") {
 
   Tensor ints = from_vector(std::vector<int64_t>{1, 2, 3, 4}, {2, 2});
   CHECK_THROWS_AS(core::matmul(ints, ints), Error);
-  const std::string dtype = message_of([&] { core::matmul(ints, ints); });
+  const std::string dtype = test::error_message([&] { core::matmul(ints, ints); });
   CHECK(dtype.find("matmul") != std::string::npos);
   CHECK(dtype.find("i64") != std::string::npos);
 
-  const std::string scalar = message_of([] { core::matmul(scalar_tensor(2), scalar_tensor(3)); });
+  const std::string scalar =
+      test::error_message([] { core::matmul(scalar_tensor(2), scalar_tensor(3)); });
   CHECK(scalar.find("matmul") != std::string::npos);
   CHECK(scalar.find("at least one dim") != std::string::npos);
 }
@@ -267,7 +252,7 @@ TEST_CASE("matmul: same bits on any thread count") {
   for (const Case& c : cases) {
     INFO("a ", shape_str(c.a), " b ", shape_str(c.b), c.transpose_a ? " (a transposed) " : " ",
          dtype_name(c.dtype));
-    Tensor a = random_tensor(c.a, c.dtype, 19), b = random_tensor(c.b, c.dtype, 20);
+    Tensor a = random_tensor(c.a, 19, c.dtype), b = random_tensor(c.b, 20, c.dtype);
     if (c.transpose_a) a = core::transpose(a, -1, -2);
     std::vector<std::vector<double>> results;  // f32 values are exact in f64
     for (int threads : {1, 2, 3, 4}) {

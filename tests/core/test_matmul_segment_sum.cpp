@@ -15,17 +15,14 @@
 #include "core/ops/factory.h"
 #include "core/ops/linalg.h"
 #include "core/ops/view.h"
+#include "support/tensors.h"
 
 using namespace mnemo;
 
 namespace {
 
 Tensor random_matrix(int64_t rows, int64_t cols, DType dtype, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> dist(-1, 1);
-  std::vector<double> values(size_t(rows * cols));
-  for (double& v : values) v = dist(rng);
-  return from_vector(values, {rows, cols}, {dtype});
+  return test::random_tensor({rows, cols}, seed, dtype);
 }
 
 // The definition: one matmul per segment, added in f64 in order.

@@ -9,22 +9,17 @@
 
 #include "autograd/ops.h"
 #include "core/cpu/parallel.h"
+#include "support/tensors.h"
 
 using namespace mnemo;
+using test::values;
 
 namespace {
 
+// Inputs in [-2, 2).
 Tensor random_tensor(const Shape& shape, uint64_t seed, DType dtype = DType::f64, double lo = -2,
                      double hi = 2) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> dist(lo, hi);
-  std::vector<double> v(size_t(numel(shape)));
-  for (double& x : v) x = dist(rng);
-  return from_vector(v, shape, {dtype});
-}
-
-std::vector<double> values(const Tensor& t) {
-  return t.to_vector<double>();
+  return test::random_tensor(shape, seed, dtype, lo, hi);
 }
 
 // Reference statistics and outputs, row by row in f64, for x viewed as (N, C).
@@ -216,25 +211,15 @@ TEST_CASE("norms: backward matches the closed form") {
 }
 
 TEST_CASE("norms: weight gradients do not depend on the thread count") {
-  const int threads = num_threads();
   Tensor x = random_tensor({3000, 48}, 14, DType::f32);
   Tensor dy = random_tensor({3000, 48}, 15, DType::f32);
   Tensor w = random_tensor({48}, 16, DType::f32);
-  auto run = [&](int n) {
-    set_num_threads(n);
+  test::check_same_bits_on_1_and_4_threads([&] {
     core::NormOutput fwd = core::layer_norm(x, w, w, 1e-5);
     core::NormGrads ln = core::layer_norm_backward(x, w, fwd.mean, fwd.rstd, dy, true);
     core::NormGrads rms = core::rms_norm_backward(x, w, core::rms_norm(x, w, 1e-6).rstd, dy);
-    return std::vector<std::vector<double>>{values(ln.dx), values(ln.dweight), values(ln.dbias),
-                                            values(rms.dx), values(rms.dweight)};
-  };
-  auto one = run(1);
-  auto many = run(std::max(threads, 4));
-  set_num_threads(threads);
-  for (size_t i = 0; i < one.size(); ++i) {
-    INFO("output ", i);
-    CHECK(one[i] == many[i]);  // bit for bit
-  }
+    return std::vector<Tensor>{ln.dx, ln.dweight, ln.dbias, rms.dx, rms.dweight};
+  });
 }
 
 TEST_CASE("norms: zero rows give empty outputs and zero parameter gradients") {

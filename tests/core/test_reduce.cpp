@@ -13,24 +13,19 @@
 
 #include "autograd/ops.h"
 #include "core/cpu/parallel.h"
+#include "support/tensors.h"
 
 using namespace mnemo;
+using mnemo::test::unravel;
 
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-std::vector<double> random_values(int64_t n, uint64_t seed, double lo = -2, double hi = 2) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> dist(lo, hi);
-  std::vector<double> v(static_cast<size_t>(n));
-  for (double& x : v) x = dist(rng);
-  return v;
-}
-
+// Values in [-2, 2).
 Tensor random_tensor(const Shape& shape, uint64_t seed, DType dtype = DType::f64) {
-  return from_vector(random_values(numel(shape), seed), shape, {dtype});
+  return test::random_tensor(shape, seed, dtype, -2, 2);
 }
 
 // Small integers (exact in every dtype, many ties).
@@ -45,16 +40,6 @@ Tensor random_ints(const Shape& shape, uint64_t seed, DType dtype, int lo = -5, 
 // The same values as t, laid out with its last two dims transposed in memory.
 Tensor transposed_layout(const Tensor& t) {
   return core::transpose(core::contiguous(core::transpose(t, -1, -2)), -1, -2);
-}
-
-// Row-major multi-index of linear position i.
-std::vector<int64_t> unravel(int64_t i, const Shape& shape) {
-  std::vector<int64_t> index(shape.size());
-  for (int64_t d = int64_t(shape.size()) - 1; d >= 0; --d) {
-    index[d] = i % shape[d];
-    i /= shape[d];
-  }
-  return index;
 }
 
 // The reference reduction: op is 's' (sum), '>' (max) or '<' (min); dims normalised. Returns the

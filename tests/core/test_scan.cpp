@@ -7,23 +7,13 @@
 #include <random>
 
 #include "autograd/ops.h"
+#include "support/tensors.h"
 
 using namespace mnemo;
+using test::random_tensor;
+using test::values;
 
 namespace {
-
-Tensor random_tensor(const Shape& shape, uint64_t seed, DType dtype = DType::f64, double lo = -1,
-                     double hi = 1) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> dist(lo, hi);
-  std::vector<double> v(size_t(numel(shape)));
-  for (double& x : v) x = dist(rng);
-  return from_vector(v, shape, {dtype});
-}
-
-std::vector<double> values(const Tensor& t) {
-  return t.to_vector<double>();
-}
 
 // t.at(index) where t broadcasts to index's shape (size-1 dims read index 0, missing leading
 // dims are dropped).

@@ -10,6 +10,8 @@
 #include "autograd/engine.h"
 #include "autograd/ops.h"
 #include "core/cpu/parallel.h"
+#include "support/errors.h"
+#include "support/tensors.h"
 
 using namespace mnemo;
 
@@ -17,21 +19,9 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-Tensor random_tensor(const Shape& shape, DType dtype, uint64_t seed, double scale = 3) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> dist(-scale, scale);
-  std::vector<double> values(size_t(numel(shape)));
-  for (double& v : values) v = dist(rng);
-  return from_vector(values, shape, {dtype});
-}
-
-std::string message_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
+// Logits in [-scale, scale).
+Tensor random_logits(const Shape& shape, DType dtype, uint64_t seed, double scale = 3) {
+  return test::random_tensor(shape, seed, dtype, -scale, scale);
 }
 
 // Visits every line of x (contiguous values, shape) along dim: fn(indices of its elements).
@@ -106,7 +96,7 @@ std::vector<double> row_of(const Tensor& logits, int64_t n) {
 }  // namespace
 
 TEST_CASE("softmax: forward matches the definition along every dim") {
-  Tensor x = random_tensor({3, 4, 70}, DType::f64, 1);
+  Tensor x = random_logits({3, 4, 70}, DType::f64, 1);
   for (bool log : {false, true}) {
     for (int64_t dim : {0, 1, 2, -1}) {
       INFO((log ? "log_softmax" : "softmax"), " dim ", dim);
@@ -158,7 +148,7 @@ TEST_CASE("softmax: stable for large inputs, exact zeros for -inf") {
 TEST_CASE("softmax: bf16 and f16 are computed in f32 and rounded once") {
   for (DType dtype : {DType::bf16, DType::f16}) {
     INFO(dtype_name(dtype));
-    Tensor x = random_tensor({5, 33}, dtype, 2);
+    Tensor x = random_logits({5, 33}, dtype, 2);
     for (int64_t dim : {0, 1}) {
       Tensor y = core::softmax(x, dim);
       CHECK(y.dtype() == dtype);
@@ -180,8 +170,8 @@ TEST_CASE("softmax: 0-d and empty inputs") {
 }
 
 TEST_CASE("softmax: the backward ops match their closed forms") {
-  Tensor x = random_tensor({4, 6, 67}, DType::f64, 3);
-  Tensor dy = random_tensor({4, 6, 67}, DType::f64, 4);
+  Tensor x = random_logits({4, 6, 67}, DType::f64, 3);
+  Tensor dy = random_logits({4, 6, 67}, DType::f64, 4);
   for (int64_t dim : {0, 1, 2}) {
     INFO("dim ", dim);
     Tensor y = core::softmax(x, dim);
@@ -201,8 +191,8 @@ TEST_CASE("softmax: the backward ops match their closed forms") {
 
 TEST_CASE("softmax: same bits on any thread count") {
   // Rows, and slabs whose width follows the thread count (inner = 700 along dim 0).
-  Tensor x = random_tensor({64, 300, 9}, DType::f32, 5),
-         wide = random_tensor({5, 700}, DType::f32, 6);
+  Tensor x = random_logits({64, 300, 9}, DType::f32, 5),
+         wide = random_logits({5, 700}, DType::f32, 6);
   const int saved = num_threads();
   std::vector<std::vector<float>> results;
   for (int threads : {1, 2, 3}) {
@@ -218,13 +208,15 @@ TEST_CASE("softmax: same bits on any thread count") {
 TEST_CASE("softmax: errors name the op") {
   Tensor ints = from_vector(std::vector<int64_t>{1, 2, 3}, {3});
   CHECK_THROWS_AS(core::softmax(ints), Error);
-  CHECK(message_of([&] { core::softmax(ints); }).find("softmax") != std::string::npos);
-  CHECK(message_of([&] { core::log_softmax(ints); }).find("log_softmax") != std::string::npos);
-  Tensor x = random_tensor({2, 3}, DType::f32, 6);
+  CHECK(test::error_message([&] { core::softmax(ints); }).find("softmax") != std::string::npos);
+  CHECK(test::error_message([&] { core::log_softmax(ints); }).find("log_softmax") !=
+        std::string::npos);
+  Tensor x = random_logits({2, 3}, DType::f32, 6);
   CHECK_THROWS_AS(core::softmax(x, 2), Error);
-  CHECK(message_of([&] { core::softmax(x, 2); }).find("softmax: dim 2") != std::string::npos);
-  const std::string shapes = message_of([&] {
-    core::softmax_backward(x, random_tensor({3, 2}, DType::f32, 7), 1);
+  CHECK(test::error_message([&] { core::softmax(x, 2); }).find("softmax: dim 2") !=
+        std::string::npos);
+  const std::string shapes = test::error_message([&] {
+    core::softmax_backward(x, random_logits({3, 2}, DType::f32, 7), 1);
   });
   CHECK(shapes.find("softmax_backward") != std::string::npos);
   CHECK(shapes.find("(2, 3)") != std::string::npos);
@@ -232,7 +224,7 @@ TEST_CASE("softmax: errors name the op") {
 }
 
 TEST_CASE("cross_entropy: loss and lse match the definition") {
-  Tensor logits = random_tensor({7, 5}, DType::f64, 8);
+  Tensor logits = random_logits({7, 5}, DType::f64, 8);
   // Row 2 uses the default ignore_index (-100); row 5 uses the last class.
   Tensor target = from_vector(std::vector<int64_t>{1, 0, -100, 4, 2, 4, 3}, {7});
   for (double smoothing : {0.0, 0.1, 1.0}) {
@@ -269,7 +261,7 @@ TEST_CASE("cross_entropy: stable for large logits, f32 stats for 16-bit logits")
   CHECK(out.lse.at({0}) == doctest::Approx(1e4 + lse0).epsilon(1e-7));
   CHECK(out.loss.at({1}) == doctest::Approx(2e4).epsilon(1e-6));
 
-  Tensor half = random_tensor({4, 9}, DType::bf16, 9);
+  Tensor half = random_logits({4, 9}, DType::bf16, 9);
   Tensor t = from_vector(std::vector<int64_t>{0, 8, 3, 3}, {4});
   core::CrossEntropyOutput h = core::cross_entropy(half, t, -100, 0.2);
   CHECK(h.loss.dtype() == DType::bf16);
@@ -280,9 +272,9 @@ TEST_CASE("cross_entropy: stable for large logits, f32 stats for 16-bit logits")
 }
 
 TEST_CASE("cross_entropy: backward is dloss * (softmax - q), 0 on ignored rows") {
-  Tensor logits = random_tensor({6, 4}, DType::f64, 10);
+  Tensor logits = random_logits({6, 4}, DType::f64, 10);
   Tensor target = from_vector(std::vector<int64_t>{3, -1, 0, 2, -1, 1}, {6});
-  Tensor dloss = random_tensor({6}, DType::f64, 11, 1);
+  Tensor dloss = random_logits({6}, DType::f64, 11, 1);
   for (double s : {0.0, 0.25}) {
     INFO("label_smoothing ", s);
     core::CrossEntropyOutput out = core::cross_entropy(logits, target, -1, s);
@@ -313,38 +305,39 @@ TEST_CASE("cross_entropy: a -inf logit gets exactly zero gradient") {
 }
 
 TEST_CASE("cross_entropy: errors name the op and the offending value") {
-  Tensor logits = random_tensor({3, 5}, DType::f32, 12);
+  Tensor logits = random_logits({3, 5}, DType::f32, 12);
   Tensor bad = from_vector(std::vector<int64_t>{1, 7, 2}, {3});
   CHECK_THROWS_AS(core::cross_entropy(logits, bad), Error);
-  const std::string range = message_of([&] { core::cross_entropy(logits, bad); });
+  const std::string range = test::error_message([&] { core::cross_entropy(logits, bad); });
   CHECK(range.find("cross_entropy") != std::string::npos);
   CHECK(range.find("target 7") != std::string::npos);
   CHECK(range.find("5 classes") != std::string::npos);
   Tensor negative = from_vector(std::vector<int64_t>{1, -3, 2}, {3});
-  CHECK(message_of([&] { core::cross_entropy(logits, negative); }).find("target -3") !=
+  CHECK(test::error_message([&] { core::cross_entropy(logits, negative); }).find("target -3") !=
         std::string::npos);
   Tensor lse = core::cross_entropy(logits, from_vector(std::vector<int64_t>{1, 2, 3}, {3})).lse;
-  CHECK(message_of([&] {
+  CHECK(test::error_message([&] {
           core::cross_entropy_backward(logits, bad, lse, ones({3}));
         }).find("cross_entropy_backward: target 7") != std::string::npos);
 
-  const std::string shape = message_of([&] {
+  const std::string shape = test::error_message([&] {
     core::cross_entropy(logits, from_vector(std::vector<int64_t>{1, 2}, {2}));
   });
   CHECK(shape.find("cross_entropy") != std::string::npos);
   CHECK(shape.find("(2,)") != std::string::npos);
   CHECK(shape.find("(3, 5)") != std::string::npos);
-  CHECK(message_of([&] { core::cross_entropy(logits, ones({3})); }).find("cross_entropy") !=
-        std::string::npos);
-  CHECK(message_of([&] {
+  CHECK(test::error_message([&] {
+          core::cross_entropy(logits, ones({3}));
+        }).find("cross_entropy") != std::string::npos);
+  CHECK(test::error_message([&] {
           core::cross_entropy(logits, from_vector(std::vector<int64_t>{1, 2, 3}, {3}), -100, 1.5);
         }).find("label_smoothing") != std::string::npos);
-  CHECK(message_of([&] {
+  CHECK(test::error_message([&] {
           core::cross_entropy(ones({5}), from_vector(std::vector<int64_t>{1}, {1}));
         }).find("cross_entropy") != std::string::npos);
   // The differentiable op checks (..., C) against (...).
-  const std::string nd = message_of([&] {
-    cross_entropy(random_tensor({2, 3, 5}, DType::f32, 1),
+  const std::string nd = test::error_message([&] {
+    cross_entropy(random_logits({2, 3, 5}, DType::f32, 1),
                   from_vector(std::vector<int64_t>{1, 2}, {2}));
   });
   CHECK(nd.find("cross_entropy: target of shape (2,)") != std::string::npos);
@@ -352,7 +345,7 @@ TEST_CASE("cross_entropy: errors name the op and the offending value") {
 }
 
 TEST_CASE("cross_entropy: reductions none, sum and mean over (..., C) logits") {
-  Tensor logits = random_tensor({2, 3, 4}, DType::f64, 13);
+  Tensor logits = random_logits({2, 3, 4}, DType::f64, 13);
   Tensor target = from_vector(std::vector<int64_t>{0, 3, -100, 1, 2, 2}, {2, 3});
   Tensor rows = core::cross_entropy(core::reshape(logits, {6, 4}), core::reshape(target, {6})).loss;
   const std::vector<double> per_row = rows.to_vector<double>();

@@ -7,14 +7,12 @@
 
 #include "autograd/ops.h"
 #include "core/cpu/parallel.h"
+#include "support/tensors.h"
 
 using namespace mnemo;
+using mnemo::test::values;
 
 namespace {
-
-std::vector<double> values(const Tensor& t) {
-  return t.to_vector<double>();
-}
 
 // 0, 1, 2, ... as f32 in the given shape.
 Tensor iota(const Shape& shape, DType dtype = DType::f32) {

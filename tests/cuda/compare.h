@@ -20,6 +20,11 @@ namespace mnemo::cuda_test {
 
 inline const Device kGpu = Device::cuda(0);
 
+// The dtypes an op is checked over: the floating ones, and those with the integers.
+inline constexpr DType kFloating[] = {DType::f32, DType::f64, DType::bf16, DType::f16};
+inline constexpr DType kAll[] = {DType::f32, DType::f64, DType::bf16,
+                                 DType::f16, DType::i32, DType::i64};
+
 // A random seed, or MNEMO_TEST_SEED from the environment when set.
 uint64_t fresh_seed();
 

@@ -18,11 +18,7 @@
 namespace mnemo {
 namespace {
 
-using cuda_test::bitwise_equal;
-using cuda_test::fresh_seed;
-using cuda_test::kGpu;
-using cuda_test::random_cpu;
-using cuda_test::to_gpu;
+using namespace cuda_test;  // tests/cuda/compare.h
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
@@ -78,12 +74,10 @@ std::string describe(const AttentionCase& c) {
          " mask=" + std::to_string(int(c.mask));
 }
 
-const DType kDtypes[] = {DType::f32, DType::bf16, DType::f64, DType::f16};
-
 }  // namespace
 
 TEST_CASE("cuda: attention forward and backward match the CPU") {
-  for (DType dtype : kDtypes) {
+  for (DType dtype : kFloating) {
     for (const AttentionCase& c : kCases) {
       const uint64_t seed = fresh_seed();
       CAPTURE(seed);

@@ -19,16 +19,12 @@
 namespace mnemo {
 namespace {
 
-using cuda_test::fresh_seed;
-using cuda_test::random_cpu;
-using cuda_test::rel_error;
-using cuda_test::strided_copy;
-using cuda_test::to_gpu;
+using namespace cuda_test;  // tests/cuda/compare.h
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-const std::vector<DType> kFloating = {DType::f32, DType::f64, DType::bf16, DType::f16};
-const std::vector<DType> kAll = {DType::f32, DType::f64, DType::bf16,   DType::f16,
-                                 DType::i32, DType::i64, DType::boolean};
+// compare.h's kAll and bool.
+const std::vector<DType> kAllAndBool = {DType::f32, DType::f64, DType::bf16,   DType::f16,
+                                        DType::i32, DType::i64, DType::boolean};
 const std::vector<Shape> kShapes = {{1}, {7}, {33, 65}, {3, 5, 257}};
 
 struct UnaryCase {
@@ -159,7 +155,7 @@ TEST_CASE("cuda: binary ops x dtypes match the CPU, broadcast and strided operan
       {{33, 65}, {33, 65}}, {{33, 65}, {1, 65}}, {{33, 65}, {33, 1}},
       {{1}, {7}},           {{257}, {1}},        {{4, 1, 7}, {1, 5, 7}}};
   for (BinaryOp op : ops) {
-    for (DType dtype : kAll) {
+    for (DType dtype : kAllAndBool) {
       if (op == BinaryOp::pow && !is_floating(dtype)) continue;  // core: floating only
       for (const auto& [sa, sb] : shapes) {
         const uint64_t seed = fresh_seed();
@@ -215,7 +211,7 @@ TEST_CASE("cuda: binary ops on special values and mixed dtypes") {
 }
 
 TEST_CASE("cuda: in-place binary ops (out aliases a), broadcast other, strided self") {
-  for (DType dtype : kAll) {
+  for (DType dtype : kAllAndBool) {
     const uint64_t seed = fresh_seed();
     CAPTURE(seed);
     CAPTURE(dtype_name(dtype));
@@ -247,7 +243,7 @@ TEST_CASE("cuda: in-place binary ops (out aliases a), broadcast other, strided s
 }
 
 TEST_CASE("cuda: where with broadcast and strided operands, every dtype") {
-  for (DType dtype : kAll) {
+  for (DType dtype : kAllAndBool) {
     const uint64_t seed = fresh_seed();
     CAPTURE(seed);
     CAPTURE(dtype_name(dtype));
@@ -263,7 +259,7 @@ TEST_CASE("cuda: where with broadcast and strided operands, every dtype") {
 }
 
 TEST_CASE("cuda: fill (contiguous and strided views) and arange, every dtype") {
-  for (DType dtype : kAll) {
+  for (DType dtype : kAllAndBool) {
     CAPTURE(dtype_name(dtype));
     for (double value : {0.0, 1.0, -2.75, 3.3}) {
       CAPTURE(value);
@@ -287,8 +283,8 @@ TEST_CASE("cuda: fill (contiguous and strided views) and arange, every dtype") {
 }
 
 TEST_CASE("cuda: copy_on_device converts between every dtype pair, strided and broadcast") {
-  for (DType from : kAll) {
-    for (DType to_dtype : kAll) {
+  for (DType from : kAllAndBool) {
+    for (DType to_dtype : kAllAndBool) {
       const uint64_t seed = fresh_seed();
       CAPTURE(seed);
       CAPTURE(dtype_name(from));

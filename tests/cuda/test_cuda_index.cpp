@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -18,14 +19,7 @@
 namespace mnemo {
 namespace {
 
-using cuda_test::bitwise_equal;
-using cuda_test::fresh_seed;
-using cuda_test::random_cpu;
-using cuda_test::random_cpu_any;
-using cuda_test::strided_copy;
-using cuda_test::to_gpu;
-
-const DType kAll[] = {DType::f32, DType::f64, DType::bf16, DType::f16, DType::i32, DType::i64};
+using namespace cuda_test;  // tests/cuda/compare.h
 
 // Indices in [0, size): i64 values of `shape`, with duplicates whenever numel > size.
 Tensor indices(const Shape& shape, int64_t size, uint64_t seed) {
@@ -49,69 +43,70 @@ void check_throws_naming(const std::string& op, Fn&& fn) {
 
 const Shape kShape = {7, 33, 5};
 
+// One case of the sweep: every dtype, each dim of kShape, each index length n along it, with a
+// fresh seed (s.str() names all four, for CAPTURE).
+struct Sweep {
+  DType dtype;
+  int64_t dim, n;
+  uint64_t seed;
+  std::string str() const {
+    return std::string(dtype_name(dtype)) + " dim " + std::to_string(dim) + " n " +
+           std::to_string(n) + " seed " + std::to_string(seed);
+  }
+};
+
+std::vector<Sweep> sweep(std::initializer_list<int64_t> lengths) {
+  std::vector<Sweep> cases;
+  for (DType dtype : kAll) {
+    for (int64_t dim = 0; dim < 3; ++dim) {
+      for (int64_t n : lengths) cases.push_back({dtype, dim, n, fresh_seed()});
+    }
+  }
+  return cases;
+}
+
 }  // namespace
 
 TEST_CASE("cuda: index_select matches the CPU along every dim") {
-  for (DType dtype : kAll) {
-    for (int64_t dim = 0; dim < 3; ++dim) {
-      for (int64_t n : {1, 13, 70}) {
-        const uint64_t seed = fresh_seed();
-        CAPTURE(seed);
-        CAPTURE(dtype_name(dtype));
-        CAPTURE(dim);
-        CAPTURE(n);
-        Tensor x = random_cpu_any(kShape, dtype, seed);
-        Tensor index = indices({n}, kShape[size_t(dim)], seed + 1);
-        CHECK_CLOSE_TO_CPU(core::index_select(strided_copy(to_gpu(x)), dim, to_gpu(index)),
-                           core::index_select(x, dim, index));
-        // A strided index (every other element of a longer buffer).
-        CHECK_CLOSE_TO_CPU(core::index_select(to_gpu(x), dim, strided_copy(to_gpu(index))),
-                           core::index_select(x, dim, index));
-      }
-    }
+  for (const Sweep& s : sweep({1, 13, 70})) {
+    CAPTURE(s.str());
+    Tensor x = random_cpu_any(kShape, s.dtype, s.seed);
+    Tensor index = indices({s.n}, kShape[size_t(s.dim)], s.seed + 1);
+    CHECK_CLOSE_TO_CPU(core::index_select(strided_copy(to_gpu(x)), s.dim, to_gpu(index)),
+                       core::index_select(x, s.dim, index));
+    // A strided index (every other element of a longer buffer).
+    CHECK_CLOSE_TO_CPU(core::index_select(to_gpu(x), s.dim, strided_copy(to_gpu(index))),
+                       core::index_select(x, s.dim, index));
   }
 }
 
 TEST_CASE("cuda: gather matches the CPU along every dim, index smaller than x") {
-  for (DType dtype : kAll) {
-    for (int64_t dim = 0; dim < 3; ++dim) {
-      const uint64_t seed = fresh_seed();
-      CAPTURE(seed);
-      CAPTURE(dtype_name(dtype));
-      CAPTURE(dim);
-      Tensor x = random_cpu_any(kShape, dtype, seed);
-      Shape index_shape = {5, 17, 4};
-      index_shape[size_t(dim)] = 11;  // longer than x along dim 0 and 2: repeats
-      Tensor index = indices(index_shape, kShape[size_t(dim)], seed + 1);
-      CHECK_CLOSE_TO_CPU(core::gather(strided_copy(to_gpu(x)), dim, strided_copy(to_gpu(index))),
-                         core::gather(x, dim, index));
-    }
+  for (const Sweep& s : sweep({11})) {  // 11 along dim: longer than x along dim 0 and 2
+    CAPTURE(s.str());
+    Tensor x = random_cpu_any(kShape, s.dtype, s.seed);
+    Shape index_shape = {5, 17, 4};
+    index_shape[size_t(s.dim)] = s.n;
+    Tensor index = indices(index_shape, kShape[size_t(s.dim)], s.seed + 1);
+    CHECK_CLOSE_TO_CPU(core::gather(strided_copy(to_gpu(x)), s.dim, strided_copy(to_gpu(index))),
+                       core::gather(x, s.dim, index));
   }
 }
 
 TEST_CASE("cuda: index_add matches the CPU with duplicate indices, bitwise for f32") {
-  for (DType dtype : kAll) {
-    for (int64_t dim = 0; dim < 3; ++dim) {
-      for (int64_t n : {1, 9, 200}) {
-        const uint64_t seed = fresh_seed();
-        CAPTURE(seed);
-        CAPTURE(dtype_name(dtype));
-        CAPTURE(dim);
-        CAPTURE(n);
-        Tensor x = random_cpu_any(kShape, dtype, seed);
-        Shape src_shape = kShape;
-        src_shape[size_t(dim)] = n;
-        Tensor src = random_cpu_any(src_shape, dtype, seed + 1);
-        Tensor index = indices({n}, kShape[size_t(dim)], seed + 2);
-        Tensor want = core::index_add(x, dim, index, src);
-        Tensor got =
-            core::index_add(strided_copy(to_gpu(x)), dim, to_gpu(index), strided_copy(to_gpu(src)));
-        CHECK_CLOSE_TO_CPU(got, want);
-        if (dtype == DType::f32) CHECK(bitwise_equal(got, want));
-        Tensor again = core::index_add(to_gpu(x), dim, to_gpu(index), to_gpu(src));
-        CHECK(bitwise_equal(got, again));
-      }
-    }
+  for (const Sweep& s : sweep({1, 9, 200})) {
+    CAPTURE(s.str());
+    Tensor x = random_cpu_any(kShape, s.dtype, s.seed);
+    Shape src_shape = kShape;
+    src_shape[size_t(s.dim)] = s.n;
+    Tensor src = random_cpu_any(src_shape, s.dtype, s.seed + 1);
+    Tensor index = indices({s.n}, kShape[size_t(s.dim)], s.seed + 2);
+    Tensor want = core::index_add(x, s.dim, index, src);
+    Tensor got =
+        core::index_add(strided_copy(to_gpu(x)), s.dim, to_gpu(index), strided_copy(to_gpu(src)));
+    CHECK_CLOSE_TO_CPU(got, want);
+    if (s.dtype == DType::f32) CHECK(bitwise_equal(got, want));
+    Tensor again = core::index_add(to_gpu(x), s.dim, to_gpu(index), to_gpu(src));
+    CHECK(bitwise_equal(got, again));
   }
 }
 
@@ -138,24 +133,19 @@ TEST_CASE("cuda: embedding backward at GPT-2 size matches the CPU and repeats bi
 }
 
 TEST_CASE("cuda: scatter_add matches the CPU along every dim with duplicates") {
-  for (DType dtype : kAll) {
-    for (int64_t dim = 0; dim < 3; ++dim) {
-      const uint64_t seed = fresh_seed();
-      CAPTURE(seed);
-      CAPTURE(dtype_name(dtype));
-      CAPTURE(dim);
-      Tensor x = random_cpu_any(kShape, dtype, seed);
-      Shape index_shape = {5, 17, 4};
-      index_shape[size_t(dim)] = 40;  // many more than x's size along dim: duplicates
-      Tensor index = indices(index_shape, kShape[size_t(dim)], seed + 1);
-      Tensor src = random_cpu_any(index_shape, dtype, seed + 2);
-      Tensor want = core::scatter_add(x, dim, index, src);
-      Tensor got =
-          core::scatter_add(to_gpu(x), dim, strided_copy(to_gpu(index)), strided_copy(to_gpu(src)));
-      CHECK_CLOSE_TO_CPU(got, want);
-      if (dtype == DType::f32) CHECK(bitwise_equal(got, want));
-      CHECK(bitwise_equal(got, core::scatter_add(to_gpu(x), dim, to_gpu(index), to_gpu(src))));
-    }
+  for (const Sweep& s : sweep({40})) {  // 40 along dim: many more than x's size, duplicates
+    CAPTURE(s.str());
+    Tensor x = random_cpu_any(kShape, s.dtype, s.seed);
+    Shape index_shape = {5, 17, 4};
+    index_shape[size_t(s.dim)] = s.n;
+    Tensor index = indices(index_shape, kShape[size_t(s.dim)], s.seed + 1);
+    Tensor src = random_cpu_any(index_shape, s.dtype, s.seed + 2);
+    Tensor want = core::scatter_add(x, s.dim, index, src);
+    Tensor got =
+        core::scatter_add(to_gpu(x), s.dim, strided_copy(to_gpu(index)), strided_copy(to_gpu(src)));
+    CHECK_CLOSE_TO_CPU(got, want);
+    if (s.dtype == DType::f32) CHECK(bitwise_equal(got, want));
+    CHECK(bitwise_equal(got, core::scatter_add(to_gpu(x), s.dim, to_gpu(index), to_gpu(src))));
   }
   // one_hot is a scatter_add of ones along a new last dim.
   Tensor ids = indices({3, 11}, 9, fresh_seed());

@@ -16,14 +16,7 @@
 namespace mnemo {
 namespace {
 
-using cuda_test::bitwise_equal;
-using cuda_test::fresh_seed;
-using cuda_test::kGpu;
-using cuda_test::random_cpu;
-using cuda_test::strided_copy;
-using cuda_test::to_gpu;
-
-const DType kDtypes[] = {DType::f32, DType::f64, DType::bf16, DType::f16};
+using namespace cuda_test;  // tests/cuda/compare.h
 
 // x on the CPU, a contiguous copy.
 // The same bits in two GPU results (shape, dtype and every byte).
@@ -48,7 +41,7 @@ const MatmulCase kCases[] = {
 }  // namespace
 
 TEST_CASE("cuda: matmul matches the CPU for odd shapes, batches and broadcasts, every dtype") {
-  for (DType dtype : kDtypes) {
+  for (DType dtype : kFloating) {
     for (const MatmulCase& c : kCases) {
       const uint64_t seed = fresh_seed();
       CAPTURE(seed);
@@ -63,7 +56,7 @@ TEST_CASE("cuda: matmul matches the CPU for odd shapes, batches and broadcasts, 
 }
 
 TEST_CASE("cuda: matmul reads transposed and strided operands") {
-  for (DType dtype : kDtypes) {
+  for (DType dtype : kFloating) {
     const uint64_t seed = fresh_seed();
     CAPTURE(seed);
     CAPTURE(dtype_name(dtype));
@@ -95,7 +88,7 @@ TEST_CASE("cuda: matmul reads transposed and strided operands") {
 }
 
 TEST_CASE("cuda: matmul with K = 0 gives zeros, and empty outputs work") {
-  for (DType dtype : kDtypes) {
+  for (DType dtype : kFloating) {
     CAPTURE(dtype_name(dtype));
     const Tensor a = random_cpu({4, 0}, dtype, 1), b = random_cpu({0, 5}, dtype, 2);
     const Tensor out = core::matmul(to_gpu(a), to_gpu(b));
@@ -111,7 +104,7 @@ TEST_CASE("cuda: matmul with K = 0 gives zeros, and empty outputs work") {
 }
 
 TEST_CASE("cuda: matmul gives the same bits when repeated") {
-  for (DType dtype : kDtypes) {
+  for (DType dtype : kFloating) {
     const uint64_t seed = fresh_seed();
     CAPTURE(seed);
     CAPTURE(dtype_name(dtype));

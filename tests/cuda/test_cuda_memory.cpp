@@ -1,5 +1,7 @@
 // The CUDA backend's memory layer on a real GPU: allocation, copies host <-> device and
-// device <-> device for every dtype, synchronize, and the errors for what it does not do yet.
+// device <-> device for every dtype (strided and converting ones too), element access,
+// allocation errors that name the device and the size, and the caching allocator serving a
+// repeated step without calling the driver.
 // Runs only when a GPU is visible (tests/cuda/main.cpp); the no-GPU behaviour of the same
 // build is tested in test_cuda_without_gpu.cpp.
 #include <doctest/doctest.h>

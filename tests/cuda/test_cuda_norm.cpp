@@ -16,14 +16,7 @@
 namespace mnemo {
 namespace {
 
-using cuda_test::bitwise_equal;
-using cuda_test::gpu_or_undefined;
-using cuda_test::fresh_seed;
-using cuda_test::random_cpu;
-using cuda_test::strided_copy;
-using cuda_test::to_gpu;
-
-const DType kFloating[] = {DType::f32, DType::f64, DType::bf16, DType::f16};
+using namespace cuda_test;  // tests/cuda/compare.h
 
 // (rows as a 3-d shape (2, R, C), C) cases: odd widths, one wide row.
 struct NormCase {

@@ -17,11 +17,8 @@
 namespace mnemo {
 namespace {
 
-using cuda_test::fresh_seed;
-using cuda_test::kGpu;
-using cuda_test::rel_error;
+using namespace cuda_test;  // tests/cuda/compare.h
 
-const std::vector<DType> kFloating = {DType::f32, DType::f64, DType::bf16, DType::f16};
 const std::vector<Shape> kShapes = {{1}, {2}, {3}, {5}, {7}, {33, 65}, {1001}, {4, 1, 257}};
 
 void check_equal(const Tensor& got, const Tensor& want) {

@@ -16,14 +16,7 @@
 namespace mnemo {
 namespace {
 
-using cuda_test::bitwise_equal;
-using cuda_test::fresh_seed;
-using cuda_test::random_cpu;
-using cuda_test::random_cpu_any;
-using cuda_test::strided_copy;
-using cuda_test::to_gpu;
-
-const DType kAll[] = {DType::f32, DType::f64, DType::bf16, DType::f16, DType::i32, DType::i64};
+using namespace cuda_test;  // tests/cuda/compare.h
 
 struct ReduceCase {
   Shape shape;

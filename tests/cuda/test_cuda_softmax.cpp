@@ -18,13 +18,7 @@
 namespace mnemo {
 namespace {
 
-using cuda_test::bitwise_equal;
-using cuda_test::fresh_seed;
-using cuda_test::random_cpu;
-using cuda_test::strided_copy;
-using cuda_test::to_gpu;
-
-const DType kFloating[] = {DType::f32, DType::f64, DType::bf16, DType::f16};
+using namespace cuda_test;  // tests/cuda/compare.h
 
 // N class ids in [0, C), every `ignore_every`-th (if > 0) replaced by ignore_index.
 Tensor random_targets(int64_t N, int64_t C, uint64_t seed, int64_t ignore_every,

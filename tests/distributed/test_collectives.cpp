@@ -16,34 +16,7 @@
 namespace mnemo::dist {
 namespace {
 
-using testing::comm;
-
-// A 1-d tensor of n elements, element i = value(i), stored as dtype.
-Tensor make(int64_t n, DType dtype, const std::function<double(int64_t)>& value) {
-  std::vector<double> values(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) values[size_t(i)] = value(i);
-  return from_vector(values, {n}, TensorOptions{}.with_dtype(dtype));
-}
-
-// How many elements of t differ from expected(i) by more than tolerance.
-int64_t mismatches(const Tensor& t, const std::function<double(int64_t)>& expected,
-                   double tolerance = 0) {
-  const std::vector<double> got = t.to_vector<double>();
-  int64_t bad = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (std::abs(got[i] - expected(int64_t(i))) > tolerance) ++bad;
-  }
-  return bad;
-}
-
-// The value rank r holds at element i in the reduction tests: (r + 1) * (i % 7) + r / 2.
-double contribution(int r, int64_t i) {
-  return double(r + 1) * double(i % 7) + 0.5 * r;
-}
-// Its sum over ranks: (i % 7) * W (W + 1) / 2 + W (W - 1) / 4.
-double contribution_sum(int W, int64_t i) {
-  return double(i % 7) * W * (W + 1) / 2.0 + W * (W - 1) / 4.0;
-}
+using namespace testing;  // tests/distributed/dist_test.h
 
 // sum / W as the backend computes a mean in dtype: in f64 for f64, else in f32 (16-bit floats
 // are summed in f32 too), rounded to dtype. sum is exact in every dtype here.
@@ -56,7 +29,7 @@ double mean_in(DType dtype, double sum, int W) {
 
 TEST_CASE("communicator: world size, ranks and backend") {
   Communicator& c = comm();
-  CHECK(c.world_size() == testing::expected_world_size());
+  CHECK(c.world_size() == expected_world_size());
   CHECK(c.rank() >= 0);
   CHECK(c.rank() < c.world_size());
   CHECK(c.is_main() == (c.rank() == 0));

@@ -4,12 +4,13 @@
 //   factory cases     CPU only: which backend make_communicator(options, device) picks, and
 //                     that a communicator refuses tensors of another device, naming the
 //                     collective.
-//   "nccl: ..."       need a GPU per rank and a build with NCCL; otherwise they print one
-//                     "skipped" line. An NcclCommunicator over this job's communicator
-//                     (make_communicator()) runs every collective on CUDA tensors, checked
-//                     against the same closed forms as the MPI tests (rank r contributes values
-//                     that depend on r; the sums are exact in every dtype). Under mpirun with
-//                     more ranks than GPUs, the case checks the "one GPU per rank" error instead.
+//   "nccl: ..."       need a GPU and a build with NCCL; otherwise doctest's skip decorator
+//                     marks them skipped (the run's summary counts them). An NcclCommunicator over
+//                     this job's communicator (make_communicator()) runs every collective on CUDA
+//                     tensors, checked against the same closed forms as the MPI tests (rank r
+//                     contributes values that depend on r; the sums are exact in every dtype).
+//                     Under mpirun with more ranks than GPUs, the case checks the "one GPU per
+//                     rank" error instead.
 #include <doctest/doctest.h>
 
 #include <cstdio>
@@ -30,7 +31,7 @@
 namespace mnemo::dist {
 namespace {
 
-using testing::comm;
+using namespace testing;  // tests/distributed/dist_test.h
 
 // ---- the factory (no GPU needed) ----
 
@@ -39,12 +40,12 @@ TEST_CASE("factory: a CPU device gives the launcher's backend") {
   const bool mpi = launched_by_mpirun() && built_with_mpi();
   CHECK(c->backend() == (mpi ? "mpi" : "single"));
   CHECK(c->device() == Device::cpu());
-  CHECK(c->world_size() == testing::expected_world_size());
+  CHECK(c->world_size() == expected_world_size());
   CHECK(c->rank() == comm().rank());
 }
 
-TEST_CASE("factory: a GPU device in a plain process is single-process on that GPU") {
-  if (launched_by_mpirun()) return;
+TEST_CASE("factory: a GPU device in a plain process is single-process on that GPU" *
+          doctest::skip(launched_by_mpirun())) {
   // Making it touches no GPU; a CPU tensor is refused before any GPU work.
   std::unique_ptr<Communicator> c = make_communicator({}, Device::cuda(1));
   CHECK(c->backend() == "single");
@@ -66,8 +67,9 @@ TEST_CASE("factory: a GPU device in a plain process is single-process on that GP
                        doctest::Contains("already works on cuda:1"), Error);
 }
 
-TEST_CASE("factory: a GPU device under mpirun without NCCL") {
-  if (!launched_by_mpirun() || built_with_nccl()) return;  // with NCCL: the nccl case below
+// With NCCL, the nccl case below checks the factory's choice under mpirun.
+TEST_CASE("factory: a GPU device under mpirun without NCCL" *
+          doctest::skip(!launched_by_mpirun() || built_with_nccl())) {
   if (comm().world_size() > 1) {
     CHECK_THROWS_WITH_AS(make_communicator({}, Device::cuda()),
                          doctest::Contains("this build has no NCCL"), Error);
@@ -79,34 +81,6 @@ TEST_CASE("factory: a GPU device under mpirun without NCCL") {
 #if MNEMO_HAVE_NCCL
 
 // ---- NCCL on CUDA tensors ----
-
-// A 1-d tensor of n elements on device, element i = value(i), stored as dtype.
-Tensor make(int64_t n, DType dtype, Device device, const std::function<double(int64_t)>& value) {
-  std::vector<double> values(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) values[size_t(i)] = value(i);
-  return core::to(from_vector(values, {n}, TensorOptions{}.with_dtype(dtype)), device);
-}
-
-// How many elements of t (any device) differ from expected(i) by more than
-// relative_tolerance * |expected(i)|.
-int64_t mismatches(const Tensor& t, const std::function<double(int64_t)>& expected,
-                   double relative_tolerance = 0) {
-  const std::vector<double> got = core::to(t, Device::cpu()).to_vector<double>();
-  int64_t bad = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double want = expected(int64_t(i));
-    if (std::abs(got[i] - want) > relative_tolerance * std::abs(want)) ++bad;
-  }
-  return bad;
-}
-
-// Rank r's value at element i, and its sum over W ranks (exact in every dtype for W <= 8).
-double contribution(int r, int64_t i) {
-  return double(r + 1) * double(i % 7) + 0.5 * r;
-}
-double contribution_sum(int W, int64_t i) {
-  return double(i % 7) * W * (W + 1) / 2.0 + W * (W - 1) / 4.0;
-}
 
 // NCCL's avg rounds once or twice in dtype; this is how far from the exact mean it may land.
 double avg_tolerance(DType dtype) {
@@ -124,19 +98,22 @@ void check_all_reduce(Communicator& c) {
     for (int64_t n : {1, 1001}) {
       CAPTURE(dtype);
       CAPTURE(n);
-      Tensor x = make(n, dtype, c.device(), [&](int64_t i) { return contribution(r, i); });
+      Tensor x = make(
+          n, dtype, [&](int64_t i) { return contribution(r, i); }, c.device());
       c.all_reduce(x, ReduceOp::sum);
       CHECK(mismatches(x, [&](int64_t i) { return contribution_sum(W, i); }) == 0);
-      Tensor y = make(n, dtype, c.device(), [&](int64_t i) { return contribution(r, i); });
+      Tensor y = make(
+          n, dtype, [&](int64_t i) { return contribution(r, i); }, c.device());
       c.all_reduce(y, ReduceOp::avg);
       CHECK(mismatches(
-                y, [&](int64_t i) { return contribution_sum(W, i) / W; }, avg_tolerance(dtype)) ==
-            0);
+                y, [&](int64_t i) { return contribution_sum(W, i) / W; }, 0,
+                avg_tolerance(dtype)) == 0);
     }
   }
   for (DType dtype : {DType::i32, DType::i64}) {  // integers: sum only
     CAPTURE(dtype);
-    Tensor x = make(13, dtype, c.device(), [&](int64_t i) { return double((r + 1) * i); });
+    Tensor x = make(
+        13, dtype, [&](int64_t i) { return double((r + 1) * i); }, c.device());
     c.all_reduce(x, ReduceOp::sum);
     CHECK(mismatches(x, [&](int64_t i) { return double(i) * W * (W + 1) / 2; }) == 0);
   }
@@ -151,7 +128,8 @@ void check_broadcast(Communicator& c) {
       auto value = [&](int rank, int64_t i) {
         return dtype == DType::boolean ? double((i + rank) % 2) : double(rank * 10 + i % 5);
       };
-      Tensor x = make(37, dtype, c.device(), [&](int64_t i) { return value(r, i); });
+      Tensor x = make(
+          37, dtype, [&](int64_t i) { return value(r, i); }, c.device());
       c.broadcast(x, root);
       CHECK(mismatches(x, [&](int64_t i) { return value(root, i); }) == 0);
     }
@@ -163,9 +141,11 @@ void check_reduce_scatter(Communicator& c) {
   const int64_t n = 333;  // per rank
   for (DType dtype : {DType::f32, DType::f64, DType::bf16, DType::i32}) {
     CAPTURE(dtype);
-    Tensor input = make(W * n, dtype, c.device(), [&](int64_t j) { return contribution(r, j); });
+    Tensor input = make(
+        W * n, dtype, [&](int64_t j) { return contribution(r, j); }, c.device());
     if (dtype == DType::i32) {
-      input = make(W * n, dtype, c.device(), [&](int64_t j) { return double(r + j); });
+      input = make(
+          W * n, dtype, [&](int64_t j) { return double(r + j); }, c.device());
     }
     Tensor output = zeros({n}, {.dtype = dtype, .device = c.device()});
     c.reduce_scatter(input, output, ReduceOp::sum);
@@ -177,11 +157,12 @@ void check_reduce_scatter(Communicator& c) {
       CHECK(mismatches(output, [&](int64_t i) { return contribution_sum(W, r * n + i); }) == 0);
     }
   }
-  Tensor input = make(W * n, DType::f32, c.device(), [&](int64_t j) { return contribution(r, j); });
+  Tensor input = make(
+      W * n, DType::f32, [&](int64_t j) { return contribution(r, j); }, c.device());
   Tensor output = zeros({n}, {.device = c.device()});
   c.reduce_scatter(input, output, ReduceOp::avg);
   CHECK(mismatches(
-            output, [&](int64_t i) { return contribution_sum(W, r * n + i) / W; }, 1e-6) == 0);
+            output, [&](int64_t i) { return contribution_sum(W, r * n + i) / W; }, 0, 1e-6) == 0);
 }
 
 void check_all_gather(Communicator& c) {
@@ -192,7 +173,8 @@ void check_all_gather(Communicator& c) {
     auto value = [&](int rank, int64_t i) {
       return dtype == DType::boolean ? double((i + rank) % 2) : double(rank * 8 + i % 8);
     };
-    Tensor input = make(n, dtype, c.device(), [&](int64_t i) { return value(r, i); });
+    Tensor input = make(
+        n, dtype, [&](int64_t i) { return value(r, i); }, c.device());
     Tensor output = zeros({W * n}, {.dtype = dtype, .device = c.device()});
     c.all_gather(input, output);
     CHECK(mismatches(output, [&](int64_t j) { return value(int(j / n), j % n); }) == 0);
@@ -230,7 +212,8 @@ void check_wrong_devices(Communicator& nccl) {
 // A single-process communicator on a GPU: its copies run on the GPU.
 void check_single_on_gpu(Device device) {
   SingleProcessCommunicator single({}, device);
-  Tensor input = make(100, DType::f32, device, [](int64_t i) { return double(i) * 0.5; });
+  Tensor input = make(
+      100, DType::f32, [](int64_t i) { return double(i) * 0.5; }, device);
   Tensor output = zeros({100}, {.device = device});
   single.reduce_scatter(input, output, ReduceOp::avg);
   CHECK(mismatches(output, [](int64_t i) { return double(i) * 0.5; }) == 0);
@@ -239,16 +222,10 @@ void check_single_on_gpu(Device device) {
   CHECK(mismatches(gathered, [](int64_t i) { return double(i) * 0.5; }) == 0);
 }
 
-TEST_CASE("nccl: collectives on CUDA tensors match the closed forms") {
+TEST_CASE("nccl: collectives on CUDA tensors match the closed forms" *
+          doctest::skip(cuda::device_count() == 0)) {
   Communicator& host = comm();
   const int gpus = cuda::device_count();
-  if (gpus == 0) {
-    if (host.rank() == 0) {
-      std::printf("test_nccl: skipped the NCCL cases: no GPU visible (%s)\n",
-                  cuda::no_device_reason().c_str());
-    }
-    return;
-  }
   // Each NCCL communicator takes a CPU communicator of its own as its host.
   std::unique_ptr<Communicator> nccl;
   if (host.local_size() > gpus) {
@@ -285,13 +262,9 @@ TEST_CASE("nccl: collectives on CUDA tensors match the closed forms") {
 
 #else
 
-TEST_CASE("nccl: not in this build") {
-  if (comm().rank() == 0) {
-    std::printf(
-        "test_nccl: skipped the NCCL cases: this build has no NCCL (needs the CUDA "
-        "backend and nccl.h / libnccl)\n");
-  }
-}
+// This build has no NCCL (it needs the CUDA backend and nccl.h / libnccl): the case is
+// registered skipped, so that the run's summary says it did not run.
+TEST_CASE("nccl: collectives on CUDA tensors match the closed forms" * doctest::skip(true)) {}
 
 #endif  // MNEMO_HAVE_NCCL
 

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "io/temp_dir.h"
+#include "support/errors.h"
 
 namespace mnemo::io {
 namespace {
@@ -18,17 +19,6 @@ json defaults() {
     "train": {"steps": 100, "lr": 3e-4, "device": "auto", "seed": 0, "resume_from": null},
     "data": {"path": "", "val_fraction": 0.05}
   })");
-}
-
-// The message of the Error fn throws ("" if none).
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace
@@ -73,7 +63,7 @@ TEST_CASE("config: merge errors name the source and the dotted key") {
        }) {
     CAPTURE(c.user);
     std::string message =
-        error_of([&] { merge_config(defaults(), json::parse(c.user), "run.json"); });
+        test::error_message([&] { merge_config(defaults(), json::parse(c.user), "run.json"); });
     INFO("message: ", message);
     CHECK(message.find(c.fragment) != std::string::npos);
     CHECK(message.find('\n') == std::string::npos);
@@ -130,7 +120,7 @@ TEST_CASE("config: --set errors name the key") {
        }) {
     CAPTURE(c.assignment);
     json config = defaults();
-    std::string message = error_of([&] { apply_override(config, c.assignment); });
+    std::string message = test::error_message([&] { apply_override(config, c.assignment); });
     INFO("message: ", message);
     CHECK(message.find(c.fragment) != std::string::npos);
     CHECK(message.find("--set") != std::string::npos);
@@ -145,15 +135,15 @@ TEST_CASE("config: JSON files, with positions in syntax errors and no duplicate 
   CHECK(load_json_file(path)["train"]["steps"] == 5);
 
   testing::write_bytes(path, "{\"train\": {\n  \"steps\": 5,\n}}");
-  std::string message = error_of([&] { load_json_file(path); });
+  std::string message = test::error_message([&] { load_json_file(path); });
   CHECK(message.find(path) != std::string::npos);
   CHECK(message.find("line 3") != std::string::npos);
 
   testing::write_bytes(path, "{\"train\": {\"steps\": 5, \"steps\": 6}}");
-  message = error_of([&] { load_json_file(path); });
+  message = test::error_message([&] { load_json_file(path); });
   CHECK(message.find("duplicate key 'train.steps'") != std::string::npos);
 
-  message = error_of([&] { load_json_file(dir / "nope.json"); });
+  message = test::error_message([&] { load_json_file(dir / "nope.json"); });
   CHECK(message.find("nope.json") != std::string::npos);
 }
 

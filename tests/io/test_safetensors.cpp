@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <cstring>
+#include <initializer_list>
+#include <string>
 #include <vector>
 
 #include "core/error.h"
@@ -45,6 +47,20 @@ void check_error(Fn&& fn, std::initializer_list<std::string> fragments) {
   INFO("message: ", message);
   REQUIRE_FALSE(message.empty());
   for (const std::string& fragment : fragments) CHECK(message.find(fragment) != std::string::npos);
+}
+
+// One tensor's header entry: "name": {"dtype": ..., "shape": ..., "data_offsets": ...}.
+std::string entry(const std::string& name, const std::string& dtype, const std::string& shape,
+                  const std::string& offsets) {
+  return "\"" + name + "\": {\"dtype\": \"" + dtype + "\", \"shape\": " + shape +
+         ", \"data_offsets\": " + offsets + "}";
+}
+
+// A header of these entries, in order.
+std::string header(std::initializer_list<std::string> entries) {
+  std::string out = "{";
+  for (const std::string& e : entries) out += (out.size() > 1 ? ", " : "") + e;
+  return out + "}";
 }
 
 }  // namespace
@@ -169,44 +185,31 @@ TEST_CASE("safetensors: corrupt headers are errors naming the file and tensor") 
   std::vector<Case> cases = {
       {"bad JSON", R"({"a": {"dtype": "F32", )", {"invalid JSON"}},
       {"not an object", R"([1, 2])", {"JSON object"}},
-      {"bad dtype",
-       R"({"a": {"dtype": "Q8", "shape": [4], "data_offsets": [0, 16]}})",
-       {"'a'", "Q8"}},
+      {"bad dtype", header({entry("a", "Q8", "[4]", "[0, 16]")}), {"'a'", "Q8"}},
       {"shape/size mismatch",
-       R"({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 16]}})",
+       header({entry("a", "F32", "[3]", "[0, 16]")}),
        {"'a'", "needs 12 bytes"}},
       {"wrong dtype size",
-       R"({"a": {"dtype": "F64", "shape": [4], "data_offsets": [0, 16]}})",
+       header({entry("a", "F64", "[4]", "[0, 16]")}),
        {"'a'", "needs 32 bytes"}},
       {"offsets beyond file",
-       R"({"a": {"dtype": "F32", "shape": [8], "data_offsets": [0, 32]}})",
+       header({entry("a", "F32", "[8]", "[0, 32]")}),
        {"'a'", "past the end"}},
-      {"huge offsets",
-       R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [1e30, 4]}})",
-       {"'a'"}},
+      {"huge offsets", header({entry("a", "F32", "[1]", "[1e30, 4]")}), {"'a'"}},
       {"overflowing shape",
-       R"({"a": {"dtype": "F32", "shape": [4294967296, 4294967296, 16], "data_offsets": [0, 16]}})",
+       header({entry("a", "F32", "[4294967296, 4294967296, 16]", "[0, 16]")}),
        {"'a'", "2^64"}},
-      {"negative shape",
-       R"({"a": {"dtype": "F32", "shape": [-4], "data_offsets": [0, 16]}})",
-       {"'a'", "non-negative"}},
-      {"reversed offsets",
-       R"({"a": {"dtype": "F32", "shape": [0], "data_offsets": [16, 0]}})",
-       {"'a'"}},
+      {"negative shape", header({entry("a", "F32", "[-4]", "[0, 16]")}), {"'a'", "non-negative"}},
+      {"reversed offsets", header({entry("a", "F32", "[0]", "[16, 0]")}), {"'a'"}},
       {"overlap",
-       R"({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 12]},)"
-       R"( "b": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}})",
+       header({entry("a", "F32", "[3]", "[0, 12]"), entry("b", "F32", "[2]", "[8, 16]")}),
        {"'b'", "overlap", "'a'"}},
       {"gap",
-       R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},)"
-       R"( "b": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}})",
+       header({entry("a", "F32", "[1]", "[0, 4]"), entry("b", "F32", "[2]", "[8, 16]")}),
        {"'b'", "gap"}},
-      {"uncovered tail",
-       R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})",
-       {"trailing"}},
+      {"uncovered tail", header({entry("a", "F32", "[2]", "[0, 8]")}), {"trailing"}},
       {"duplicate name",
-       R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},)"
-       R"( "a": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}})",
+       header({entry("a", "F32", "[2]", "[0, 8]"), entry("a", "F32", "[2]", "[8, 16]")}),
        {"duplicate", "'a'"}},
       {"missing field", R"({"a": {"dtype": "F32", "shape": [4]}})", {"'a'", "data_offsets"}},
       {"unknown field",

@@ -10,21 +10,14 @@
 #include "memory/baseline.h"
 #include "memory/factory.h"
 #include "memory/memory_test_util.h"
+#include "support/tiny_llama.h"
 
 namespace mnemo::memory {
 namespace {
 
 nn::LlamaConfig tiny_config() {
-  nn::LlamaConfig c;
-  c.vocab_size = 23;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 16;
-  c.initializer_range = 0.2;
-  return c;
+  return mnemo::test::tiny_llama(
+      {.vocab_size = 23, .max_position_embeddings = 16, .initializer_range = 0.2});
 }
 
 Tensor random_ids(int64_t B, int64_t T, int64_t vocab, uint64_t seed) {

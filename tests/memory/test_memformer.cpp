@@ -14,21 +14,20 @@
 #include "core/cpu/allocator_stats.h"
 #include "core/ops/random.h"
 #include "memory/memformer.h"
+#include "support/tiny_llama.h"
 
 namespace mnemo::memory {
 namespace {
 
+// initializer_range 0.3: large weights, so that every path matters to the gradients.
 nn::LlamaConfig tiny_model(int64_t vocab = 11, int64_t C = 8, int64_t layers = 2) {
-  nn::LlamaConfig m;
-  m.vocab_size = vocab;
-  m.hidden_size = C;
-  m.intermediate_size = 2 * C;
-  m.num_hidden_layers = layers;
-  m.num_attention_heads = 2;
-  m.num_key_value_heads = 2;
-  m.max_position_embeddings = 64;
-  m.initializer_range = 0.3;  // large weights: every path matters to the gradients
-  return m;
+  return mnemo::test::tiny_llama({.vocab_size = vocab,
+                                  .hidden_size = C,
+                                  .intermediate_size = 2 * C,
+                                  .num_hidden_layers = layers,
+                                  .num_attention_heads = 2,
+                                  .num_key_value_heads = 2,
+                                  .initializer_range = 0.3});
 }
 
 MemformerConfig tiny_memory(int64_t K = 3, int64_t T = 6) {

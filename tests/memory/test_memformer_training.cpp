@@ -20,6 +20,7 @@
 #include "core/ops/random.h"
 #include "core/ops/view.h"
 #include "memory/memformer.h"
+#include "support/tiny_llama.h"
 
 namespace mnemo::memory {
 namespace {
@@ -39,15 +40,11 @@ double max_abs(const Tensor& t) {
 
 // The size memory-bench trains (train/lib/memory_bench.cpp) on copy-far's vocabulary.
 nn::LlamaConfig bench_model() {
-  nn::LlamaConfig m;
-  m.vocab_size = 25;
-  m.hidden_size = 128;
-  m.intermediate_size = 352;
-  m.num_hidden_layers = 2;
-  m.num_attention_heads = 4;
-  m.num_key_value_heads = 4;
-  m.max_position_embeddings = 64;
-  return m;
+  return mnemo::test::tiny_llama({.vocab_size = 25,
+                                  .hidden_size = 128,
+                                  .intermediate_size = 352,
+                                  .num_attention_heads = 4,
+                                  .num_key_value_heads = 4});
 }
 
 }  // namespace

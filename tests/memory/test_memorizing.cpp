@@ -66,17 +66,11 @@ void set_param(nn::Module& module, const std::string& name, const Tensor& value)
   module.load_state_dict({{name, value}}, false);
 }
 
-nn::LlamaConfig tiny_llama(int64_t layers, int64_t max_positions = 64) {
-  nn::LlamaConfig c;
-  c.vocab_size = 11;
-  c.hidden_size = 8;
-  c.intermediate_size = 12;
-  c.num_hidden_layers = layers;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 1;
-  c.max_position_embeddings = max_positions;
-  c.initializer_range = 0.3;
-  return c;
+// f64 RoPE tables for positions 0 .. T-1 of heads of dim D (a table of max_positions rows).
+nn::RopeTables f64_rope(int64_t D, int64_t max_positions, int64_t T) {
+  nn::RotaryEmbedding rotary(D, max_positions);
+  rotary.to(DType::f64);
+  return rotary.tables({}, 0, T);
 }
 
 }  // namespace
@@ -84,9 +78,7 @@ nn::LlamaConfig tiny_llama(int64_t layers, int64_t max_positions = 64) {
 TEST_CASE("KnnAttention: a closed gate or an empty memory gives plain attention") {
   Generator gen(1);
   const int64_t B = 2, T = 5, C = 8, H = 4, Hkv = 2, D = C / H;
-  nn::RotaryEmbedding rotary(D, 16);
-  rotary.to(DType::f64);
-  const nn::RopeTables rope = rotary.tables({}, 0, T);
+  const nn::RopeTables rope = f64_rope(D, 16, T);
   const Tensor x = randn({B, T, C}, {DType::f64}, &gen);
   const nn::LayerKV extra{randn({B, Hkv, 3, D}, {DType::f64}, &gen),
                           randn({B, Hkv, 3, D}, {DType::f64}, &gen)};
@@ -217,9 +209,7 @@ TEST_CASE("KnnAttention: a query the memory is hidden from reads it as empty") {
 TEST_CASE("KnnAttention: the dense read equals the gathered read, values and gradients") {
   Generator gen(4);
   const int64_t B = 3, T = 4, C = 8, H = 4, Hkv = 2, D = C / H, N = 12;
-  nn::RotaryEmbedding rotary(D, 8);
-  rotary.to(DType::f64);
-  const nn::RopeTables rope = rotary.tables({}, 0, T);
+  const nn::RopeTables rope = f64_rope(D, 8, T);
   KnnMemory mem(N, Hkv, D);
   // top-3 of 9, of 2 (fewer than K) and of none; the search covers slots 3 .. 11.
   const KnnMemoryState m = filled(mem, {9, 2, 0}, &gen);
@@ -254,9 +244,7 @@ TEST_CASE("KnnAttention: the dense read equals the gathered read, values and gra
 TEST_CASE("KnnAttention: f64 gradcheck w.r.t. the parameters with a non-empty memory") {
   Generator gen(3);
   const int64_t B = 2, T = 3, C = 8, H = 2, Hkv = 1, D = C / H;
-  nn::RotaryEmbedding rotary(D, 8);
-  rotary.to(DType::f64);
-  const nn::RopeTables rope = rotary.tables({}, 0, T);
+  const nn::RopeTables rope = f64_rope(D, 8, T);
   KnnMemory mem(6, Hkv, D);
   const KnnMemoryState m = filled(mem, {6, 2}, &gen);  // stream 0: top-3 of 6; stream 1: 2
   const Tensor x = randn({B, T, C}, {DType::f64}, &gen);
@@ -279,15 +267,14 @@ TEST_CASE("MemorizingLM: XL caches equal Llama attention with a sliding window")
   // stream position p, sees exactly the keys in [start(s) - S, p]: a Llama on the whole
   // stream with that additive mask must give the same logits.
   Generator gen(4);
-  const nn::LlamaConfig lc = tiny_llama(3);
-  MemorizingConfig mc;
-  mc.memory_layer = 1;
-  mc.capacity = 8;
-  mc.top_k = 4;
-  mc.segment_length = 4;
-  mc.xl_layers = {0, 1, -1};
-  mc.gate_init = -1e4;
-  mc.position = "rope";  // every layer as the Llama's
+  const nn::LlamaConfig lc = test::micro_llama(3);
+  MemorizingConfig mc{.memory_layer = 1,
+                      .capacity = 8,
+                      .top_k = 4,
+                      .xl_layers = {0, 1, -1},
+                      .gate_init = -1e4,
+                      .position = "rope",  // every layer as the Llama's
+                      .segment_length = 4};
   MemorizingLM lm(lc, mc, &gen);
   lm.to(DType::f64);
   nn::LlamaForCausalLM ref(lc, &gen);
@@ -310,14 +297,7 @@ TEST_CASE("MemorizingLM: XL caches equal Llama attention with a sliding window")
   input.attention_bias = test::xl_window_bias(lengths, mc.segment_length);
   const Tensor want = ref.forward(input).logits;  // (B, total, V)
 
-  MemoryState state = lm.initial_state(B);
-  int64_t start = 0;
-  for (int64_t n : lengths) {
-    const SegmentOutput out = lm.forward_segment(contiguous(narrow(stream, 1, start, n)), state);
-    CHECK(max_abs_diff(out.logits, narrow(want, 1, start, n)) < 1e-12);
-    state = out.state;
-    start += n;
-  }
+  const MemoryState state = test::check_segment_logits(lm, stream, lengths, want, 1e-12);
   CHECK(state.at("xl.2.count").to_vector<int64_t>() == std::vector<int64_t>{4, 4});
   CHECK(state.at("knn.1.count").to_vector<int64_t>() == std::vector<int64_t>{8, 8});
   CHECK_FALSE(state.at("knn.1.keys").requires_grad());
@@ -325,12 +305,8 @@ TEST_CASE("MemorizingLM: XL caches equal Llama attention with a sliding window")
 
 TEST_CASE("MemorizingLM: reset_rows restarts one stream; the state is plain tensors") {
   Generator gen(5);
-  MemorizingConfig mc;
-  mc.capacity = 6;
-  mc.top_k = 3;
-  mc.segment_length = 3;
-  mc.xl_layers = {0};
-  MemorizingLM lm(tiny_llama(2), mc, &gen);
+  MemorizingConfig mc{.capacity = 6, .top_k = 3, .xl_layers = {0}, .segment_length = 3};
+  MemorizingLM lm(test::micro_llama(2), mc, &gen);
   lm.to(DType::f64);
   const Tensor a = from_vector(std::vector<int64_t>{1, 2, 3, 4, 5, 6}, {2, 3});
   const Tensor b = from_vector(std::vector<int64_t>{7, 8, 9, 10, 1, 2}, {2, 3});
@@ -358,14 +334,13 @@ TEST_CASE("MemorizingLM: the memory is cleared where a document ends (document_e
   // from the token after E on, their logits must be equal (and differ without the clearing).
   Generator gen(8);
   const int64_t E = 10, T = 4;
-  MemorizingConfig mc;
-  mc.memory_layer = 0;
-  mc.capacity = 64;
-  mc.top_k = 4;
-  mc.segment_length = T;
-  mc.xl_layers = {1};
-  mc.gate_init = 0.0;  // g = 0.5: the memory is read
-  MemorizingLM lm(tiny_llama(2), mc, &gen);
+  MemorizingConfig mc{.memory_layer = 0,
+                      .capacity = 64,
+                      .top_k = 4,
+                      .xl_layers = {1},
+                      .gate_init = 0.0,  // g = 0.5: the memory is read
+                      .segment_length = T};
+  MemorizingLM lm(test::micro_llama(2), mc, &gen);
   lm.to(DType::f64);
   const std::vector<std::vector<int64_t>> doc1 = {{1, 2, 3, 4, 5, 6, 7, 8},
                                                   {8, 6, 4, 2, 9, 7, 5, 3}};
@@ -409,13 +384,9 @@ TEST_CASE("MemorizingLM: the memory is cleared where a document ends (document_e
 
 TEST_CASE("MemorizingLM: segment-wise forward_backward equals one-graph BPTT") {
   Generator gen(6);
-  MemorizingConfig mc;
-  mc.capacity = 5;
-  mc.top_k = 2;
-  mc.segment_length = 3;
-  mc.xl_layers = {1};
-  mc.gate = "joint";
-  MemorizingLM lm(tiny_llama(2), mc, &gen);
+  MemorizingConfig mc{
+      .capacity = 5, .top_k = 2, .xl_layers = {1}, .gate = "joint", .segment_length = 3};
+  MemorizingLM lm(test::micro_llama(2), mc, &gen);
   lm.to(DType::f64);
   std::vector<Tensor> ids, targets;
   for (int s = 0; s < 3; ++s) {
@@ -456,7 +427,8 @@ TEST_CASE("MemorizingConfig: from_json reads every key; errors name the key") {
   CHECK(c.segment_length == 16);
   auto error_of = [](const char* text) {
     try {
-      MemorizingLM(tiny_llama(2, 1024), MemorizingConfig::from_json(nlohmann::json::parse(text)));
+      MemorizingLM(test::micro_llama(2, 1024),
+                   MemorizingConfig::from_json(nlohmann::json::parse(text)));
     } catch (const Error& e) {
       return std::string(e.what());
     }

@@ -9,6 +9,7 @@
 #include "autograd/engine.h"
 #include "autograd/exact_grad.h"
 #include "nn/llama.h"
+#include "support/tiny_llama.h"
 
 using namespace mnemo;
 using namespace mnemo::nn;
@@ -16,16 +17,8 @@ using namespace mnemo::nn;
 namespace {
 
 LlamaConfig exact_tiny_config(bool tied) {
-  LlamaConfig c;
-  c.vocab_size = 40;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 16;
-  c.tie_word_embeddings = tied;
-  return c;
+  return mnemo::test::tiny_llama(
+      {.vocab_size = 40, .max_position_embeddings = 16, .tie_word_embeddings = tied});
 }
 
 // Gradients of the mean loss over all B sequences, computed over the given [first, count)

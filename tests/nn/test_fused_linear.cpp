@@ -1,8 +1,8 @@
-// fused_linear: one GEMM, pieces equal to separate linear maps, with the same gradients.
+// fused_linear: one GEMM, pieces equal to separate linear maps, with the same gradients. Its
+// f64 gradcheck is "gradcheck: fused_linear" (tests/autograd/test_gradcheck_nn_rules.cpp).
 #include <doctest/doctest.h>
 
 #include "autograd/engine.h"
-#include "autograd/gradcheck.h"
 #include "nn/fused_linear.h"
 #include "nn_test_util.h"
 
@@ -31,18 +31,6 @@ TEST_CASE("fused_linear: pieces and gradients equal separate linears") {
   CHECK(!only_second[0].defined());
   CHECK(max_abs_diff(only_second[1], expand(sum(x, {0}, true), {2, 4})) < 1e-5);
   check_error([&] { fused_linear(x, {randn({3, 5})}); }, {"fused_linear", "weight 0"});
-}
-
-TEST_CASE("gradcheck: fused_linear") {
-  const TensorOptions f64 = TensorOptions().with_dtype(DType::f64).with_requires_grad();
-  const TensorList inputs{randn({4, 3}, f64), randn({2, 3}, f64), randn({5, 3}, f64)};
-  const GradcheckResult r = gradcheck(
-      [](const TensorList& in) {
-        const std::vector<Tensor> p = fused_linear(in[0], {in[1], in[2]});
-        return concat({p[0] * p[0], tanh(p[1])}, 1);
-      },
-      inputs);
-  CHECK_MESSAGE(r.ok, r.message);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "autograd/gradcheck.h"
 #include "nn/llama.h"
 #include "nn_test_util.h"
+#include "support/tiny_llama.h"
 
 namespace mnemo::nn {
 namespace {
@@ -16,16 +17,7 @@ using test::check_error;
 using test::max_abs_diff;
 
 LlamaConfig tiny_config(bool tied = true) {
-  LlamaConfig c;
-  c.vocab_size = 32;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 64;
-  c.tie_word_embeddings = tied;
-  return c;
+  return mnemo::test::tiny_llama({.tie_word_embeddings = tied});
 }
 
 Tensor ids_of(const std::vector<int64_t>& values, int64_t B) {
@@ -188,15 +180,12 @@ TEST_CASE("LlamaForCausalLM: loss falls on a repeated sequence under hand-writte
 }
 
 TEST_CASE("LlamaForCausalLM: f64 gradients match finite differences (1 layer, hidden 8)") {
-  LlamaConfig c;
-  c.vocab_size = 11;
-  c.hidden_size = 8;
-  c.intermediate_size = 12;
-  c.num_hidden_layers = 1;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 1;
-  c.max_position_embeddings = 16;
-  c.initializer_range = 0.5;  // large enough that every path matters
+  // initializer_range 0.5: large enough that every path matters.
+  LlamaConfig c = mnemo::test::tiny_llama({.vocab_size = 11,
+                                           .hidden_size = 8,
+                                           .num_hidden_layers = 1,
+                                           .max_position_embeddings = 16,
+                                           .initializer_range = 0.5});
   for (bool tied : {true, false}) {
     CAPTURE(tied);
     c.tie_word_embeddings = tied;

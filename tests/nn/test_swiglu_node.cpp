@@ -1,9 +1,9 @@
 // The recorded SwiGLU gate (nn/mlp.h swiglu): values and gradients against silu(g) * u built
-// from the separate ops, an f64 gradcheck on strided column views (as fused_linear makes them).
+// from the separate ops. Its f64 gradcheck is "gradcheck: swiglu"
+// (tests/autograd/test_gradcheck_nn_rules.cpp).
 #include <doctest/doctest.h>
 
 #include "autograd/engine.h"
-#include "autograd/gradcheck.h"
 #include "nn/mlp.h"
 #include "nn_test_util.h"
 
@@ -26,16 +26,6 @@ TEST_CASE("swiglu node: equals silu(g) * u, with the same gradients") {
   const TensorList only_up = grad({sum(swiglu(detach(g), u))}, {u});
   CHECK(max_abs_diff(only_up[0], silu(detach(g))) < 1e-6);
   check_error([&] { swiglu(randn({2, 3}), randn({3, 2})); }, {"swiglu", "one shape"});
-}
-
-TEST_CASE("gradcheck: swiglu on the two column halves of one product") {
-  const TensorOptions f64 = TensorOptions().with_dtype(DType::f64).with_requires_grad();
-  const GradcheckResult r = gradcheck(
-      [](const TensorList& in) {
-        return swiglu(narrow(in[0], 1, 0, 4), narrow(in[0], 1, 4, 4)) * in[1];
-      },
-      {randn({3, 8}, f64), randn({3, 4}, f64)});
-  CHECK_MESSAGE(r.ok, r.message);
 }
 
 }  // namespace

@@ -1,12 +1,12 @@
 #include "gradcheck_cases.h"
 
-#include <doctest/doctest.h>
-
 #include <algorithm>
 #include <random>
+#include <set>
 
+#include "autograd/engine.h"
+#include "autograd/grad_mode.h"
 #include "autograd/gradcheck.h"
-#include "autograd/ops.h"
 
 namespace mnemo::test {
 
@@ -21,6 +21,21 @@ Tensor uniform_f64(const Shape& shape, double lo, double hi, std::mt19937_64& rn
   std::vector<double> values(size_t(numel(shape)));
   for (double& v : values) v = dist(rng);
   return from_vector(values, shape, {DType::f64});
+}
+
+// The rules the running TEST_GRADCHECK case's gradchecks went through (null outside one).
+std::set<std::string_view>* rules_seen = nullptr;
+
+std::vector<std::string_view>& registry() {
+  static std::vector<std::string_view> ops;  // filled during static initialisation
+  return ops;
+}
+
+bool has_rule(std::string_view op) {
+  for (const autograd::Derivative& d : autograd::derivatives) {
+    if (d.op == op) return d.kind == autograd::Derivative::rule;
+  }
+  return false;
 }
 
 }  // namespace
@@ -59,10 +74,52 @@ void check_gradients(const std::vector<GradcheckCase>& cases) {
     GradcheckOptions options;
     options.atol = c.atol;
     options.rtol = c.rtol;
+    options.eps = c.eps;
     GradcheckResult result = gradcheck(c.fn, inputs, options);
     CHECK_MESSAGE(result.ok, result.message);
     CHECK(result.elements_checked > 0);
+    if (rules_seen) rules_seen->insert(result.rules.begin(), result.rules.end());
   }
 }
+
+Tensor weigh(const Tensor& y) {
+  Tensor w = core::reshape(arange(1, double(y.numel()) + 1, 1, {DType::f64}), y.shape());
+  return mul(y, w);
+}
+
+GradcheckFn backward_of_dy(std::function<Tensor(const Tensor&)> op) {
+  return [op](const TensorList& in) {
+    EnableGradGuard grad_mode;
+    Tensor x = detach(in[0]);
+    x.set_requires_grad(true);
+    return grad({op(x)}, {x}, {in[1]}, {.create_graph = true})[0];
+  };
+}
+
+const std::vector<std::string_view>& gradcheck_ops() {
+  return registry();
+}
+
+namespace detail {
+
+bool register_gradcheck_op(std::string_view op) {
+  registry().push_back(op);
+  return true;
+}
+
+void run_gradcheck_case(std::string_view op, void (*body)()) {
+  std::set<std::string_view> seen;
+  rules_seen = &seen;
+  struct Reset {
+    ~Reset() { rules_seen = nullptr; }
+  } reset;
+  body();
+  if (has_rule(op)) {
+    CHECK_MESSAGE(seen.count(op) == 1, "the gradchecks of 'gradcheck: ", op,
+                  "' never went through the rule ", op, " (check_gradients records the rules)");
+  }
+}
+
+}  // namespace detail
 
 }  // namespace mnemo::test

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "support/skip.h"
 #include "temp_dir.h"
 #include "train/text/corpus.h"
 #include "train/text/dataset.h"
@@ -269,8 +270,7 @@ TEST_CASE("bpe on the fortunes corpus: vocab 512 trains and encodes in seconds, 
   try {
     root = default_corpus_path();
   } catch (const Error&) {
-    MESSAGE("fortunes not installed; skipped");
-    return;
+    return test::skip("fortunes is not installed (apt-get install fortunes)");
   }
   std::vector<std::string> docs = read_documents(root);
   size_t bytes = 0;

@@ -20,6 +20,7 @@
 #include "train/lib/segment_generate.h"
 
 #include "support/scratch_dir.h"
+#include "support/tiny_llama.h"
 #include "support/train_runs.h"
 
 namespace fs = std::filesystem;
@@ -32,17 +33,12 @@ namespace {
 constexpr int64_t kVocab = 29;
 constexpr int64_t kWindow = 8;  // every tiny model's segment_length
 
+// initializer_range 0.3: large weights, far-apart logits, and the memory matters.
 nn::LlamaConfig tiny_model() {
-  nn::LlamaConfig c;
-  c.vocab_size = kVocab;
-  c.hidden_size = 16;
-  c.intermediate_size = 32;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 16;
-  c.initializer_range = 0.3;  // large weights: far-apart logits, and the memory matters
-  return c;
+  return mnemo::test::tiny_llama({.vocab_size = kVocab,
+                                  .intermediate_size = 32,
+                                  .max_position_embeddings = 16,
+                                  .initializer_range = 0.3});
 }
 
 // A tiny SegmentLM of each mechanism. The Memorizing Transformer's kNN memory (capacity 8,

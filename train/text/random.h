@@ -1,26 +1,23 @@
-// splitmix64 (Steele, Lea, Flood 2014): a 64-bit mixing function used as a counter-based
-// generator: value(seed, i) = mix(mix(seed) + i * golden). Any draw can be computed from its
-// index alone, so a stream is resumed by restoring one counter.
+// The text layer's random draws: shuffling documents (train/text/dataset.cpp) and picking
+// training windows (train/text/loader.cpp). Counter-based SplitMix64 from core/splitmix64.h,
+// so that any draw follows from its index alone and a stream resumes from one counter; a word
+// is reduced to [0, n) by multiply-shift. Both are fixed: the windows are checkpointed.
 #pragma once
 
 #include <cstdint>
 
-namespace mnemo::text {
+#include "core/splitmix64.h"
 
-inline uint64_t splitmix64_mix(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
+namespace mnemo::text {
 
 // Draw number `index` of the stream `seed`.
 inline uint64_t counter_random(uint64_t seed, uint64_t index) {
-  return splitmix64_mix(splitmix64_mix(seed) + (index + 1) * 0x9e3779b97f4a7c15ULL);
+  return splitmix64_at(seed, index);
 }
 
-// An integer in [0, n) from a 64-bit random word (Lemire's multiply-shift; bias < n / 2^64).
+// An integer in [0, n) from a 64-bit random word.
 inline uint64_t below(uint64_t random, uint64_t n) {
-  return uint64_t((unsigned __int128)random * n >> 64);
+  return below_multiply_shift(random, n);
 }
 
 }  // namespace mnemo::text

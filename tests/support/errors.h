@@ -1,0 +1,25 @@
+// The message of the mnemo::Error a call throws, for tests that check what an error says:
+//
+//   CHECK(test::error_message([&] { core::matmul(a, b); }).find("do not align") != npos);
+//
+// (Header-only, so that tests/cuda may use it too.)
+#pragma once
+
+#include <string>
+
+#include "core/error.h"
+
+namespace mnemo::test {
+
+// The message of the mnemo::Error fn throws; "" if it throws none.
+template <typename Fn>
+std::string error_message(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace mnemo::test
