@@ -23,6 +23,7 @@
 #include "core/ops/linalg.h"
 #include "core/ops/view.h"
 #include "core/profiler.h"
+#include "support/host_device.h"
 #include "support/scratch_dir.h"
 
 using namespace mnemo;
@@ -460,35 +461,6 @@ TEST_CASE("profiler: the CPU's peak is measured once and fills the % peak column
 
 namespace {
 
-class HostAllocator final : public Allocator {
- public:
-  void* allocate(size_t bytes) override { return std::malloc(bytes); }
-  void deallocate(void* p, size_t) override { std::free(p); }
-};
-
-// A device backend keeping its memory on the host; its copy and fill go through the CPU
-// backend (nested calls the profiler must not record twice).
-class HostBackedDevice final : public Backend {
- public:
-  std::string_view name() const override { return "fake"; }
-  Allocator* allocator(Device) override { return &allocator_; }
-  void copy(const Tensor& src, const Tensor& dst) override {
-    backend_for(Device::cpu()).copy(as_host(src), as_host(dst));
-  }
-  void fill(const Tensor& dst, double value) override {
-    backend_for(Device::cpu()).fill(as_host(dst), value);
-  }
-
- private:
-  static Tensor as_host(const Tensor& t) {
-    if (t.device().is_cpu()) return t;
-    auto storage = std::make_shared<StorageImpl>(t.storage()->data(), t.storage()->nbytes(),
-                                                 Device::cpu(), nullptr);
-    return Tensor::view_of(storage, t.shape(), t.strides(), t.offset(), t.dtype());
-  }
-  HostAllocator allocator_;
-};
-
 // A timer whose op k (in start order) ran on the device from 1000 + 10 k us for k + 1 us.
 class FakeTimer final : public profiler::DeviceTimer {
  public:
@@ -513,10 +485,8 @@ class FakeTimer final : public profiler::DeviceTimer {
 }  // namespace
 
 TEST_CASE("profiler: device ops take their time from the device timer, nested calls once") {
-  HostBackedDevice device_backend;
+  test::FakeCudaDevice fake("fake");  // cuda:0 tensors in host memory (support/host_device.h)
   FakeTimer timer;
-  Backend* previous = has_backend(DeviceType::cuda) ? &backend_for(Device::cuda(0)) : nullptr;
-  register_backend(DeviceType::cuda, &device_backend);
   profiler::DeviceTimer* previous_timer = profiler::register_device_timer(DeviceType::cuda, &timer);
   const Device gpu = Device::cuda(0);
 
@@ -533,7 +503,6 @@ TEST_CASE("profiler: device ops take their time from the device timer, nested ca
   // The timer's measured peak (1 GB/s) is the device's peak in the table.
   const std::string table = profiler::summary_table(report);
 
-  register_backend(DeviceType::cuda, previous);
   profiler::register_device_timer(DeviceType::cuda, previous_timer);
   CHECK(back.to_vector<float>() == std::vector<float>{0, 1, 2, 3, 4, 5});
   CHECK(names_of(report) == std::vector<std::string>{"copy_h2d", "fill", "copy_d2h"});

@@ -24,6 +24,7 @@
 #include "train/lib/segment_checkpoint.h"
 
 #include "support/scratch_dir.h"
+#include "support/tiny_llama.h"
 #include "support/train_runs.h"
 
 namespace fs = std::filesystem;
@@ -153,16 +154,8 @@ void check_learns_and_resumes(const json& memory) {
 }
 
 nn::LlamaConfig tiny_model() {
-  nn::LlamaConfig c;
-  c.vocab_size = 40;
-  c.hidden_size = 16;
-  c.intermediate_size = 32;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 16;
-  c.tie_word_embeddings = false;
-  return c;
+  return test::tiny_llama(
+      {.vocab_size = 40, .intermediate_size = 32, .max_position_embeddings = 16});
 }
 
 // The summed next-token loss of `ids` read as one stream by `lm`, computed here rather than by

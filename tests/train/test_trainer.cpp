@@ -20,6 +20,7 @@
 #include "train/lib/trainer.h"
 
 #include "support/scratch_dir.h"
+#include "support/tiny_llama.h"
 #include "support/train_runs.h"
 
 namespace fs = std::filesystem;
@@ -83,16 +84,7 @@ std::string write_config(const fs::path& dir, const std::string& corpus, int64_t
 }
 
 nn::LlamaConfig tiny_model() {
-  nn::LlamaConfig c;
-  c.vocab_size = 40;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 32;
-  c.tie_word_embeddings = false;
-  return c;
+  return test::tiny_llama({.vocab_size = 40, .max_position_embeddings = 32});
 }
 
 }  // namespace
