@@ -1,4 +1,4 @@
-// The fast bandwidth-bound kernels of issue 4 (cuda/scan_fast.cu, cuda/rms_norm_fast.cu,
+// The fast bandwidth-bound kernels of issue 4 (cuda/scan_fast.cu, cuda/norm_fast.cu,
 // cuda/cross_entropy_fast.cu), each run under KernelChoiceGuard(fast) and compared with the
 // CPU backend and with its reference kernel (KernelChoiceGuard(reference)): the issue's bounds
 // (f32 relative error < 1e-4, bf16 < 2e-2) against the reference, the stricter
