@@ -183,12 +183,15 @@ __device__ __forceinline__ F score(const F (&qs)[kMaxPerLane], const F (&kj)[kMa
   return s;
 }
 
-// This warp's first row and the row step of a grid-stride loop over warps.
-__device__ __forceinline__ int64_t first_warp_row() {
-  return int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kLanes;
-}
-__device__ __forceinline__ int64_t warp_row_step() {
-  return int64_t(gridDim.x) * kWarpsPerBlock;
+// Calls f(b, h, i) for the rows (b, h, i) of a (B, H, T) grid that this warp takes: one warp
+// per row, grid-stride over warps.
+template <typename F>
+__device__ __forceinline__ void for_each_warp_row(int64_t B, int64_t H, int64_t T, F&& f) {
+  const int64_t rows = B * H * T;
+  for (int64_t row = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kLanes; row < rows;
+       row += int64_t(gridDim.x) * kWarpsPerBlock) {
+    f(row / (T * H), (row / T) % H, row % T);
+  }
 }
 
 // ---- forward: one warp per query row ----
@@ -200,9 +203,7 @@ __global__ void __launch_bounds__(kLanes* kWarpsPerBlock)
   using F = Compute<T>;
   constexpr F kNegInf = -std::numeric_limits<F>::infinity();
   const int lane = int(threadIdx.x % kLanes);
-  const int64_t rows = g.B * g.H * g.Tq;
-  for (int64_t row = first_warp_row(); row < rows; row += warp_row_step()) {
-    const int64_t i = row % g.Tq, h = (row / g.Tq) % g.H, b = row / (g.Tq * g.H);
+  for_each_warp_row(g.B, g.H, g.Tq, [&](int64_t b, int64_t h, int64_t i) {
     const int64_t hk = h / g.group;
     F qs[kMaxPerLane], kj[kMaxPerLane], vj[kMaxPerLane], acc[kMaxPerLane];
     load_scaled_query(q.row(b, h, i), q.s3, g.D, lane, scale, qs, acc);
@@ -224,7 +225,7 @@ __global__ void __launch_bounds__(kLanes* kWarpsPerBlock)
     const bool empty = m == kNegInf;  // no key seen, or all of them at -inf
     store_slice(out.row(b, h, i), out.s3, g.Dv, lane, acc, empty ? F(0) : F(1) / l);
     if (lane == 0) lse.at(b, h, i) = empty ? kNegInf : m + log_of(l);
-  }
+  });
 }
 
 // ---- backward 1: delta and dq, one warp per query row ----
@@ -237,9 +238,7 @@ __global__ void __launch_bounds__(kLanes* kWarpsPerBlock)
   using F = Compute<T>;
   constexpr F kNegInf = -std::numeric_limits<F>::infinity();
   const int lane = int(threadIdx.x % kLanes);
-  const int64_t rows = g.B * g.H * g.Tq;
-  for (int64_t row = first_warp_row(); row < rows; row += warp_row_step()) {
-    const int64_t i = row % g.Tq, h = (row / g.Tq) % g.H, b = row / (g.Tq * g.H);
+  for_each_warp_row(g.B, g.H, g.Tq, [&](int64_t b, int64_t h, int64_t i) {
     const int64_t hk = h / g.group;
     F qs[kMaxPerLane], kj[kMaxPerLane], vj[kMaxPerLane], dO[kMaxPerLane], acc[kMaxPerLane];
     load_slice(dout.row(b, h, i), dout.s3, g.Dv, lane, dO);
@@ -260,7 +259,7 @@ __global__ void __launch_bounds__(kLanes* kWarpsPerBlock)
       for (int t = 0; t < kMaxPerLane; ++t) acc[t] += ds * kj[t];
     }
     store_slice(dq.row(b, h, i), dq.s3, g.D, lane, acc, F(1));
-  }
+  });
 }
 
 // ---- backward 2: dk and dv, one warp per key row ----
@@ -273,9 +272,7 @@ __global__ void __launch_bounds__(kLanes* kWarpsPerBlock)
   using F = Compute<T>;
   constexpr F kNegInf = -std::numeric_limits<F>::infinity();
   const int lane = int(threadIdx.x % kLanes);
-  const int64_t rows = g.B * g.Hkv * g.Tk;
-  for (int64_t row = first_warp_row(); row < rows; row += warp_row_step()) {
-    const int64_t j = row % g.Tk, hk = (row / g.Tk) % g.Hkv, b = row / (g.Tk * g.Hkv);
+  for_each_warp_row(g.B, g.Hkv, g.Tk, [&](int64_t b, int64_t hk, int64_t j) {
     F kj[kMaxPerLane], vj[kMaxPerLane], qi[kMaxPerLane], qs[kMaxPerLane], dO[kMaxPerLane];
     F dk_acc[kMaxPerLane], dv_acc[kMaxPerLane];
     load_slice(k.row(b, hk, j), k.s3, g.D, lane, kj);
@@ -303,7 +300,7 @@ __global__ void __launch_bounds__(kLanes* kWarpsPerBlock)
     }
     store_slice(dk.row(b, hk, j), dk.s3, g.D, lane, dk_acc, F(1));
     store_slice(dv.row(b, hk, j), dv.s3, g.Dv, lane, dv_acc, F(1));
-  }
+  });
 }
 
 // ---- launchers ----

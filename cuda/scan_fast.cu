@@ -241,6 +241,7 @@ struct ChunkState {
   ChunkPlan plan;
   Tensor chunk_a, chunk_x, carry;
   unsigned chunk_grid;  // a grid for one thread per (b, k, c)
+  unsigned line_grid;   // ... per (b, c)
 
   explicit ChunkState(const Tensor& h)
       : B(h.size(0)), steps(h.size(1)), C(h.size(2)), plan(chunk_plan(B, steps, C)) {
@@ -249,6 +250,7 @@ struct ChunkState {
     chunk_x = Tensor::empty({B, plan.K, C}, dtype, h.device());
     carry = Tensor::empty({B, plan.K, C}, dtype, h.device());
     chunk_grid = grid_for(B * plan.K * C, h.device().index);
+    line_grid = grid_for(B * C, h.device().index);
   }
 };
 
@@ -256,20 +258,17 @@ template <typename T>
 void scan_typed(const Tensor& a, const Tensor& x, const Tensor& h0, const Tensor& h) {
   using A = Compute<T>;
   const ChunkState cs(h);
-  const int64_t B = cs.B, steps = cs.steps, C = cs.C;
-  const ChunkPlan p = cs.plan;
-  const Device device = h.device();
-  cudaStream_t st = stream(device);
-  const Tensor &chunk_a = cs.chunk_a, &chunk_x = cs.chunk_x, &carry = cs.carry;
-  const unsigned chunk_grid = cs.chunk_grid;
-  scan_summary_kernel<T><<<chunk_grid, kThreads, 0, st>>>(data<T>(a), data<T>(x), data<A>(chunk_a),
-                                                          data<A>(chunk_x), B, steps, C, p.K, p.L);
+  const int64_t K = cs.plan.K, L = cs.plan.L;
+  cudaStream_t st = stream(h.device());
+  scan_summary_kernel<T><<<cs.chunk_grid, kThreads, 0, st>>>(
+      data<T>(a), data<T>(x), data<A>(cs.chunk_a), data<A>(cs.chunk_x), cs.B, cs.steps, cs.C, K, L);
   MNEMO_CUDA_CHECK_LAUNCH("scan_summary_kernel");
-  scan_carry_kernel<T><<<grid_for(B * C, device.index), kThreads, 0, st>>>(
-      data_or_null<T>(h0), data<A>(chunk_a), data<A>(chunk_x), data<A>(carry), B, C, p.K);
+  scan_carry_kernel<T><<<cs.line_grid, kThreads, 0, st>>>(data_or_null<T>(h0), data<A>(cs.chunk_a),
+                                                          data<A>(cs.chunk_x), data<A>(cs.carry),
+                                                          cs.B, cs.C, K);
   MNEMO_CUDA_CHECK_LAUNCH("scan_carry_kernel");
-  scan_apply_kernel<T><<<chunk_grid, kThreads, 0, st>>>(data<T>(a), data<T>(x), data<A>(carry),
-                                                        data<T>(h), B, steps, C, p.K, p.L);
+  scan_apply_kernel<T><<<cs.chunk_grid, kThreads, 0, st>>>(
+      data<T>(a), data<T>(x), data<A>(cs.carry), data<T>(h), cs.B, cs.steps, cs.C, K, L);
   MNEMO_CUDA_CHECK_LAUNCH("scan_apply_kernel");
 }
 
@@ -278,22 +277,19 @@ void scan_backward_typed(const Tensor& a, const Tensor& h, const Tensor& h0, con
                          const Tensor& da, const Tensor& dx, const Tensor& dh0) {
   using A = Compute<T>;
   const ChunkState cs(h);
-  const int64_t B = cs.B, steps = cs.steps, C = cs.C;
-  const ChunkPlan p = cs.plan;
-  const Device device = h.device();
-  cudaStream_t st = stream(device);
-  const Tensor &chunk_a = cs.chunk_a, &chunk_x = cs.chunk_x, &carry = cs.carry;
-  const unsigned chunk_grid = cs.chunk_grid;
-  scan_backward_summary_kernel<T><<<chunk_grid, kThreads, 0, st>>>(
-      data<T>(a), data<T>(dh), data<A>(chunk_a), data<A>(chunk_x), B, steps, C, p.K, p.L);
+  const int64_t K = cs.plan.K, L = cs.plan.L;
+  cudaStream_t st = stream(h.device());
+  scan_backward_summary_kernel<T>
+      <<<cs.chunk_grid, kThreads, 0, st>>>(data<T>(a), data<T>(dh), data<A>(cs.chunk_a),
+                                           data<A>(cs.chunk_x), cs.B, cs.steps, cs.C, K, L);
   MNEMO_CUDA_CHECK_LAUNCH("scan_backward_summary_kernel");
-  scan_backward_carry_kernel<T><<<grid_for(B * C, device.index), kThreads, 0, st>>>(
-      data<T>(a), data<A>(chunk_a), data<A>(chunk_x), data<A>(carry), data_or_null<T>(dh0), B,
-      steps, C, p.K);
+  scan_backward_carry_kernel<T><<<cs.line_grid, kThreads, 0, st>>>(
+      data<T>(a), data<A>(cs.chunk_a), data<A>(cs.chunk_x), data<A>(cs.carry), data_or_null<T>(dh0),
+      cs.B, cs.steps, cs.C, K);
   MNEMO_CUDA_CHECK_LAUNCH("scan_backward_carry_kernel");
-  scan_backward_apply_kernel<T><<<chunk_grid, kThreads, 0, st>>>(
-      data<T>(a), data<T>(h), data_or_null<T>(h0), data<T>(dh), data<A>(carry), data<T>(da),
-      data<T>(dx), B, steps, C, p.K, p.L);
+  scan_backward_apply_kernel<T><<<cs.chunk_grid, kThreads, 0, st>>>(
+      data<T>(a), data<T>(h), data_or_null<T>(h0), data<T>(dh), data<A>(cs.carry), data<T>(da),
+      data<T>(dx), cs.B, cs.steps, cs.C, K, L);
   MNEMO_CUDA_CHECK_LAUNCH("scan_backward_apply_kernel");
 }
 
