@@ -13,70 +13,116 @@ namespace mnemo {
 
 namespace {
 
+// The name tables, generated from core/backend_ops.def. The counts are asserted so that
+// adding an entry there stops the build here and at every other table and switch over it.
+#define MNEMO_NAME_OF(NAME, ...) #NAME,
+
+static_assert(size_t(UnaryOp::count) == 19,
+              "a new unary op needs a CPU kernel, a CUDA kernel and a gradient rule");
 constexpr std::array<std::string_view, size_t(UnaryOp::count)> kUnaryNames = {
-    "neg",  "exp",     "log",  "sqrt",      "rsqrt", "abs",  "tanh",        "sigmoid",
-    "relu", "gelu",    "gelu_tanh", "silu", "softplus", "erf", "sign", "logical_not",
-    "affine", "pow_scalar", "clamp"};
+#define MNEMO_UNARY_OP MNEMO_NAME_OF
+#include "core/backend_ops.def"
+};
+constexpr std::array<bool, size_t(UnaryOp::count)> kUnaryAcceptsIntegers = {
+#define MNEMO_UNARY_OP(NAME, DTYPES) std::string_view(#DTYPES) == "any",
+#include "core/backend_ops.def"
+};
+static_assert(size_t(BinaryOp::count) == 15,
+              "a new binary op needs a CPU kernel, a CUDA kernel and a gradient rule");
 constexpr std::array<std::string_view, size_t(BinaryOp::count)> kBinaryNames = {
-    "add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq",
-    "ne",  "lt",  "le",  "gt",  "ge",  "logical_and", "logical_or"};
-constexpr std::array<std::string_view, size_t(ReduceOp::count)> kReduceNames = {"sum", "max",
-                                                                                  "min"};
-constexpr std::array<std::string_view, size_t(ArgReduceOp::count)> kArgReduceNames = {"argmax",
-                                                                                        "argmin"};
+#define MNEMO_BINARY_OP MNEMO_NAME_OF
+#include "core/backend_ops.def"
+};
+static_assert(size_t(ReduceOp::count) == 3,
+              "a new reduction needs a CPU kernel, a CUDA kernel and a gradient rule");
+constexpr std::array<std::string_view, size_t(ReduceOp::count)> kReduceNames = {
+#define MNEMO_REDUCE_OP MNEMO_NAME_OF
+#include "core/backend_ops.def"
+};
+static_assert(size_t(ArgReduceOp::count) == 2,
+              "a new arg reduction needs a CPU kernel and a CUDA kernel");
+constexpr std::array<std::string_view, size_t(ArgReduceOp::count)> kArgReduceNames = {
+#define MNEMO_ARG_REDUCE_OP MNEMO_NAME_OF
+#include "core/backend_ops.def"
+};
+static_assert(size_t(RandomOp::count) == 4,
+              "a new distribution needs a CPU kernel and a CUDA kernel drawing the same numbers");
 constexpr std::array<std::string_view, size_t(RandomOp::count)> kRandomNames = {
-    "uniform", "normal", "bernoulli", "randint"};
+#define MNEMO_RANDOM_OP MNEMO_NAME_OF
+#include "core/backend_ops.def"
+};
+static_assert(size_t(BackendOp::count) == 31,
+              "a new backend op needs a core/ops declaration, a CPU kernel, a CUDA kernel (or "
+              "a composition), a profiler cost rule where it has FLOPs, and tests");
+constexpr std::array<std::string_view, size_t(BackendOp::count)> kBackendOpNames = {
+#define MNEMO_BACKEND_OP MNEMO_NAME_OF
+#include "core/backend_ops.def"
+};
+
+#undef MNEMO_NAME_OF
 
 std::array<Backend*, kNumDeviceTypes>& backend_table() {
   static std::array<Backend*, kNumDeviceTypes> table{};
   return table;
 }
 
+// table[op], for an op inside the table (a value past count is a bug of the caller's code).
+template <class Op, size_t N>
+std::string_view name_in(const std::array<std::string_view, N>& table, Op op) {
+  MNEMO_ASSERT(size_t(op) < N, "op_name: invalid op value {} (there are {})", int(op), N);
+  return table[size_t(op)];
+}
+
 }  // namespace
 
-std::string_view op_name(UnaryOp op) { return kUnaryNames.at(size_t(op)); }
-std::string_view op_name(BinaryOp op) { return kBinaryNames.at(size_t(op)); }
-std::string_view op_name(ReduceOp op) { return kReduceNames.at(size_t(op)); }
-std::string_view op_name(ArgReduceOp op) { return kArgReduceNames.at(size_t(op)); }
-std::string_view op_name(RandomOp op) { return kRandomNames.at(size_t(op)); }
+std::string_view op_name(UnaryOp op) {
+  return name_in(kUnaryNames, op);
+}
+std::string_view op_name(BinaryOp op) {
+  return name_in(kBinaryNames, op);
+}
+std::string_view op_name(ReduceOp op) {
+  return name_in(kReduceNames, op);
+}
+std::string_view op_name(ArgReduceOp op) {
+  return name_in(kArgReduceNames, op);
+}
+std::string_view op_name(RandomOp op) {
+  return name_in(kRandomNames, op);
+}
+std::string_view op_name(BackendOp op) {
+  return name_in(kBackendOpNames, op);
+}
 
-bool is_comparison(BinaryOp op) { return op >= BinaryOp::eq && op <= BinaryOp::ge; }
-bool is_logical(BinaryOp op) { return op == BinaryOp::logical_and || op == BinaryOp::logical_or; }
+bool accepts_integers(UnaryOp op) {
+  MNEMO_ASSERT(op < UnaryOp::count, "accepts_integers: invalid op value {}", int(op));
+  return kUnaryAcceptsIntegers[size_t(op)];
+}
+bool is_comparison(BinaryOp op) {
+  return op >= BinaryOp::eq && op <= BinaryOp::ge;
+}
+bool is_logical(BinaryOp op) {
+  return op == BinaryOp::logical_and || op == BinaryOp::logical_or;
+}
 
 DType stats_dtype(DType input) {
   return input == DType::bf16 || input == DType::f16 ? DType::f32 : input;
 }
 
 void Backend::unsupported(std::string_view op, const Tensor& on) const {
-  fail("{}: not implemented on {} (backend {})", op, on.defined() ? on.device() : Device::cpu(),
-       name());
+  fail_internal("{}: not implemented on {} (backend {})", op,
+                on.defined() ? on.device() : Device::cpu(), name());
 }
 
 // Every op defaults to "not implemented": a partial backend fails loudly, never silently.
-void Backend::copy(const Tensor& src, const Tensor&) { unsupported("copy", src); }
-void Backend::fill(const Tensor& dst, double) { unsupported("fill", dst); }
-void Backend::arange(const Tensor& out, double, double) { unsupported("arange", out); }
-void Backend::unary(UnaryOp op, const UnaryParams&, const Tensor& x, const Tensor&) {
-  unsupported(op_name(op), x);
-}
-void Backend::binary(BinaryOp op, const Tensor& a, const Tensor&, const Tensor&) {
-  unsupported(op_name(op), a);
-}
-void Backend::where(const Tensor& cond, const Tensor&, const Tensor&, const Tensor&) {
-  unsupported("where", cond);
-}
-void Backend::reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>&, const Tensor&) {
-  unsupported(op_name(op), x);
-}
-void Backend::arg_reduce(ArgReduceOp op, const Tensor& x, int64_t, const Tensor&) {
-  unsupported(op_name(op), x);
-}
-void Backend::cumsum(const Tensor& x, int64_t, bool, const Tensor&) { unsupported("cumsum", x); }
-void Backend::topk(const Tensor& x, int64_t, int64_t, bool, const Tensor&, const Tensor&) {
-  unsupported("topk", x);
-}
-void Backend::matmul(const Tensor& a, const Tensor&, const Tensor&) { unsupported("matmul", a); }
+#define MNEMO_BACKEND_OP(NAME, CATEGORY, PARAMETERS, ARGUMENTS, READS, WRITES)    \
+  void Backend::NAME PARAMETERS {                                                 \
+    unsupported(CallName<BackendOp::NAME>::of ARGUMENTS, first_tensor ARGUMENTS); \
+  }
+#define MNEMO_COMPOSED_OP(...)  // defined below
+#include "core/backend_ops.def"
 
+// The composition: one matmul per segment of K, each added to out in f64.
 void Backend::matmul_segment_sum(const Tensor& a, const Tensor& b, int64_t segment,
                                  const Tensor& out) {
   const int64_t K = a.size(1);
@@ -84,74 +130,6 @@ void Backend::matmul_segment_sum(const Tensor& a, const Tensor& b, int64_t segme
     const int64_t n = std::min(segment, K - k0);
     add_(out, core::matmul(core::narrow(a, 1, k0, n), core::narrow(b, 0, k0, n)));
   }
-}
-void Backend::index_select(const Tensor& x, int64_t, const Tensor&, const Tensor&) {
-  unsupported("index_select", x);
-}
-void Backend::index_add(const Tensor& out, int64_t, const Tensor&, const Tensor&) {
-  unsupported("index_add", out);
-}
-void Backend::gather(const Tensor& x, int64_t, const Tensor&, const Tensor&) {
-  unsupported("gather", x);
-}
-void Backend::scatter_add(const Tensor& out, int64_t, const Tensor&, const Tensor&) {
-  unsupported("scatter_add", out);
-}
-void Backend::softmax(const Tensor& x, int64_t, bool log, const Tensor&) {
-  unsupported(log ? "log_softmax" : "softmax", x);
-}
-void Backend::softmax_backward(const Tensor& y, const Tensor&, int64_t, bool log, const Tensor&) {
-  unsupported(log ? "log_softmax_backward" : "softmax_backward", y);
-}
-void Backend::cross_entropy(const Tensor& logits, const Tensor&, int64_t, double, const Tensor&,
-                            const Tensor&) {
-  unsupported("cross_entropy", logits);
-}
-void Backend::cross_entropy_backward(const Tensor& logits, const Tensor&, const Tensor&,
-                                     const Tensor&, int64_t, double, const Tensor&) {
-  unsupported("cross_entropy_backward", logits);
-}
-void Backend::rms_norm(const Tensor& x, const Tensor&, double, const Tensor&, const Tensor&) {
-  unsupported("rms_norm", x);
-}
-void Backend::rms_norm_backward(const Tensor& x, const Tensor&, const Tensor&, const Tensor&,
-                                const Tensor&, const Tensor&) {
-  unsupported("rms_norm_backward", x);
-}
-void Backend::layer_norm(const Tensor& x, const Tensor&, const Tensor&, double, const Tensor&,
-                         const Tensor&, const Tensor&) {
-  unsupported("layer_norm", x);
-}
-void Backend::layer_norm_backward(const Tensor& x, const Tensor&, const Tensor&, const Tensor&,
-                                  const Tensor&, const Tensor&, const Tensor&, const Tensor&) {
-  unsupported("layer_norm_backward", x);
-}
-void Backend::attention(const Tensor& q, const Tensor&, const Tensor&, const Tensor&, bool, double,
-                        const Tensor&, const Tensor&) {
-  unsupported("attention", q);
-}
-void Backend::attention_backward(const Tensor& q, const Tensor&, const Tensor&, const Tensor&,
-                                 bool, double, const Tensor&, const Tensor&, const Tensor&,
-                                 const Tensor&, const Tensor&, const Tensor&) {
-  unsupported("attention_backward", q);
-}
-void Backend::adamw(const Tensor& param, const Tensor&, const Tensor&, const Tensor&,
-                    const AdamWParams&) {
-  unsupported("adamw", param);
-}
-
-void Backend::scan(const Tensor& a, const Tensor&, const Tensor&, const Tensor&) {
-  unsupported("scan", a);
-}
-void Backend::scan_backward(const Tensor& a, const Tensor&, const Tensor&, const Tensor&,
-                            const Tensor&, const Tensor&, const Tensor&) {
-  unsupported("scan_backward", a);
-}
-void Backend::random(RandomOp op, const RandomParams&, PhiloxState, const Tensor& out) {
-  unsupported(op_name(op), out);
-}
-void Backend::multinomial(const Tensor& probs, int64_t, bool, PhiloxState, const Tensor&) {
-  unsupported("multinomial", probs);
 }
 
 void register_backend(DeviceType type, Backend* backend) {
@@ -167,9 +145,9 @@ bool has_backend(DeviceType type) {
 Backend& backend_for(Device device) {
   Backend* backend = device.is_cpu() ? &cpu::backend() : backend_table().at(size_t(device.type));
   MNEMO_CHECK(backend != nullptr,
-              "device {}: this build has no CUDA backend (configure with -DMNEMO_CUDA=ON)",
-              device);
-  if (profiler::enabled()) [[unlikely]] return profiler::wrap(*backend);
+              "device {}: this build has no CUDA backend (configure with -DMNEMO_CUDA=ON)", device);
+  if (profiler::enabled()) [[unlikely]]
+    return profiler::wrap(*backend);
   return *backend;
 }
 
@@ -180,8 +158,8 @@ Device common_device(std::string_view op, std::initializer_list<const Tensor*> i
     if (first == nullptr) {
       first = t;
     } else {
-      MNEMO_CHECK(t->device() == first->device(), "{}: tensors on different devices {} and {}",
-                  op, first->device(), t->device());
+      MNEMO_CHECK(t->device() == first->device(), "{}: tensors on different devices {} and {}", op,
+                  first->device(), t->device());
     }
   }
   MNEMO_CHECK(first != nullptr, "{}: no defined input tensor", op);

@@ -5,18 +5,17 @@
 // core/ops/*.h) and then calls one method here on the backend of the inputs' device. Backends
 // only compute: they may assume the checks have passed and that outputs are allocated with
 // the documented shape and dtype. A backend that lacks an op inherits the default method,
-// which throws mnemo::Error naming the op and the device.
+// which throws an InternalError (core/error.h) naming the op and the device: a backend's
+// missing op is a limit of mnemo, not the caller's mistake.
 //
-// Conventions for every method unless it says otherwise:
-//   - all tensors are on this backend's device;
-//   - outputs are contiguous and freshly allocated (their contents are undefined on entry);
-//   - inputs may be arbitrary strided views (transposed, narrowed, expanded with stride 0);
-//   - "stats" tensors (softmax lse, norm rstd/mean) are f32 for bf16/f16 inputs, else the
-//     input dtype (see stats_dtype).
+// The ops themselves, their kinds and each op's contract (shapes, dtypes, what may be
+// strided) are listed once, in core/backend_ops.def; this header generates the enums and
+// the virtual methods from that list.
 #pragma once
 
 #include <cstdint>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "core/tensor.h"
@@ -25,12 +24,10 @@ namespace mnemo {
 
 // ---- op families --------------------------------------------------------------------------
 
+// The kinds of the ops that take one (core/backend_ops.def lists them with their meaning).
 enum class UnaryOp : uint8_t {
-  neg, exp, log, sqrt, rsqrt, abs, tanh, sigmoid, relu, gelu, gelu_tanh, silu, softplus, erf,
-  sign, logical_not,
-  affine,      // alpha * x + beta
-  pow_scalar,  // x ^ alpha
-  clamp,       // min(max(x, alpha), beta); use -inf / +inf for a missing bound
+#define MNEMO_UNARY_OP(NAME, DTYPES) NAME,
+#include "core/backend_ops.def"
   count
 };
 struct UnaryParams {
@@ -39,14 +36,22 @@ struct UnaryParams {
 };
 
 enum class BinaryOp : uint8_t {
-  add, sub, mul, div, pow, maximum, minimum,
-  eq, ne, lt, le, gt, ge,    // comparisons: bool output
-  logical_and, logical_or,   // bool inputs and output
+#define MNEMO_BINARY_OP(NAME) NAME,
+#include "core/backend_ops.def"
   count
 };
 
-enum class ReduceOp : uint8_t { sum, max, min, count };
-enum class ArgReduceOp : uint8_t { argmax, argmin, count };
+enum class ReduceOp : uint8_t {
+#define MNEMO_REDUCE_OP(NAME) NAME,
+#include "core/backend_ops.def"
+  count
+};
+
+enum class ArgReduceOp : uint8_t {
+#define MNEMO_ARG_REDUCE_OP(NAME) NAME,
+#include "core/backend_ops.def"
+  count
+};
 
 struct AdamWParams {
   double lr = 1e-3;
@@ -54,15 +59,13 @@ struct AdamWParams {
   double beta2 = 0.999;
   double eps = 1e-8;
   double weight_decay = 0;
-  int64_t step = 1;         // 1 for the first step (bias correction)
-  double grad_scale = 1;    // multiplies the gradient first (clipping, accumulation)
+  int64_t step = 1;       // 1 for the first step (bias correction)
+  double grad_scale = 1;  // multiplies the gradient first (clipping, accumulation)
 };
 
 enum class RandomOp : uint8_t {
-  uniform,    // [alpha, beta)
-  normal,     // mean alpha, standard deviation beta
-  bernoulli,  // 1 with probability alpha, else 0
-  randint,    // integers in [alpha, beta)
+#define MNEMO_RANDOM_OP(NAME) NAME,
+#include "core/backend_ops.def"
   count
 };
 struct RandomParams {
@@ -78,11 +81,20 @@ struct PhiloxState {
   uint64_t offset = 0;
 };
 
+// The backend ops: one per method of Backend, in the order of core/backend_ops.def.
+enum class BackendOp : uint8_t {
+#define MNEMO_BACKEND_OP(NAME, ...) NAME,
+#include "core/backend_ops.def"
+  count
+};
+
 std::string_view op_name(UnaryOp op);
 std::string_view op_name(BinaryOp op);
 std::string_view op_name(ReduceOp op);
 std::string_view op_name(ArgReduceOp op);
 std::string_view op_name(RandomOp op);
+std::string_view op_name(BackendOp op);
+bool accepts_integers(UnaryOp op);  // the "any" dtypes of core/backend_ops.def
 bool is_comparison(BinaryOp op);  // eq .. ge
 bool is_logical(BinaryOp op);     // logical_and, logical_or
 DType stats_dtype(DType input);   // f32 for bf16/f16, else input
@@ -96,124 +108,11 @@ class Backend {
   virtual Allocator* allocator(Device device) = 0;
   virtual void synchronize(Device /*device*/) {}
 
-  // -- memory --
-  // dst = src, same shape; dtypes may differ (converted); dst may be a strided view. Across
-  // devices, the non-CPU side's backend is called with one CPU and one device tensor.
-  virtual void copy(const Tensor& src, const Tensor& dst);
-  virtual void fill(const Tensor& dst, double value);  // dst may be a strided view
-  virtual void arange(const Tensor& out, double start, double step);  // out (n,)
-
-  // -- elementwise --
-  // x, out: same shape. out dtype = x dtype (bool for logical_not).
-  virtual void unary(UnaryOp op, const UnaryParams& params, const Tensor& x, const Tensor& out);
-  // a, b: same dtype, broadcast views of out's shape. out dtype = a's (bool for comparisons
-  // and logical ops). out may alias a (in-place ops).
-  virtual void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out);
-  // cond (bool), a, b (out's dtype): broadcast views of out's shape.
-  virtual void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out);
-
-  // -- reductions and scans --
-  // out has x's shape with size 1 at each of dims (sorted, unique, non-empty); same dtype.
-  virtual void reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims,
-                      const Tensor& out);
-  // out (i64) has x's shape with size 1 at dim; first index wins ties.
-  virtual void arg_reduce(ArgReduceOp op, const Tensor& x, int64_t dim, const Tensor& out);
-  // out[..., t, ...] = sum over s <= t (s >= t if reverse) of x[..., s, ...] along dim.
-  virtual void cumsum(const Tensor& x, int64_t dim, bool reverse, const Tensor& out);
-  // values, indices (i64): x's shape with k at dim, sorted (largest first if largest).
-  virtual void topk(const Tensor& x, int64_t k, int64_t dim, bool largest, const Tensor& values,
-                    const Tensor& indices);
-
-  // -- linear algebra --
-  // a (..., M, K), b (..., K, N): batch dims already broadcast (views) to out's batch dims.
-  // out (..., M, N). Floating dtypes.
-  virtual void matmul(const Tensor& a, const Tensor& b, const Tensor& out);
-  // out (M, N) f64 += sum over segments s of a[:, s] @ b[s, :]: K is cut into segments of
-  // `segment` (the last may be shorter); each segment's product is computed in the inputs'
-  // dtype exactly as matmul computes a (M, seg) @ (seg, N) product, and the products are
-  // added to out in f64, in order (split-invariant weight gradients, autograd/exact_grad.h).
-  // a (M, K), b (K, N) of one floating dtype (strided views allowed); out contiguous f64.
-  // The default composes matmul and add_ per segment; a backend may fuse it.
-  virtual void matmul_segment_sum(const Tensor& a, const Tensor& b, int64_t segment,
-                                  const Tensor& out);
-
-  // -- indexing -- (index tensors are i64; backends check that indices are in range)
-  // out = x with dim replaced by index.numel(): out[.., i, ..] = x[.., index[i], ..]. index (n,)
-  virtual void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out);
-  // out[.., index[i], ..] += src[.., i, ..] along dim; out is contiguous and updated in place.
-  virtual void index_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src);
-  // out[i][j][k] = x[index[i][j][k]][j][k] (for dim 0); out has index's shape.
-  virtual void gather(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out);
-  // out[index[i][j][k]][j][k] += src[i][j][k] (for dim 0); out contiguous, updated in place.
-  virtual void scatter_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src);
-
-  // -- fused neural-network ops (inputs contiguous unless stated) --
-  // out = softmax(x) along dim, or log_softmax if log.
-  virtual void softmax(const Tensor& x, int64_t dim, bool log, const Tensor& out);
-  // y: the forward output. softmax:     dx = y * (dy - sum(dy * y))
-  //                        log_softmax: dx = dy - exp(y) * sum(dy)
-  virtual void softmax_backward(const Tensor& y, const Tensor& dy, int64_t dim, bool log,
-                                const Tensor& dx);
-  // logits (N, C), target (N,) i64. loss (N,) per row (0 where target == ignore_index),
-  // lse (N,) stats = logsumexp of each row. With smoothing s: the target distribution is
-  // (1 - s) one_hot(target) + s / C.
-  virtual void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index,
-                             double label_smoothing, const Tensor& loss, const Tensor& lse);
-  // dloss (N,): gradient of each row's loss. dlogits (N, C).
-  virtual void cross_entropy_backward(const Tensor& logits, const Tensor& target,
-                                      const Tensor& lse, const Tensor& dloss,
-                                      int64_t ignore_index, double label_smoothing,
-                                      const Tensor& dlogits);
-  // x (N, C), weight (C,) or undefined. y = x * rstd * weight, rstd (N,) = 1/sqrt(mean(x^2)+eps).
-  virtual void rms_norm(const Tensor& x, const Tensor& weight, double eps, const Tensor& y,
-                        const Tensor& rstd);
-  // dx (N, C); dweight (C,) if weight is defined.
-  virtual void rms_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& rstd,
-                                 const Tensor& dy, const Tensor& dx, const Tensor& dweight);
-  // x (N, C); weight, bias (C,) or undefined. mean, rstd (N,) stats.
-  virtual void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
-                          const Tensor& y, const Tensor& mean, const Tensor& rstd);
-  virtual void layer_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& mean,
-                                   const Tensor& rstd, const Tensor& dy, const Tensor& dx,
-                                   const Tensor& dweight, const Tensor& dbias);
-  // Scaled dot-product attention.
-  //   q (B, H, Tq, D); k (B, Hkv, Tk, D); v (B, Hkv, Tk, Dv); H % Hkv == 0 (grouped-query:
-  //   query head h reads kv head h / (H / Hkv)).
-  //   mask: undefined or an additive bias, a broadcast view of (B, H, Tq, Tk) (any strides).
-  //   causal: query i sees key j iff j <= i + (Tk - Tq) (aligned bottom-right, so keys
-  //   prepended as a cache or memory are fully visible).
-  //   out (B, H, Tq, Dv); lse (B, H, Tq) stats: logsumexp of the scaled, masked scores
-  //   (-inf for a row that sees no key; its output is 0).
-  virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
-                         bool causal, double scale, const Tensor& out, const Tensor& lse);
-  // dq, dk, dv: shapes of q, k, v.
-  virtual void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
-                                  const Tensor& mask, bool causal, double scale,
-                                  const Tensor& out, const Tensor& lse, const Tensor& dout,
-                                  const Tensor& dq, const Tensor& dk, const Tensor& dv);
-  // Linear scan along T: h_t = a_t * h_{t-1} + x_t, h_{-1} = h0 (zeros if undefined).
-  //   a, x, h (B, T, C); h0 (B, C) or undefined.
-  virtual void scan(const Tensor& a, const Tensor& x, const Tensor& h0, const Tensor& h);
-  // g_t = dh_t + a_{t+1} g_{t+1};  dx_t = g_t;  da_t = g_t h_{t-1};  dh0 = a_0 g_0.
-  //   dh0 is undefined when h0 is.
-  virtual void scan_backward(const Tensor& a, const Tensor& h, const Tensor& h0, const Tensor& dh,
-                             const Tensor& da, const Tensor& dx, const Tensor& dh0);
-
-  // -- optimizer steps (core/ops/optim.h) --
-  // One AdamW step in place (decoupled weight decay, bias-corrected moments):
-  //   g = grad * grad_scale;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
-  //   param -= lr * (m / (1-b1^step) / (sqrt(v / (1-b2^step)) + eps) + weight_decay * param).
-  //   param, grad, exp_avg, exp_avg_sq: contiguous, same shape; param and grad share a dtype,
-  //   the moments are f32 for bf16/f16 params, else the param dtype.
-  virtual void adamw(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
-                     const Tensor& exp_avg_sq, const AdamWParams& params);
-
-  // -- random (core/ops/random.h) --
-  virtual void random(RandomOp op, const RandomParams& params, PhiloxState state,
-                      const Tensor& out);
-  // probs (R, C) non-negative rows (need not sum to 1). out (R, n) i64.
-  virtual void multinomial(const Tensor& probs, int64_t num_samples, bool replacement,
-                           PhiloxState state, const Tensor& out);
+  // The ops: one virtual method per MNEMO_BACKEND_OP entry of core/backend_ops.def, which
+  // states each one's contract. The defaults throw "OP: not implemented on DEVICE"; the
+  // composed op (matmul_segment_sum) defaults to its composition of other ops.
+#define MNEMO_BACKEND_OP(NAME, CATEGORY, PARAMETERS, ...) virtual void NAME PARAMETERS;
+#include "core/backend_ops.def"
 
  protected:
   // Throws "OP: not implemented on DEVICE (backend NAME)".
@@ -227,5 +126,49 @@ bool has_backend(DeviceType type);
 
 // The device all inputs share (undefined tensors are skipped); throws naming op if they differ.
 Device common_device(std::string_view op, std::initializer_list<const Tensor*> inputs);
+
+// ---- helpers for the code generated from core/backend_ops.def -----------------------------
+
+// The name one call of a backend op goes by in errors and profiles: the kind for the ops
+// that take one (unary(exp, ...) is "exp", reduce(sum, ...) is "sum"), log_softmax for a
+// softmax with log set, else the op's own name. CallName<op>::of(arguments...).
+template <BackendOp op>
+struct CallName {
+  template <class First, class... Rest>
+  static std::string_view of([[maybe_unused]] const First& first, const Rest&...) {
+    if constexpr (std::is_enum_v<First>) {
+      return op_name(first);
+    } else {
+      return op_name(op);
+    }
+  }
+};
+template <>
+struct CallName<BackendOp::softmax> {
+  static std::string_view of(const Tensor&, int64_t, bool log, const Tensor&) {
+    return log ? "log_softmax" : "softmax";
+  }
+};
+template <>
+struct CallName<BackendOp::softmax_backward> {
+  static std::string_view of(const Tensor&, const Tensor&, int64_t, bool log, const Tensor&) {
+    return log ? "log_softmax_backward" : "softmax_backward";
+  }
+};
+
+// The first Tensor among an op's arguments: the tensor whose device the op runs on (all of
+// an op's tensors share one) and the one an error names.
+template <class... Args>
+const Tensor& first_tensor(const Args&... args) {
+  static_assert((std::is_same_v<Args, Tensor> || ...), "every backend op takes a tensor");
+  const Tensor* first = nullptr;
+  auto visit = [&first](const auto& arg) {
+    if constexpr (std::is_same_v<std::decay_t<decltype(arg)>, Tensor>) {
+      if (first == nullptr) first = &arg;
+    }
+  };
+  (visit(args), ...);
+  return *first;
+}
 
 }  // namespace mnemo

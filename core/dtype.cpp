@@ -12,7 +12,7 @@ size_t dtype_size(DType dtype) {
     case DType::i64: return 8;
     case DType::boolean: return 1;
   }
-  fail("dtype_size: invalid dtype {}", int(dtype));
+  fail_internal("dtype_size: invalid dtype {}", int(dtype));
 }
 
 std::string_view dtype_name(DType dtype) {

@@ -91,7 +91,7 @@ decltype(auto) visit_dtype(DType dtype, std::string_view op, Fn&& fn) {
     case DType::i64: return fn(TypeTag<int64_t>{});
     case DType::boolean: return fn(TypeTag<uint8_t>{});
   }
-  fail("{}: invalid dtype {}", op, int(dtype));
+  fail_internal("{}: invalid dtype {}", op, int(dtype));
 }
 
 // Same, restricted to the floating dtypes; any other dtype is an error naming the op.
@@ -105,6 +105,14 @@ decltype(auto) visit_floating(DType dtype, std::string_view op, Fn&& fn) {
     default: break;
   }
   fail("{}: expected a floating dtype (f32, f64, bf16, f16), got {}", op, dtype_name(dtype));
+}
+
+// visit_bool(flag, fn) calls fn(std::true_type{}) or fn(std::false_type{}), so that a runtime
+// flag picks a kernel's template argument: decltype(tag)::value inside fn.
+template <typename Fn>
+decltype(auto) visit_bool(bool flag, Fn&& fn) {
+  if (flag) return fn(std::true_type{});
+  return fn(std::false_type{});
 }
 
 }  // namespace mnemo

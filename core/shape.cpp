@@ -76,4 +76,14 @@ Shape reduced_shape(const Shape& shape, const std::vector<int64_t>& dims, bool k
   return out;
 }
 
+DimSplit split_at(const Shape& shape, int64_t dim) {
+  DimSplit s;
+  for (int64_t d = 0; d < int64_t(shape.size()); ++d) {
+    if (d < dim) s.outer *= shape[d];
+    if (d == dim) s.D = shape[d];
+    if (d > dim) s.inner *= shape[d];
+  }
+  return s;
+}
+
 }  // namespace mnemo

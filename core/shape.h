@@ -35,4 +35,11 @@ std::vector<int64_t> normalize_dims(const std::vector<int64_t>& dims, int64_t ra
 // The shape left after reducing dims, with size-1 placeholders if keepdim.
 Shape reduced_shape(const Shape& shape, const std::vector<int64_t>& dims, bool keepdim);
 
+// A contiguous tensor seen as (outer, D, inner) around dim: outer the product of the dims
+// before it, D its size, inner the product of the dims after it (the softmax kernels' view).
+struct DimSplit {
+  int64_t outer = 1, D = 1, inner = 1;
+};
+DimSplit split_at(const Shape& shape, int64_t dim);
+
 }  // namespace mnemo

@@ -90,10 +90,11 @@ class CachingAllocator final : public Allocator {
       cudaGetLastError();
       size_t free_bytes = 0, total_bytes = 0;
       MNEMO_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-      fail("cuda allocator: out of memory allocating {} bytes ({}) on cuda:{}: tensors hold {}, "
-           "{} reserved, the driver reports {} free of {}",
-           bytes, gib(int64_t(bytes)), device_, gib(stats_.allocated_bytes),
-           gib(stats_.reserved_bytes), gib(int64_t(free_bytes)), gib(int64_t(total_bytes)));
+      fail_system(
+          "cuda allocator: out of memory allocating {} bytes ({}) on cuda:{}: tensors hold {}, "
+          "{} reserved, the driver reports {} free of {}",
+          bytes, gib(int64_t(bytes)), device_, gib(stats_.allocated_bytes),
+          gib(stats_.reserved_bytes), gib(int64_t(free_bytes)), gib(int64_t(total_bytes)));
     }
     MNEMO_CUDA_CHECK(status);
     ++stats_.device_mallocs;

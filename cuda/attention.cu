@@ -1,10 +1,23 @@
-// Scaled dot-product attention on the GPU, forward and backward: the entry points and the
-// reference kernels (kernel1 in the ladder of DESIGN.md). With KernelChoice::fast the entry
-// points run the flash kernels (cuda/flash_attention_*.cu) where they apply (f32/bf16/f16,
-// D == Dv in {32, 64, 128}, no mask or a key-padding mask; flash_attention_applies), and these
-// reference kernels everywhere else.
+// Scaled dot-product attention on the GPU, forward and backward: the entry points, the one
+// function that picks the kernel, and the reference kernels (the first rung of the ladder).
 //
-// Shapes (core/backend.h): q (B, H, Tq, D), k (B, Hkv, Tk, D), v (B, Hkv, Tk, Dv); query head
+// ---- Which kernel runs: choose_kernel (below), the only place that decides ----
+// Three kernels compute attention, from plain to fast:
+//   reference   the warp-per-row kernels of this file: every dtype, head dim, mask, layout;
+//   flash_wmma  FlashAttention-2 tiles on wmma tensor cores (cuda/flash_attention_*.cu);
+//   flash_mma   FlashAttention-2 with register-resident mma.sync fragments
+//               (cuda/flash_mma_*.cu); not yet run on a GPU, so only on request.
+// The rule, in order, with the KernelChoice of cuda/runtime.h (MNEMO_CUDA_KERNELS):
+//   1. KernelChoice::reference                                            -> reference;
+//   2. the flash kernels do not apply (flash_attention_applies: f32/bf16/f16, D == Dv in
+//      {32, 64, 128}, contiguous 16-byte-aligned tensors, no mask or a key-padding mask,
+//      shared memory within the device's limit)                          -> reference;
+//   3. KernelChoice::fast_mma and flash_mma_applies (bf16/f16, shared memory fits)
+//                                                                         -> flash_mma;
+//   4. otherwise                                                          -> flash_wmma.
+// Forward and backward apply the rule separately (with dout for the backward).
+//
+// Shapes (core/backend_ops.def): q (B, H, Tq, D), k (B, Hkv, Tk, D), v (B, Hkv, Tk, Dv); query head
 // h reads kv head h / (H / Hkv). mask: undefined or a (B, H, Tq, Tk) view in q's dtype with any
 // strides (stride 0 on broadcast dims). Causal: query i sees key j iff j <= i + (Tk - Tq), so
 // query i sees keys [0, visible(i)). out (B, H, Tq, Dv); lse (B, H, Tq) in f32 (f64 for f64).
@@ -38,7 +51,9 @@
 // FLOPs: forward 2 B H Tq Tk (D + Dv), backward 2x the forward's for dq plus 2x for dk/dv
 // (S and dP are computed twice); about halved when causal with Tq = Tk. Bytes: each warp
 // streams its kv head's keys and values (forward, dq) or its group's queries and output
-// gradients (dk/dv) from L2: these kernels are latency bound, not yet measured.
+// gradients (dk/dv) from L2: these kernels are latency bound.
+// Measured: not measured. They have run on an H100 (the CUDA tests check their results
+// against the CPU backend, not their speed).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -47,6 +62,7 @@
 
 #include "core/error.h"
 #include "cuda/flash_attention.cuh"
+#include "cuda/flash_mma.cuh"
 #include "cuda/kernel_common.cuh"
 #include "cuda/ops.h"
 #include "cuda/runtime.h"
@@ -105,19 +121,6 @@ struct Geometry {
   }
 };
 
-__device__ __forceinline__ float device_exp(float x) {
-  return expf(x);
-}
-__device__ __forceinline__ double device_exp(double x) {
-  return exp(x);
-}
-__device__ __forceinline__ float device_log(float x) {
-  return logf(x);
-}
-__device__ __forceinline__ double device_log(double x) {
-  return log(x);
-}
-
 // The sum of x over the warp's 32 lanes; every lane gets the same bits (the butterfly adds
 // the same two values on both sides of each exchange).
 template <typename F>
@@ -137,6 +140,17 @@ __device__ __forceinline__ void load_slice(const T* p, int64_t sd, int64_t n, in
     const int64_t d = lane + int64_t(kLanes) * t;
     out[t] = d < n ? load(p + d * sd) : F(0);
   }
+}
+
+// The lane's slice of scale * q_i (q_i at p, n elements sd apart) into qs, and acc = 0: the
+// start of a query row in the forward and dq kernels.
+template <typename T, typename F>
+__device__ __forceinline__ void load_scaled_query(const T* p, int64_t sd, int64_t n, int lane,
+                                                  F scale, F (&qs)[kMaxPerLane],
+                                                  F (&acc)[kMaxPerLane]) {
+  load_slice(p, sd, n, lane, qs);
+#pragma unroll
+  for (int t = 0; t < kMaxPerLane; ++t) qs[t] *= scale, acc[t] = 0;
 }
 
 template <typename T, typename F>
@@ -169,12 +183,15 @@ __device__ __forceinline__ F score(const F (&qs)[kMaxPerLane], const F (&kj)[kMa
   return s;
 }
 
-// This warp's first row and the row step of a grid-stride loop over warps.
-__device__ __forceinline__ int64_t first_warp_row() {
-  return int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kLanes;
-}
-__device__ __forceinline__ int64_t warp_row_step() {
-  return int64_t(gridDim.x) * kWarpsPerBlock;
+// Calls f(b, h, i) for the rows (b, h, i) of a (B, H, T) grid that this warp takes: one warp
+// per row, grid-stride over warps.
+template <typename F>
+__device__ __forceinline__ void for_each_warp_row(int64_t B, int64_t H, int64_t T, F&& f) {
+  const int64_t rows = B * H * T;
+  for (int64_t row = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kLanes; row < rows;
+       row += int64_t(gridDim.x) * kWarpsPerBlock) {
+    f(row / (T * H), (row / T) % H, row % T);
+  }
 }
 
 // ---- forward: one warp per query row ----
@@ -186,14 +203,10 @@ __global__ void __launch_bounds__(kLanes* kWarpsPerBlock)
   using F = Compute<T>;
   constexpr F kNegInf = -std::numeric_limits<F>::infinity();
   const int lane = int(threadIdx.x % kLanes);
-  const int64_t rows = g.B * g.H * g.Tq;
-  for (int64_t row = first_warp_row(); row < rows; row += warp_row_step()) {
-    const int64_t i = row % g.Tq, h = (row / g.Tq) % g.H, b = row / (g.Tq * g.H);
+  for_each_warp_row(g.B, g.H, g.Tq, [&](int64_t b, int64_t h, int64_t i) {
     const int64_t hk = h / g.group;
     F qs[kMaxPerLane], kj[kMaxPerLane], vj[kMaxPerLane], acc[kMaxPerLane];
-    load_slice(q.row(b, h, i), q.s3, g.D, lane, qs);
-#pragma unroll
-    for (int t = 0; t < kMaxPerLane; ++t) qs[t] *= scale, acc[t] = 0;
+    load_scaled_query(q.row(b, h, i), q.s3, g.D, lane, scale, qs, acc);
     F m = kNegInf, l = 0;
     const int64_t visible = g.visible(i);
     for (int64_t j = 0; j < visible; ++j) {
@@ -201,8 +214,8 @@ __global__ void __launch_bounds__(kLanes* kWarpsPerBlock)
       const F s = score(qs, kj, mask, b, h, i, j);
       if (s == kNegInf) continue;  // a hidden key (the same s, so the same branch, in all lanes)
       const F m_new = s > m ? s : m;
-      const F correction = device_exp(m - m_new);  // exp(-inf) = 0 for the first key
-      const F p = device_exp(s - m_new);
+      const F correction = exp_of(m - m_new);  // exp(-inf) = 0 for the first key
+      const F p = exp_of(s - m_new);
       l = l * correction + p;
       load_slice(v.row(b, hk, j), v.s3, g.Dv, lane, vj);
 #pragma unroll
@@ -211,8 +224,8 @@ __global__ void __launch_bounds__(kLanes* kWarpsPerBlock)
     }
     const bool empty = m == kNegInf;  // no key seen, or all of them at -inf
     store_slice(out.row(b, h, i), out.s3, g.Dv, lane, acc, empty ? F(0) : F(1) / l);
-    if (lane == 0) lse.at(b, h, i) = empty ? kNegInf : m + device_log(l);
-  }
+    if (lane == 0) lse.at(b, h, i) = empty ? kNegInf : m + log_of(l);
+  });
 }
 
 // ---- backward 1: delta and dq, one warp per query row ----
@@ -225,32 +238,28 @@ __global__ void __launch_bounds__(kLanes* kWarpsPerBlock)
   using F = Compute<T>;
   constexpr F kNegInf = -std::numeric_limits<F>::infinity();
   const int lane = int(threadIdx.x % kLanes);
-  const int64_t rows = g.B * g.H * g.Tq;
-  for (int64_t row = first_warp_row(); row < rows; row += warp_row_step()) {
-    const int64_t i = row % g.Tq, h = (row / g.Tq) % g.H, b = row / (g.Tq * g.H);
+  for_each_warp_row(g.B, g.H, g.Tq, [&](int64_t b, int64_t h, int64_t i) {
     const int64_t hk = h / g.group;
     F qs[kMaxPerLane], kj[kMaxPerLane], vj[kMaxPerLane], dO[kMaxPerLane], acc[kMaxPerLane];
     load_slice(dout.row(b, h, i), dout.s3, g.Dv, lane, dO);
     load_slice(out.row(b, h, i), out.s3, g.Dv, lane, vj);  // O_i, for delta
     const F delta_i = warp_dot(dO, vj);
     if (lane == 0) delta.at(b, h, i) = delta_i;
-    load_slice(q.row(b, h, i), q.s3, g.D, lane, qs);
-#pragma unroll
-    for (int t = 0; t < kMaxPerLane; ++t) qs[t] *= scale, acc[t] = 0;
+    load_scaled_query(q.row(b, h, i), q.s3, g.D, lane, scale, qs, acc);
     const F lse_i = lse.at(b, h, i);
     // A row with lse = -inf saw no key: P = 0, dq = 0.
     const int64_t visible = lse_i == kNegInf ? 0 : g.visible(i);
     for (int64_t j = 0; j < visible; ++j) {
       load_slice(k.row(b, hk, j), k.s3, g.D, lane, kj);
       load_slice(v.row(b, hk, j), v.s3, g.Dv, lane, vj);
-      const F p = device_exp(score(qs, kj, mask, b, h, i, j) - lse_i);
+      const F p = exp_of(score(qs, kj, mask, b, h, i, j) - lse_i);
       const F dp = warp_dot(dO, vj);
       const F ds = scale * (p * (dp - delta_i));
 #pragma unroll
       for (int t = 0; t < kMaxPerLane; ++t) acc[t] += ds * kj[t];
     }
     store_slice(dq.row(b, h, i), dq.s3, g.D, lane, acc, F(1));
-  }
+  });
 }
 
 // ---- backward 2: dk and dv, one warp per key row ----
@@ -263,9 +272,7 @@ __global__ void __launch_bounds__(kLanes* kWarpsPerBlock)
   using F = Compute<T>;
   constexpr F kNegInf = -std::numeric_limits<F>::infinity();
   const int lane = int(threadIdx.x % kLanes);
-  const int64_t rows = g.B * g.Hkv * g.Tk;
-  for (int64_t row = first_warp_row(); row < rows; row += warp_row_step()) {
-    const int64_t j = row % g.Tk, hk = (row / g.Tk) % g.Hkv, b = row / (g.Tk * g.Hkv);
+  for_each_warp_row(g.B, g.Hkv, g.Tk, [&](int64_t b, int64_t hk, int64_t j) {
     F kj[kMaxPerLane], vj[kMaxPerLane], qi[kMaxPerLane], qs[kMaxPerLane], dO[kMaxPerLane];
     F dk_acc[kMaxPerLane], dv_acc[kMaxPerLane];
     load_slice(k.row(b, hk, j), k.s3, g.D, lane, kj);
@@ -281,7 +288,7 @@ __global__ void __launch_bounds__(kLanes* kWarpsPerBlock)
 #pragma unroll
         for (int t = 0; t < kMaxPerLane; ++t) qs[t] = qi[t] * scale;
         load_slice(dout.row(b, h, i), dout.s3, g.Dv, lane, dO);
-        const F p = device_exp(score(qs, kj, mask, b, h, i, j) - lse_i);
+        const F p = exp_of(score(qs, kj, mask, b, h, i, j) - lse_i);
         const F dp = warp_dot(dO, vj);
         const F ds = scale * (p * (dp - delta.at(b, h, i)));
 #pragma unroll
@@ -293,32 +300,33 @@ __global__ void __launch_bounds__(kLanes* kWarpsPerBlock)
     }
     store_slice(dk.row(b, hk, j), dk.s3, g.D, lane, dk_acc, F(1));
     store_slice(dv.row(b, hk, j), dv.s3, g.Dv, lane, dv_acc, F(1));
-  }
+  });
 }
 
 // ---- launchers ----
 
 Geometry geometry(std::string_view op, const Tensor& q, const Tensor& k, const Tensor& v,
                   const Tensor& mask, bool causal) {
-  MNEMO_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
-              "{}: expected q (B, H, Tq, D), k (B, Hkv, Tk, D), v (B, Hkv, Tk, Dv), got {}, {}, {}",
-              op, shape_str(q.shape()), shape_str(k.shape()), shape_str(v.shape()));
+  MNEMO_ASSERT(
+      q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
+      "{}: expected q (B, H, Tq, D), k (B, Hkv, Tk, D), v (B, Hkv, Tk, Dv), got {}, {}, {}", op,
+      shape_str(q.shape()), shape_str(k.shape()), shape_str(v.shape()));
   Geometry g{q.size(0), q.size(1), k.size(1), q.size(2), k.size(2),
              q.size(3), v.size(3), 1,         causal};
-  MNEMO_CHECK(g.Hkv > 0 && g.H % g.Hkv == 0, "{}: {} query heads cannot share {} kv heads", op, g.H,
-              g.Hkv);
+  MNEMO_ASSERT(g.Hkv > 0 && g.H % g.Hkv == 0, "{}: {} query heads cannot share {} kv heads", op,
+               g.H, g.Hkv);
   g.group = g.H / g.Hkv;
-  MNEMO_CHECK(g.D <= kMaxHeadDim && g.Dv <= kMaxHeadDim,
-              "{}: head dims D = {}, Dv = {} exceed the cuda backend's limit of {}", op, g.D, g.Dv,
-              kMaxHeadDim);
-  MNEMO_CHECK(k.dtype() == q.dtype() && v.dtype() == q.dtype(),
-              "{}: q, k, v must share a dtype, got {}, {}, {}", op, q.dtype(), k.dtype(),
-              v.dtype());
+  MNEMO_ASSERT(g.D <= kMaxHeadDim && g.Dv <= kMaxHeadDim,
+               "{}: head dims D = {}, Dv = {} exceed the cuda backend's limit of {}", op, g.D, g.Dv,
+               kMaxHeadDim);
+  MNEMO_ASSERT(k.dtype() == q.dtype() && v.dtype() == q.dtype(),
+               "{}: q, k, v must share a dtype, got {}, {}, {}", op, q.dtype(), k.dtype(),
+               v.dtype());
   if (mask.defined()) {
-    MNEMO_CHECK(mask.dtype() == q.dtype() && mask.dim() == 4 && mask.size(0) == g.B &&
-                    mask.size(1) == g.H && mask.size(2) == g.Tq && mask.size(3) == g.Tk,
-                "{}: mask {} {} must be a (B, H, Tq, Tk) = ({}, {}, {}, {}) view in {}", op,
-                shape_str(mask.shape()), mask.dtype(), g.B, g.H, g.Tq, g.Tk, q.dtype());
+    MNEMO_ASSERT(mask.dtype() == q.dtype() && mask.dim() == 4 && mask.size(0) == g.B &&
+                     mask.size(1) == g.H && mask.size(2) == g.Tq && mask.size(3) == g.Tk,
+                 "{}: mask {} {} must be a (B, H, Tq, Tk) = ({}, {}, {}, {}) view in {}", op,
+                 shape_str(mask.shape()), mask.dtype(), g.B, g.H, g.Tq, g.Tk, q.dtype());
   }
   return g;
 }
@@ -331,6 +339,25 @@ unsigned blocks_for(int64_t rows) {
 
 constexpr unsigned kBlockThreads = kLanes * kWarpsPerBlock;
 
+// ---- the kernel choice (the rule is in the file header) ----
+
+enum class AttentionKernel { reference, flash_wmma, flash_mma };
+
+// dout is undefined for the forward.
+AttentionKernel choose_kernel(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                              const Tensor& out, const Tensor& lse, const Tensor& dout,
+                              bool backward) {
+  const KernelChoice choice = kernel_choice();
+  if (choice == KernelChoice::reference) return AttentionKernel::reference;
+  if (!flash_attention_applies(q, k, v, mask, out, lse, dout, backward)) {
+    return AttentionKernel::reference;
+  }
+  if (choice == KernelChoice::fast_mma && flash_mma_applies(q, backward)) {
+    return AttentionKernel::flash_mma;
+  }
+  return AttentionKernel::flash_wmma;
+}
+
 }  // namespace
 
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, bool causal,
@@ -338,16 +365,18 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
   const Geometry g = geometry("attention", q, k, v, mask, causal);
   const int64_t rows = g.B * g.H * g.Tq;
   if (rows == 0) return;
-  if (kernel_choice() == KernelChoice::fast &&
-      flash_attention_applies(q, k, v, mask, out, lse, Tensor(), false)) {
-    flash_attention_forward(q, k, v, mask, causal, scale, out, lse);
-    return;
+  switch (choose_kernel(q, k, v, mask, out, lse, Tensor(), false)) {
+    case AttentionKernel::flash_mma:
+      return flash_mma_forward(q, k, v, mask, causal, scale, out, lse);
+    case AttentionKernel::flash_wmma:
+      return flash_attention_forward(q, k, v, mask, causal, scale, out, lse);
+    case AttentionKernel::reference: break;
   }
   visit_floating(q.dtype(), "attention", [&](auto tag) {
     using T = typename decltype(tag)::type;
     using F = Compute<T>;
-    MNEMO_CHECK(lse.dtype() == (std::is_same_v<F, double> ? DType::f64 : DType::f32),
-                "attention: lse must be in the stats dtype of {}, got {}", q.dtype(), lse.dtype());
+    MNEMO_ASSERT(lse.dtype() == (std::is_same_v<F, double> ? DType::f64 : DType::f32),
+                 "attention: lse must be in the stats dtype of {}, got {}", q.dtype(), lse.dtype());
     attention_forward_kernel<T><<<blocks_for(rows), kBlockThreads, 0, stream(q.device())>>>(
         g, F(scale), view4<const T>(q), view4<const T>(k), view4<const T>(v), view4<const T>(mask),
         view4<T>(out), view3<F>(lse));
@@ -359,17 +388,19 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
                         bool causal, double scale, const Tensor& out, const Tensor& lse,
                         const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv) {
   const Geometry g = geometry("attention_backward", q, k, v, mask, causal);
-  if (kernel_choice() == KernelChoice::fast &&
-      flash_attention_applies(q, k, v, mask, out, lse, dout, true)) {
-    flash_attention_backward(q, k, v, mask, causal, scale, out, lse, dout, dq, dk, dv);
-    return;
+  switch (choose_kernel(q, k, v, mask, out, lse, dout, true)) {
+    case AttentionKernel::flash_mma:
+      return flash_mma_backward(q, k, v, mask, causal, scale, out, lse, dout, dq, dk, dv);
+    case AttentionKernel::flash_wmma:
+      return flash_attention_backward(q, k, v, mask, causal, scale, out, lse, dout, dq, dk, dv);
+    case AttentionKernel::reference: break;
   }
   visit_floating(q.dtype(), "attention_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
     using F = Compute<T>;
-    MNEMO_CHECK(lse.dtype() == (std::is_same_v<F, double> ? DType::f64 : DType::f32),
-                "attention_backward: lse must be in the stats dtype of {}, got {}", q.dtype(),
-                lse.dtype());
+    MNEMO_ASSERT(lse.dtype() == (std::is_same_v<F, double> ? DType::f64 : DType::f32),
+                 "attention_backward: lse must be in the stats dtype of {}, got {}", q.dtype(),
+                 lse.dtype());
     const cudaStream_t s = stream(q.device());
     const int64_t query_rows = g.B * g.H * g.Tq, key_rows = g.B * g.Hkv * g.Tk;
     // delta (B, H, Tq): rowsum(dO * O), written by the dq kernel, read by the dk/dv kernel.

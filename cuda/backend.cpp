@@ -29,8 +29,27 @@ void check_device(std::string_view op, Device device) {
               count == 1 ? "" : "s", count == 0 ? "; " : "", no_device_reason());
 }
 
-// The GPU an op's tensors live on (core has already checked that they share one).
-int gpu_of(const Tensor& t) { return t.device().index; }
+// Makes the GPU of an op's tensors the current device for the op's duration: the device of
+// its first tensor (core has already checked that they share one).
+template <BackendOp op>
+class OnDevice {
+ public:
+  explicit OnDevice(const auto&... args) : guard_(first_tensor(args...).device().index) {}
+
+ private:
+  DeviceGuard guard_;
+};
+
+// copy is called by core's copy_ for two tensors on one GPU, or one on the CPU and one on a
+// GPU; cuda::copy picks the device itself, once each GPU side is known to exist.
+template <>
+class OnDevice<BackendOp::copy> {
+ public:
+  OnDevice(const Tensor& src, const Tensor& dst) {
+    if (src.device().is_cuda()) check_device("copy", src.device());
+    if (dst.device().is_cuda()) check_device("copy", dst.device());
+  }
+};
 
 class CudaBackend final : public Backend {
  public:
@@ -47,160 +66,15 @@ class CudaBackend final : public Backend {
     MNEMO_CUDA_CHECK(cudaStreamSynchronize(stream(device.index)));
   }
 
-  // Called by core's copy_ for two tensors on one GPU, or one on the CPU and one on a GPU.
-  void copy(const Tensor& src, const Tensor& dst) override {
-    if (src.device().is_cuda()) check_device("copy", src.device());
-    if (dst.device().is_cuda()) check_device("copy", dst.device());
-    cuda::copy(src, dst);
+  // One forwarder per op of cuda/ops.h: enter the op's GPU, call the function.
+  static_assert(size_t(BackendOp::count) == 31, "a new op needs a CudaBackend forwarder");
+#define MNEMO_BACKEND_OP(NAME, CATEGORY, PARAMETERS, ARGUMENTS, ...) \
+  void NAME PARAMETERS override {                                    \
+    OnDevice<BackendOp::NAME> on ARGUMENTS;                          \
+    cuda::NAME ARGUMENTS;                                            \
   }
-  void fill(const Tensor& dst, double value) override {
-    DeviceGuard g(gpu_of(dst));
-    cuda::fill(dst, value);
-  }
-  void arange(const Tensor& out, double start, double step) override {
-    DeviceGuard g(gpu_of(out));
-    cuda::arange(out, start, step);
-  }
-
-  void unary(UnaryOp op, const UnaryParams& params, const Tensor& x, const Tensor& out) override {
-    DeviceGuard g(gpu_of(out));
-    cuda::unary(op, params, x, out);
-  }
-  void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) override {
-    DeviceGuard g(gpu_of(out));
-    cuda::binary(op, a, b, out);
-  }
-  void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) override {
-    DeviceGuard g(gpu_of(out));
-    cuda::where(cond, a, b, out);
-  }
-
-  void reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims,
-              const Tensor& out) override {
-    DeviceGuard g(gpu_of(out));
-    cuda::reduce(op, x, dims, out);
-  }
-  void arg_reduce(ArgReduceOp op, const Tensor& x, int64_t dim, const Tensor& out) override {
-    DeviceGuard g(gpu_of(out));
-    cuda::arg_reduce(op, x, dim, out);
-  }
-  void cumsum(const Tensor& x, int64_t dim, bool reverse, const Tensor& out) override {
-    DeviceGuard g(gpu_of(out));
-    cuda::cumsum(x, dim, reverse, out);
-  }
-  void topk(const Tensor& x, int64_t k, int64_t dim, bool largest, const Tensor& values,
-            const Tensor& indices) override {
-    DeviceGuard g(gpu_of(values));
-    cuda::topk(x, k, dim, largest, values, indices);
-  }
-
-  void matmul(const Tensor& a, const Tensor& b, const Tensor& out) override {
-    DeviceGuard g(gpu_of(out));
-    cuda::matmul(a, b, out);
-  }
-
-  void index_select(const Tensor& x, int64_t dim, const Tensor& index,
-                    const Tensor& out) override {
-    DeviceGuard g(gpu_of(out));
-    cuda::index_select(x, dim, index, out);
-  }
-  void index_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) override {
-    DeviceGuard g(gpu_of(out));
-    cuda::index_add(out, dim, index, src);
-  }
-  void gather(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) override {
-    DeviceGuard g(gpu_of(out));
-    cuda::gather(x, dim, index, out);
-  }
-  void scatter_add(const Tensor& out, int64_t dim, const Tensor& index,
-                   const Tensor& src) override {
-    DeviceGuard g(gpu_of(out));
-    cuda::scatter_add(out, dim, index, src);
-  }
-
-  void softmax(const Tensor& x, int64_t dim, bool log, const Tensor& out) override {
-    DeviceGuard g(gpu_of(out));
-    cuda::softmax(x, dim, log, out);
-  }
-  void softmax_backward(const Tensor& y, const Tensor& dy, int64_t dim, bool log,
-                        const Tensor& dx) override {
-    DeviceGuard g(gpu_of(dx));
-    cuda::softmax_backward(y, dy, dim, log, dx);
-  }
-  void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index,
-                     double label_smoothing, const Tensor& loss, const Tensor& lse) override {
-    DeviceGuard g(gpu_of(loss));
-    cuda::cross_entropy(logits, target, ignore_index, label_smoothing, loss, lse);
-  }
-  void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse,
-                              const Tensor& dloss, int64_t ignore_index, double label_smoothing,
-                              const Tensor& dlogits) override {
-    DeviceGuard g(gpu_of(dlogits));
-    cuda::cross_entropy_backward(logits, target, lse, dloss, ignore_index, label_smoothing,
-                                 dlogits);
-  }
-
-  void rms_norm(const Tensor& x, const Tensor& weight, double eps, const Tensor& y,
-                const Tensor& rstd) override {
-    DeviceGuard g(gpu_of(y));
-    cuda::rms_norm(x, weight, eps, y, rstd);
-  }
-  void rms_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& rstd,
-                         const Tensor& dy, const Tensor& dx, const Tensor& dweight) override {
-    DeviceGuard g(gpu_of(dx));
-    cuda::rms_norm_backward(x, weight, rstd, dy, dx, dweight);
-  }
-  void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
-                  const Tensor& y, const Tensor& mean, const Tensor& rstd) override {
-    DeviceGuard g(gpu_of(y));
-    cuda::layer_norm(x, weight, bias, eps, y, mean, rstd);
-  }
-  void layer_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& mean,
-                           const Tensor& rstd, const Tensor& dy, const Tensor& dx,
-                           const Tensor& dweight, const Tensor& dbias) override {
-    DeviceGuard g(gpu_of(dx));
-    cuda::layer_norm_backward(x, weight, mean, rstd, dy, dx, dweight, dbias);
-  }
-
-  void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
-                 bool causal, double scale, const Tensor& out, const Tensor& lse) override {
-    DeviceGuard g(gpu_of(out));
-    cuda::attention(q, k, v, mask, causal, scale, out, lse);
-  }
-  void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
-                          bool causal, double scale, const Tensor& out, const Tensor& lse,
-                          const Tensor& dout, const Tensor& dq, const Tensor& dk,
-                          const Tensor& dv) override {
-    DeviceGuard g(gpu_of(dq));
-    cuda::attention_backward(q, k, v, mask, causal, scale, out, lse, dout, dq, dk, dv);
-  }
-
-  void scan(const Tensor& a, const Tensor& x, const Tensor& h0, const Tensor& h) override {
-    DeviceGuard g(gpu_of(h));
-    cuda::scan(a, x, h0, h);
-  }
-  void scan_backward(const Tensor& a, const Tensor& h, const Tensor& h0, const Tensor& dh,
-                     const Tensor& da, const Tensor& dx, const Tensor& dh0) override {
-    DeviceGuard g(gpu_of(dx));
-    cuda::scan_backward(a, h, h0, dh, da, dx, dh0);
-  }
-
-  void adamw(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
-             const Tensor& exp_avg_sq, const AdamWParams& params) override {
-    DeviceGuard g(gpu_of(param));
-    cuda::adamw(param, grad, exp_avg, exp_avg_sq, params);
-  }
-
-  void random(RandomOp op, const RandomParams& params, PhiloxState state,
-              const Tensor& out) override {
-    DeviceGuard g(gpu_of(out));
-    cuda::random(op, params, state, out);
-  }
-  void multinomial(const Tensor& probs, int64_t num_samples, bool replacement, PhiloxState state,
-                   const Tensor& out) override {
-    DeviceGuard g(gpu_of(out));
-    cuda::multinomial(probs, num_samples, replacement, state, out);
-  }
+#define MNEMO_COMPOSED_OP(...)  // Backend's composition
+#include "core/backend_ops.def"
 };
 
 CudaBackend& instance() {

@@ -35,8 +35,8 @@ void check_blas(cublasStatus_t status, const char* call, const char* file, int l
 const BlasHandle& blas_handle(int device) {
   // Allocated once and never freed (see cuda/blas.h): no static destructor touches CUDA.
   static auto* states = new std::array<BlasState, kMaxDevices>();
-  MNEMO_CHECK(device >= 0 && device < kMaxDevices, "cuBLASLt: device index {} out of range",
-              device);
+  MNEMO_ASSERT(device >= 0 && device < kMaxDevices, "cuBLASLt: device index {} out of range",
+               device);
   BlasState& s = (*states)[size_t(device)];
   std::call_once(s.created, [&] {
     MNEMO_CUBLAS_CHECK(cublasLtCreate(&s.handle.lt));

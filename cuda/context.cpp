@@ -25,7 +25,7 @@ struct DeviceState {
 
 DeviceState& state(int device) {
   static std::array<DeviceState, kMaxDevices> states;
-  MNEMO_CHECK(device >= 0 && device < kMaxDevices, "cuda: device index {} out of range", device);
+  MNEMO_ASSERT(device >= 0 && device < kMaxDevices, "cuda: device index {} out of range", device);
   DeviceState& s = states[size_t(device)];
   std::call_once(s.created, [&] {
     DeviceGuard guard(device);
@@ -66,8 +66,10 @@ namespace {
 std::atomic<KernelChoice>& choice() {
   static std::atomic<KernelChoice> value = [] {
     const char* env = std::getenv("MNEMO_CUDA_KERNELS");
-    return env != nullptr && std::string_view(env) == "reference" ? KernelChoice::reference
-                                                                    : KernelChoice::fast;
+    const std::string_view name = env != nullptr ? env : "fast";
+    if (name == "reference") return KernelChoice::reference;
+    if (name == "fast_mma") return KernelChoice::fast_mma;
+    return KernelChoice::fast;
   }();
   return value;
 }

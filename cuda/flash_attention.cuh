@@ -20,7 +20,9 @@
 #include <mma.h>
 
 #include <cstdint>
+#include <type_traits>
 
+#include "core/error.h"
 #include "core/tensor.h"
 #include "cuda/kernel_common.cuh"
 
@@ -44,6 +46,32 @@ void flash_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
 // flash kernels do not handle them).
 int64_t flash_forward_smem_bytes(DType dtype, int64_t D);
 int64_t flash_backward_smem_bytes(DType dtype, int64_t D);
+
+// Calls fn(TypeTag<T>{}, std::integral_constant<int, D>{}) with T the element type of dtype
+// and D the head dim, for what the flash kernels are built for: f32 (unless kHalfOnly, as for
+// the mma.sync kernels), bf16 and f16; D in {32, 64, 128}. Anything else is an InternalError
+// naming op: the kernel choice of cuda/attention.cu never sends it here.
+template <bool kHalfOnly = false, typename Fn>
+void visit_flash(DType dtype, int64_t D, const char* op, Fn&& fn) {
+  const auto with_dim = [&](auto tag) {
+    switch (D) {
+      case 32: return fn(tag, std::integral_constant<int, 32>{});
+      case 64: return fn(tag, std::integral_constant<int, 64>{});
+      case 128: return fn(tag, std::integral_constant<int, 128>{});
+      default: fail_internal("{}: the flash kernels take head dims 32, 64, 128, got {}", op, D);
+    }
+  };
+  switch (dtype) {
+    case DType::f32:
+      if constexpr (!kHalfOnly) return with_dim(TypeTag<float>{});
+      break;
+    case DType::bf16: return with_dim(TypeTag<__nv_bfloat16>{});
+    case DType::f16: return with_dim(TypeTag<__half>{});
+    default: break;
+  }
+  fail_internal("{}: the flash kernels take {}, got {}", op,
+                kHalfOnly ? "bf16 or f16" : "f32, bf16 or f16", dtype);
+}
 
 namespace flash {
 

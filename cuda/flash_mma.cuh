@@ -115,6 +115,29 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
+// c0 (n8 block n0) and c1 (block n0 + 8) += a @ the two B fragments that one ldmatrix reads
+// at b_addr: B(k, n) = tile[n][k] (b_frag_addr), or with kTrans B(k, n) = tile[k][n]
+// (ldmatrix.trans, bt_frag_addr).
+template <typename T, bool kTrans = false>
+__device__ __forceinline__ void mma_x2(float (&c0)[4], float (&c1)[4], const uint32_t (&a)[4],
+                                       uint32_t b_addr) {
+  uint32_t bf[4];
+  if constexpr (kTrans) {
+    ldmatrix_x4_trans(bf, b_addr);
+  } else {
+    ldmatrix_x4(bf, b_addr);
+  }
+  mma_16816<T>(c0, a, bf[0], bf[1]);
+  mma_16816<T>(c1, a, bf[2], bf[3]);
+}
+
+// Sets N f32 C fragments to 0.
+template <int N>
+__device__ __forceinline__ void zero_frags(float (&c)[N][4]) {
+#pragma unroll
+  for (int nb = 0; nb < N; ++nb) c[nb][0] = c[nb][1] = c[nb][2] = c[nb][3] = 0.f;
+}
+
 // Two floats rounded to T and packed into one register, lo in the low half.
 template <typename T>
 __device__ __forceinline__ uint32_t pack(float lo, float hi) {
@@ -214,6 +237,45 @@ __device__ __forceinline__ void store_acc(T* dst, const float (&acc)[D / 8][4], 
     }
   }
 }
+
+// The query tile that a CTA of the forward or the dq kernel owns, and the key tiles its rows
+// see. CTAs take the (b, h) heads and their query tiles of kM rows, the last tiles of a head
+// first (causal: those see the most keys, so the long CTAs start early). The rows see keys
+// [0, visible(last row)): n_tiles tiles of kN keys of kv head hk.
+template <typename T, int D, int kM, int kN, int kThreads>
+struct QueryTile {
+  int64_t bh, b, i0, n_tiles;
+  const T* k_bh;  // kv head hk's keys and values, (Tk, D) each
+  const T* v_bh;
+
+  __device__ QueryTile(const flash::Params& p, const T* k, const T* v) {
+    const int64_t q_tiles = (p.Tq + kM - 1) / kM;
+    const int64_t qt = q_tiles - 1 - int64_t(blockIdx.x) % q_tiles;
+    bh = int64_t(blockIdx.x) / q_tiles;
+    b = bh / p.H;
+    const int64_t hk = bh % p.H / p.group;
+    i0 = qt * kM;
+    k_bh = k + (b * p.Hkv + hk) * p.Tk * D;
+    v_bh = v + (b * p.Hkv + hk) * p.Tk * D;
+    const int64_t last_row = (i0 + kM < p.Tq ? i0 + kM : p.Tq) - 1;
+    n_tiles = (p.visible(last_row) + kN - 1) / kN;
+  }
+
+  // Issues the loads of key tile `tile` into buffer `stage` of sK, sV (kN x D each, by
+  // cp.async) and sBias (kN floats, the key bias in log2 units, by plain stores: visible
+  // after the next __syncthreads).
+  __device__ void load_kv(const flash::Params& p, int64_t tile, int stage, T* sK, T* sV,
+                          float* sBias) const {
+    const int64_t j0 = tile * kN;
+    load_tile_async<T, D, kN, kThreads>(sK + stage * kN * D, k_bh, j0, p.Tk);
+    load_tile_async<T, D, kN, kThreads>(sV + stage * kN * D, v_bh, j0, p.Tk);
+    if (p.key_bias != nullptr) {
+      for (int c = int(threadIdx.x); c < kN; c += kThreads) {
+        sBias[stage * kN + c] = j0 + c < p.Tk ? flash::key_bias<T>(p, b, j0 + c) * kLog2e : 0.f;
+      }
+    }
+  }
+};
 
 // Masks in 32-bit compares. Query `row` sees key j iff j < Tk and (!causal or j <= row + Tk -
 // Tq). For the key tile [j0, j0 + kN): row sees the columns c <= the returned value (in [-1,

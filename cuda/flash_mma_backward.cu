@@ -43,7 +43,8 @@
 // of loads; dK + dV alone are 128 registers: hence query tiles of 32 rows at D = 128, 64
 // spilled 124 bytes), 64: 222, 32: 205, no spills.
 //
-// measured: not yet (written without a GPU).
+// Measured: never. These kernels have not run on a GPU (they run only under
+// KernelChoice::fast_mma, and no GPU run has used it yet).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -143,28 +144,13 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32;
   const int g = lane >> 2, t = lane & 3;
-  const int64_t q_tiles = (p.Tq + kM - 1) / kM;
-  const int64_t qt = q_tiles - 1 - int64_t(blockIdx.x) % q_tiles;  // long (causal) ones first
-  const int64_t bh = int64_t(blockIdx.x) / q_tiles;
-  const int64_t b = bh / p.H, hk = bh % p.H / p.group;
-  const int64_t i0 = qt * kM;
-  const T* k_bh = k + (b * p.Hkv + hk) * p.Tk * D;
-  const T* v_bh = v + (b * p.Hkv + hk) * p.Tk * D;
+  const QueryTile<T, D, kM, kN, kThreads> tile(p, k, v);
+  const int64_t bh = tile.bh, i0 = tile.i0, n_tiles = tile.n_tiles;
   const int64_t off = p.Tk - p.Tq;
   const bool has_bias = p.key_bias != nullptr;
   const float scale2 = p.scale * kLog2e;
-  const int64_t last_row = std::min<int64_t>(i0 + kM, p.Tq) - 1;
-  const int64_t n_tiles = (p.visible(last_row) + kN - 1) / kN;
-
-  auto load_kv = [&](int64_t tile, int stage) {
-    const int64_t j0 = tile * kN;
-    load_tile_async<T, D, kN, kThreads>(sK + stage * kN * D, k_bh, j0, p.Tk);
-    load_tile_async<T, D, kN, kThreads>(sV + stage * kN * D, v_bh, j0, p.Tk);
-    if (has_bias) {
-      for (int c = tid; c < kN; c += kThreads) {
-        sBias[stage * kN + c] = j0 + c < p.Tk ? flash::key_bias<T>(p, b, j0 + c) * kLog2e : 0.f;
-      }
-    }
+  const auto load_kv = [&](int64_t key_tile, int stage) {
+    tile.load_kv(p, key_tile, stage, sK, sV, sBias);
   };
 
   load_tile_async<T, D, kM, kThreads>(sQ, q + bh * p.Tq * D, i0, p.Tq);
@@ -182,10 +168,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     row_delta[r] = row < p.Tq ? delta[bh * p.Tq + row] : 0.f;
   }
   float acc_dq[D / 8][4];
-#pragma unroll
-  for (int nb = 0; nb < D / 8; ++nb) {
-    acc_dq[nb][0] = acc_dq[nb][1] = acc_dq[nb][2] = acc_dq[nb][3] = 0.f;
-  }
+  zero_frags(acc_dq);
   const uint32_t q_tile = smem_u32(sQ), do_tile = smem_u32(sDO);
 
   for (int64_t it = 0; it < n_tiles; ++it) {
@@ -204,11 +187,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       const uint32_t k_tile = smem_u32(sK + stage * kN * D);
       const uint32_t v_tile = smem_u32(sV + stage * kN * D);
       float s[kN / 8][4], dp[kN / 8][4];
-#pragma unroll
-      for (int nb = 0; nb < kN / 8; ++nb) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[nb][e] = dp[nb][e] = 0.f;
-      }
+      zero_frags(s);
+      zero_frags(dp);
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
         uint32_t aq[4], ado[4];
@@ -216,13 +196,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         ldmatrix_x4(ado, a_frag_addr<D>(do_tile, 16 * warp, kk, lane));
 #pragma unroll
         for (int np = 0; np < kN / 16; ++np) {
-          uint32_t bf[4];
-          ldmatrix_x4(bf, b_frag_addr<D>(k_tile, 16 * np, kk, lane));
-          mma_16816<T>(s[2 * np], aq, bf[0], bf[1]);
-          mma_16816<T>(s[2 * np + 1], aq, bf[2], bf[3]);
-          ldmatrix_x4(bf, b_frag_addr<D>(v_tile, 16 * np, kk, lane));
-          mma_16816<T>(dp[2 * np], ado, bf[0], bf[1]);
-          mma_16816<T>(dp[2 * np + 1], ado, bf[2], bf[3]);
+          mma_x2<T>(s[2 * np], s[2 * np + 1], aq, b_frag_addr<D>(k_tile, 16 * np, kk, lane));
+          mma_x2<T>(dp[2 * np], dp[2 * np + 1], ado, b_frag_addr<D>(v_tile, 16 * np, kk, lane));
         }
       }
       // dS = scale P (dP - delta), into s.
@@ -250,10 +225,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         c_to_a<T>(a, s[2 * kk], s[2 * kk + 1]);
 #pragma unroll
         for (int nn = 0; nn < D / 16; ++nn) {
-          uint32_t bf[4];
-          ldmatrix_x4_trans(bf, bt_frag_addr<D>(k_tile, 16 * kk, nn, lane));
-          mma_16816<T>(acc_dq[2 * nn], a, bf[0], bf[1]);
-          mma_16816<T>(acc_dq[2 * nn + 1], a, bf[2], bf[3]);
+          mma_x2<T, true>(acc_dq[2 * nn], acc_dq[2 * nn + 1], a,
+                          bt_frag_addr<D>(k_tile, 16 * kk, nn, lane));
         }
       }
     }
@@ -333,11 +306,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         p.key_bias != nullptr && key < p.Tk ? flash::key_bias<T>(p, b, key) * kLog2e : 0.f;
   }
   float acc_dk[D / 8][4], acc_dv[D / 8][4];
-#pragma unroll
-  for (int nb = 0; nb < D / 8; ++nb) {
-#pragma unroll
-    for (int e = 0; e < 4; ++e) acc_dk[nb][e] = acc_dv[nb][e] = 0.f;
-  }
+  zero_frags(acc_dk);
+  zero_frags(acc_dv);
   const uint32_t k_tile = smem_u32(sK), v_tile = smem_u32(sV);
 
   int64_t h_now = hk * p.group, i0 = query_begin;  // this iteration's head and query tile
@@ -358,11 +328,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       const uint32_t q_tile = smem_u32(sQ + stage * kM * D);
       const uint32_t do_tile = smem_u32(sDO + stage * kM * D);
       float s[kM / 8][4], dp[kM / 8][4];  // S^T, dP^T: (16 keys, kM queries)
-#pragma unroll
-      for (int nb = 0; nb < kM / 8; ++nb) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[nb][e] = dp[nb][e] = 0.f;
-      }
+      zero_frags(s);
+      zero_frags(dp);
       // Not unrolled: fully unrolled, ptxas hoists the loads of all k-steps and the D = 128
       // kernel spills 56 bytes instead of 24 (dK, dV alone hold 128 registers).
 #pragma unroll 1
@@ -372,13 +339,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         ldmatrix_x4(av, a_frag_addr<D>(v_tile, 16 * warp, kk, lane));
 #pragma unroll
         for (int np = 0; np < kM / 16; ++np) {
-          uint32_t bf[4];
-          ldmatrix_x4(bf, b_frag_addr<D>(q_tile, 16 * np, kk, lane));
-          mma_16816<T>(s[2 * np], ak, bf[0], bf[1]);
-          mma_16816<T>(s[2 * np + 1], ak, bf[2], bf[3]);
-          ldmatrix_x4(bf, b_frag_addr<D>(do_tile, 16 * np, kk, lane));
-          mma_16816<T>(dp[2 * np], av, bf[0], bf[1]);
-          mma_16816<T>(dp[2 * np + 1], av, bf[2], bf[3]);
+          mma_x2<T>(s[2 * np], s[2 * np + 1], ak, b_frag_addr<D>(q_tile, 16 * np, kk, lane));
+          mma_x2<T>(dp[2 * np], dp[2 * np + 1], av, b_frag_addr<D>(do_tile, 16 * np, kk, lane));
         }
       }
       // P^T into s, dS^T into dp.
@@ -407,13 +369,10 @@ __global__ void __launch_bounds__(kThreads, 1)
         c_to_a<T>(ads, dp[2 * kk], dp[2 * kk + 1]);
 #pragma unroll
         for (int nn = 0; nn < D / 16; ++nn) {
-          uint32_t bf[4];
-          ldmatrix_x4_trans(bf, bt_frag_addr<D>(do_tile, 16 * kk, nn, lane));
-          mma_16816<T>(acc_dv[2 * nn], ap, bf[0], bf[1]);
-          mma_16816<T>(acc_dv[2 * nn + 1], ap, bf[2], bf[3]);
-          ldmatrix_x4_trans(bf, bt_frag_addr<D>(q_tile, 16 * kk, nn, lane));
-          mma_16816<T>(acc_dk[2 * nn], ads, bf[0], bf[1]);
-          mma_16816<T>(acc_dk[2 * nn + 1], ads, bf[2], bf[3]);
+          mma_x2<T, true>(acc_dv[2 * nn], acc_dv[2 * nn + 1], ap,
+                          bt_frag_addr<D>(do_tile, 16 * kk, nn, lane));
+          mma_x2<T, true>(acc_dk[2 * nn], acc_dk[2 * nn + 1], ads,
+                          bt_frag_addr<D>(q_tile, 16 * kk, nn, lane));
         }
       }
     }
@@ -441,7 +400,7 @@ void launch_backward(const Params& p, const Tensor& q, const Tensor& k, const Te
   if (query_rows > 0) {
     const int64_t threads = query_rows * (D / 8);
     const int64_t blocks = (threads + 255) / 256;
-    MNEMO_CHECK(blocks <= int64_t(INT32_MAX), "attention_backward: grid too large");
+    MNEMO_ASSERT(blocks <= int64_t(INT32_MAX), "attention_backward: grid too large");
     flash_mma_delta_kernel<T, D>
         <<<unsigned(blocks), 256, 0, s>>>(query_rows, static_cast<const T*>(out.data_ptr()), dop,
                                           static_cast<float*>(delta.data_ptr()));
@@ -449,7 +408,7 @@ void launch_backward(const Params& p, const Tensor& q, const Tensor& k, const Te
 
     using C = DqConfig<D>;
     const int64_t dq_blocks = p.B * p.H * ((p.Tq + C::kBlockM - 1) / C::kBlockM);
-    MNEMO_CHECK(dq_blocks <= int64_t(INT32_MAX), "attention_backward: grid too large");
+    MNEMO_ASSERT(dq_blocks <= int64_t(INT32_MAX), "attention_backward: grid too large");
     MNEMO_CUDA_CHECK(cudaFuncSetAttribute(flash_mma_dq_kernel<T, D>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, C::kBytes));
     flash_mma_dq_kernel<T, D><<<unsigned(dq_blocks), kThreads, C::kBytes, s>>>(
@@ -459,7 +418,7 @@ void launch_backward(const Params& p, const Tensor& q, const Tensor& k, const Te
   using C = DkvConfig<D>;
   const int64_t dkv_blocks = p.B * p.Hkv * ((p.Tk + C::kBlockN - 1) / C::kBlockN);
   if (dkv_blocks > 0) {
-    MNEMO_CHECK(dkv_blocks <= int64_t(INT32_MAX), "attention_backward: grid too large");
+    MNEMO_ASSERT(dkv_blocks <= int64_t(INT32_MAX), "attention_backward: grid too large");
     MNEMO_CUDA_CHECK(cudaFuncSetAttribute(flash_mma_dkv_kernel<T, D>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, C::kBytes));
     flash_mma_dkv_kernel<T, D><<<unsigned(dkv_blocks), kThreads, C::kBytes, s>>>(
@@ -491,25 +450,14 @@ void flash_mma_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
                         bool causal, double scale, const Tensor& out, const Tensor& lse,
                         const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv) {
   for (const Tensor* t : {&dq, &dk, &dv}) {
-    MNEMO_CHECK(t->dtype() == q.dtype() && t->is_contiguous(),
-                "attention_backward: flash needs contiguous gradients in {}", q.dtype());
+    MNEMO_ASSERT(t->dtype() == q.dtype() && t->is_contiguous(),
+                 "attention_backward: flash needs contiguous gradients in {}", q.dtype());
   }
   const Params p = flash_params(q, k, mask, causal, scale);
-  const auto run = [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    switch (q.size(3)) {
-      case 32: return launch_backward<T, 32>(p, q, k, v, out, lse, dout, dq, dk, dv);
-      case 64: return launch_backward<T, 64>(p, q, k, v, out, lse, dout, dq, dk, dv);
-      case 128: return launch_backward<T, 128>(p, q, k, v, out, lse, dout, dq, dk, dv);
-      default:
-        fail("attention_backward: flash mma kernels take head dims 32, 64, 128, got {}", q.size(3));
-    }
-  };
-  switch (q.dtype()) {
-    case DType::bf16: return run(std::type_identity<__nv_bfloat16>{});
-    case DType::f16: return run(std::type_identity<__half>{});
-    default: fail("attention_backward: flash mma kernels take bf16 or f16, got {}", q.dtype());
-  }
+  visit_flash<true>(q.dtype(), q.size(3), "attention_backward (mma)", [&](auto tag, auto dim) {
+    launch_backward<typename decltype(tag)::type, decltype(dim)::value>(p, q, k, v, out, lse, dout,
+                                                                        dq, dk, dv);
+  });
 }
 
 }  // namespace mnemo::cuda

@@ -1,5 +1,5 @@
 // Flash attention forward for bf16/f16 on tensor cores with register-resident fragments
-// (FlashAttention-2, Dao 2023, Algorithm 1), plus the opt-in switch of cuda/flash_mma.h.
+// (FlashAttention-2, Dao 2023, Algorithm 1), and the launch counters of cuda/flash_mma.h.
 // Same contract as cuda/flash_attention_forward.cu (read its header): q (B, H, Tq, D), k, v
 // (B, Hkv, Tk, D), out (B, H, Tq, D), lse (B, H, Tq) f32, all contiguous and 16-byte aligned;
 // query head h reads kv head h / (H / Hkv); causal: query i sees key j iff j <= i + Tk - Tq;
@@ -37,15 +37,14 @@
 // D = 64: 240, D = 32: 192; no spills. At D = 128 a warp holds Q (32 registers), O (64) and S
 // (32): 8 warps x 16 rows fit, so no need for 64-row tiles of 4 warps.
 //
-// measured: not yet (written without a GPU).
+// Measured: never. These kernels have not run on a GPU (they run only under
+// KernelChoice::fast_mma, and no GPU run has used it yet).
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <cstdlib>
 #include <limits>
-#include <string_view>
 
 #include "core/error.h"
 #include "cuda/check.h"
@@ -89,33 +88,14 @@ __global__ void __launch_bounds__(FwdConfig<D>::kThreads, 1)
 
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32;
   const int g = lane >> 2, t = lane & 3;
-  const int64_t q_tiles = (p.Tq + kM - 1) / kM;
-  const int64_t qt = q_tiles - 1 - int64_t(blockIdx.x) % q_tiles;
-  const int64_t bh = int64_t(blockIdx.x) / q_tiles;
-  const int64_t h = bh % p.H, b = bh / p.H, hk = h / p.group;
-  const int64_t i0 = qt * kM;
+  const QueryTile<T, D, kM, kN, kThreads> tile(p, k, v);
+  const int64_t bh = tile.bh, i0 = tile.i0, n_tiles = tile.n_tiles;
   const T* q_bh = q + bh * p.Tq * D;
-  const T* k_bh = k + (b * p.Hkv + hk) * p.Tk * D;
-  const T* v_bh = v + (b * p.Hkv + hk) * p.Tk * D;
   const int64_t off = p.Tk - p.Tq;  // causal: row i sees keys j <= i + off
   const bool has_bias = p.key_bias != nullptr;
   const float scale2 = p.scale * kLog2e;
-
-  // Keys [0, key_end) are seen by some row of this tile (the last row sees the most).
-  const int64_t last_row = std::min<int64_t>(i0 + kM, p.Tq) - 1;
-  const int64_t n_tiles = (p.visible(last_row) + kN - 1) / kN;
-
-  // Issues the loads of key tile `tile` into buffer `stage` (K, V by cp.async; the bias, in
-  // log2 units, by plain stores: visible after the next __syncthreads).
-  auto load_kv = [&](int64_t tile, int stage) {
-    const int64_t j0 = tile * kN;
-    load_tile_async<T, D, kN, kThreads>(sK + stage * kN * D, k_bh, j0, p.Tk);
-    load_tile_async<T, D, kN, kThreads>(sV + stage * kN * D, v_bh, j0, p.Tk);
-    if (has_bias) {
-      for (int c = tid; c < kN; c += kThreads) {
-        sBias[stage * kN + c] = j0 + c < p.Tk ? flash::key_bias<T>(p, b, j0 + c) * kLog2e : 0.f;
-      }
-    }
+  const auto load_kv = [&](int64_t key_tile, int stage) {
+    tile.load_kv(p, key_tile, stage, sK, sV, sBias);
   };
 
   load_tile_async<T, D, kM, kThreads>(sQ, q_bh, i0, p.Tq);
@@ -131,9 +111,7 @@ __global__ void __launch_bounds__(FwdConfig<D>::kThreads, 1)
   }
 
   float acc_o[D / 8][4];
-#pragma unroll
-  for (int nb = 0; nb < D / 8; ++nb)
-    acc_o[nb][0] = acc_o[nb][1] = acc_o[nb][2] = acc_o[nb][3] = 0.f;
+  zero_frags(acc_o);
   float row_max[2] = {kNegInf, kNegInf};  // log2 units, quad-uniform
   float row_sum[2] = {0.f, 0.f};          // this thread's columns only
   const int64_t warp_row0 = i0 + 16 * warp;
@@ -154,17 +132,13 @@ __global__ void __launch_bounds__(FwdConfig<D>::kThreads, 1)
     // Warp-uniform: whether any row of this warp sees a key of the tile.
     if (!p.causal || j0 <= warp_row0 + 15 + off) {
       float s[kN / 8][4];
-#pragma unroll
-      for (int nb = 0; nb < kN / 8; ++nb) s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.f;
+      zero_frags(s);
       const uint32_t k_tile = smem_u32(sK + stage * kN * D);
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
 #pragma unroll
         for (int np = 0; np < kN / 16; ++np) {
-          uint32_t bf[4];
-          ldmatrix_x4(bf, b_frag_addr<D>(k_tile, 16 * np, kk, lane));
-          mma_16816<T>(s[2 * np], qf[kk], bf[0], bf[1]);
-          mma_16816<T>(s[2 * np + 1], qf[kk], bf[2], bf[3]);
+          mma_x2<T>(s[2 * np], s[2 * np + 1], qf[kk], b_frag_addr<D>(k_tile, 16 * np, kk, lane));
         }
       }
 
@@ -226,10 +200,8 @@ __global__ void __launch_bounds__(FwdConfig<D>::kThreads, 1)
         c_to_a<T>(a, s[2 * kk], s[2 * kk + 1]);
 #pragma unroll
         for (int nn = 0; nn < D / 16; ++nn) {
-          uint32_t bf[4];
-          ldmatrix_x4_trans(bf, bt_frag_addr<D>(v_tile, 16 * kk, nn, lane));
-          mma_16816<T>(acc_o[2 * nn], a, bf[0], bf[1]);
-          mma_16816<T>(acc_o[2 * nn + 1], a, bf[2], bf[3]);
+          mma_x2<T, true>(acc_o[2 * nn], acc_o[2 * nn + 1], a,
+                          bt_frag_addr<D>(v_tile, 16 * kk, nn, lane));
         }
       }
     }
@@ -270,8 +242,8 @@ void launch_forward(const Params& p, const Tensor& q, const Tensor& k, const Ten
   using C = FwdConfig<D>;
   const int64_t blocks = p.B * p.H * ((p.Tq + C::kBlockM - 1) / C::kBlockM);
   if (blocks == 0) return;
-  MNEMO_CHECK(blocks <= int64_t(INT32_MAX), "attention: {} query tiles exceed the grid limit",
-              blocks);
+  MNEMO_ASSERT(blocks <= int64_t(INT32_MAX), "attention: {} query tiles exceed the grid limit",
+               blocks);
   MNEMO_CUDA_CHECK(cudaFuncSetAttribute(flash_mma_forward_kernel<T, D>,
                                         cudaFuncAttributeMaxDynamicSharedMemorySize, C::kBytes));
   flash_mma_forward_kernel<T, D><<<unsigned(blocks), C::kThreads, C::kBytes, stream(q.device())>>>(
@@ -282,25 +254,11 @@ void launch_forward(const Params& p, const Tensor& q, const Tensor& k, const Ten
   count_flash_mma_forward();
 }
 
-std::atomic<bool>& enabled_flag() {
-  static std::atomic<bool> value = [] {
-    const char* env = std::getenv("MNEMO_FLASH_MMA");
-    return env != nullptr && std::string_view(env) == "1";
-  }();
-  return value;
-}
-
 std::atomic<int64_t> forward_calls{0};
 std::atomic<int64_t> backward_calls{0};
 
 }  // namespace
 
-bool flash_mma_enabled() {
-  return enabled_flag().load(std::memory_order_relaxed);
-}
-void set_flash_mma(bool enabled) {
-  enabled_flag().store(enabled, std::memory_order_relaxed);
-}
 int64_t flash_mma_forward_calls() {
   return forward_calls.load();
 }
@@ -339,20 +297,9 @@ void flash_mma_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
                        bool causal, double scale, const Tensor& out, const Tensor& lse) {
   const Params p = flash_params(q, k, mask, causal, scale);
   if (p.B * p.H * p.Tq == 0) return;
-  const auto run = [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    switch (q.size(3)) {
-      case 32: return launch_forward<T, 32>(p, q, k, v, out, lse);
-      case 64: return launch_forward<T, 64>(p, q, k, v, out, lse);
-      case 128: return launch_forward<T, 128>(p, q, k, v, out, lse);
-      default: fail("attention: flash mma kernels take head dims 32, 64, 128, got {}", q.size(3));
-    }
-  };
-  switch (q.dtype()) {
-    case DType::bf16: return run(std::type_identity<__nv_bfloat16>{});
-    case DType::f16: return run(std::type_identity<__half>{});
-    default: fail("attention: flash mma kernels take bf16 or f16, got {}", q.dtype());
-  }
+  visit_flash<true>(q.dtype(), q.size(3), "attention (mma)", [&](auto tag, auto dim) {
+    launch_forward<typename decltype(tag)::type, decltype(dim)::value>(p, q, k, v, out, lse);
+  });
 }
 
 }  // namespace mnemo::cuda

@@ -72,6 +72,63 @@ inline constexpr bool kIsHalfType =
 template <typename T>
 inline constexpr bool kIsFloating = std::is_floating_point_v<T> || kIsHalfType<T>;
 
+// ---- math in the compute type's precision, by overload: exp_of(float) is expf, exp_of(double)
+// is exp (a call with the wrong one would silently round through double or float) ----
+__device__ __forceinline__ float exp_of(float x) {
+  return expf(x);
+}
+__device__ __forceinline__ double exp_of(double x) {
+  return exp(x);
+}
+__device__ __forceinline__ float log_of(float x) {
+  return logf(x);
+}
+__device__ __forceinline__ double log_of(double x) {
+  return log(x);
+}
+__device__ __forceinline__ float log1p_of(float x) {
+  return log1pf(x);
+}
+__device__ __forceinline__ double log1p_of(double x) {
+  return log1p(x);
+}
+__device__ __forceinline__ float sqrt_of(float x) {
+  return sqrtf(x);
+}
+__device__ __forceinline__ double sqrt_of(double x) {
+  return sqrt(x);
+}
+__device__ __forceinline__ float tanh_of(float x) {
+  return tanhf(x);
+}
+__device__ __forceinline__ double tanh_of(double x) {
+  return tanh(x);
+}
+__device__ __forceinline__ float erf_of(float x) {
+  return erff(x);
+}
+__device__ __forceinline__ double erf_of(double x) {
+  return erf(x);
+}
+__device__ __forceinline__ float erfc_of(float x) {
+  return erfcf(x);
+}
+__device__ __forceinline__ double erfc_of(double x) {
+  return erfc(x);
+}
+__device__ __forceinline__ float abs_of(float x) {
+  return fabsf(x);
+}
+__device__ __forceinline__ double abs_of(double x) {
+  return fabs(x);
+}
+__device__ __forceinline__ float pow_of(float x, float y) {
+  return powf(x, y);
+}
+__device__ __forceinline__ double pow_of(double x, double y) {
+  return pow(x, y);
+}
+
 // Converts between any two element types the way the CPU backend does: bf16/f16 go through
 // f32 (round to nearest even), floating to integer truncates, anything to bool is != 0.
 template <typename To, typename From>
@@ -109,7 +166,7 @@ decltype(auto) visit_dtype(DType dtype, std::string_view op, Fn&& fn) {
     case DType::i64: return fn(TypeTag<int64_t>{});
     case DType::boolean: return fn(TypeTag<bool>{});
   }
-  fail("{}: unknown dtype on the cuda backend", op);
+  fail_internal("{}: unknown dtype on the cuda backend", op);
 }
 
 template <typename Fn>
@@ -121,8 +178,8 @@ decltype(auto) visit_floating(DType dtype, std::string_view op, Fn&& fn) {
     case DType::f16: return fn(TypeTag<__half>{});
     default: break;
   }
-  fail("{}: dtype {} is not supported on the cuda backend (floating dtypes only)", op,
-       dtype_name(dtype));
+  fail_internal("{}: dtype {} is not supported on the cuda backend (floating dtypes only)", op,
+                dtype_name(dtype));
 }
 
 }  // namespace detail

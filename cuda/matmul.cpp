@@ -1,6 +1,6 @@
 // Matrix products on the GPU through cuBLASLt.
 //
-// out (..., M, N) = a (..., M, K) @ b (..., K, N); the op layer (core/ops/linalg.cpp) has
+// out (..., M, N) = a (..., M, K) @ b (..., K, N); the op layer (core/ops/matmul.cpp) has
 // already expanded both operands' batch dims to out's (broadcast dims have stride 0).
 //
 // ---- Row-major products on a column-major library ----
@@ -130,8 +130,8 @@ Types types_for(DType dtype) {
     case DType::f16: return {CUDA_R_16F, CUDA_R_32F, CUBLAS_COMPUTE_32F};
     default: break;
   }
-  fail("matmul: dtype {} is not supported on the cuda backend (floating dtypes only)",
-       dtype_name(dtype));
+  fail_internal("matmul: dtype {} is not supported on the cuda backend (floating dtypes only)",
+                dtype_name(dtype));
 }
 
 // Everything the descriptors and the heuristic's choice depend on.
@@ -258,13 +258,13 @@ bool run(const Tensor& out, const Operand& a, const Operand& b, int64_t M, int64
 }  // namespace
 
 void matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
-  MNEMO_CHECK(out.dim() >= 2 && a.dim() == out.dim() && b.dim() == out.dim(),
-              "matmul: expected a (..., M, K), b (..., K, N), out (..., M, N) of one rank, got "
-              "{}, {}, {}",
-              shape_str(a.shape()), shape_str(b.shape()), shape_str(out.shape()));
-  MNEMO_CHECK(a.dtype() == out.dtype() && b.dtype() == out.dtype(),
-              "matmul: a ({}), b ({}) and out ({}) must share a dtype", a.dtype(), b.dtype(),
-              out.dtype());
+  MNEMO_ASSERT(out.dim() >= 2 && a.dim() == out.dim() && b.dim() == out.dim(),
+               "matmul: expected a (..., M, K), b (..., K, N), out (..., M, N) of one rank, got "
+               "{}, {}, {}",
+               shape_str(a.shape()), shape_str(b.shape()), shape_str(out.shape()));
+  MNEMO_ASSERT(a.dtype() == out.dtype() && b.dtype() == out.dtype(),
+               "matmul: a ({}), b ({}) and out ({}) must share a dtype", a.dtype(), b.dtype(),
+               out.dtype());
   const int64_t M = out.size(-2), N = out.size(-1), K = a.size(-1);
   if (out.numel() == 0) return;
   if (K == 0) {  // an empty sum
@@ -278,7 +278,7 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
     return;
   }
   const int64_t batch = out.numel() / (M * N);
-  MNEMO_CHECK(batch <= INT32_MAX, "matmul: {} batch items exceed cuBLASLt's batch count", batch);
+  MNEMO_ASSERT(batch <= INT32_MAX, "matmul: {} batch items exceed cuBLASLt's batch count", batch);
   // Operands in place where cuBLASLt can read them, else contiguous copies.
   Tensor a_copy, b_copy;
   std::optional<Operand> A = describe(a), B = describe(b);
@@ -289,9 +289,9 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
   // one (256-byte aligned, ld = row length).
   if (!a_copy.defined()) A = describe(a_copy = contiguous_copy(a));
   if (!b_copy.defined()) B = describe(b_copy = contiguous_copy(b));
-  MNEMO_CHECK(run(out, *A, *B, M, N, K, batch),
-              "matmul: cuBLASLt has no algorithm for {} @ {} in {}", shape_str(a.shape()),
-              shape_str(b.shape()), out.dtype());
+  MNEMO_ASSERT(run(out, *A, *B, M, N, K, batch),
+               "matmul: cuBLASLt has no algorithm for {} @ {} in {}", shape_str(a.shape()),
+               shape_str(b.shape()), out.dtype());
 }
 
 }  // namespace mnemo::cuda

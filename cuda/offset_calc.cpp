@@ -12,9 +12,9 @@ OffsetCalc<N> make_offset_calc(const Shape& shape, const std::array<const Tensor
   for (int k = 0; k < N; ++k) strides[size_t(k)] = &operands[size_t(k)]->strides();
   const cpu::RowGeometry<size_t(N)> g = cpu::merge_dims<size_t(N)>(shape, strides);
   const int rank = int(g.shape.size());
-  MNEMO_CHECK(rank <= kMaxDims,
-              "cuda: a strided view of shape {} has {} dims that cannot be merged (at most {})",
-              shape_str(shape), rank, kMaxDims);
+  MNEMO_ASSERT(rank <= kMaxDims,
+               "cuda: a strided view of shape {} has {} dims that cannot be merged (at most {})",
+               shape_str(shape), rank, kMaxDims);
   OffsetCalc<N> calc;
   calc.rank = rank;
   for (int d = 0; d < rank; ++d) {  // merge_dims lists dims outermost first; we want innermost

@@ -67,7 +67,7 @@ class CudaEventTimer final : public profiler::DeviceTimer {
   Interval resolve(int64_t token) override {
     std::lock_guard lock(mutex_);
     auto it = markers_.find(token);
-    MNEMO_CHECK(it != markers_.end(), "profiler: unknown CUDA timer token {}", token);
+    MNEMO_ASSERT(it != markers_.end(), "profiler: unknown CUDA timer token {}", token);
     const Marker m = it->second;
     markers_.erase(it);
     DeviceGuard guard(m.device);

@@ -1,6 +1,6 @@
 // random on the CUDA backend: uniform, normal, bernoulli and randint into a contiguous output,
 // the same numbers as the CPU backend for the same PhiloxState (core/ops/random.h specifies
-// the stream; cuda/random_philox.cuh has the block function). multinomial is in
+// the stream; core/random_stream.h has the block function). multinomial is in
 // random_multinomial.cu.
 //
 // Thread mapping: one thread per Philox block, in a grid-stride loop over the blocks. A block
@@ -15,6 +15,9 @@
 //   randint   n = hi - lo <= 2^16: lo + (w32 * n) >> 32; else lo + high 64 bits of w64 * n.
 // uniform, bernoulli and randint are bit-exact with the CPU (exact integer work and a single
 // correctly rounded fma); normal uses CUDA's logf/sqrtf/sinf/cosf (a few ulp from libm).
+//
+// Measured: not measured. These kernels have run on an H100 (the CUDA tests check their
+// results against the CPU backend, not their speed).
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -23,13 +26,17 @@
 #include <numbers>
 
 #include "core/error.h"
+#include "core/random_stream.h"
 #include "cuda/kernel_common.cuh"
 #include "cuda/ops.h"
-#include "cuda/random_philox.cuh"
 
 namespace mnemo::cuda {
 
 namespace {
+
+using philox::u24;
+using philox::u53;
+using philox::w64;
 
 // Runs f(words, first, count) for every Philox block b of an n-element output: first =
 // b * per_block, count = min(per_block, n - first).
@@ -38,7 +45,7 @@ __global__ void random_blocks_kernel(int64_t n, int per_block, PhiloxState state
   const int64_t blocks = (n + per_block - 1) / per_block;
   for (int64_t b = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; b < blocks;
        b += int64_t(gridDim.x) * blockDim.x) {
-    const PhiloxWords words = philox_block(uint64_t(b), state);
+    const philox::Words words = philox::block(uint64_t(b), state);
     const int64_t first = b * per_block;
     const int count = int(n - first < per_block ? n - first : per_block);
     f(words, first, count);
@@ -54,7 +61,7 @@ void launch_blocks(const Tensor& out, int per_block, PhiloxState state, F f) {
   MNEMO_CUDA_CHECK_LAUNCH("random_blocks_kernel");
 }
 
-// ---- the largest value of T strictly below hi, on the host (the CPU's largest_below) ----
+// ---- the largest value of T strictly below hi, on the host (core/random_stream.h) ----
 
 template <typename T>
 struct HostTypeOf {
@@ -69,31 +76,9 @@ struct HostTypeOf<__half> {
   using type = mnemo::f16;
 };
 
-// The next value of H below v (toward -inf); +inf steps to the largest finite value.
-template <typename H>
-H next_below(H v) {
-  if constexpr (std::is_floating_point_v<H>) {
-    return std::nextafter(v, -std::numeric_limits<H>::infinity());
-  } else {  // bf16 / f16: step the sign-magnitude bit pattern
-    H out = v;
-    if ((v.bits & 0x7fffu) == 0) {
-      out.bits = 0x8001u;  // below +-0: the smallest negative subnormal
-    } else if (v.bits & 0x8000u) {
-      out.bits = uint16_t(v.bits + 1);
-    } else {
-      out.bits = uint16_t(v.bits - 1);
-    }
-    return out;
-  }
-}
-
 template <typename T>
 Compute<T> largest_below(double hi) {
-  using H = typename HostTypeOf<T>::type;
-  using C = Compute<T>;
-  H v = H(C(hi));
-  while (double(C(v)) >= hi) v = next_below(v);
-  return C(v);
+  return philox::largest_below<typename HostTypeOf<T>::type>(hi);
 }
 
 template <typename T>
@@ -102,14 +87,14 @@ void draw_uniform(const RandomParams& p, PhiloxState state, const Tensor& out) {
   const C lo = C(p.alpha), scale = C(p.beta - p.alpha), top = largest_below<T>(p.beta);
   T* o = data<T>(out);
   if constexpr (std::is_same_v<T, double>) {
-    launch_blocks(out, 2, state, [=] __device__(const PhiloxWords& w, int64_t first, int count) {
+    launch_blocks(out, 2, state, [=] __device__(const philox::Words& w, int64_t first, int count) {
       for (int k = 0; k < count; ++k) {
         const double x = fma(u53(w.w[2 * k], w.w[2 * k + 1]), scale, lo);
         o[first + k] = top < x ? top : x;
       }
     });
   } else {
-    launch_blocks(out, 4, state, [=] __device__(const PhiloxWords& w, int64_t first, int count) {
+    launch_blocks(out, 4, state, [=] __device__(const philox::Words& w, int64_t first, int count) {
       for (int k = 0; k < count; ++k) {
         const float x = convert<float>(convert<T>(fmaf(u24(w.w[k]), scale, lo)));
         o[first + k] = convert<T>(top < x ? top : x);
@@ -125,7 +110,7 @@ void draw_normal(const RandomParams& p, PhiloxState state, const Tensor& out) {
   T* o = data<T>(out);
   if constexpr (std::is_same_v<T, double>) {
     const double two_pi = 2 * std::numbers::pi;
-    launch_blocks(out, 2, state, [=] __device__(const PhiloxWords& w, int64_t first, int count) {
+    launch_blocks(out, 2, state, [=] __device__(const philox::Words& w, int64_t first, int count) {
       const double ua = u53(w.w[0], w.w[1]), ub = u53(w.w[2], w.w[3]);
       const double r = sqrt(-2.0 * log(1.0 - ua)), theta = two_pi * ub;
       o[first] = fma(r * cos(theta), stddev, mean);
@@ -133,7 +118,7 @@ void draw_normal(const RandomParams& p, PhiloxState state, const Tensor& out) {
     });
   } else {
     const float two_pi = float(2 * std::numbers::pi);
-    launch_blocks(out, 4, state, [=] __device__(const PhiloxWords& w, int64_t first, int count) {
+    launch_blocks(out, 4, state, [=] __device__(const philox::Words& w, int64_t first, int count) {
       for (int e = 0; e < count; e += 2) {  // the pair (e, e + 1) from words e, e + 1
         const float ua = u24(w.w[e]), ub = u24(w.w[e + 1]);
         const float r = sqrtf(-2.0f * logf(1.0f - ua)), theta = two_pi * ub;
@@ -149,7 +134,7 @@ void draw_bernoulli(const RandomParams& p, PhiloxState state, const Tensor& out)
   const uint64_t threshold = uint64_t(std::llround(std::ldexp(p.alpha, 32)));
   const T one = convert<T>(1.0), zero = convert<T>(0.0);
   T* o = data<T>(out);
-  launch_blocks(out, 4, state, [=] __device__(const PhiloxWords& w, int64_t first, int count) {
+  launch_blocks(out, 4, state, [=] __device__(const philox::Words& w, int64_t first, int count) {
     for (int k = 0; k < count; ++k) o[first + k] = uint64_t(w.w[k]) < threshold ? one : zero;
   });
 }
@@ -160,13 +145,13 @@ void draw_randint(const RandomParams& p, PhiloxState state, const Tensor& out) {
   const uint64_t range = uint64_t(int64_t(p.beta) - lo);
   T* o = data<T>(out);
   if (range <= (uint64_t(1) << 16)) {
-    launch_blocks(out, 4, state, [=] __device__(const PhiloxWords& w, int64_t first, int count) {
+    launch_blocks(out, 4, state, [=] __device__(const philox::Words& w, int64_t first, int count) {
       for (int k = 0; k < count; ++k) {
         o[first + k] = convert<T>(lo + int64_t((uint64_t(w.w[k]) * range) >> 32));
       }
     });
   } else {
-    launch_blocks(out, 2, state, [=] __device__(const PhiloxWords& w, int64_t first, int count) {
+    launch_blocks(out, 2, state, [=] __device__(const philox::Words& w, int64_t first, int count) {
       for (int k = 0; k < count; ++k) {
         const uint64_t high = __umul64hi(w64(w.w[2 * k], w.w[2 * k + 1]), range);
         o[first + k] = convert<T>(lo + int64_t(high));
@@ -178,8 +163,9 @@ void draw_randint(const RandomParams& p, PhiloxState state, const Tensor& out) {
 }  // namespace
 
 void random(RandomOp op, const RandomParams& params, PhiloxState state, const Tensor& out) {
-  MNEMO_CHECK(out.is_contiguous(), "{}: expected a contiguous output", op_name(op));
+  MNEMO_ASSERT(out.is_contiguous(), "{}: expected a contiguous output", op_name(op));
   if (out.numel() == 0) return;
+  static_assert(size_t(RandomOp::count) == 4, "a new distribution needs a case here");
   switch (op) {
     case RandomOp::uniform:
       return cuda::visit_floating(out.dtype(), "random", [&](auto tag) {
@@ -199,7 +185,7 @@ void random(RandomOp op, const RandomParams& params, PhiloxState state, const Te
       });
     case RandomOp::count: break;
   }
-  fail("random: invalid op {}", int(op));
+  fail_internal("random: invalid op {}", int(op));
 }
 
 }  // namespace mnemo::cuda

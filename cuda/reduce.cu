@@ -1,28 +1,24 @@
-// Reductions (sum / max / min over any set of dims) and arg-reductions (argmax / argmin along
-// one dim) on the GPU. Reference: core/cpu/reduce.cpp; contracts: core/backend.h.
+// Reductions on the GPU: sum / max / min over any set of dims. Reference:
+// core/cpu/reduce.cpp; contract: core/backend_ops.def.
 //
-// reduce
-//   x's dims split into kept dims (one output each, row-major like the contiguous out) and
-//   reduced dims; OffsetCalc maps an output number o to the offset of its first element and a
-//   reduced position r (row-major over the reduced dims) to its offset from there. R reduced
-//   positions are cut into fixed chunks; each (output, chunk) is folded, and when there is
-//   more than one chunk the partial results (chunks, outputs) are folded in chunk order by a
-//   second kernel. Two mappings, chosen from x's memory layout:
-//   - block per (output, chunk) (reduce_block_kernel): the reduced elements are closest in
-//     memory (a sum over the last dim). The block's threads stride through the chunk, then a
-//     fixed shared-memory tree combines the 256 thread results.
-//   - thread per (output, chunk) (reduce_thread_kernel): adjacent outputs are adjacent in
-//     memory (the bias gradient: a sum over dim 0 of (N, C)). Each thread folds its chunk in
-//     order; adjacent threads read adjacent addresses.
-//   Chunk sizes depend on the shape only, so results are bitwise repeatable. Sums accumulate
-//   in f64 for f32/f64, in f32 for bf16/f16 and in i64 for integers; max and min fold in the
-//   compute type, and NaN wins (as on the CPU).
+// x's dims split into kept dims (one output each, row-major like the contiguous out) and
+// reduced dims; OffsetCalc maps an output number o to the offset of its first element and a
+// reduced position r (row-major over the reduced dims) to its offset from there. R reduced
+// positions are cut into fixed chunks; each (output, chunk) is folded, and when there is
+// more than one chunk the partial results (chunks, outputs) are folded in chunk order by a
+// second kernel. Two mappings, chosen from x's memory layout:
+// - block per (output, chunk) (reduce_block_kernel): the reduced elements are closest in
+//   memory (a sum over the last dim). The block's threads stride through the chunk, then a
+//   fixed shared-memory tree combines the 256 thread results.
+// - thread per (output, chunk) (reduce_thread_kernel): adjacent outputs are adjacent in
+//   memory (the bias gradient: a sum over dim 0 of (N, C)). Each thread folds its chunk in
+//   order; adjacent threads read adjacent addresses.
+// Chunk sizes depend on the shape only, so results are bitwise repeatable. Sums accumulate
+// in f64 for f32/f64, in f32 for bf16/f16 and in i64 for integers; max and min fold in the
+// compute type, and NaN wins (as on the CPU).
 //
-// arg_reduce
-//   One result per line along dim (cuda/reduce_lines.cuh). Thread per line when adjacent lines
-//   are adjacent in memory (argmax over dim 0); otherwise block per line, the threads striding
-//   through the line and a shared-memory tree combining (value, index) pairs. The first NaN
-//   wins; among equal values the lowest index wins.
+// Measured: not measured. These kernels have run on an H100 (the CUDA tests check their
+// results against the CPU backend, not their speed).
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -236,101 +232,9 @@ void reduce_typed(const ReducePlan& plan, const Tensor& x, const Tensor& out) {
   }
 }
 
-// ---- arg_reduce ---------------------------------------------------------------------------
-
-// Whether v at a later index replaces best: the first NaN wins for good; otherwise strictly
-// better, so the first index wins ties.
-template <bool kMax, typename C>
-__device__ __forceinline__ bool improves(C v, C best) {
-  const bool better = kMax ? v > best : v < best;
-  return !is_nan_value(best) && (is_nan_value(v) || better);
-}
-
-// Two partial results combined: NaN beats numbers, then the better value, then the lower index.
-template <bool kMax, typename C>
-__device__ __forceinline__ bool beats(C v, int64_t i, C best, int64_t best_i) {
-  if (is_nan_value(v) != is_nan_value(best)) return is_nan_value(v);
-  if (!is_nan_value(v) && v != best) return kMax ? v > best : v < best;
-  return i < best_i;
-}
-
-// Thread per line: a sequential scan along the line.
-template <bool kMax, typename T>
-__global__ void arg_reduce_thread_kernel(const T* x, int64_t* out, Lines<2> lines) {
-  using C = Compute<T>;
-  const int64_t sd = lines.dim_stride[0];
-  for (int64_t l = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; l < lines.count;
-       l += int64_t(gridDim.x) * blockDim.x) {
-    int64_t off[2];
-    lines.calc.get(l, off);
-    const T* p = x + off[0];
-    C best = load(p);
-    int64_t arg = 0;
-    for (int64_t t = 1; t < lines.length; ++t) {
-      const C v = load(p + t * sd);
-      if (improves<kMax>(v, best)) best = v, arg = t;
-    }
-    out[off[1]] = arg;
-  }
-}
-
-// Block per line: thread j scans elements j, j + 256, ...; a tree combines the 256 results
-// (index -1 marks a thread that saw no element).
-template <bool kMax, typename T>
-__global__ void arg_reduce_block_kernel(const T* x, int64_t* out, Lines<2> lines) {
-  using C = Compute<T>;
-  __shared__ C best_shared[kThreads];
-  __shared__ int64_t arg_shared[kThreads];
-  const int64_t sd = lines.dim_stride[0];
-  const int tid = int(threadIdx.x);
-  for (int64_t l = blockIdx.x; l < lines.count; l += gridDim.x) {
-    int64_t off[2];
-    lines.calc.get(l, off);
-    const T* p = x + off[0];
-    C best = C(0);
-    int64_t arg = -1;
-    for (int64_t t = tid; t < lines.length; t += blockDim.x) {
-      const C v = load(p + t * sd);
-      if (arg < 0 || improves<kMax>(v, best)) best = v, arg = t;
-    }
-    best_shared[tid] = best;
-    arg_shared[tid] = arg;
-    __syncthreads();
-    for (int width = kThreads / 2; width >= 1; width /= 2) {
-      if (tid < width) {
-        const int64_t other = arg_shared[tid + width];
-        if (other >= 0 && (arg_shared[tid] < 0 || beats<kMax>(best_shared[tid + width], other,
-                                                              best_shared[tid], arg_shared[tid]))) {
-          best_shared[tid] = best_shared[tid + width];
-          arg_shared[tid] = other;
-        }
-      }
-      __syncthreads();
-    }
-    if (tid == 0) out[off[1]] = arg_shared[0];
-    __syncthreads();
-  }
-}
-
-template <bool kMax, typename T>
-void arg_reduce_typed(const Tensor& x, int64_t dim, const Tensor& out) {
-  const Lines<2> lines = make_lines<2>(x.shape(), dim, {&x, &out}, {x.strides(), out.strides()});
-  const Device device = x.device();
-  if (lines.length <= 32 || lines.thread_per_line_coalesced()) {
-    arg_reduce_thread_kernel<kMax, T>
-        <<<grid_for(lines.count, device.index), kThreads, 0, stream(device)>>>(
-            data<T>(x), data<int64_t>(out), lines);
-    MNEMO_CUDA_CHECK_LAUNCH("arg_reduce_thread_kernel");
-  } else {
-    arg_reduce_block_kernel<kMax, T>
-        <<<blocks_for(lines.count, device.index), kThreads, 0, stream(device)>>>(
-            data<T>(x), data<int64_t>(out), lines);
-    MNEMO_CUDA_CHECK_LAUNCH("arg_reduce_block_kernel");
-  }
-}
-
 }  // namespace
 
+static_assert(size_t(ReduceOp::count) == 3, "a new reduction needs a case here");
 void reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims, const Tensor& out) {
   if (x.numel() == 0 || out.numel() == 0) return;
   const ReducePlan plan = plan_reduce(x, dims);
@@ -343,20 +247,7 @@ void reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims, cons
       case ReduceOp::min: return reduce_typed<MinFold<C>, T>(plan, x, out);
       case ReduceOp::count: break;
     }
-    fail("reduce: invalid op {}", int(op));
-  });
-}
-
-void arg_reduce(ArgReduceOp op, const Tensor& x, int64_t dim, const Tensor& out) {
-  if (out.numel() == 0) return;
-  MNEMO_CHECK(x.shape()[size_t(dim)] > 0, "{}: dim {} is empty", op_name(op), dim);
-  visit_dtype(x.dtype(), "arg_reduce", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    if (op == ArgReduceOp::argmax) {
-      arg_reduce_typed<true, T>(x, dim, out);
-    } else {
-      arg_reduce_typed<false, T>(x, dim, out);
-    }
+    fail_internal("reduce: invalid op {}", int(op));
   });
 }
 

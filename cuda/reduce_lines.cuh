@@ -1,7 +1,7 @@
-// Helpers shared by the reduction, scan, top-k and indexing kernels (cuda/reduce*.cu,
-// cuda/index*.cu): views that re-describe a tensor's memory with another shape, the "lines"
-// of a tensor along one dim, scratch memory for CUB, and NaN tests that compile for every
-// element type.
+// Helpers shared by the reduction, cumsum, top-k and indexing kernels (cuda/reduce.cu,
+// arg_reduce.cu, cumsum.cu, topk.cu, index.cu): views that re-describe a tensor's memory with
+// another shape, the "lines" of a tensor along one dim, scratch memory for CUB, and NaN tests that
+// compile for every element type.
 //
 // A line is the 1-d slice x[i0, .., :, .., ik] along `dim` through one position of the OTHER
 // dims. Lines are numbered row-major over the other dims; LineCalc<N> maps a line number to

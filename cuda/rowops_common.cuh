@@ -1,5 +1,6 @@
-// What the row-wise neural-network kernels (softmax.cu, norm.cu) share: a deterministic block
-// reduction, the block size and grid for "one block per row" kernels, and contiguous inputs.
+// What the row-wise neural-network kernels (softmax.cu, cross_entropy*.cu, norm*.cu, scan*.cu)
+// share: a deterministic block reduction, the block size and grid for "one block per row"
+// kernels, contiguous inputs and outputs.
 //
 // ---- block_reduce: a fixed-shape reduction tree ----
 // Every thread first folds its own elements (c = threadIdx.x, + blockDim.x, ...) in order, then
@@ -16,6 +17,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
+#include <string_view>
 
 #include "cuda/kernel_common.cuh"
 #include "cuda/ops.h"
@@ -88,18 +91,19 @@ T* data_or_null(const Tensor& t) {
   return t.defined() ? static_cast<T*>(t.data_ptr()) : nullptr;
 }
 
-// exp and log in the compute type's precision (expf/logf for f32, exp/log for f64).
-__device__ __forceinline__ float exp_of(float v) {
-  return expf(v);
+template <typename A>
+__device__ __forceinline__ A neg_inf() {
+  return -std::numeric_limits<A>::infinity();
 }
-__device__ __forceinline__ double exp_of(double v) {
-  return exp(v);
+template <typename A>
+__device__ __forceinline__ A nan_value() {
+  return std::numeric_limits<A>::quiet_NaN();
 }
-__device__ __forceinline__ float log_of(float v) {
-  return logf(v);
-}
-__device__ __forceinline__ double log_of(double v) {
-  return log(v);
+
+// The backend contract (core/backend_ops.def): outputs arrive contiguous, and the row kernels
+// index them densely. A broken contract is mnemo's bug, not the caller's.
+inline void assert_contiguous_output(const Tensor& out, std::string_view op) {
+  MNEMO_ASSERT(out.is_contiguous(), "{}: the output must be contiguous (core/backend_ops.def)", op);
 }
 
 }  // namespace mnemo::cuda

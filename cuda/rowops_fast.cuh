@@ -1,8 +1,8 @@
 // The fast kernels of the bandwidth-bound ops (issue 4): the chunked scan (cuda/scan_fast.cu),
-// vectorised RMSNorm (cuda/rms_norm_fast.cu) and the one-pass fused cross-entropy
+// vectorised RMSNorm (cuda/norm_fast.cu) and the one-pass fused cross-entropy
 // (cuda/cross_entropy_fast.cu). Their reference kernels ("kernel1") stay in scan.cu, norm.cu
-// and softmax.cu, whose entry points call these when cuda::kernel_choice() is
-// KernelChoice::fast (cuda/runtime.h) and the function says it applies.
+// and cross_entropy.cu, whose entry points call these unless cuda::kernel_choice() is
+// KernelChoice::reference (cuda/runtime.h) and when the function says it applies.
 //
 // Every function here takes tensors already checked and made contiguous by its caller (same
 // device, same dtype, the shapes of cuda/ops.h), with at least one element of work.
@@ -24,7 +24,7 @@ void scan_fast(const Tensor& a, const Tensor& x, const Tensor& h0, const Tensor&
 void scan_backward_fast(const Tensor& a, const Tensor& h, const Tensor& h0, const Tensor& dh,
                         const Tensor& da, const Tensor& dx, const Tensor& dh0);
 
-// ---- rms_norm_fast.cu: x, y, dy, dx (N, C) with N, C > 0; weight (C,) or undefined ----
+// ---- norm_fast.cu: x, y, dy, dx (N, C) with N, C > 0; weight (C,) or undefined ----
 void rms_norm_fast(const Tensor& x, const Tensor& weight, double eps, const Tensor& y,
                    const Tensor& rstd);
 // dx only; dweight stays with norm.cu's deterministic two-pass column sums.

@@ -1,4 +1,4 @@
-// 16-byte vectors of elements for the fast row kernels (cuda/rms_norm_fast.cu,
+// 16-byte vectors of elements for the fast row kernels (cuda/norm_fast.cu,
 // cuda/cross_entropy_fast.cu): V elements of T loaded or stored with one 16-byte access.
 //
 // Internal to cuda/.

@@ -55,10 +55,18 @@ void set_allow_tf32(bool allow);
 bool allow_tf32();
 
 // Ops with a fast hand-written kernel keep their plain reference kernel ("kernel1", obviously
-// right) beside it. `fast` (the default) runs the fast one where it applies; `reference`
-// runs the reference everywhere: tests compare the two, and a user who suspects a fast kernel
-// can check with MNEMO_CUDA_KERNELS=reference in the environment (read at first use).
-enum class KernelChoice { fast, reference };
+// right) beside it. Which rung of that ladder runs:
+//   fast       (the default) the fast kernel wherever it applies; for attention the wmma
+//              flash kernels (cuda/flash_attention_*.cu);
+//   reference  the reference kernel everywhere: tests compare the two, and a user who suspects
+//              a fast kernel can check;
+//   fast_mma   as fast, except that attention takes the mma.sync flash kernels
+//              (cuda/flash_mma_*.cu) for bf16/f16 where they apply. Those kernels have not run
+//              on a GPU yet, so they run only when asked for.
+// MNEMO_CUDA_KERNELS=fast|reference|fast_mma in the environment sets it (read at first use;
+// any other value, or none, is fast). cuda/attention.cu's choose_kernel shows how attention
+// picks its kernel.
+enum class KernelChoice { fast, reference, fast_mma };
 KernelChoice kernel_choice();
 void set_kernel_choice(KernelChoice choice);
 

@@ -1,7 +1,7 @@
 // The linear scan h_t = a_t * h_{t-1} + x_t on the GPU, forward and backward.
 //
 // a, x, h (B, T, C) contiguous (the op layer broadcasts and lays them out so); h0 (B, C) or
-// undefined (zeros). Backward (core/backend.h), with g_t = dL/dh_t in total:
+// undefined (zeros). Backward (core/backend_ops.def), with g_t = dL/dh_t in total:
 //   g_t = dh_t + a_{t+1} g_{t+1},   dx_t = g_t,   da_t = g_t h_{t-1},   dh0 = a_0 g_0,
 // walking t = T-1 .. 0; h_{-1} is h0 (zeros if undefined).
 //
@@ -11,7 +11,11 @@
 // CPU backend does. Neighbouring threads take neighbouring channels, so every step's loads and
 // stores are coalesced. Each element is written by one thread in a fixed order: deterministic.
 // The fast kernel, a chunked scan parallel over T for when B * C is small, is
-// cuda/scan_fast.cu; scan() and scan_backward() call it when kernel_choice() is fast.
+// cuda/scan_fast.cu; scan() and scan_backward() call it unless kernel_choice() is reference.
+//
+// Measured: the reference kernels, not measured (they have run on an H100 in the CUDA tests,
+// which check results, not speed). The default path's figures are in cuda/scan_fast.cu's
+// header.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -73,13 +77,13 @@ __global__ void scan_backward_kernel(const T* a, const T* h, const T* h0, const 
 void scan(const Tensor& a_in, const Tensor& x_in, const Tensor& h0_in, const Tensor& h) {
   const int64_t B = h.size(0), steps = h.size(1), C = h.size(2);
   if (h.numel() == 0) return;
-  MNEMO_CHECK(h.is_contiguous(), "scan: the output must be contiguous on the cuda backend");
-  MNEMO_CHECK(a_in.dtype() == h.dtype() && x_in.dtype() == h.dtype() &&
-                  (!h0_in.defined() || h0_in.dtype() == h.dtype()),
-              "scan: a, x, h0 and h must share a dtype");
+  assert_contiguous_output(h, "scan");
+  MNEMO_ASSERT(a_in.dtype() == h.dtype() && x_in.dtype() == h.dtype() &&
+                   (!h0_in.defined() || h0_in.dtype() == h.dtype()),
+               "scan: a, x, h0 and h must share a dtype");
   const Tensor a = contiguous_on_device(a_in), x = contiguous_on_device(x_in);
   const Tensor h0 = contiguous_on_device(h0_in);
-  if (kernel_choice() == KernelChoice::fast && scan_fast_applies(B, steps, C)) {
+  if (kernel_choice() != KernelChoice::reference && scan_fast_applies(B, steps, C)) {
     return scan_fast(a, x, h0, h);
   }
   const int device = h.device().index;
@@ -95,11 +99,11 @@ void scan_backward(const Tensor& a_in, const Tensor& h_in, const Tensor& h0_in, 
                    const Tensor& da, const Tensor& dx, const Tensor& dh0) {
   const int64_t B = h_in.size(0), steps = h_in.size(1), C = h_in.size(2);
   if (B * C == 0) return;
-  MNEMO_CHECK(da.is_contiguous() && dx.is_contiguous() && (!dh0.defined() || dh0.is_contiguous()),
-              "scan_backward: outputs must be contiguous on the cuda backend");
+  MNEMO_ASSERT(da.is_contiguous() && dx.is_contiguous() && (!dh0.defined() || dh0.is_contiguous()),
+               "scan_backward: outputs must be contiguous on the cuda backend");
   const Tensor a = contiguous_on_device(a_in), h = contiguous_on_device(h_in);
   const Tensor h0 = contiguous_on_device(h0_in), dh = contiguous_on_device(dh_in);
-  if (kernel_choice() == KernelChoice::fast && scan_fast_applies(B, steps, C)) {
+  if (kernel_choice() != KernelChoice::reference && scan_fast_applies(B, steps, C)) {
     return scan_backward_fast(a, h, h0, dh, da, dx, dh0);
   }
   const int device = h.device().index;

@@ -1,6 +1,6 @@
 // The fast linear scan h_t = a_t * h_{t-1} + x_t on the GPU, forward and backward: a chunked
-// two-pass scan over T (issue 4). The reference kernels, one thread per (b, c) walking all of
-// T, stay in cuda/scan.cu; scan.cu calls these when kernel_choice() is fast and
+// two-pass scan over T. The reference kernels, one thread per (b, c) walking all of
+// T, stay in cuda/scan.cu; scan.cu calls these unless kernel_choice() is reference and
 // scan_fast_applies(B, T, C).
 //
 // a, x, h, dh, da, dx (B, T, C) contiguous; h0, dh0 (B, C) or null. State in the compute type
@@ -37,7 +37,8 @@
 // FLOPs: 2 per element forward (an fma), about 4 backward. Bytes per element (s = element
 // size): forward 2s (pass 1) + 3s (pass 3) = 5s against the 3s minimum; backward 2s + 5s =
 // 7s against 5s. (A decoupled look-back single pass would reach the minimum; not done.)
-// Measured: not yet (written without a GPU).
+// Measured (the last H100 run of scripts/gpu-check.sh: bench/kernels.cpp beside PyTorch on the same
+// GPU): 32-61% of the measured device copy bandwidth, depending on the case and direction.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -78,13 +79,28 @@ ChunkPlan chunk_plan(int64_t B, int64_t T, int64_t C) {
   return p;
 }
 
-// The chunk thread id = (b * K + k) * C + c as (b, k, c).
+// The chunk thread id = (b * K + k) * C + c as (b, k, c), and chunk k's steps [t0, t1) (chunks
+// of L steps, the last one cut at `steps`).
 struct ChunkIndex {
   int64_t b, k, c;
+  int64_t t0, t1;
 };
-__device__ __forceinline__ ChunkIndex chunk_index(int64_t id, int64_t K, int64_t C) {
-  const int64_t c = id % C, bk = id / C;
-  return {bk / K, bk % K, c};
+__device__ __forceinline__ ChunkIndex chunk_index(int64_t id, int64_t K, int64_t C, int64_t L,
+                                                  int64_t steps) {
+  const int64_t c = id % C, bk = id / C, k = bk % K;
+  const int64_t t0 = k * L;
+  return {bk / K, k, c, t0, t0 + L < steps ? t0 + L : steps};
+}
+
+// Calls f(id, chunk_index(id, ...)) for every chunk thread id of (B, K, C), grid-stride.
+template <typename F>
+__device__ __forceinline__ void for_each_chunk(int64_t B, int64_t steps, int64_t C, int64_t K,
+                                               int64_t L, F&& f) {
+  const int64_t n = B * K * C;
+  for (int64_t id = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; id < n;
+       id += int64_t(gridDim.x) * blockDim.x) {
+    f(id, chunk_index(id, K, C, L, steps));
+  }
 }
 
 // ---- forward ----------------------------------------------------------------------------------
@@ -95,11 +111,8 @@ __global__ void scan_summary_kernel(const T* a, const T* x, Compute<T>* chunk_a,
                                     Compute<T>* chunk_x, int64_t B, int64_t steps, int64_t C,
                                     int64_t K, int64_t L) {
   using A = Compute<T>;
-  const int64_t n = B * K * C;
-  for (int64_t id = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; id < n;
-       id += int64_t(gridDim.x) * blockDim.x) {
-    const ChunkIndex ix = chunk_index(id, K, C);
-    const int64_t t0 = ix.k * L, t1 = t0 + L < steps ? t0 + L : steps;
+  for_each_chunk(B, steps, C, K, L, [&](int64_t id, const ChunkIndex& ix) {
+    const int64_t t0 = ix.t0, t1 = ix.t1;
     A pa = 1, px = 0;
 #pragma unroll 4
     for (int64_t t = t0; t < t1; ++t) {
@@ -110,7 +123,7 @@ __global__ void scan_summary_kernel(const T* a, const T* x, Compute<T>* chunk_a,
     }
     chunk_a[id] = pa;
     chunk_x[id] = px;
-  }
+  });
 }
 
 // carry (B, K, C): the state entering chunk k (h0, or 0, for k = 0). One thread per (b, c).
@@ -136,11 +149,8 @@ template <typename T>
 __global__ void scan_apply_kernel(const T* a, const T* x, const Compute<T>* carry, T* h, int64_t B,
                                   int64_t steps, int64_t C, int64_t K, int64_t L) {
   using A = Compute<T>;
-  const int64_t n = B * K * C;
-  for (int64_t id = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; id < n;
-       id += int64_t(gridDim.x) * blockDim.x) {
-    const ChunkIndex ix = chunk_index(id, K, C);
-    const int64_t t0 = ix.k * L, t1 = t0 + L < steps ? t0 + L : steps;
+  for_each_chunk(B, steps, C, K, L, [&](int64_t id, const ChunkIndex& ix) {
+    const int64_t t0 = ix.t0, t1 = ix.t1;
     A state = carry[id];
 #pragma unroll 4
     for (int64_t t = t0; t < t1; ++t) {
@@ -148,7 +158,7 @@ __global__ void scan_apply_kernel(const T* a, const T* x, const Compute<T>* carr
       state = load(a + i) * state + load(x + i);
       h[i] = convert<T>(state);
     }
-  }
+  });
 }
 
 // ---- backward ---------------------------------------------------------------------------------
@@ -167,11 +177,8 @@ __global__ void scan_backward_summary_kernel(const T* a, const T* dh, Compute<T>
                                              Compute<T>* chunk_x, int64_t B, int64_t steps,
                                              int64_t C, int64_t K, int64_t L) {
   using A = Compute<T>;
-  const int64_t n = B * K * C;
-  for (int64_t id = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; id < n;
-       id += int64_t(gridDim.x) * blockDim.x) {
-    const ChunkIndex ix = chunk_index(id, K, C);
-    const int64_t t0 = ix.k * L, t1 = t0 + L < steps ? t0 + L : steps;
+  for_each_chunk(B, steps, C, K, L, [&](int64_t id, const ChunkIndex& ix) {
+    const int64_t t0 = ix.t0, t1 = ix.t1;
     A pa = 1, px = 0;
 #pragma unroll 4
     for (int64_t t = t1 - 1; t >= t0; --t) {
@@ -182,7 +189,7 @@ __global__ void scan_backward_summary_kernel(const T* a, const T* dh, Compute<T>
     }
     chunk_a[id] = pa;
     chunk_x[id] = px;
-  }
+  });
 }
 
 // carry (B, K, C): g at the step after chunk k (0 after the last). dh0 (B, C) = a_0 g_0, or
@@ -213,11 +220,8 @@ __global__ void scan_backward_apply_kernel(const T* a, const T* h, const T* h0, 
                                            const Compute<T>* carry, T* da, T* dx, int64_t B,
                                            int64_t steps, int64_t C, int64_t K, int64_t L) {
   using A = Compute<T>;
-  const int64_t n = B * K * C;
-  for (int64_t id = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; id < n;
-       id += int64_t(gridDim.x) * blockDim.x) {
-    const ChunkIndex ix = chunk_index(id, K, C);
-    const int64_t t0 = ix.k * L, t1 = t0 + L < steps ? t0 + L : steps;
+  for_each_chunk(B, steps, C, K, L, [&](int64_t id, const ChunkIndex& ix) {
+    const int64_t t0 = ix.t0, t1 = ix.t1;
     A g = carry[id];
 #pragma unroll 4
     for (int64_t t = t1 - 1; t >= t0; --t) {
@@ -227,32 +231,44 @@ __global__ void scan_backward_apply_kernel(const T* a, const T* h, const T* h0, 
       dx[i] = convert<T>(g);
       da[i] = convert<T>(g * h_prev);
     }
-  }
+  });
 }
 
-DType state_dtype(DType dtype) {
-  return dtype == DType::f64 ? DType::f64 : DType::f32;
-}
+// The chunk plan of h (B, T, C) and the state buffers (B, K, C) that both directions use, in
+// the compute type (f64 for f64, else f32).
+struct ChunkState {
+  int64_t B, steps, C;
+  ChunkPlan plan;
+  Tensor chunk_a, chunk_x, carry;
+  unsigned chunk_grid;  // a grid for one thread per (b, k, c)
+  unsigned line_grid;   // ... per (b, c)
+
+  explicit ChunkState(const Tensor& h)
+      : B(h.size(0)), steps(h.size(1)), C(h.size(2)), plan(chunk_plan(B, steps, C)) {
+    const DType dtype = h.dtype() == DType::f64 ? DType::f64 : DType::f32;
+    chunk_a = Tensor::empty({B, plan.K, C}, dtype, h.device());
+    chunk_x = Tensor::empty({B, plan.K, C}, dtype, h.device());
+    carry = Tensor::empty({B, plan.K, C}, dtype, h.device());
+    chunk_grid = grid_for(B * plan.K * C, h.device().index);
+    line_grid = grid_for(B * C, h.device().index);
+  }
+};
 
 template <typename T>
 void scan_typed(const Tensor& a, const Tensor& x, const Tensor& h0, const Tensor& h) {
   using A = Compute<T>;
-  const int64_t B = h.size(0), steps = h.size(1), C = h.size(2);
-  const ChunkPlan p = chunk_plan(B, steps, C);
-  const Device device = h.device();
-  cudaStream_t st = stream(device);
-  const Tensor chunk_a = Tensor::empty({B, p.K, C}, state_dtype(h.dtype()), device);
-  const Tensor chunk_x = Tensor::empty({B, p.K, C}, state_dtype(h.dtype()), device);
-  const Tensor carry = Tensor::empty({B, p.K, C}, state_dtype(h.dtype()), device);
-  const unsigned chunk_grid = grid_for(B * p.K * C, device.index);
-  scan_summary_kernel<T><<<chunk_grid, kThreads, 0, st>>>(data<T>(a), data<T>(x), data<A>(chunk_a),
-                                                          data<A>(chunk_x), B, steps, C, p.K, p.L);
+  const ChunkState cs(h);
+  const int64_t K = cs.plan.K, L = cs.plan.L;
+  cudaStream_t st = stream(h.device());
+  scan_summary_kernel<T><<<cs.chunk_grid, kThreads, 0, st>>>(
+      data<T>(a), data<T>(x), data<A>(cs.chunk_a), data<A>(cs.chunk_x), cs.B, cs.steps, cs.C, K, L);
   MNEMO_CUDA_CHECK_LAUNCH("scan_summary_kernel");
-  scan_carry_kernel<T><<<grid_for(B * C, device.index), kThreads, 0, st>>>(
-      data_or_null<T>(h0), data<A>(chunk_a), data<A>(chunk_x), data<A>(carry), B, C, p.K);
+  scan_carry_kernel<T><<<cs.line_grid, kThreads, 0, st>>>(data_or_null<T>(h0), data<A>(cs.chunk_a),
+                                                          data<A>(cs.chunk_x), data<A>(cs.carry),
+                                                          cs.B, cs.C, K);
   MNEMO_CUDA_CHECK_LAUNCH("scan_carry_kernel");
-  scan_apply_kernel<T><<<chunk_grid, kThreads, 0, st>>>(data<T>(a), data<T>(x), data<A>(carry),
-                                                        data<T>(h), B, steps, C, p.K, p.L);
+  scan_apply_kernel<T><<<cs.chunk_grid, kThreads, 0, st>>>(
+      data<T>(a), data<T>(x), data<A>(cs.carry), data<T>(h), cs.B, cs.steps, cs.C, K, L);
   MNEMO_CUDA_CHECK_LAUNCH("scan_apply_kernel");
 }
 
@@ -260,24 +276,20 @@ template <typename T>
 void scan_backward_typed(const Tensor& a, const Tensor& h, const Tensor& h0, const Tensor& dh,
                          const Tensor& da, const Tensor& dx, const Tensor& dh0) {
   using A = Compute<T>;
-  const int64_t B = h.size(0), steps = h.size(1), C = h.size(2);
-  const ChunkPlan p = chunk_plan(B, steps, C);
-  const Device device = h.device();
-  cudaStream_t st = stream(device);
-  const Tensor chunk_a = Tensor::empty({B, p.K, C}, state_dtype(h.dtype()), device);
-  const Tensor chunk_x = Tensor::empty({B, p.K, C}, state_dtype(h.dtype()), device);
-  const Tensor carry = Tensor::empty({B, p.K, C}, state_dtype(h.dtype()), device);
-  const unsigned chunk_grid = grid_for(B * p.K * C, device.index);
-  scan_backward_summary_kernel<T><<<chunk_grid, kThreads, 0, st>>>(
-      data<T>(a), data<T>(dh), data<A>(chunk_a), data<A>(chunk_x), B, steps, C, p.K, p.L);
+  const ChunkState cs(h);
+  const int64_t K = cs.plan.K, L = cs.plan.L;
+  cudaStream_t st = stream(h.device());
+  scan_backward_summary_kernel<T>
+      <<<cs.chunk_grid, kThreads, 0, st>>>(data<T>(a), data<T>(dh), data<A>(cs.chunk_a),
+                                           data<A>(cs.chunk_x), cs.B, cs.steps, cs.C, K, L);
   MNEMO_CUDA_CHECK_LAUNCH("scan_backward_summary_kernel");
-  scan_backward_carry_kernel<T><<<grid_for(B * C, device.index), kThreads, 0, st>>>(
-      data<T>(a), data<A>(chunk_a), data<A>(chunk_x), data<A>(carry), data_or_null<T>(dh0), B,
-      steps, C, p.K);
+  scan_backward_carry_kernel<T><<<cs.line_grid, kThreads, 0, st>>>(
+      data<T>(a), data<A>(cs.chunk_a), data<A>(cs.chunk_x), data<A>(cs.carry), data_or_null<T>(dh0),
+      cs.B, cs.steps, cs.C, K);
   MNEMO_CUDA_CHECK_LAUNCH("scan_backward_carry_kernel");
-  scan_backward_apply_kernel<T><<<chunk_grid, kThreads, 0, st>>>(
-      data<T>(a), data<T>(h), data_or_null<T>(h0), data<T>(dh), data<A>(carry), data<T>(da),
-      data<T>(dx), B, steps, C, p.K, p.L);
+  scan_backward_apply_kernel<T><<<cs.chunk_grid, kThreads, 0, st>>>(
+      data<T>(a), data<T>(h), data_or_null<T>(h0), data<T>(dh), data<A>(cs.carry), data<T>(da),
+      data<T>(dx), cs.B, cs.steps, cs.C, K, L);
   MNEMO_CUDA_CHECK_LAUNCH("scan_backward_apply_kernel");
 }
 

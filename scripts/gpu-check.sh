@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The whole GPU check in one command, for a machine with a GPU and no network (the device
-# machine of ../shared/GPU.md): build, every CUDA test, compute-sanitizer, a bitwise-repeat
-# training run, the GPU benchmarks, the kernel benchmarks (bench/kernels.cpp, issue 4); a short
+# The whole GPU check in one command, for a machine with a GPU and no network: build, every
+# CUDA test, compute-sanitizer, a bitwise-repeat training run, the GPU benchmarks, the kernel
+# benchmarks (bench/kernels.cpp, beside PyTorch's bench/peer/kernels_torch.py); a short
 # report.
 #
 #   scripts/gpu-check.sh OUTDIR [--deps DIR] [--jobs N] [--quick]
@@ -147,7 +147,7 @@ if $build_ok; then
   echo "peer:  $bench_peer"
 fi
 
-# ---- kernel benchmarks (issue 4): bench/kernels and its PyTorch peer on the same cases, merged
+# ---- kernel benchmarks: bench/kernels and its PyTorch peer on the same cases, merged
 # into results.json's `kernels` object. Each run stops starting cases after --max-seconds and
 # is killed by timeout after more; what it printed until then still counts. ----
 echo "{}" > "$logs/kernels.json"

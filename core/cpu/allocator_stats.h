@@ -1,4 +1,4 @@
-// The CPU caching allocator's counters and controls (core/cpu/memory.cpp implements them).
+// The CPU caching allocator's counters and controls (core/cpu/allocator.cpp implements them).
 //
 // Every CPU tensor's bytes come from CpuBackend::allocator: a caching allocator that keeps
 // freed blocks in per-size-class free lists and hands them out again, so a training step that

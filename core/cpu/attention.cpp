@@ -24,11 +24,11 @@
 // it walks the query heads of its group and their blocks in a fixed order, accumulating dK, dV
 // (in the output rows themselves for f32), and writes dQ for those heads.
 //
-// Products: f32 ones run on a 6 x 16 AVX2 kernel that reads its operands in place (below;
-// bit-identical to core/cpu/gemm_f32.h, whose per-call packing cost more than the products
-// here), f64 ones (and f32 without AVX2, or with MNEMO_CPU_GEMM=eigen) on Eigen's
-// single-threaded GEMM kernel called directly as in matmul.cpp (through the expression API
-// Eigen may start its own threads and then block the K-sum differently, so a result would
+// Products: f32 ones run on a 6 x 16 AVX2 kernel that reads its operands in place
+// (core/cpu/gemm_f32_small.h; bit-identical to core/cpu/gemm_f32.h, whose per-call packing
+// cost more than the products here), f64 ones (and f32 without AVX2, or with MNEMO_CPU_GEMM=eigen)
+// on Eigen's single-threaded GEMM kernel called directly as in matmul.cpp (through the expression
+// API Eigen may start its own threads and then block the K-sum differently, so a result would
 // depend on the thread count). The kernel wants b row-major, so K and V are transposed once
 // per kv head (Kt, Vt: packet transposes); every a operand (Q, P, dO, dS, and dS^T, P^T read
 // down columns) is read where it lies.
@@ -52,20 +52,15 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <limits>
-#include <string_view>
 #include <type_traits>
 #include <vector>
 
 #include "core/cpu/attention_rows.h"
 #include "core/cpu/cpu_backend.h"
 #include "core/cpu/gemm_f32.h"
+#include "core/cpu/gemm_f32_small.h"
 #include "core/cpu/parallel.h"
-
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#endif
 
 namespace mnemo::cpu {
 
@@ -73,147 +68,10 @@ namespace {
 
 constexpr int RowMajor = Eigen::RowMajor, ColMajor = Eigen::ColMajor;
 
-// mnemo's own f32 GEMM (core/cpu/gemm_f32.h) for the f32 products when the build has it,
-// unless the environment sets MNEMO_CPU_GEMM=eigen (as in matmul.cpp, to compare the two).
-bool use_own_f32_gemm() {
-  static const bool use = [] {
-    const char* choice = std::getenv("MNEMO_CPU_GEMM");
-    return gemm_f32_available() && !(choice != nullptr && std::string_view(choice) == "eigen");
-  }();
-  return use;
-}
-
-// The part of a causal product that matters, per row tile [i, i + R) of c; offset is
-// i0 + Tk - Tq for a query block starting at i0, so that local query row r sees keys
-// [0, r + 1 + offset). kColumns (c = scores or dP, columns are keys): the tile needs columns
-// [0, i + R + offset). kDepthEnd (a = P or dS, zero past each row's keys): the k-sum of the
-// tile ends at i + R + offset. kDepthBegin (c = dK or dV, rows are keys, a = dS^T or P^T): the
-// queries before i - offset see none of the tile's keys, so the k-sum starts there. Skipped
-// terms are products with exact zeros (leaving each sum unchanged), and skipped columns are
-// never read.
-struct Skip {
-  enum Kind { kNone, kColumns, kDepthEnd, kDepthBegin } kind = kNone;
-  int64_t offset = 0;
-  int64_t columns(int64_t i, int64_t R, int64_t N) const {
-    return kind == kColumns ? std::clamp<int64_t>(i + R + offset, 0, N) : N;
-  }
-  int64_t k_end(int64_t i, int64_t R, int64_t K) const {
-    return kind == kDepthEnd ? std::clamp<int64_t>(i + R + offset, 0, K) : K;
-  }
-  int64_t k_begin(int64_t i, int64_t K) const {
-    return kind == kDepthBegin ? std::clamp<int64_t>(i - offset, 0, K) : 0;
-  }
-};
-
-// The operands of one product, as small_gemm takes them.
-struct SmallProduct {
-  int64_t M, N, K;
-  const float* a;
-  int64_t a_rs, a_cs;
-  const float* b;
-  int64_t ldb;
-  float* c;
-  int64_t ldc;
-  bool accumulate;
-  Skip skip;
-};
-
-#if defined(__AVX2__) && defined(__FMA__)
-// ---- A small-product kernel that reads its operands in place ----
-// The products here are small (one side 32 = D or the query block, the other <= Tk) and
-// their operands already lie in L1/L2, so gemm_f32's packing of both operands on every call
-// was about a fifth of the attention time (its a-panel packing is a scalar transpose). This
-// kernel packs nothing: c tile (R x 16) += a (R rows, any strides: a broadcast per row and k)
-// @ b (row-major, contiguous rows: two vector loads per k), in R x 2 ymm accumulators. Each
-// element of c is one chain of FMAs over k = k0 .. k1-1 in order, starting from 0 or from c:
-// the same chain as gemm_f32's (over k0 = 0 .. k1 = K), so the results equal its results bit
-// for bit.
-template <int R, bool Full>
-void small_tile(int64_t k0, int64_t k1, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
-                int64_t ldb, float* c, int64_t ldc, bool accumulate, int64_t cols) {
-  // cols < 16 (the right edge): masked loads and stores of the lanes past cols.
-  alignas(32) static constexpr int32_t kLane[16] = {0, 1, 2,  3,  4,  5,  6,  7,
-                                                    8, 9, 10, 11, 12, 13, 14, 15};
-  const __m256i n = _mm256_set1_epi32(int32_t(cols));
-  const __m256i m0 = _mm256_cmpgt_epi32(n, _mm256_load_si256((const __m256i*)kLane));
-  const __m256i m1 = _mm256_cmpgt_epi32(n, _mm256_load_si256((const __m256i*)(kLane + 8)));
-  constexpr bool full = Full;
-  __m256 acc[R][2];
-#pragma GCC unroll 6
-  for (int r = 0; r < R; ++r) {
-    if (!accumulate) {
-      acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-    } else if (full) {
-      acc[r][0] = _mm256_loadu_ps(c + r * ldc), acc[r][1] = _mm256_loadu_ps(c + r * ldc + 8);
-    } else {
-      acc[r][0] = _mm256_maskload_ps(c + r * ldc, m0);
-      acc[r][1] = _mm256_maskload_ps(c + r * ldc + 8, m1);
-    }
-  }
-  for (int64_t k = k0; k < k1; ++k) {
-    const float* bk = b + k * ldb;
-    const __m256 b0 = full ? _mm256_loadu_ps(bk) : _mm256_maskload_ps(bk, m0);
-    const __m256 b1 = full ? _mm256_loadu_ps(bk + 8) : _mm256_maskload_ps(bk + 8, m1);
-    const float* ak = a + k * a_cs;
-#pragma GCC unroll 6
-    for (int r = 0; r < R; ++r) {
-      const __m256 x = _mm256_broadcast_ss(ak + r * a_rs);
-      acc[r][0] = _mm256_fmadd_ps(x, b0, acc[r][0]);
-      acc[r][1] = _mm256_fmadd_ps(x, b1, acc[r][1]);
-    }
-  }
-#pragma GCC unroll 6
-  for (int r = 0; r < R; ++r) {
-    if (full) {
-      _mm256_storeu_ps(c + r * ldc, acc[r][0]), _mm256_storeu_ps(c + r * ldc + 8, acc[r][1]);
-    } else {
-      _mm256_maskstore_ps(c + r * ldc, m0, acc[r][0]);
-      _mm256_maskstore_ps(c + r * ldc + 8, m1, acc[r][1]);
-    }
-  }
-}
-
-// Row tile [i, i + R) of the column strip [j, j + 16) (Full) or [j, N) (N - j < 16).
-template <int R, bool Full>
-void small_tile_at(const SmallProduct& p, int64_t i, int64_t j) {
-  if (p.skip.columns(i, R, p.N) <= j) return;  // a causal tile right of every row's keys
-  small_tile<R, Full>(p.skip.k_begin(i, p.K), p.skip.k_end(i, R, p.K), p.a + i * p.a_rs, p.a_rs,
-                      p.a_cs, p.b + j, p.ldb, p.c + i * p.ldc + j, p.ldc, p.accumulate, p.N - j);
-}
-
-// One column strip: 6-row tiles, then the remaining rows.
-template <bool Full>
-void small_strip(const SmallProduct& p, int64_t j) {
-  int64_t i = 0;
-  for (; i + 6 <= p.M; i += 6) small_tile_at<6, Full>(p, i, j);
-  switch (p.M - i) {
-    case 5: small_tile_at<5, Full>(p, i, j); break;
-    case 4: small_tile_at<4, Full>(p, i, j); break;
-    case 3: small_tile_at<3, Full>(p, i, j); break;
-    case 2: small_tile_at<2, Full>(p, i, j); break;
-    case 1: small_tile_at<1, Full>(p, i, j); break;
-    default: break;
-  }
-}
-
-// c (M, N) (row-major, ldc) = or += a (M, K) @ b (K, N): a element (i, k) at
-// a[i*a_rs + k*a_cs], b row-major with row length ldb; only the part skip asks for. Strips
-// of 16 columns, the last one masked.
-void small_gemm(const SmallProduct& p) {
-  int64_t j = 0;
-  for (; j + 16 <= p.N; j += 16) small_strip<true>(p, j);
-  if (j < p.N) small_strip<false>(p, j);
-}
-constexpr bool kSmallGemm = true;
-#else
-void small_gemm(const SmallProduct&) {}
-constexpr bool kSmallGemm = false;
-#endif
-
 // c (M, N), row-major with row length ldc,  =  a (M, K) @ b (K, N)  (or += with accumulate),
 // on this thread. An operand is row-major (AOrder/BOrder = RowMajor, ld = its row length) or
 // the transpose of a row-major matrix with row length ld (ColMajor): read in place, no copy.
-// f32 goes to the in-place kernel above when b is row-major (every product here), else to
+// f32 goes to the in-place kernel (small_gemm) when b is row-major (every product here), else to
 // gemm_f32 (both overwrite c, so no zero fill); anything else to Eigen's
 // single-threaded kernel (which only adds, so c is zeroed first unless accumulating). skip
 // lets the in-place f32 kernel leave out the causally dead part (the others compute it all).
@@ -225,7 +83,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const F* a, int64_t lda, const F* b, 
     if (use_own_f32_gemm()) {
       // Element (i, k) of a row-major a is at a[i*lda + k]; of a transposed one at a[k*lda + i].
       const bool ar = AOrder == RowMajor, br = BOrder == RowMajor;
-      if (kSmallGemm && br) {
+      if (kSmallGemmAvailable && br) {
         small_gemm({M, N, K, a, ar ? lda : 1, ar ? 1 : lda, b, ldb, c, ldc, accumulate, skip});
         return;
       }

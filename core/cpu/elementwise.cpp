@@ -37,6 +37,7 @@ C sigmoid(C x) {
   return x >= C(0) ? C(1) / (C(1) + std::exp(-x)) : std::exp(x) / (C(1) + std::exp(x));
 }
 
+static_assert(size_t(UnaryOp::count) == 19, "a new unary op needs a case here");
 // Calls body(f) with f the scalar function of op on compute type C.
 template <typename C, typename Body>
 void with_unary(UnaryOp op, const UnaryParams& p, Body&& body) {
@@ -66,9 +67,10 @@ void with_unary(UnaryOp op, const UnaryParams& p, Body&& body) {
       return body([=](C x) { return x < alpha ? alpha : (x > beta ? beta : x); });
     case UnaryOp::count: break;
   }
-  fail("unary: invalid op {}", int(op));
+  fail_internal("unary: invalid op {}", int(op));
 }
 
+static_assert(size_t(BinaryOp::count) == 15, "a new binary op needs a case here");
 template <typename C, typename Body>
 void with_binary(BinaryOp op, Body&& body) {
   switch (op) {
@@ -94,7 +96,7 @@ void with_binary(BinaryOp op, Body&& body) {
     case BinaryOp::logical_or: return body([](C a, C b) { return a != C(0) || b != C(0); });
     case BinaryOp::count: break;
   }
-  fail("binary: invalid op {}", int(op));
+  fail_internal("binary: invalid op {}", int(op));
 }
 
 // Calls fn(TypeTag<O>{}) with O the output's storage type, which is the input's T or bool
@@ -104,7 +106,7 @@ template <typename T, typename Fn>
 void with_output_type(DType out, std::string_view op, Fn&& fn) {
   if (out == dtype_of<T>()) return fn(TypeTag<T>{});
   if (out == DType::boolean) return fn(TypeTag<uint8_t>{});
-  fail("{}: output dtype {} is neither the input's nor bool", op, dtype_name(out));
+  fail_internal("{}: output dtype {} is neither the input's nor bool", op, dtype_name(out));
 }
 
 // Transcendental ops cost more per element; this steers the parallel threshold.

@@ -36,6 +36,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <string_view>
 
 #include "core/error.h"
 
@@ -45,6 +46,14 @@
 #endif
 
 namespace mnemo::cpu {
+
+bool use_own_f32_gemm() {
+  static const bool use = [] {
+    const char* choice = std::getenv("MNEMO_CPU_GEMM");
+    return gemm_f32_available() && !(choice != nullptr && std::string_view(choice) == "eigen");
+  }();
+  return use;
+}
 
 #if MNEMO_GEMM_F32_AVX2
 
@@ -65,8 +74,9 @@ struct Buffer {
       const int64_t bytes = (n * int64_t(sizeof(float)) + 63) / 64 * 64;
       data.reset(static_cast<float*>(std::aligned_alloc(64, size_t(bytes))));
       capacity = data ? n : 0;
-      MNEMO_CHECK(data != nullptr, "matmul: out of memory allocating a {}-byte packing buffer",
-                  bytes);
+      if (data == nullptr) {
+        fail_system("matmul: out of memory allocating a {}-byte packing buffer", bytes);
+      }
     }
     return data.get();
   }
@@ -294,8 +304,8 @@ void gemm_f32(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_rs, int
 void gemm_f32_segment_sum(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_rs,
                           int64_t a_cs, const float* b, int64_t b_rs, int64_t b_cs, int64_t segment,
                           double* c, int64_t ldc) {
-  MNEMO_CHECK(segment > 0, "matmul_segment_sum: the segment length must be positive, got {}",
-              segment);
+  MNEMO_ASSERT(segment > 0, "matmul_segment_sum: the segment length must be positive, got {}",
+               segment);
   if (M <= 0 || N <= 0 || K <= 0) return;
   // The k blocks of gemm_f32, cut again at segment boundaries; an f32 chain never crosses one.
   const auto depth = [&](int64_t p0) { return std::min({kKc, K - p0, segment - p0 % segment}); };
@@ -352,12 +362,12 @@ bool gemm_f32_available() {
 
 void gemm_f32(int64_t, int64_t, int64_t, const float*, int64_t, int64_t, const float*, int64_t,
               int64_t, float*, int64_t, bool) {
-  std::abort();  // unreachable: callers check gemm_f32_available()
+  fail_internal("gemm_f32: this build has no AVX2/FMA kernel (check gemm_f32_available)");
 }
 
 void gemm_f32_segment_sum(int64_t, int64_t, int64_t, const float*, int64_t, int64_t, const float*,
                           int64_t, int64_t, int64_t, double*, int64_t) {
-  std::abort();  // unreachable: callers check gemm_f32_available()
+  fail_internal("gemm_f32: this build has no AVX2/FMA kernel (check gemm_f32_available)");
 }
 
 #endif

@@ -6,7 +6,8 @@
 // dimension ldc and is overwritten (its old contents are never read, so callers need not zero
 // it), or with accumulate = true added to: c += a @ b (the chain of each element starts from
 // its old value). core/cpu/matmul.cpp splits the work over threads and calls this on each
-// tile; core/cpu/attention.cpp's per-head products could call it the same way.
+// tile; core/cpu/attention.cpp's small per-head products use the in-place kernel of
+// core/cpu/gemm_f32_small.h, which computes the same chains.
 //
 // Each element of c is one chain of fused multiply-adds over k = 0, 1, ..., K-1 in order
 // (the accumulator of a K block is reloaded from c for the next block), whatever the tile,
@@ -21,6 +22,11 @@ namespace mnemo::cpu {
 // True when this build has the vector kernel (x86-64 with AVX2 and FMA); otherwise
 // matmul.cpp keeps using Eigen's GEMM and gemm_f32 must not be called.
 bool gemm_f32_available();
+
+// Whether the CPU backend's f32 products (core/cpu/matmul.cpp, core/cpu/attention.cpp) use
+// mnemo's kernels: when the build has them, unless the environment sets MNEMO_CPU_GEMM=eigen
+// (to compare the two in one binary). Read once.
+bool use_own_f32_gemm();
 
 void gemm_f32(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_rs, int64_t a_cs,
               const float* b, int64_t b_rs, int64_t b_cs, float* c, int64_t ldc,

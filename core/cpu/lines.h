@@ -1,5 +1,6 @@
 // Walking a tensor line by line along one dim, for the CPU kernels that work along a dim
-// (arg-reductions, cumsum, top-k, scatter/index_add).
+// (arg-reductions, cumsum, top-k, scatter/index_add), and the few helpers those kernels share
+// with the reductions (kTile, is_nan, SumAcc).
 //
 // A "line" is the 1-d slice x[i0, .., :, .., ik] through every position of the OTHER dims.
 // The other dims are merged where possible (strided.h merge_dims), so a contiguous (B, T, C)
@@ -20,11 +21,33 @@
 #include <array>
 #include <cstdint>
 #include <cstdlib>
+#include <type_traits>
 
 #include "core/cpu/parallel.h"
 #include "core/cpu/strided.h"
+#include "core/dtype.h"
 
 namespace mnemo::cpu {
+
+// ---- shared by the kernels along a dim and the reductions ----
+
+constexpr int64_t kTile = 2048;  // lines advanced together in tile mode (arg_reduce, cumsum)
+
+// NaN test that is false for integer types.
+template <typename A>
+bool is_nan(A v) {
+  if constexpr (std::is_floating_point_v<A>) {
+    return v != v;
+  } else {
+    return false;
+  }
+}
+
+// The accumulator of a sum (reduce and cumsum) over stored type T: f64 or i64.
+template <typename T>
+using SumAcc = std::conditional_t<std::is_floating_point_v<ComputeType<T>>, double, int64_t>;
+
+// ---- lines ----
 
 template <size_t N>
 struct LineGeometry {

@@ -2,7 +2,7 @@
 // or Eigen's (f64, and f32 on machines without AVX2/FMA or with MNEMO_CPU_GEMM=eigen set),
 // with mnemo's own threading.
 //
-// out (..., M, N) = a (..., M, K) @ b (..., K, N); the op layer (core/ops/linalg.cpp) has
+// out (..., M, N) = a (..., M, K) @ b (..., K, N); the op layer (core/ops/matmul.cpp) has
 // already expanded both operands' batch dims to out's (broadcast dims have stride 0).
 //
 // ---- No copies for transposes ----
@@ -52,9 +52,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 #include <Eigen/Core>
-#include <cstdlib>
 #include <cstring>
-#include <string_view>
 #include <vector>
 
 #include "core/cpu/cpu_backend.h"
@@ -179,17 +177,8 @@ Problem make_problem(const Tensor& a, const Tensor& b, const Tensor& out) {
 
 // out[r0:r1, c0:c1] = A[r0:r1, :] @ B[:, c0:c1]; out (M, N) row-major. The tile is zeroed
 // first (Eigen's GEMM adds into its output); bf16/f16 tiles are computed in an f32 staging
-// buffer and rounded once on store.
-// mnemo's own f32 kernel (core/cpu/gemm_f32.h) when the build has it, unless the
-// environment sets MNEMO_CPU_GEMM=eigen (to compare the two in one binary).
-bool use_own_f32_gemm() {
-  static const bool use = [] {
-    const char* choice = std::getenv("MNEMO_CPU_GEMM");
-    return gemm_f32_available() && !(choice != nullptr && std::string_view(choice) == "eigen");
-  }();
-  return use;
-}
-
+// buffer and rounded once on store. f32 goes to mnemo's own kernel (core/cpu/gemm_f32.h)
+// unless use_own_f32_gemm() says no.
 template <typename T, typename C>
 void multiply_tile(const Operand<C>& A, const Operand<C>& B, int64_t N, int64_t K, int64_t r0,
                    int64_t r1, int64_t c0, int64_t c1, T* out) {
@@ -271,7 +260,7 @@ void CpuBackend::matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
   });
 }
 
-// out (M, N) f64 += the segment-by-segment product (core/backend.h). f32 with mnemo's own
+// out (M, N) f64 += the segment-by-segment product (core/backend_ops.def). f32 with mnemo's own
 // GEMM: one fused pass (gemm_f32_segment_sum), the longer side of out split over threads as
 // in multiply_one; every element's chains are the same whatever the split. Other dtypes, or
 // MNEMO_CPU_GEMM=eigen: the default, one matmul per segment.

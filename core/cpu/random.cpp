@@ -1,8 +1,9 @@
 // Random kernels on the CPU: uniform, normal, bernoulli, randint and multinomial.
 //
 // The stream contract (which Philox block and word each element uses, and how words become
-// values) is in core/ops/random.h; this file implements it. philox4x32() there is the
-// plain reference; here blocks are generated kBatchBlocks at a time by a loop over
+// values) is in core/ops/random.h; this file implements it with the block function of
+// core/random_stream.h (shared with the CUDA kernels; philox4x32() in core/ops/random.cpp
+// is the plain reference). Blocks are generated kBatchBlocks at a time by a loop over
 // independent lanes that the compiler turns into vector 32x32 -> 64-bit multiplies
 // (vpmuludq). The batch's 4 * kBatchBlocks words are stored in element order (word w of
 // block b at 4b + w) and a second, contiguous loop maps them to values.
@@ -24,6 +25,7 @@
 #include "core/cpu/cpu_backend.h"
 #include "core/cpu/parallel.h"
 #include "core/ops/random.h"
+#include "core/random_stream.h"
 
 namespace mnemo::cpu {
 
@@ -32,44 +34,20 @@ namespace {
 constexpr int64_t kBatchBlocks = 64;  // Philox blocks per batch: 256 words
 
 // words[4l + w] = word w of block first + l, for l in [0, B). The lanes are independent and
-// the 10 rounds unroll completely, so the loop over l vectorises (16 lanes per AVX-512
-// register); written round-outer instead it does not.
+// the 10 rounds of philox::block unroll completely, so the loop over l vectorises (16 lanes
+// per AVX-512 register); written round-outer instead it does not.
 template <int64_t B>
 void philox_batch(uint64_t first, PhiloxState state, uint32_t* words) {
-  const uint32_t offset_lo = uint32_t(state.offset), offset_hi = uint32_t(state.offset >> 32);
-  const uint32_t seed_lo = uint32_t(state.seed), seed_hi = uint32_t(state.seed >> 32);
   for (int64_t l = 0; l < B; ++l) {
-    const uint64_t b = first + uint64_t(l);
-    uint32_t c0 = uint32_t(b), c1 = uint32_t(b >> 32), c2 = offset_lo, c3 = offset_hi;
-    uint32_t k0 = seed_lo, k1 = seed_hi;
-    for (int round = 0; round < philox::kRounds; ++round) {
-      const uint64_t p0 = uint64_t(philox::kMultiplier0) * c0;
-      const uint64_t p1 = uint64_t(philox::kMultiplier1) * c2;
-      c0 = uint32_t(p1 >> 32) ^ c1 ^ k0;
-      c1 = uint32_t(p1);
-      c2 = uint32_t(p0 >> 32) ^ c3 ^ k1;
-      c3 = uint32_t(p0);
-      k0 += philox::kWeyl0;  // the last bump is unused
-      k1 += philox::kWeyl1;
-    }
-    words[4 * l + 0] = c0;
-    words[4 * l + 1] = c1;
-    words[4 * l + 2] = c2;
-    words[4 * l + 3] = c3;
+    const philox::Words w = philox::block(first + uint64_t(l), state);
+    for (int i = 0; i < 4; ++i) words[4 * l + i] = w.w[i];
   }
 }
 
-// u24: 24 random bits as a float in [0, 1) (exact).
-inline float u24(uint32_t w) {
-  return float(w >> 8) * 0x1p-24f;
-}
-// w64 / u53 from two words (lo first), the latter as a double in [0, 1) (exact).
-inline uint64_t w64(uint32_t lo, uint32_t hi) {
-  return uint64_t(lo) | (uint64_t(hi) << 32);
-}
-inline double u53(uint32_t lo, uint32_t hi) {
-  return double(w64(lo, hi) >> 11) * 0x1p-53;
-}
+using philox::largest_below;
+using philox::u24;
+using philox::u53;
+using philox::w64;
 
 // Splits the n elements of out into batches of kBatchBlocks blocks (per_block elements each)
 // and calls fn(first_element, count, words) for each, in parallel.
@@ -85,32 +63,6 @@ void for_each_batch(int64_t n, int64_t per_block, PhiloxState state, int64_t cos
       fn(first, std::min(per_batch, n - first), words);
     }
   });
-}
-
-// The next value of T below v (toward -inf); +inf steps to the largest finite value.
-template <typename T>
-T next_below(T v) {
-  if constexpr (std::is_floating_point_v<T>) {
-    return std::nextafter(v, -std::numeric_limits<T>::infinity());
-  } else {  // bf16 / f16: step the sign-magnitude bit pattern
-    T out = v;
-    if ((v.bits & 0x7fffu) == 0) {
-      out.bits = 0x8001u;  // below +-0: the smallest negative subnormal
-    } else if (v.bits & 0x8000u) {
-      out.bits = uint16_t(v.bits + 1);
-    } else {
-      out.bits = uint16_t(v.bits - 1);
-    }
-    return out;
-  }
-}
-
-// The largest value of T strictly below hi, in T's compute type.
-template <typename T>
-ComputeType<T> largest_below(double hi) {
-  T v = T(ComputeType<T>(hi));
-  while (double(ComputeType<T>(v)) >= hi) v = next_below(v);
-  return ComputeType<T>(v);
 }
 
 // uniform: x = fma(u, hi - lo, lo), rounded to T, kept strictly below hi.
@@ -297,6 +249,7 @@ void CpuBackend::random(RandomOp op, const RandomParams& params, PhiloxState sta
       kernel(static_cast<typename decltype(tag)::type*>(out.data_ptr()));
     });
   };
+  static_assert(size_t(RandomOp::count) == 4, "a new distribution needs a case here");
   switch (op) {
     case RandomOp::uniform:
       return floating([&](auto* o) { uniform_kernel(params, state, o, n); });
@@ -309,7 +262,7 @@ void CpuBackend::random(RandomOp op, const RandomParams& params, PhiloxState sta
     case RandomOp::count:
       break;
   }
-  fail("random: invalid op {}", int(op));
+  fail_internal("random: invalid op {}", int(op));
 }
 
 // Rows are independent (each draws from its own elements of the stream) and run in

@@ -10,20 +10,6 @@ namespace mnemo {
 
 namespace {
 
-// Ops that only make sense on floating inputs (integers would silently truncate).
-bool needs_floating(UnaryOp op) {
-  switch (op) {
-    case UnaryOp::neg:
-    case UnaryOp::abs:
-    case UnaryOp::relu:
-    case UnaryOp::sign:
-    case UnaryOp::logical_not:
-    case UnaryOp::affine:
-    case UnaryOp::clamp: return false;
-    default: return true;
-  }
-}
-
 // Operands of a binary op, broadcast to a common shape and cast to a common dtype.
 struct Broadcast {
   Tensor a, b;
@@ -68,7 +54,7 @@ namespace core {
 
 Tensor unary(UnaryOp op, const Tensor& x, UnaryParams params) {
   MNEMO_CHECK(x.defined(), "{}: undefined input", op_name(op));
-  MNEMO_CHECK(!needs_floating(op) || is_floating(x.dtype()),
+  MNEMO_CHECK(accepts_integers(op) || is_floating(x.dtype()),
               "{}: expected a floating tensor, got {} of shape {}", op_name(op), x.dtype(),
               shape_str(x.shape()));
   DType out_dtype = op == UnaryOp::logical_not ? DType::boolean : x.dtype();

@@ -1,11 +1,12 @@
-// Reductions, scans and top-k: argument checks, dim normalisation (negative dims, an empty
-// list meaning all dims) and output allocation, then one backend call.
+// Reductions (sum, amax, amin over dims): argument checks, dim normalisation (negative dims,
+// an empty list meaning all dims) and output allocation, then one backend call; and the
+// reductions composed from other ops (logsumexp, sum_to).
 //
 // Backends always write the keepdim shape (size 1 at each reduced dim), so a kernel indexes
-// input and output with the same rank; dropping the dims afterwards is a free view. Sums and
-// cumsums of integers and bools are computed in i64 (a sum of i32 cannot overflow 32 bits);
-// floating ones keep their dtype (the CPU kernels accumulate in f64). logsumexp is composed
-// from the other ops here, so every backend has it once it has max, sum, exp and log.
+// input and output with the same rank; dropping the dims afterwards is a free view. Sums of
+// integers and bools are computed in i64 (a sum of i32 cannot overflow 32 bits); floating ones
+// keep their dtype (the CPU kernels accumulate in f64). logsumexp is composed from the other
+// ops here, so every backend has it once it has max, sum, exp and log.
 #include "core/ops/reduce.h"
 
 #include <limits>
@@ -42,25 +43,7 @@ Tensor reduce_dims(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dim
   return keepdim ? out : core::view(out, reduced_shape(x.shape(), dims, false));
 }
 
-Tensor arg_reduce(ArgReduceOp op, const Tensor& x, int64_t dim, bool keepdim) {
-  std::string_view name = op_name(op);
-  MNEMO_CHECK(x.defined(), "{}: undefined input", name);
-  if (x.dim() == 0) return zeros({}, {DType::i64, x.device()});
-  int64_t d = normalize_dim(dim, x.dim(), name);
-  MNEMO_CHECK(x.shape()[d] > 0, "{}: dim {} of shape {} is empty", name, d, shape_str(x.shape()));
-  Tensor out = Tensor::empty(reduced_shape(x.shape(), {d}, true), DType::i64, x.device());
-  if (out.numel() > 0) backend_for(x.device()).arg_reduce(op, x, d, out);
-  return keepdim ? out : core::squeeze(out, d);
-}
-
 }  // namespace
-
-Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
-  return arg_reduce(ArgReduceOp::argmax, x, dim, keepdim);
-}
-Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) {
-  return arg_reduce(ArgReduceOp::argmin, x, dim, keepdim);
-}
 
 namespace core {
 
@@ -115,32 +98,6 @@ Tensor sum_to(const Tensor& grad, const Shape& shape) {
   }
   if (dims.empty()) return view(grad, shape);
   return reshape(sum(grad, dims, true), shape);
-}
-
-Tensor cumsum(const Tensor& x, int64_t dim, bool reverse) {
-  MNEMO_CHECK(x.defined(), "cumsum: undefined input");
-  if (x.dim() == 0) return clone(x);
-  int64_t d = normalize_dim(dim, x.dim(), "cumsum");
-  DType dtype = is_floating(x.dtype()) ? x.dtype() : DType::i64;
-  Tensor out = Tensor::empty(x.shape(), dtype, x.device());
-  if (out.numel() > 0) backend_for(x.device()).cumsum(to(x, dtype), d, reverse, out);
-  return out;
-}
-
-TopK topk(const Tensor& x, int64_t k, int64_t dim, bool largest) {
-  MNEMO_CHECK(x.defined(), "topk: undefined input");
-  MNEMO_CHECK(x.dim() > 0, "topk: expected a tensor with at least one dim");
-  int64_t d = normalize_dim(dim, x.dim(), "topk");
-  MNEMO_CHECK(k >= 0 && k <= x.shape()[d], "topk: k = {} out of range for dim {} of size {}", k, d,
-              x.shape()[d]);
-  Shape shape = x.shape();
-  shape[d] = k;
-  TopK out{Tensor::empty(shape, x.dtype(), x.device()),
-           Tensor::empty(shape, DType::i64, x.device())};
-  if (out.values.numel() > 0) {
-    backend_for(x.device()).topk(x, k, d, largest, out.values, out.indices);
-  }
-  return out;
 }
 
 }  // namespace core

@@ -1,4 +1,4 @@
-// The CPU caching allocator (core/cpu/memory.cpp, counters in core/cpu/allocator_stats.h):
+// The CPU caching allocator (core/cpu/allocator.cpp, counters in core/cpu/allocator_stats.h):
 // size classes, reuse of freed blocks, stats that add up, the cache limit, empty_cache,
 // alignment, and threads hammering allocate/free. Works under AddressSanitizer (cached
 // blocks are poisoned there, and every block is written only while it is handed out).

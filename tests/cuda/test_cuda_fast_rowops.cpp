@@ -1,4 +1,4 @@
-// The fast bandwidth-bound kernels (cuda/scan_fast.cu, cuda/rms_norm_fast.cu,
+// The fast bandwidth-bound kernels (cuda/scan_fast.cu, cuda/norm_fast.cu,
 // cuda/cross_entropy_fast.cu), each run under KernelChoiceGuard(fast) and compared with the
 // CPU backend and with its reference kernel (KernelChoiceGuard(reference)): a fast kernel may
 // differ from its reference by a relative error below 1e-4 in f32 and 2e-2 in bf16

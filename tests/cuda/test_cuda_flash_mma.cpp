@@ -1,4 +1,4 @@
-// The mma.sync flash attention kernels (cuda/flash_mma_*.cu, opt-in through cuda/flash_mma.h)
+// The mma.sync flash attention kernels (cuda/flash_mma_*.cu, opt-in: KernelChoice::fast_mma)
 // against the CPU backend and against the wmma flash kernels (cuda/flash_attention_*.cu):
 // bf16 and f16, head dims 32/64/128, causal and not, grouped-query heads, Tq != Tk, lengths
 // that are not multiples of the tiles (128 query rows, 64/128 keys forward; 64/32 query rows
@@ -16,7 +16,6 @@
 namespace mnemo {
 namespace {
 
-using cuda::FlashMmaGuard;
 using cuda::KernelChoice;
 using cuda::KernelChoiceGuard;
 using namespace cuda_test;  // tests/cuda/compare.h, tests/cuda/flash_check.h
@@ -55,8 +54,7 @@ FlashInputs inputs(const FlashCase& c, DType dtype, uint64_t seed) {
 // exactly when asked for.
 FlashResults run_gpu(const FlashInputs& in, bool causal, bool mma,
                      const core::AttentionOutput* fwd_from) {
-  KernelChoiceGuard choice(KernelChoice::fast);
-  FlashMmaGuard guard(mma);
+  KernelChoiceGuard choice(mma ? KernelChoice::fast_mma : KernelChoice::fast);
   const int64_t fwd_before = cuda::flash_mma_forward_calls();
   const int64_t bwd_before = cuda::flash_mma_backward_calls();
   FlashResults r = run_attention(in, causal, true, fwd_from);
@@ -120,8 +118,7 @@ TEST_CASE("cuda: flash mma switch leaves f32 and unsupported head dims to the ot
     CAPTURE(D);
     const FlashInputs in = inputs(c, dtype, seed);
     const FlashResults cpu = run_attention(in, c.causal, false, nullptr);
-    KernelChoiceGuard choice(KernelChoice::fast);
-    FlashMmaGuard guard(true);
+    KernelChoiceGuard choice(KernelChoice::fast_mma);
     const int64_t fwd_before = cuda::flash_mma_forward_calls();
     const int64_t bwd_before = cuda::flash_mma_backward_calls();
     const FlashResults got = run_attention(in, c.causal, true, &cpu.fwd);

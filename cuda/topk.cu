@@ -1,5 +1,5 @@
 // topk on the GPU: the k largest (or smallest) entries of each line along dim, sorted, with
-// their i64 indices. Reference: core/cpu/reduce.cpp (topk); contract: core/backend.h.
+// their i64 indices. Reference: core/cpu/topk.cpp; contract: core/backend_ops.def.
 //
 // The CPU's order: NaN counts as larger than every number (first when largest, last when
 // smallest), then by value, then ties by the lower index; -0 and +0 are equal. Here:
@@ -12,6 +12,9 @@
 //      are re-read from x at the sorted index, so they are exactly x's values.
 // The whole line is sorted (O(length log length) per line, 32 bytes of scratch per element);
 // a selection for small k is a later optimisation.
+//
+// Measured: not measured. These kernels have run on an H100 (the CUDA tests check their
+// results against the CPU backend, not their speed).
 #include <cub/device/device_segmented_sort.cuh>
 
 #include <cstdint>
@@ -132,12 +135,10 @@ void topk(const Tensor& x, int64_t k, int64_t dim, bool largest, const Tensor& v
           const Tensor& indices) {
   if (values.numel() == 0) return;
   visit_dtype(x.dtype(), "topk", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    if (largest) {
-      topk_typed<true, T>(x, k, dim, values, indices);
-    } else {
-      topk_typed<false, T>(x, k, dim, values, indices);
-    }
+    visit_bool(largest, [&](auto largest_tag) {
+      topk_typed<decltype(largest_tag)::value, typename decltype(tag)::type>(x, k, dim, values,
+                                                                             indices);
+    });
   });
 }
 

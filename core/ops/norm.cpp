@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "core/backend.h"
+#include "core/ops/checks.h"
 #include "core/ops/factory.h"
 #include "core/ops/nn.h"
 #include "core/ops/view.h"
@@ -19,9 +20,7 @@ namespace mnemo::core {
 namespace {
 
 void check_input(std::string_view op, const Tensor& x) {
-  MNEMO_CHECK(x.defined(), "{}: undefined input", op);
-  MNEMO_CHECK(is_floating(x.dtype()), "{}: expected a floating input, got {} of shape {}", op,
-              x.dtype(), shape_str(x.shape()));
+  check_floating(op, "input", x);
   MNEMO_CHECK(x.dim() >= 1 && x.size(-1) > 0,
               "{}: input of shape {} has no last dim to normalise over", op, shape_str(x.shape()));
 }

@@ -1,5 +1,5 @@
 // cumsum on the GPU: out[..., t, ...] = sum over s <= t (s >= t if reverse) of x[..., s, ...]
-// along dim. Reference: core/cpu/reduce.cpp (cumsum); contract: core/backend.h.
+// along dim. Reference: core/cpu/cumsum.cpp; contract: core/backend_ops.def.
 //
 // Work is split into lines along dim (cuda/reduce_lines.cuh); x and out may be strided.
 // Accumulation is in f64 for floating dtypes and i64 for integers, like the CPU.
@@ -11,6 +11,9 @@
 //     tile cub::BlockScan forms the inclusive prefix sums of the 256 values (a fixed tree),
 //     and a carry (the sum of the tiles before) is added. Every thread holds the same carry,
 //     so the result is deterministic.
+//
+// Measured: not measured. These kernels have run on an H100 (the CUDA tests check their
+// results against the CPU backend, not their speed).
 #include <cub/block/block_scan.cuh>
 
 #include <cstdint>

@@ -1,6 +1,5 @@
-// Elementwise memory kernels of the CUDA backend: copy_on_device (dtype conversion + any
-// strides), fill, arange and where. unary and binary live in elementwise_unary.cu and
-// elementwise_binary.cu.
+// The memory kernels of the CUDA backend: copy_on_device (dtype conversion + any strides;
+// the device side of copy, whose host transfers are in cuda/copy.cpp), fill and arange.
 //
 // Every kernel is a grid-stride loop with one thread per output element (for_each_offset in
 // cuda/kernel_common.cuh): the linear index i walks the output's shape in row-major order,
@@ -12,7 +11,9 @@
 //                   Same dtype and both contiguous: one cudaMemcpyAsync on the stream.
 //   fill            dst any strides; the value is converted once on the host.
 //   arange          out (n,) contiguous: out[i] = start + i * step, one f64 fused multiply-add.
-//   where           cond (bool), a, b: broadcast views of out's shape; out[i] = cond ? a : b.
+//
+// Measured: not measured. These kernels have run on an H100 (the CUDA tests check their
+// results against the CPU backend, not their speed).
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -44,24 +45,11 @@ void fill_typed(const Tensor& dst, double value) {
                      [=] __device__(const int64_t(&off)[1]) { d[off[0]] = v; });
 }
 
-template <typename T>
-void where_typed(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) {
-  // bool is one byte holding 0 or 1; read as bytes and test != 0 like the CPU.
-  const uint8_t* c = static_cast<const uint8_t*>(cond.data_ptr());
-  const T* as = data<T>(a);
-  const T* bs = data<T>(b);
-  T* o = data<T>(out);
-  for_each_offset<4>(out.device(), out.shape(), {&cond, &a, &b, &out},
-                     [=] __device__(const int64_t(&off)[4]) {
-                       o[off[3]] = c[off[0]] != 0 ? as[off[1]] : bs[off[2]];
-                     });
-}
-
 }  // namespace
 
 void copy_on_device(const Tensor& src, const Tensor& dst) {
-  MNEMO_CHECK(src.shape() == dst.shape(), "copy_on_device: shapes {} and {} differ",
-              shape_str(src.shape()), shape_str(dst.shape()));
+  MNEMO_ASSERT(src.shape() == dst.shape(), "copy_on_device: shapes {} and {} differ",
+               shape_str(src.shape()), shape_str(dst.shape()));
   if (dst.numel() == 0) return;
   if (src.dtype() == dst.dtype() && src.is_contiguous() && dst.is_contiguous()) {
     MNEMO_CUDA_CHECK(cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(),
@@ -97,7 +85,7 @@ __global__ void arange_kernel(T* out, int64_t n, double start, double step) {
 }  // namespace
 
 void arange(const Tensor& out, double start, double step) {
-  MNEMO_CHECK(out.dim() == 1 && out.is_contiguous(), "arange: expected a contiguous (n,) output");
+  MNEMO_ASSERT(out.dim() == 1 && out.is_contiguous(), "arange: expected a contiguous (n,) output");
   const int64_t n = out.numel();
   if (n == 0) return;
   cuda::visit_dtype(out.dtype(), "arange", [&](auto tag) {
@@ -106,17 +94,6 @@ void arange(const Tensor& out, double start, double step) {
         data<T>(out), n, start, step);
     MNEMO_CUDA_CHECK_LAUNCH("arange_kernel");
   });
-}
-
-void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) {
-  MNEMO_CHECK(cond.dtype() == DType::boolean, "where: condition must be bool, got {}",
-              dtype_name(cond.dtype()));
-  MNEMO_CHECK(a.dtype() == out.dtype() && b.dtype() == out.dtype(),
-              "where: a ({}) and b ({}) must have the output's dtype {}", dtype_name(a.dtype()),
-              dtype_name(b.dtype()), dtype_name(out.dtype()));
-  if (out.numel() == 0) return;
-  cuda::visit_dtype(out.dtype(), "where",
-                    [&](auto tag) { where_typed<typename decltype(tag)::type>(cond, a, b, out); });
 }
 
 }  // namespace mnemo::cuda
