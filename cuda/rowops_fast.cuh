@@ -1,4 +1,4 @@
-// The fast kernels of the bandwidth-bound ops (issue 4): the chunked scan (cuda/scan_fast.cu),
+// The fast kernels of the bandwidth-bound ops: the chunked scan (cuda/scan_fast.cu),
 // vectorised RMSNorm (cuda/norm_fast.cu) and the one-pass fused cross-entropy
 // (cuda/cross_entropy_fast.cu). Their reference kernels ("kernel1") stay in scan.cu, norm.cu
 // and cross_entropy.cu, whose entry points call these unless cuda::kernel_choice() is

@@ -40,7 +40,7 @@ std::string version_string(int encoded) {
   return fmt::format("{}.{}", encoded / 1000, (encoded % 1000) / 10);
 }
 
-// Strips the build machine's folders from __FILE__: "/src/mnemo/cuda/x.cpp" -> "cuda/x.cpp".
+// Strips the build machine's folders from __FILE__: "/src/mnemo/cuda/copy.cpp" -> "cuda/copy.cpp".
 std::string_view short_path(std::string_view file) {
   size_t at = file.rfind("/cuda/");
   return at == std::string_view::npos ? file : file.substr(at + 1);

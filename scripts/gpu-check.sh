@@ -147,13 +147,13 @@ if $build_ok; then
   echo "peer:  $bench_peer"
 fi
 
-# ---- kernel benchmarks: bench/kernels and its PyTorch peer on the same cases, merged
+# ---- kernel benchmarks: bench/kernels.cpp and its PyTorch peer on the same cases, merged
 # into results.json's `kernels` object. Each run stops starting cases after --max-seconds and
 # is killed by timeout after more; what it printed until then still counts. ----
 echo "{}" > "$logs/kernels.json"
 if $build_ok; then
   stage "kernel benchmarks"
-  timeout 150 $build/bench/kernels --max-seconds 100 > "$logs/kernels.jsonl" 2> "$logs/kernels.log"
+  timeout 150 $build/bench/kernels.cpp --max-seconds 100 > "$logs/kernels.jsonl" 2> "$logs/kernels.log"
   peer_lines=""
   if [[ $quick == 0 ]]; then
     timeout 120 python3 bench/peer/kernels_torch.py --max-seconds 75 \

@@ -211,7 +211,7 @@ def main():
 
         reps = 3 if slow else min(30, max(5, int(250 / max(timed(1)[0], 1e-3))))
         ms = timed(reps)
-        return ms[reps // 2], reps  # the upper median for even counts, as bench/kernels does
+        return ms[reps // 2], reps  # the upper median for even counts, as bench/kernels.cpp does
 
     def run(name, case, measure, report):
         """One case: skipped when filtered or past the time budget; a throw is an error line."""

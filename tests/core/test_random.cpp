@@ -105,7 +105,7 @@ void check_thread_independent(Make make) {
 }  // namespace
 
 TEST_CASE("philox4x32-10 matches the Random123 known-answer vectors") {
-  // Random123 tests/kat_vectors, the three "philox4x32 10" lines: counter, key -> output.
+  // Random123's kat_vectors file, the three "philox4x32 10" lines: counter, key -> output.
   struct Kat {
     std::array<uint32_t, 4> counter;
     std::array<uint32_t, 2> key;

@@ -2,7 +2,7 @@
 //
 //   test_cuda                 with a GPU: every test case except the "without gpu" suite.
 //                             without one: prints one line saying why, exits kSkipped, which
-//                             ctest reports as skipped (SKIP_RETURN_CODE in tests/CMakeLists).
+//                             ctest reports as skipped (SKIP_RETURN_CODE in tests/CMakeLists.txt).
 //   test_cuda --without-gpu   the "without gpu" suite: what a CUDA build does on a machine
 //                             with no GPU (clear errors, no crash). Skipped when a GPU is
 //                             visible. This is the part CI (no GPU) exercises.
