@@ -182,15 +182,12 @@ double MemformerLM::forward_backward_mrbp(const std::vector<Tensor>& ids,
                                           const std::vector<Tensor>& targets,
                                           const MemoryState& initial, MemoryState* final_state,
                                           double grad_scale) {
-  MNEMO_CHECK(!ids.empty() && ids.size() == targets.size(),
-              "forward_backward: {} id segments and {} target segments", ids.size(),
-              targets.size());
+  const int64_t count = scored_targets(ids, targets);
   const size_t S = ids.size();
   const Tensor& slots_0 = initial.at("slots");
 
   // 1. Forward without a graph, keeping each segment's input slots m_s (B, K, C).
   std::vector<Tensor> inputs(S);
-  int64_t count = 0;
   MemoryState state;
   {
     NoGradGuard no_grad;
@@ -199,11 +196,9 @@ double MemformerLM::forward_backward_mrbp(const std::vector<Tensor>& ids,
       inputs[s] = m;
       state.set("slots", m);
       m = forward_segment(ids[s], state).state.at("slots");
-      count += int64_t(sum(ne(targets[s], -100.0)).item());
     }
     state.set("slots", m);
   }
-  MNEMO_CHECK(count > 0, "forward_backward: every target is ignored (-100)");
 
   // 2. Backwards over the segments: recompute s from m_s, back-propagate its loss share plus
   //    the slots' gradient dL/dm_{s+1} from segment s+1, collect dL/dm_s for segment s-1.

@@ -287,12 +287,7 @@ double MemorizingLM::forward_backward(const std::vector<Tensor>& ids,
                                       const std::vector<Tensor>& targets,
                                       const MemoryState& initial, MemoryState* final_state,
                                       double grad_scale) {
-  MNEMO_CHECK(!ids.empty() && ids.size() == targets.size(),
-              "forward_backward: {} id segments and {} target segments", ids.size(),
-              targets.size());
-  int64_t count = 0;
-  for (const Tensor& t : targets) count += int64_t(sum(ne(t, -100.0)).item());
-  MNEMO_CHECK(count > 0, "forward_backward: every target is ignored (-100)");
+  const int64_t count = scored_targets(ids, targets);
   MemoryState state = initial.detached();
   double total = 0;
   for (size_t s = 0; s < ids.size(); ++s) {

@@ -80,23 +80,28 @@ SegmentLoss segment_loss(const Tensor& logits, const Tensor& targets) {
   return loss;
 }
 
-double SegmentLM::forward_backward(const std::vector<Tensor>& ids,
-                                   const std::vector<Tensor>& targets, const MemoryState& initial,
-                                   MemoryState* final_state, double grad_scale) {
+int64_t scored_targets(const std::vector<Tensor>& ids, const std::vector<Tensor>& targets) {
   MNEMO_CHECK(!ids.empty() && ids.size() == targets.size(),
               "forward_backward: {} id segments and {} target segments", ids.size(),
               targets.size());
+  int64_t count = 0;
+  for (const Tensor& t : targets) count += int64_t(sum(ne(t, -100.0)).item());
+  MNEMO_CHECK(count > 0, "forward_backward: every target is ignored (-100)");
+  return count;
+}
+
+double SegmentLM::forward_backward(const std::vector<Tensor>& ids,
+                                   const std::vector<Tensor>& targets, const MemoryState& initial,
+                                   MemoryState* final_state, double grad_scale) {
+  const int64_t count = scored_targets(ids, targets);
   MemoryState state = initial;
   Tensor total;
-  int64_t count = 0;
   for (size_t s = 0; s < ids.size(); ++s) {
     SegmentOutput out = forward_segment(ids[s], state);
     SegmentLoss loss = segment_loss(out.logits, targets[s]);
     total = total.defined() ? add(total, loss.sum) : loss.sum;
-    count += loss.count;
     state = std::move(out.state);
   }
-  MNEMO_CHECK(count > 0, "forward_backward: every target is ignored (-100)");
   const Tensor mean = mul(total, 1.0 / double(count));
   backward(mean, full({}, grad_scale, options_of(mean)));
   if (final_state != nullptr) *final_state = state.detached();

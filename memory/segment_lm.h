@@ -92,4 +92,9 @@ struct SegmentLoss {
 };
 SegmentLoss segment_loss(const Tensor& logits, const Tensor& targets);
 
+// The checks every forward_backward starts with: ids and targets are the same, non-zero
+// number of segments, and at least one target is scored. Returns the number of scored
+// targets (not -100) of the whole stream: the mean loss's denominator.
+int64_t scored_targets(const std::vector<Tensor>& ids, const std::vector<Tensor>& targets);
+
 }  // namespace mnemo::memory

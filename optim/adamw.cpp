@@ -8,14 +8,27 @@
 
 namespace mnemo::optim {
 
-AdamW::AdamW(std::vector<ParamGroup> groups, double lr, double beta1, double beta2, double eps)
-    : Optimizer("AdamW", std::move(groups), lr, {"exp_avg", "exp_avg_sq"}),
+AdamW::AdamW(std::string_view kind, std::vector<ParamGroup> groups, double lr, double beta1,
+             double beta2, double eps)
+    : Optimizer(kind, std::move(groups), lr, {"exp_avg", "exp_avg_sq"}),
       beta1_(beta1),
       beta2_(beta2),
       eps_(eps) {
-  MNEMO_CHECK(beta1 >= 0 && beta1 < 1, "AdamW: beta1 must be in [0, 1), got {}", beta1);
-  MNEMO_CHECK(beta2 >= 0 && beta2 < 1, "AdamW: beta2 must be in [0, 1), got {}", beta2);
-  MNEMO_CHECK(std::isfinite(eps) && eps >= 0, "AdamW: eps must be finite and >= 0, got {}", eps);
+  MNEMO_CHECK(beta1 >= 0 && beta1 < 1, "{}: beta1 must be in [0, 1), got {}", kind, beta1);
+  MNEMO_CHECK(beta2 >= 0 && beta2 < 1, "{}: beta2 must be in [0, 1), got {}", kind, beta2);
+  MNEMO_CHECK(std::isfinite(eps) && eps >= 0, "{}: eps must be finite and >= 0, got {}", kind, eps);
+}
+
+AdamWParams AdamW::next_step_params(double grad_scale) const {
+  MNEMO_CHECK(std::isfinite(grad_scale), "{}: grad_scale must be finite, got {}", kind(),
+              grad_scale);
+  AdamWParams hyper;
+  hyper.beta1 = beta1_;
+  hyper.beta2 = beta2_;
+  hyper.eps = eps_;
+  hyper.step = steps_taken() + 1;
+  hyper.grad_scale = grad_scale;
+  return hyper;
 }
 
 DType AdamW::state_dtype(DType param_dtype) const {
@@ -23,13 +36,7 @@ DType AdamW::state_dtype(DType param_dtype) const {
 }
 
 void AdamW::step(double grad_scale) {
-  MNEMO_CHECK(std::isfinite(grad_scale), "AdamW: grad_scale must be finite, got {}", grad_scale);
-  AdamWParams hyper;
-  hyper.beta1 = beta1_;
-  hyper.beta2 = beta2_;
-  hyper.eps = eps_;
-  hyper.step = steps_taken() + 1;
-  hyper.grad_scale = grad_scale;
+  AdamWParams hyper = next_step_params(grad_scale);
   for (ParamState& p : params()) {
     Tensor grad = gradient_of(p);
     if (!grad.defined()) continue;

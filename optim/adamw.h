@@ -16,6 +16,7 @@
 // be passed here instead of scaling every .grad in place.
 #pragma once
 
+#include "core/backend.h"
 #include "optim/optimizer.h"
 
 namespace mnemo::optim {
@@ -23,7 +24,8 @@ namespace mnemo::optim {
 class AdamW : public Optimizer {
  public:
   AdamW(std::vector<ParamGroup> groups, double lr, double beta1 = 0.9, double beta2 = 0.95,
-        double eps = 1e-8);
+        double eps = 1e-8)
+      : AdamW("AdamW", std::move(groups), lr, beta1, beta2, eps) {}
 
   using Optimizer::step;
   void step(double grad_scale) override;
@@ -33,7 +35,14 @@ class AdamW : public Optimizer {
   double eps() const { return eps_; }
 
  protected:
+  // For a variant (train/lib/zero_adamw.h: the state sharded across ranks): its name in
+  // messages, the same checks of the hyper-parameters.
+  AdamW(std::string_view kind, std::vector<ParamGroup> groups, double lr, double beta1,
+        double beta2, double eps);
   DType state_dtype(DType param_dtype) const override;
+  // The kernel's hyper-parameters of the next step (its count, betas, eps, grad_scale); lr
+  // and weight decay are the group's, set per parameter.
+  AdamWParams next_step_params(double grad_scale) const;
 
  private:
   double beta1_, beta2_, eps_;

@@ -13,8 +13,6 @@ namespace mnemo::train {
 
 namespace {
 
-const char* const kSlots[2] = {"exp_avg", "exp_avg_sq"};
-
 // The parameter as a flat (numel,) view of its own storage (no copy).
 Tensor flat_view(const Tensor& t) {
   return core::view(t, {t.numel()});
@@ -24,16 +22,7 @@ Tensor flat_view(const Tensor& t) {
 
 ZeroAdamW::ZeroAdamW(dist::Communicator& comm, std::vector<optim::ParamGroup> groups, double lr,
                      double beta1, double beta2, double eps, dist::ReduceOp op)
-    : Optimizer("ZeroAdamW", std::move(groups), lr, {kSlots[0], kSlots[1]}),
-      comm_(comm),
-      op_(op),
-      beta1_(beta1),
-      beta2_(beta2),
-      eps_(eps) {
-  MNEMO_CHECK(beta1 >= 0 && beta1 < 1, "ZeroAdamW: beta1 must be in [0, 1), got {}", beta1);
-  MNEMO_CHECK(beta2 >= 0 && beta2 < 1, "ZeroAdamW: beta2 must be in [0, 1), got {}", beta2);
-  MNEMO_CHECK(std::isfinite(eps) && eps >= 0, "ZeroAdamW: eps must be finite and >= 0, got {}",
-              eps);
+    : AdamW("ZeroAdamW", std::move(groups), lr, beta1, beta2, eps), comm_(comm), op_(op) {
   // The base class has checked names, groups and duplicates; the flat layout needs more.
   for (const ParamState& p : params()) {
     MNEMO_CHECK(p.param.dtype() == DType::f32,
@@ -106,14 +95,7 @@ double ZeroAdamW::grad_norm() {
 }
 
 void ZeroAdamW::step(double grad_scale) {
-  MNEMO_CHECK(std::isfinite(grad_scale), "ZeroAdamW: grad_scale must be finite, got {}",
-              grad_scale);
-  AdamWParams hyper;
-  hyper.beta1 = beta1_;
-  hyper.beta2 = beta2_;
-  hyper.eps = eps_;
-  hyper.step = steps_taken() + 1;
-  hyper.grad_scale = grad_scale;
+  AdamWParams hyper = next_step_params(grad_scale);
   const int64_t lo = shard_begin();
   // Update the pieces of the parameters inside the shard, in place.
   for_each_piece([&](size_t i, int64_t begin, int64_t length) {
@@ -148,7 +130,8 @@ optim::NamedTensors ZeroAdamW::state_tensors() const {
     const ParamState& p = params()[i];
     for (int s = 0; s < 2; ++s) {
       Tensor piece = core::narrow(full[s], 0, offsets_[i], p.param.numel());
-      out.emplace_back(p.name + "." + kSlots[s], core::view(core::clone(piece), p.param.shape()));
+      out.emplace_back(p.name + "." + slot_names()[size_t(s)],
+                       core::view(core::clone(piece), p.param.shape()));
     }
   }
   return out;

@@ -32,7 +32,8 @@
 // a parameter without a gradient is updated as if its gradient were zero (decay and moments
 // still move: a shard cannot skip part of a collective), and the moments exist from the start.
 //
-// It is an optim::Optimizer, so a trainer holds it like AdamW: grad_norm() is where the
+// It is an optim::AdamW (the same hyper-parameters and their checks) and so an
+// optim::Optimizer, which a trainer holds like AdamW: grad_norm() is where the
 // gradients are reduce-scattered (collective: every rank calls it once per step, after
 // backward), step(grad_scale) updates the shard and all-gathers the parameters, and
 // state_tensors() gathers the full moments (collective). reduces_gradients() is true, so the
@@ -47,12 +48,12 @@
 #include <vector>
 
 #include "core/tensor.h"
-#include "optim/optimizer.h"
+#include "optim/adamw.h"
 #include "train/distributed/communicator.h"
 
 namespace mnemo::train {
 
-class ZeroAdamW final : public optim::Optimizer {
+class ZeroAdamW final : public optim::AdamW {
  public:
   // Parameters: f32, contiguous, on the CPU, unique names (empty names -> "group<g>.<i>", as in
   // optim::Optimizer). The communicator must outlive this object. op: how gradients combine
@@ -71,7 +72,7 @@ class ZeroAdamW final : public optim::Optimizer {
   // Collective. One AdamW update of this rank's shard at lr() (times each group's lr_scale),
   // the gradient multiplied by grad_scale first; then every rank's parameters are complete
   // again. steps_taken() grows by one.
-  using Optimizer::step;
+  using AdamW::step;
   void step(double grad_scale) override;
 
   // Collective: every rank gets the full state, named and shaped as optim::AdamW's.
@@ -93,7 +94,6 @@ class ZeroAdamW final : public optim::Optimizer {
 
   dist::Communicator& comm_;
   dist::ReduceOp op_;
-  double beta1_, beta2_, eps_;
   std::vector<int64_t> offsets_;  // params()[i]'s first element in the flat vector
   int64_t numel_ = 0, shard_numel_ = 0;
   Tensor flat_;          // (W*S,) f32: gradients in, gathered parameters out
