@@ -16,8 +16,8 @@
 //                in the last two segments (>= 2 segments = 2T tokens later, so beyond both the
 //                window and an XL cache of the previous segment). Each segment also holds
 //                in-segment items "k v ... Q k v" (an induction curriculum: without them the
-//                read/write projections of a detached memory never learn to address it, see
-//                shared/notes/memory-tasks.md). Keys never repeat within a stream.
+//                read/write projections of a detached memory never learn to address it:
+//                docs/memory-results.md). Keys never repeat within a stream.
 //                Metric exact_match: the fraction of far queries whose value (one token) is
 //                the model's argmax. Chance 1/values.
 //   copy-far     a random string of L symbols at offset 0 of segment 0, reproduced with

@@ -10,7 +10,7 @@
 //   the output projection is the embedding matrix itself, one parameter).
 // The RoPE tables are non-persistent buffers of model.rotary_emb (not in state_dict).
 //
-// The hooks later users need (DESIGN.md): token ids or input embeddings, optional position
+// The hooks later users need (docs/design.md): token ids or input embeddings, optional position
 // ids, an additive attention bias, a KV cache, and every layer's hidden states.
 #pragma once
 

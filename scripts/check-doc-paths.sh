@@ -67,7 +67,8 @@ while IFS= read -r file; do
       echo "$file:$lineno: cites an issue number (${BASH_REMATCH[0]}): say what the thing is"
       problems=$((problems + 1))
     fi
-    if [[ "$line" == *'../shared/'* || "$line" == *'/work/'* ]]; then
+    if [[ "$line" == *'shared/notes'* || "$line" == *'../shared/'* || "$line" == *'/work/'* ||
+          "$line" =~ (^|[^/a-z])(DESIGN|STYLE|GPU)\.md ]]; then
       echo "$file:$lineno: names a path outside the repository"
       problems=$((problems + 1))
     fi
