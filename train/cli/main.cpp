@@ -10,6 +10,7 @@
 //   mnemo tokenizer train         train a byte-level BPE tokenizer
 //   mnemo bench train             the training step's speed, as JSON (train/lib/bench_train.h)
 //   mnemo demo-mlp [options]      train a small MLP on a generated spiral (train/lib/demo_mlp.h)
+//   mnemo rl                      GRPO or PPO on a verifiable task (train/lib/rl_step.h)
 //   mnemo memory-bench TASK       a memory mechanism vs the no-memory baseline, as JSON
 //                                 (train/lib/memory_bench.h)
 //
@@ -45,6 +46,7 @@
 #include "train/lib/commands.h"
 #include "train/lib/demo_mlp.h"
 #include "train/lib/memory_bench.h"
+#include "train/lib/rl_step.h"
 #include "train/lib/trainer.h"
 
 namespace {
@@ -152,6 +154,23 @@ int main(int argc, char** argv) {
                    "1: shard the optimizer state across data-parallel ranks (ZeRO stage 1)")
       ->check(CLI::Range(0, 1));
   add_threads_option(*train, threads);
+
+  // ---- rl ----
+  mnemo::train::TrainOptions rl_options;
+  std::string rl_init;
+  CLI::App* rl = app.add_subcommand(
+      "rl", "Reinforcement learning (GRPO or PPO) on a verifiable task (train/lib/rl_step.h)");
+  rl->add_option("--config", rl_options.config_file, "Run config with an rl section")
+      ->check(CLI::ExistingFile);
+  rl->add_option("--out", rl_options.out_dir, "Run directory")->required();
+  rl->add_option("--init", rl_init, "Checkpoint of the initial (and reference) policy");
+  rl->add_option("--steps", rl_options.steps, "Override train.steps")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 40));
+  rl->add_option("--set", rl_options.overrides, "key=value (rl.key, train.key, ...), repeatable")
+      ->allow_extra_args(false);
+  rl->add_flag("--resume", rl_options.resume, "Continue from OUT/latest");
+  rl->add_option("--device", rl_options.device, "auto, cpu, cuda or cuda:N");
+  add_threads_option(*rl, threads);
 
   // ---- eval ----
   mnemo::train::EvalOptions eval_options;
@@ -327,7 +346,7 @@ int main(int argc, char** argv) {
   }
   if (app.get_subcommands().empty()) {
     print_error(
-        "a subcommand is required: train, eval, sample, tokenize, tokenizer, bench, "
+        "a subcommand is required: train, rl, eval, sample, tokenize, tokenizer, bench, "
         "memory-bench, version or demo-mlp (see mnemo --help)");
     return kExitBadInput;
   }
@@ -336,7 +355,9 @@ int main(int argc, char** argv) {
     // A session MNEMO_PROFILE=1 started before main is restarted here, so that its trace
     // also goes into the command's run directory.
     if (profile || mnemo::profiler::enabled()) {
-      const std::string run_dir = *train ? train_options.out_dir : std::string();
+      const std::string run_dir = *train ? train_options.out_dir
+                                  : *rl  ? rl_options.out_dir
+                                         : std::string();
       mnemo::profiler::Options options = mnemo::profiler::options_from_env(run_dir);
       // Under mpirun every rank profiles itself: rank R > 0 writes NAME.rankR.json beside
       // rank 0's NAME.json instead of overwriting it.
@@ -358,6 +379,9 @@ int main(int argc, char** argv) {
       // The plain LM trainer, or the memory-augmented one for a config with a memory section.
       const auto summary = mnemo::train::run_train(train_options, std::cerr);
       (void)summary;
+    } else if (*rl) {
+      if (threads > 0) rl_options.overrides.push_back(fmt::format("train.threads={}", threads));
+      mnemo::train::run_rl(rl_options, rl_init, std::cerr);
     } else if (*eval) {
       mnemo::train::run_eval(eval_options, std::cout);
     } else if (*sample) {
