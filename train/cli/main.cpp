@@ -11,6 +11,8 @@
 //   mnemo bench train             the training step's speed, as JSON (train/lib/bench_train.h)
 //   mnemo demo-mlp [options]      train a small MLP on a generated spiral (train/lib/demo_mlp.h)
 //   mnemo rl                      GRPO or PPO on a verifiable task (train/lib/rl_step.h)
+//   mnemo rl-bench arith          warm start, RL and a supervised control, as JSON
+//                                 (train/lib/rl_bench.h)
 //   mnemo memory-bench TASK       a memory mechanism vs the no-memory baseline, as JSON
 //                                 (train/lib/memory_bench.h)
 //
@@ -46,6 +48,7 @@
 #include "train/lib/commands.h"
 #include "train/lib/demo_mlp.h"
 #include "train/lib/memory_bench.h"
+#include "train/lib/rl_bench.h"
 #include "train/lib/rl_step.h"
 #include "train/lib/trainer.h"
 
@@ -171,6 +174,26 @@ int main(int argc, char** argv) {
   rl->add_flag("--resume", rl_options.resume, "Continue from OUT/latest");
   rl->add_option("--device", rl_options.device, "auto, cpu, cuda or cuda:N");
   add_threads_option(*rl, threads);
+
+  // ---- rl-bench ----
+  mnemo::train::RlBenchOptions rb_options;
+  CLI::App* rl_bench = app.add_subcommand(
+      "rl-bench",
+      "A warm start, RL on it and a supervised control, as JSON (train/lib/rl_bench.h)");
+  rl_bench->add_option("task", rb_options.task, "arith")->required();
+  rl_bench->add_option("--algo", rb_options.algo, "grpo or ppo")->capture_default_str();
+  rl_bench->add_option("--seed", rb_options.seed, "Seed of the prompts, weights and rollouts")
+      ->capture_default_str();
+  rl_bench->add_option("--out", rb_options.out, "Directory for the runs (default: a temp dir)");
+  rl_bench->add_option("--set", rb_options.overrides, "key=value into the RL run's config")
+      ->allow_extra_args(false);
+  rl_bench->add_option("--warm-lr", rb_options.warm_lr, "The warm start's learning rate")
+      ->check(CLI::Range(1e-9, 1.0))
+      ->capture_default_str();
+  rl_bench->add_option("--warm-batch", rb_options.warm_batch, "The warm start's examples per step")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20))
+      ->capture_default_str();
+  add_threads_option(*rl_bench, threads);
 
   // ---- eval ----
   mnemo::train::EvalOptions eval_options;
@@ -346,7 +369,7 @@ int main(int argc, char** argv) {
   }
   if (app.get_subcommands().empty()) {
     print_error(
-        "a subcommand is required: train, rl, eval, sample, tokenize, tokenizer, bench, "
+        "a subcommand is required: train, rl, rl-bench, eval, sample, tokenize, tokenizer, bench, "
         "memory-bench, version or demo-mlp (see mnemo --help)");
     return kExitBadInput;
   }
@@ -382,6 +405,9 @@ int main(int argc, char** argv) {
     } else if (*rl) {
       if (threads > 0) rl_options.overrides.push_back(fmt::format("train.threads={}", threads));
       mnemo::train::run_rl(rl_options, rl_init, std::cerr);
+    } else if (*rl_bench) {
+      rb_options.threads = threads;
+      std::cout << mnemo::train::run_rl_bench(rb_options, std::cerr).dump() << std::endl;
     } else if (*eval) {
       mnemo::train::run_eval(eval_options, std::cout);
     } else if (*sample) {

@@ -1,0 +1,55 @@
+// `mnemo rl-bench arith --algo grpo|ppo [--seed S]`: does RL make a small model better at a
+// verifiable task, and by how much, on this machine, as one JSON line.
+//
+//   1. warm start  a small Llama (rl_bench_config: 3 layers, hidden 128) is trained with
+//                  supervised steps on the task's demonstrations (train/rl/supervised.h) until
+//                  its answers are sometimes right: checked every `check_every` steps, it stops
+//                  once pass@G (G sampled answers, one right) reaches warm_pass_at_g or greedy
+//                  exact match reaches warm_exact. RL needs pass@G > 0 (no right answer in a
+//                  group: no signal), and a warm start that is already good leaves it nothing.
+//   2. RL          `mnemo rl` (train/lib/rl_step.h) from that checkpoint, on the skeleton, into
+//                  OUT/rl (metrics.jsonl: the reward curve).
+//   3. control     the same warm start trained on as many supervised examples as RL sampled
+//                  answers, or for as long as RL ran if that comes first: on this task
+//                  demonstrations are free, and supervised learning wins (docs/rl.md).
+//
+// Output: {"task", "algo", "before", "after", "sft_control", "pass_at_g", "steps", "seconds",
+// ...}: greedy exact match on every held-out prompt before RL, after it and after the control;
+// pass@G of the warm start; RL's steps; the whole command's wall time. Extra keys: seed,
+// heldout (prompts scored), warmup_steps, warmup_seconds, rl_seconds, control_examples,
+// control_seconds, reward_first and reward_last (the mean reward of RL's first and last tenth
+// of steps), out (the directory).
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace mnemo::train {
+
+struct RlBenchOptions {
+  std::string task = "arith";
+  std::string algo = "grpo";           // grpo | ppo
+  uint64_t seed = 0;                   // the task's prompts, the weights, the rollouts
+  std::string out;                     // "" = a fresh directory under the system's temp dir
+  std::vector<std::string> overrides;  // key=value into the RL run's config (rl.*, train.*)
+  // The warm start.
+  int64_t warm_batch = 32;
+  double warm_lr = 3e-3;
+  int64_t check_every = 25;
+  int64_t warm_max_steps = 3000;
+  double warm_pass_at_g = 0.4;
+  double warm_exact = 0.15;
+  int threads = 0;  // 0 = the process's
+};
+
+// The RL run's config of the benchmark for an algorithm: the model, the optimizer and the rl
+// section (configs/arith-grpo.json and configs/arith-ppo.json hold the same).
+nlohmann::json rl_bench_config(const std::string& algo);
+
+// Runs the benchmark; progress goes to `log`. Bad options are mnemo::Error before any work.
+nlohmann::json run_rl_bench(const RlBenchOptions& options, std::ostream& log);
+
+}  // namespace mnemo::train
