@@ -53,7 +53,7 @@ json rl_bench_config(const std::string& algo) {
                 {"weight_decay", 0.0},
                 {"grad_clip", 1.0},
                 {"eval_interval", 50},
-                {"checkpoint_interval", 0},
+                {"checkpoint_interval", 100},
                 {"device", "cpu"}}},
               {"rl", rl}};
 }

@@ -41,7 +41,7 @@ std::vector<double> gather_rows(dist::Communicator& comm, const std::vector<doub
     std::copy_n(local.begin() + int64_t(i) * width, width, all.begin() + global_rows[i] * width);
   }
   if (comm.world_size() == 1) return all;
-  Tensor t = from_vector(all, {rows * width});
+  Tensor t = from_vector(all, {rows * width}, {DType::f64});
   comm.all_reduce(t, dist::ReduceOp::sum);
   return t.to_vector<double>();
 }
@@ -413,10 +413,10 @@ json RlStep::end_step(const RunContext& run) {
                            s.figures.value("kl_seq_local", 0.0)};
   double mismatch = s.mismatch;
   if (run.comm.world_size() > 1) {
-    Tensor t = from_vector(sums, {int64_t(sums.size())});
+    Tensor t = from_vector(sums, {int64_t(sums.size())}, {DType::f64});
     run.comm.all_reduce(t, dist::ReduceOp::sum);
     sums = t.to_vector<double>();
-    Tensor mine = from_vector(std::vector<double>{s.mismatch}, {1});
+    Tensor mine = from_vector(std::vector<double>{s.mismatch}, {1}, {DType::f64});
     Tensor all = zeros({run.comm.world_size()}, {.dtype = DType::f64});
     run.comm.all_gather(mine, all);
     for (double m : all.to_vector<double>()) mismatch = std::max(mismatch, m);
