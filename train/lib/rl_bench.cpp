@@ -163,12 +163,12 @@ json run_rl_bench(const RlBenchOptions& o, std::ostream& log) {
   const auto [reward_first, reward_last] =
       first_and_last_tenth(fs::path(train.out_dir) / "metrics.jsonl", "reward_mean");
 
-  // 3. The supervised control: the warm start, as many examples as RL sampled answers (or as
-  //    long as RL ran).
+  // 3. The supervised control: the warm start, trained on as many prompts as RL saw (each with
+  //    its demonstration instead of G samples), or for as long as RL ran if that ends first.
   const LoadedCheckpoint control = load_checkpoint(warm_dir.string());
   sft.first_index += uint64_t(warm_steps * o.warm_batch);
   rl::SupervisedTrainer more(*control.model, *task, sft);
-  const int64_t examples = rc.train.steps * r.prompts_per_step * r.group_size;
+  const int64_t examples = rc.train.steps * r.prompts_per_step;
   const auto control_start = Clock::now();
   while (more.examples_seen() < examples && seconds_since(control_start) < rl_seconds) more.step();
   const double control_seconds = seconds_since(control_start);

@@ -9,9 +9,10 @@
 //                  group: no signal), and a warm start that is already good leaves it nothing.
 //   2. RL          `mnemo rl` (train/lib/rl_step.h) from that checkpoint, on the skeleton, into
 //                  OUT/rl (metrics.jsonl: the reward curve).
-//   3. control     the same warm start trained on as many supervised examples as RL sampled
-//                  answers, or for as long as RL ran if that comes first: on this task
-//                  demonstrations are free, and supervised learning wins (docs/rl.md).
+//   3. control     the same warm start trained with supervised steps on as many prompts as
+//                  RL saw (each with its demonstration instead of G sampled answers), or for
+//                  as long as RL ran if that comes first: on this task demonstrations are
+//                  free, and supervised learning wins (docs/rl.md).
 //
 // Output: {"task", "algo", "before", "after", "sft_control", "pass_at_g", "steps", "seconds",
 // ...}: greedy exact match on every held-out prompt before RL, after it and after the control;

@@ -11,7 +11,9 @@
 #include "train/io/config.h"
 #include "train/io/files.h"
 #include "train/io/safetensors.h"
+#include "train/io/loss_svg.h"
 #include "train/lib/checkpoint.h"
+#include "train/lib/run_support.h"
 #include "train/rl/evaluate.h"
 
 namespace mnemo::train {
@@ -171,7 +173,15 @@ rl::EvalSettings RlStep::eval_settings() const {
   return s;
 }
 
-Validation RlStep::validate(const RunContext& /*run*/) {
+// Also redraws RUN/kl.svg, the KL to the reference (k3 per token) of every step so far, from
+// metrics.jsonl (loss.svg has the reward and val_exact_match).
+Validation RlStep::validate(const RunContext& run) {
+  const fs::path run_dir = run.data_dir.parent_path();
+  const History kl = read_history(run_dir / "metrics.jsonl", {"kl", "val_kl"});
+  if (!kl.train.empty()) {
+    io::write_loss_svg((run_dir / "kl.svg").string(), kl.train, {},
+                       title() + ": KL to the reference per token (k3)");
+  }
   const double exact = rl::greedy_exact_match(*llama_, *task_, eval_settings());
   Validation v;
   v.metrics = {{"val_exact_match", exact}};

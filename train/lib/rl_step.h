@@ -41,7 +41,7 @@
 //                forward|: the most common RL bug, expected ~1e-6), and for PPO value_loss,
 //                value_clipped, explained_variance and kl_coef.
 //   validation   greedy exact match on rl.eval_prompts held-out prompts (val_exact_match);
-//                loss.svg plots reward_mean per step and val_exact_match.
+//                loss.svg plots reward_mean per step and val_exact_match, kl.svg the KL.
 //
 // train.batch_size and train.seq_len are the text steps' keys; the skeleton still checks
 // batch_size against the ranks and grad_accum, so the RL configs set it to prompts_per_step.
