@@ -92,6 +92,19 @@ void add_demo_mlp_options(CLI::App& demo, mnemo::DemoMlpOptions& o, std::string&
   demo.add_option("--device", device, "cpu, cuda or cuda:N")->capture_default_str();
 }
 
+// What a run on the skeleton takes (`mnemo train`, `mnemo rl`): --config, --out, --steps,
+// --set, --resume and --device.
+void add_run_options(CLI::App& app, mnemo::train::TrainOptions& o, const std::string& config) {
+  app.add_option("--config", o.config_file, config)->check(CLI::ExistingFile);
+  app.add_option("--out", o.out_dir, "Run directory")->required();
+  app.add_option("--steps", o.steps, "Override train.steps")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 40));
+  app.add_option("--set", o.overrides, "key=value (section.key or a unique key), repeatable")
+      ->allow_extra_args(false);
+  app.add_flag("--resume", o.resume, "Continue from OUT/latest");
+  app.add_option("--device", o.device, "auto, cpu, cuda or cuda:N");
+}
+
 void add_threads_option(CLI::App& app, int& threads) {
   app.add_option("--threads", threads, "CPU threads (default: the config's, else all cores)")
       ->check(CLI::Range(1, 4096));
@@ -141,17 +154,7 @@ int main(int argc, char** argv) {
   mnemo::train::TrainOptions train_options;
   CLI::App* train = app.add_subcommand(
       "train", "Train a Llama-style language model on text (a config from configs/)");
-  train->add_option("--config", train_options.config_file, "Run config (JSON: model, train, data)")
-      ->check(CLI::ExistingFile);
-  train->add_option("--out", train_options.out_dir, "Run directory")->required();
-  train->add_option("--steps", train_options.steps, "Override train.steps")
-      ->check(CLI::Range(int64_t(1), int64_t(1) << 40));
-  train
-      ->add_option("--set", train_options.overrides,
-                   "key=value (section.key or a unique key), repeatable")
-      ->allow_extra_args(false);
-  train->add_flag("--resume", train_options.resume, "Continue from OUT/latest");
-  train->add_option("--device", train_options.device, "auto, cpu, cuda or cuda:N");
+  add_run_options(*train, train_options, "Run config (JSON: model, train, data)");
   train
       ->add_option("--zero", train_options.zero,
                    "1: shard the optimizer state across data-parallel ranks (ZeRO stage 1)")
@@ -163,16 +166,8 @@ int main(int argc, char** argv) {
   std::string rl_init;
   CLI::App* rl = app.add_subcommand(
       "rl", "Reinforcement learning (GRPO or PPO) on a verifiable task (train/lib/rl_step.h)");
-  rl->add_option("--config", rl_options.config_file, "Run config with an rl section")
-      ->check(CLI::ExistingFile);
-  rl->add_option("--out", rl_options.out_dir, "Run directory")->required();
+  add_run_options(*rl, rl_options, "Run config with an rl section (configs/arith-grpo.json)");
   rl->add_option("--init", rl_init, "Checkpoint of the initial (and reference) policy");
-  rl->add_option("--steps", rl_options.steps, "Override train.steps")
-      ->check(CLI::Range(int64_t(1), int64_t(1) << 40));
-  rl->add_option("--set", rl_options.overrides, "key=value (rl.key, train.key, ...), repeatable")
-      ->allow_extra_args(false);
-  rl->add_flag("--resume", rl_options.resume, "Continue from OUT/latest");
-  rl->add_option("--device", rl_options.device, "auto, cpu, cuda or cuda:N");
   add_threads_option(*rl, threads);
 
   // ---- rl-bench ----
