@@ -3,10 +3,11 @@
 //
 //   1. warm start  a small Llama (rl_bench_config: 3 layers, hidden 128) is trained with
 //                  supervised steps on the task's demonstrations (train/rl/supervised.h) until
-//                  its answers are sometimes right: checked every `check_every` steps, it stops
-//                  once pass@G (G sampled answers, one right) reaches warm_pass_at_g or greedy
-//                  exact match reaches warm_exact. RL needs pass@G > 0 (no right answer in a
-//                  group: no signal), and a warm start that is already good leaves it nothing.
+//                  its answers are sometimes right: every `check_every` steps its greedy exact
+//                  match on `probe_prompts` training prompts of their own is measured, and it
+//                  stops once that reaches warm_exact. pass@G (G sampled answers, one right) is
+//                  then well above zero: RL needs that (no right answer in a group: no
+//                  signal), and a warm start that is already good would leave it little.
 //   2. RL          `mnemo rl` (train/lib/rl_step.h) from that checkpoint, on the skeleton, into
 //                  OUT/rl (metrics.jsonl: the reward curve).
 //   3. control     the same warm start trained with supervised steps on as many prompts as
@@ -37,11 +38,11 @@ struct RlBenchOptions {
   std::string out;                     // "" = a fresh directory under the system's temp dir
   std::vector<std::string> overrides;  // key=value into the RL run's config (rl.*, train.*)
   // The warm start.
-  int64_t warm_batch = 32;
-  double warm_lr = 3e-3;
-  int64_t check_every = 25;
-  int64_t warm_max_steps = 3000;
-  double warm_pass_at_g = 0.4;
+  int64_t warm_batch = 128;
+  double warm_lr = 1e-3;
+  int64_t check_every = 10;
+  int64_t probe_prompts = 256;
+  int64_t warm_max_steps = 4000;
   double warm_exact = 0.15;
   int threads = 0;  // 0 = the process's
 };

@@ -14,7 +14,9 @@ namespace {
 // The share of prompts with at least one correct answer among `group_size` samples each.
 double share_solved(const nn::LlamaForCausalLM& model, const Task& task, const EvalSettings& s,
                     int64_t group_size, double temperature, uint64_t seed) {
-  const int64_t count = std::min(s.prompts, task.heldout_size());
+  const int64_t count = s.split == Split::heldout
+                            ? std::min(s.prompts, task.heldout_size() - int64_t(s.first))
+                            : s.prompts;
   MNEMO_CHECK(count >= 1 && s.batch >= 1, "rl evaluate: need prompts >= 1 and batch >= 1");
   RolloutOptions o;
   o.group_size = group_size;
@@ -29,7 +31,7 @@ double share_solved(const nn::LlamaForCausalLM& model, const Task& task, const E
     std::vector<std::vector<int32_t>> ids;
     std::vector<uint64_t> seeds;
     for (int64_t i = first; i < first + n; ++i) {
-      prompts.push_back(task.prompt(Split::heldout, uint64_t(i)));
+      prompts.push_back(task.prompt(s.split, s.first + uint64_t(i)));
       ids.push_back(prompts.back().ids);
       seeds.push_back(splitmix64_at(seed, uint64_t(i)));
     }

@@ -6,7 +6,8 @@
 //                 least one correct answer. RL can only reinforce what it samples, so this
 //                 says whether a warm start gives RL anything to work with (pass@G = 0: every
 //                 group has reward 0, zero variance, no gradient).
-// Prompts [0, count) of Split::heldout, `batch` prompts per generation batch.
+// Prompts [first, first + count) of a split (held-out by default), `batch` prompts per
+// generation batch; count is at most the held-out size there.
 #pragma once
 
 #include <cstdint>
@@ -18,7 +19,9 @@
 namespace mnemo::rl {
 
 struct EvalSettings {
-  int64_t prompts = 256;  // held-out prompts scored (at most the task's held-out size)
+  int64_t prompts = 256;  // prompts scored (held-out: at most the task's held-out size)
+  Split split = Split::heldout;
+  uint64_t first = 0;  // the first prompt's index
   int64_t max_new_tokens = 8;
   int64_t batch = 256;      // prompts per generation batch
   int64_t vocab_limit = 0;  // as RolloutOptions::vocab_limit
