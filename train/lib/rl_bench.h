@@ -18,7 +18,7 @@
 // Output: {"task", "algo", "before", "after", "sft_control", "pass_at_g", "steps", "seconds",
 // ...}: greedy exact match on every held-out prompt before RL, after it and after the control;
 // pass@G of the warm start; RL's steps; the whole command's wall time. Extra keys: seed,
-// heldout (prompts scored), warmup_steps, warmup_seconds, rl_seconds, control_examples,
+// heldout (prompts scored), warm_start_steps, warm_start_seconds, rl_seconds, control_examples,
 // control_seconds, reward_first and reward_last (the mean reward of RL's first and last tenth
 // of steps), out (the directory).
 #pragma once
@@ -38,8 +38,8 @@ struct RlBenchOptions {
   std::string out;                     // "" = a fresh directory under the system's temp dir
   std::vector<std::string> overrides;  // key=value into the RL run's config (rl.*, train.*)
   // The warm start.
-  int64_t warm_batch = 128;
-  double warm_lr = 1e-3;
+  int64_t warm_batch = 32;
+  double warm_lr = 3e-3;
   int64_t check_every = 10;
   int64_t probe_prompts = 256;
   int64_t warm_max_steps = 4000;

@@ -8,15 +8,17 @@
 #include "core/error.h"
 #include "optim/clip.h"
 #include "optim/param_groups.h"
+#include "optim/schedule.h"
 
 namespace mnemo::rl {
 
 SupervisedTrainer::SupervisedTrainer(nn::LlamaForCausalLM& model, const Task& task,
                                      const SupervisedOptions& o)
     : model_(model), task_(task), options_(o), next_index_(o.first_index) {
-  MNEMO_CHECK(o.batch >= 1 && o.lr > 0 && o.grad_clip >= 0,
-              "supervised: need batch >= 1, lr > 0 and grad_clip >= 0 (got {}, {}, {})", o.batch,
-              o.lr, o.grad_clip);
+  MNEMO_CHECK(o.batch >= 1 && o.lr > 0 && o.grad_clip >= 0 && o.warmup_steps >= 0,
+              "supervised: need batch >= 1, lr > 0, grad_clip >= 0 and warmup_steps >= 0 (got "
+              "{}, {}, {}, {})",
+              o.batch, o.lr, o.grad_clip, o.warmup_steps);
   optimizer_ = std::make_unique<optim::AdamW>(optim::decay_groups(model.named_parameters(), 0.0),
                                               o.lr, 0.9, 0.95, 1e-8);
 }
@@ -55,6 +57,12 @@ double SupervisedTrainer::step() {
                                   to(from_vector(targets, {B, T}), device), Reduction::mean);
   backward(loss);
   const double norm = optimizer_->grad_norm();
+  optim::LrSchedule schedule;
+  schedule.max_lr = schedule.min_lr = options_.lr;
+  schedule.warmup_steps = options_.warmup_steps;
+  schedule.total_steps = std::max(options_.warmup_steps, steps_ + 1);
+  schedule.decay = optim::LrSchedule::constant;
+  optimizer_->set_lr(schedule.at(steps_++));
   optimizer_->step(options_.grad_clip > 0 ? optim::clip_factor(norm, options_.grad_clip) : 1.0);
   optimizer_->zero_grad();
   examples_ += B;

@@ -23,10 +23,11 @@
 namespace mnemo::rl {
 
 struct SupervisedOptions {
-  int64_t batch = 32;        // examples per step
-  double lr = 1e-3;          // AdamW, constant
-  double grad_clip = 1.0;    // clip the global gradient norm (0 = no clipping)
-  uint64_t first_index = 0;  // the first training prompt's index (Task::prompt)
+  int64_t batch = 32;         // examples per step
+  double lr = 1e-3;           // AdamW, constant after the warmup
+  int64_t warmup_steps = 20;  // linear warmup: Adam's first steps move every weight by ~lr
+  double grad_clip = 1.0;     // clip the global gradient norm (0 = no clipping)
+  uint64_t first_index = 0;   // the first training prompt's index (Task::prompt)
 };
 
 class SupervisedTrainer {
@@ -44,6 +45,7 @@ class SupervisedTrainer {
   std::unique_ptr<optim::AdamW> optimizer_;
   uint64_t next_index_;
   int64_t examples_ = 0;
+  int64_t steps_ = 0;
 };
 
 }  // namespace mnemo::rl
