@@ -49,7 +49,7 @@ json rl_bench_config(const std::string& algo) {
                 {"lr", ppo ? 1e-4 : 3e-4},
                 {"min_lr", ppo ? 1e-4 : 3e-4},
                 {"warmup_steps", 20},
-                {"steps", 600},
+                {"steps", 2000},
                 {"weight_decay", 0.0},
                 {"grad_clip", 1.0},
                 {"eval_interval", 50},
@@ -162,13 +162,28 @@ json run_rl_bench(const RlBenchOptions& o, std::ostream& log) {
   fs::create_directories(warm_dir);
   write_llama_files(warm_dir, model, tokenizer);
 
-  // 2. RL from the warm start.
+  // 2. RL from the warm start, in chunks of chunk_steps, each resuming the last (so the run is
+  //    bit for bit one run of that many steps), while the time budget leaves room for another
+  //    chunk and for the control, up to train.steps.
   TrainOptions train;
   train.config_file = config_file.string();
   train.overrides = o.overrides;
   train.out_dir = (out / "rl").string();
   const auto rl_start = Clock::now();
-  run_rl(train, warm_dir.string(), log);
+  int64_t steps = 0;
+  double last_chunk = 0;
+  while (steps < rc.train.steps) {
+    if (steps > 0 &&
+        seconds_since(start) + 1.2 * last_chunk + o.reserve_seconds > o.budget_seconds) {
+      break;
+    }
+    train.steps = std::min(rc.train.steps, steps + o.chunk_steps);
+    train.resume = steps > 0;
+    const auto chunk_start = Clock::now();
+    run_rl(train, steps == 0 ? warm_dir.string() : std::string(), log);
+    last_chunk = seconds_since(chunk_start);
+    steps = train.steps;
+  }
   const double rl_seconds = seconds_since(rl_start);
   const LoadedCheckpoint trained = load_checkpoint(train.out_dir);
   const double after = exact_match(*trained.model, *task, r);
@@ -176,13 +191,17 @@ json run_rl_bench(const RlBenchOptions& o, std::ostream& log) {
       first_and_last_tenth(fs::path(train.out_dir) / "metrics.jsonl", "reward_mean");
 
   // 3. The supervised control: the warm start, trained on as many prompts as RL saw (each with
-  //    its demonstration instead of G samples), or for as long as RL ran if that ends first.
+  //    its demonstration instead of G samples), or for as long as RL ran (at most
+  //    control_max_seconds) if that ends first.
   const LoadedCheckpoint control = load_checkpoint(warm_dir.string());
   sft.first_index += uint64_t(warm_steps * o.warm_batch);
   rl::SupervisedTrainer more(*control.model, *task, sft);
-  const int64_t examples = rc.train.steps * r.prompts_per_step;
+  const int64_t examples = steps * r.prompts_per_step;
+  const double control_budget = std::min(rl_seconds, o.control_max_seconds);
   const auto control_start = Clock::now();
-  while (more.examples_seen() < examples && seconds_since(control_start) < rl_seconds) more.step();
+  while (more.examples_seen() < examples && seconds_since(control_start) < control_budget) {
+    more.step();
+  }
   const double control_seconds = seconds_since(control_start);
   const double sft_control = exact_match(*control.model, *task, r);
 
@@ -192,7 +211,7 @@ json run_rl_bench(const RlBenchOptions& o, std::ostream& log) {
               {"after", after},
               {"sft_control", sft_control},
               {"pass_at_g", warm_pass},
-              {"steps", rc.train.steps},
+              {"steps", steps},
               {"seconds", seconds_since(start)},
               {"seed", o.seed},
               {"heldout", task->heldout_size()},

@@ -9,7 +9,11 @@
 //                  then well above zero: RL needs that (no right answer in a group: no
 //                  signal), and a warm start that is already good would leave it little.
 //   2. RL          `mnemo rl` (train/lib/rl_step.h) from that checkpoint, on the skeleton, into
-//                  OUT/rl (metrics.jsonl: the reward curve).
+//                  OUT/rl (metrics.jsonl: the reward curve), in chunks of chunk_steps that each
+//                  resume the last (a resume is bitwise, so this is one run), for as long as
+//                  budget_seconds for the whole command allows (keeping reserve_seconds for
+//                  the control and the evaluations), up to train.steps. The steps reached
+//                  depend on the machine's speed; the result of a given number does not.
 //   3. control     the same warm start trained with supervised steps on as many prompts as
 //                  RL saw (each with its demonstration instead of G sampled answers), or for
 //                  as long as RL ran if that comes first: on this task demonstrations are
@@ -44,6 +48,11 @@ struct RlBenchOptions {
   int64_t probe_prompts = 256;
   int64_t warm_max_steps = 4000;
   double warm_exact = 0.15;
+  // RL's time.
+  double budget_seconds = 540;  // the whole command's
+  double reserve_seconds = 80;  // kept for the control and the final evaluations
+  double control_max_seconds = 60;
+  int64_t chunk_steps = 100;
   int threads = 0;  // 0 = the process's
 };
 
