@@ -5,9 +5,9 @@
 //                  supervised steps on the task's demonstrations (train/rl/supervised.h) until
 //                  its answers are sometimes right: every `check_every` steps its greedy exact
 //                  match on `probe_prompts` training prompts of their own is measured, and it
-//                  stops once that reaches warm_exact. pass@G (G sampled answers, one right) is
-//                  then well above zero: RL needs that (no right answer in a group: no
-//                  signal), and a warm start that is already good would leave it little.
+//                  stops once that reaches warm_exact (0.1). pass@G (G sampled answers, one right)
+//                  is then well above zero: RL needs that (no right answer in a group: no signal),
+//                  and a warm start that is already good would leave it little.
 //   2. RL          `mnemo rl` (train/lib/rl_step.h) from that checkpoint, on the skeleton, into
 //                  OUT/rl (metrics.jsonl: the reward curve), in chunks of chunk_steps that each
 //                  resume the last (a resume is bitwise, so this is one run), for as long as
@@ -47,7 +47,7 @@ struct RlBenchOptions {
   int64_t check_every = 10;
   int64_t probe_prompts = 256;
   int64_t warm_max_steps = 4000;
-  double warm_exact = 0.15;
+  double warm_exact = 0.1;
   // RL's time.
   double budget_seconds = 540;  // the whole command's
   double reserve_seconds = 80;  // kept for the control and the final evaluations
