@@ -116,6 +116,16 @@ void NeuralMemory::initial_state(int64_t batch, const std::string& prefix,
   state.set(prefix + ".position", zeros({batch}, {DType::i64, to.device}));
 }
 
+const Tensor& NeuralMemory::state_weights(const MemoryState& state, const std::string& prefix,
+                                          int64_t B) const {
+  const Tensor& weights = state.at(prefix + ".weights");
+  const int64_t P = model.num_weights();
+  MNEMO_CHECK(weights.shape() == (Shape{B, H, P}),
+              "NeuralMemory: state '{}.weights' has shape {}, want ({}, {}, {})", prefix,
+              shape_str(weights.shape()), B, H, P);
+  return weights;
+}
+
 Tensor NeuralMemory::to_groups(const Tensor& x) const {
   const int64_t B = x.size(0), L = x.size(1);
   return reshape(permute(view(x, {B, L, H, D}), {0, 2, 1, 3}), {B * H, L, D});
@@ -170,10 +180,7 @@ Tensor NeuralMemory::forward(const Tensor& x, const MemoryState& in, const std::
               "NeuralMemory: rows must be (B, T >= 1, {}), got {}", C, shape_str(x.shape()));
   const int64_t B = x.size(0), T = x.size(1), G = B * H, P = model.num_weights();
   const int64_t c = options.chunk_size, b = options.update_batch;
-  const Tensor& weights = in.at(prefix + ".weights");
-  MNEMO_CHECK(weights.shape() == (Shape{B, H, P}),
-              "NeuralMemory: state '{}.weights' has shape {}, want ({}, {}, {})", prefix,
-              shape_str(weights.shape()), B, H, P);
+  const Tensor& weights = state_weights(in, prefix, B);
   const Tensor& pending = in.at(prefix + ".pending");
   const std::vector<int64_t> positions = in.at(prefix + ".position").to_vector<int64_t>();
   const int64_t position = positions.empty() ? 0 : positions[0];
@@ -194,6 +201,7 @@ Tensor NeuralMemory::forward(const Tensor& x, const MemoryState& in, const std::
   if (N > 0) {
     const Tensor xs = store_norm->forward(narrow(rows, 1, 0, N * c));  // (B, N c, C)
     const Gates g = gates(xs, N);
+    if (record) last_gates = {detach(g.theta), detach(g.eta), detach(g.alpha)};
     InnerChunks chunks{reshape(keys(xs), {G, N, c, D}), reshape(values(xs), {G, N, c, D}), g.theta,
                        g.eta, g.alpha};
     const InnerUpdate update = inner_update(model, chunks, s, ((position - r) % b) / c, b / c);
@@ -218,7 +226,7 @@ Tensor NeuralMemory::read(const Tensor& x, const MemoryState& state,
   MNEMO_CHECK(x.dim() == 3 && x.size(2) == C,
               "NeuralMemory::read: queries must be (B, T, {}), got {}", C, shape_str(x.shape()));
   const int64_t B = x.size(0), P = model.num_weights();
-  const Tensor W = reshape(state.at(prefix + ".weights"), {B * H, 1, P});
+  const Tensor W = reshape(state_weights(state, prefix, B), {B * H, 1, P});
   return combine(read_chunks(model, W, queries(x), options.chunk_size), B);
 }
 

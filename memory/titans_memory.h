@@ -145,6 +145,10 @@ class NeuralMemory : public nn::Module {
   // y (G, T, D) of B streams -> (B, T, C): heads joined, combined, RMS-normed.
   Tensor combine(const Tensor& y, int64_t B) const;
 
+  // Diagnostics: with `record` set, forward keeps the gates of its last call (detached).
+  bool record = false;
+  mutable Gates last_gates;
+
   int64_t C, H, D;
   NeuralMemoryOptions options;
   MemoryModel model;
@@ -156,6 +160,8 @@ class NeuralMemory : public nn::Module {
 
  private:
   Tensor to_groups(const Tensor& x) const;  // (B, L, H D) -> (G, L, D)
+  // The state's weights (B, H, P), checked against B streams.
+  const Tensor& state_weights(const MemoryState& state, const std::string& prefix, int64_t B) const;
 };
 
 }  // namespace mnemo::memory
