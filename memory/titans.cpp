@@ -37,6 +37,7 @@ NeuralMemoryOptions memory_options(const TitansConfig& c) {
   o.model = parse_memory_model(c.memory_model, "'memory_model'");
   o.max_lr = c.max_lr;
   o.exp_step = c.step_size == "exp";
+  o.conv_kernel = c.conv_kernel;
   return o;
 }
 
@@ -88,6 +89,8 @@ TitansConfig TitansConfig::from_json(const json& j) {
       c.max_lr = number_key(v, key);
     } else if (key == "step_size") {
       c.step_size = string_key(v, key);
+    } else if (key == "conv_kernel") {
+      c.conv_kernel = int_key(v, key);
     } else if (key == "persistent_tokens") {
       c.persistent_tokens = int_key(v, key);
     } else if (key == "memory_tokens") {
@@ -99,8 +102,8 @@ TitansConfig TitansConfig::from_json(const json& j) {
     } else if (key != "mechanism") {
       fail(
           "titans config: unknown key '{}' (known: layers, heads, chunk_size, update_batch, "
-          "memory_model, max_lr, step_size, persistent_tokens, memory_tokens, variant, "
-          "segment_length)",
+          "memory_model, max_lr, step_size, conv_kernel, persistent_tokens, memory_tokens, "
+          "variant, segment_length)",
           key);
     }
   }
@@ -129,6 +132,8 @@ void TitansConfig::validate(const nn::LlamaConfig& model) const {
               "titans config: 'max_lr' must be a finite number >= 0, got {}", max_lr);
   MNEMO_CHECK(step_size == "token" || step_size == "exp",
               "titans config: 'step_size' must be \"token\" or \"exp\", got \"{}\"", step_size);
+  MNEMO_CHECK(conv_kernel >= 1 && conv_kernel <= 16,
+              "titans config: 'conv_kernel' must be in 1 .. 16, got {}", conv_kernel);
   MNEMO_CHECK(persistent_tokens >= 0, "titans config: 'persistent_tokens' must be >= 0, got {}",
               persistent_tokens);
   MNEMO_CHECK(memory_tokens >= 0, "titans config: 'memory_tokens' must be >= 0, got {}",

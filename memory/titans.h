@@ -74,6 +74,7 @@ struct TitansConfig {
   std::string memory_model = "linear";  // "linear" | "mlp" | "attention" (titans_models.h)
   double max_lr = 0.1;                  // the inner step size's ceiling
   std::string step_size = "token";      // "token" | "exp" (titans_memory.h)
+  int64_t conv_kernel = 2;              // causal convolution after the projections (1 = none)
   int64_t persistent_tokens = 4;        // Np
   int64_t memory_tokens = 0;            // mac: 0 = one read-out per token; Nm > 0 learned queries
   std::string variant = "mac";          // "mac" | "mag"

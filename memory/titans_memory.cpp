@@ -97,6 +97,19 @@ NeuralMemory::NeuralMemory(int64_t c, const NeuralMemoryOptions& o, double eps, 
   step_gate = gate("step_gate", o.theta_bias);
   momentum_gate = gate("momentum_gate", o.eta_bias);
   forget_gate = gate("forget_gate", o.alpha_bias);
+  MNEMO_CHECK(o.conv_kernel >= 1, "titans config: 'conv_kernel' must be positive, got {}",
+              o.conv_kernel);
+  if (o.conv_kernel > 1) {
+    // The identity at init: w_0 = 1, the taps on earlier rows 0.
+    auto conv = [&](const char* name) {
+      const Tensor w = zeros({o.conv_kernel, H * D});
+      fill_(narrow(w, 0, 0, 1), 1.0);
+      return register_parameter(name, w);
+    };
+    key_conv = conv("key_conv");
+    value_conv = conv("value_conv");
+    query_conv = conv("query_conv");
+  }
   combine_proj = register_module(
       "combine_proj",
       std::make_shared<nn::Linear>(H * D, C, false, gen, 1.0 / std::sqrt(double(H * D))));
@@ -114,6 +127,9 @@ void NeuralMemory::initial_state(int64_t batch, const std::string& prefix,
   state.set(prefix + ".batch_weights", w0);
   state.set(prefix + ".pending", zeros({batch, options.chunk_size, C}, to));
   state.set(prefix + ".position", zeros({batch}, {DType::i64, to.device}));
+  if (options.conv_kernel > 1) {
+    state.set(prefix + ".history", zeros({batch, options.conv_kernel - 1, C}, to));
+  }
 }
 
 const Tensor& NeuralMemory::state_weights(const MemoryState& state, const std::string& prefix,
@@ -131,17 +147,30 @@ Tensor NeuralMemory::to_groups(const Tensor& x) const {
   return reshape(permute(view(x, {B, L, H, D}), {0, 2, 1, 3}), {B * H, L, D});
 }
 
+Tensor NeuralMemory::convolve(const Tensor& z, const Tensor& w) const {
+  const int64_t K = options.conv_kernel, L = z.size(1) - (K - 1);
+  if (K == 1) return z;
+  // conv(z)_t = sum_j w_j z_{t-j}: row t of the output is row t + K - 1 of z.
+  Tensor out;
+  for (int64_t j = 0; j < K; ++j) {
+    const Tensor term = narrow(z, 1, K - 1 - j, L) * select(w, 0, j);
+    out = out.defined() ? out + term : term;
+  }
+  return out;
+}
+
 Tensor NeuralMemory::keys(const Tensor& xs) const {
   // l2norm(k) = rms_norm(k) / sqrt(D)
-  return rms_norm(to_groups(key_proj->forward(xs)), {}, 1e-12) * (1.0 / std::sqrt(double(D)));
+  const Tensor k = to_groups(convolve(key_proj->forward(xs), key_conv));
+  return rms_norm(k, {}, 1e-12) * (1.0 / std::sqrt(double(D)));
 }
 
 Tensor NeuralMemory::values(const Tensor& xs) const {
-  return to_groups(value_proj->forward(xs));
+  return to_groups(convolve(value_proj->forward(xs), value_conv));
 }
 
 Tensor NeuralMemory::queries(const Tensor& x) const {
-  const Tensor q = to_groups(query_proj->forward(retrieve_norm->forward(x)));
+  const Tensor q = to_groups(convolve(query_proj->forward(retrieve_norm->forward(x)), query_conv));
   return rms_norm(q, {}, 1e-12) * (1.0 / std::sqrt(double(D)));
 }
 
@@ -192,15 +221,19 @@ Tensor NeuralMemory::forward(const Tensor& x, const MemoryState& in, const std::
               "streams",
               prefix, b, B);
 
-  // The rows of the unfinished chunk go first, so that chunks follow the stream.
+  // The rows of the unfinished chunk go first, so that chunks follow the stream; the
+  // convolution's K - 1 rows of left context before them.
+  const int64_t K = options.conv_kernel;
   const int64_t r = position % c, L = r + T, N = L / c;
   const Tensor rows = r > 0 ? concat({narrow(pending, 1, 0, r), x}, 1) : x;  // (B, L, C)
+  const Tensor context = K > 1 ? concat({in.at(prefix + ".history"), rows}, 1) : rows;
   InnerState s{reshape(weights, {G, P}), reshape(in.at(prefix + ".momentum"), {G, P}),
                reshape(in.at(prefix + ".batch_weights"), {G, P})};
   Tensor weights_before = unsqueeze(s.weights, 1);  // (G, 1, P) when no chunk completes
   if (N > 0) {
-    const Tensor xs = store_norm->forward(narrow(rows, 1, 0, N * c));  // (B, N c, C)
-    const Gates g = gates(xs, N);
+    // The complete chunks' rows and their left context, normed: (B, K - 1 + N c, C).
+    const Tensor xs = store_norm->forward(narrow(context, 1, 0, K - 1 + N * c));
+    const Gates g = gates(narrow(xs, 1, K - 1, N * c), N);
     if (record) last_gates = {detach(g.theta), detach(g.eta), detach(g.alpha)};
     InnerChunks chunks{reshape(keys(xs), {G, N, c, D}), reshape(values(xs), {G, N, c, D}), g.theta,
                        g.eta, g.alpha};
@@ -215,9 +248,11 @@ Tensor NeuralMemory::forward(const Tensor& x, const MemoryState& in, const std::
   out.set(prefix + ".pending", tail > 0 ? pad(narrow(rows, 1, N * c, tail), {0, 0, 0, c - tail})
                                         : zeros({B, c, C}, options_of(x)));
   out.set(prefix + ".position", full({B}, double((position + T) % b), {DType::i64, x.device()}));
+  // The K - 1 rows before the new pending ones: context rows N c .. N c + K - 2.
+  if (K > 1) out.set(prefix + ".history", narrow(context, 1, N * c, K - 1));
   if (!retrieve) return {};
   // Row i of `rows` reads weights_before[:, i / c]: the weights before its chunk.
-  const Tensor y = read_chunks(model, weights_before, queries(rows), c);  // (G, L, D)
+  const Tensor y = read_chunks(model, weights_before, queries(context), c);  // (G, L, D)
   return combine(narrow(y, 1, r, T), B);
 }
 
@@ -227,7 +262,9 @@ Tensor NeuralMemory::read(const Tensor& x, const MemoryState& state,
               "NeuralMemory::read: queries must be (B, T, {}), got {}", C, shape_str(x.shape()));
   const int64_t B = x.size(0), P = model.num_weights();
   const Tensor W = reshape(state_weights(state, prefix, B), {B * H, 1, P});
-  return combine(read_chunks(model, W, queries(x), options.chunk_size), B);
+  const int64_t K = options.conv_kernel;
+  const Tensor context = K > 1 ? pad(x, {0, 0, K - 1, 0}) : x;  // zeros before row 0
+  return combine(read_chunks(model, W, queries(context), options.chunk_size), B);
 }
 
 }  // namespace mnemo::memory

@@ -7,8 +7,13 @@
 // weights per group.
 //
 // For the rows x (B, T, C) it stores, per head:
-//   k = l2norm(W_k xs), v = W_v xs              xs = store_norm(x) (RMSNorm), (G, T, D)
-//   q = l2norm(W_q xr)                          xr = retrieve_norm(x)
+//   k = l2norm(conv_k(W_k xs)), v = conv_v(W_v xs)   xs = store_norm(x) (RMSNorm), (G, T, D)
+//   q = l2norm(conv_q(W_q xr))                       xr = retrieve_norm(x)
+// conv: the paper's short causal depthwise convolution over time after each projection,
+//   conv(z)_t = sum_{j < K} w_j z_{t-j}   (w (K, H D), w_0 = 1 and the rest 0 at init)
+// (conv_kernel K; 1 = none). It lets a key hold the token before it: in "k v" pairs the
+// token whose read-out must be v is the one before v, and without the convolution only an
+// attention layer below the memory can bring it there (docs/memory-results.md).
 //   theta_t = max_lr sigmoid(w_theta xs_t + b)  the step size of row t (step_size "token",
 //                                               the paper's), or per chunk n
 //             max_lr exp(-15 sigmoid(w_theta mean_n(xs) + b))   (step_size "exp", the seed's;
@@ -50,6 +55,9 @@
 //                                 what the next call's rows of that chunk read too
 //   <p>.position       (B,) i64   rows stored in the current update batch (mod b); the same
 //                                 for every stream of a batch
+//   <p>.history        (B, K-1, C) the K - 1 rows before the first pending one (zeros at the
+//                                 stream's start), the convolution's left context; only when
+//                                 K > 1
 // So a stream cut into calls of any lengths, the state carried, gives the same read-out and
 // the same final state as one call over the whole stream (up to rounding;
 // tests/memory/test_titans_memory.cpp). The state tensors carry the autograd graph: training
@@ -106,7 +114,8 @@ struct NeuralMemoryOptions {
   int64_t update_batch = 64;  // b, a multiple of c
   MemoryModelKind model = MemoryModelKind::linear;
   double max_lr = 0.1;
-  bool exp_step = false;  // step_size "exp" (the seed's) instead of "token"
+  bool exp_step = false;    // step_size "exp" (the seed's) instead of "token"
+  int64_t conv_kernel = 1;  // K: the causal convolution's width (1 = none)
   // Initial gate biases: eta = sigmoid(2) = 0.88 and alpha = sigmoid(-6) = 0.0025 are near
   // where the recall prototype's gates settled (eta 0.87, alpha -> 1e-4); theta starts at
   // max_lr / 2.
@@ -130,10 +139,12 @@ class NeuralMemory : public nn::Module {
                  MemoryState& out, bool retrieve = true) const;
 
   // Reads queries from x (B, T, C) with the weights of the state (nothing stored): (B, T, C).
-  // Chunks of x (for the attention model's causal attention) start at x's row 0.
+  // Chunks of x (for the attention model's causal attention) and the convolution (zeros
+  // before row 0) start at x's row 0.
   Tensor read(const Tensor& x, const MemoryState& state, const std::string& prefix) const;
 
-  // The pieces, for tests: rows (B, L, C) -> keys, values (G, L, D); queries (G, L, D).
+  // The pieces, for tests. Each takes K - 1 rows of left context and L rows, (B, K-1+L, C),
+  // and returns the L rows' (G, L, D): keys and values of normed rows xs, queries of raw x.
   Tensor keys(const Tensor& xs) const;
   Tensor values(const Tensor& xs) const;
   Tensor queries(const Tensor& x) const;
@@ -157,9 +168,12 @@ class NeuralMemory : public nn::Module {
   std::shared_ptr<nn::Linear> key_proj, value_proj, query_proj;       // C -> H D
   std::shared_ptr<nn::Linear> step_gate, momentum_gate, forget_gate;  // C -> H, with bias
   std::shared_ptr<nn::Linear> combine_proj;                           // H D -> C
+  Tensor key_conv, value_conv, query_conv;  // (K, H D); undefined when K = 1
 
  private:
   Tensor to_groups(const Tensor& x) const;  // (B, L, H D) -> (G, L, D)
+  // conv(z) of the last L rows of z (B, K-1+L, H D) -> (B, L, H D)
+  Tensor convolve(const Tensor& z, const Tensor& w) const;
   // The state's weights (B, H, P), checked against B streams.
   const Tensor& state_weights(const MemoryState& state, const std::string& prefix, int64_t B) const;
 };

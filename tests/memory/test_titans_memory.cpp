@@ -43,13 +43,15 @@ Tensor random_weights(const MemoryModel& m, int64_t G, int64_t N, Generator& gen
 // A NeuralMemory in f64 with a width of 8 (2 heads of 4) and a large step, so that the inner
 // updates change the read-out a lot.
 std::shared_ptr<NeuralMemory> make_memory(MemoryModelKind kind, int64_t chunk, int64_t update_batch,
-                                          Generator& gen, double max_lr = 0.5) {
+                                          Generator& gen, int64_t conv_kernel = 1,
+                                          double max_lr = 0.5) {
   NeuralMemoryOptions o;
   o.heads = 2;
   o.chunk_size = chunk;
   o.update_batch = update_batch;
   o.model = kind;
   o.max_lr = max_lr;
+  o.conv_kernel = conv_kernel;
   auto m = std::make_shared<NeuralMemory>(8, o, 1e-6, &gen);
   m->to(DType::f64);
   // Random W_0 (the default starts the last matrix at 0) and gates that vary per row.
@@ -57,6 +59,9 @@ std::shared_ptr<NeuralMemory> make_memory(MemoryModelKind kind, int64_t chunk, i
   copy_(m->initial_weights, rand64(m->initial_weights.shape(), gen, 0.7));
   for (const auto& gate : {m->step_gate, m->momentum_gate, m->forget_gate}) {
     copy_(gate->weight, rand64(gate->weight.shape(), gen, 0.5));
+  }
+  for (const Tensor& w : {m->key_conv, m->value_conv, m->query_conv}) {
+    if (w.defined()) copy_(w, rand64(w.shape(), gen, 0.7));
   }
   return m;
 }
@@ -190,7 +195,7 @@ TEST_CASE("titans memory: a stream cut anywhere, the state carried, equals one c
   for (MemoryModelKind kind : kModels) {
     CAPTURE(memory_model_name(kind));
     Generator gen(11);
-    const auto mem = make_memory(kind, 3, 6, gen);
+    const auto mem = make_memory(kind, 3, 6, gen, /*conv_kernel=*/3);
     const int64_t B = 2, T = 13;
     const Tensor x = rand64({B, T, 8}, gen);
     MemoryState initial, whole;
@@ -208,7 +213,8 @@ TEST_CASE("titans memory: a stream cut anywhere, the state carried, equals one c
         start += n;
       }
       CHECK(max_abs_diff(concat(pieces, 1), want) < 1e-12);
-      for (const char* name : {"m.weights", "m.momentum", "m.batch_weights", "m.pending"}) {
+      for (const char* name :
+           {"m.weights", "m.momentum", "m.batch_weights", "m.pending", "m.history"}) {
         CAPTURE(name);
         CHECK(max_abs_diff(state.at(name), whole.at(name)) < 1e-12);
       }
@@ -226,20 +232,32 @@ TEST_CASE("titans memory: f64 gradcheck of the outer loss through several chunks
   for (MemoryModelKind kind : kModels) {
     CAPTURE(memory_model_name(kind));
     Generator gen(13);
-    // Chunks of 2, update batches of 4, 7 rows after 1 pending row: three update batches.
-    const auto mem = make_memory(kind, 2, 4, gen);
+    // Chunks of 2, update batches of 4, 7 rows after 1 pending row (and 1 row of history for
+    // the convolution): three update batches.
+    const auto mem = make_memory(kind, 2, 4, gen, /*conv_kernel=*/2);
     const int64_t B = 2;
     const Tensor pending = rand64({B, 2, 8}, gen), x = rand64({B, 7, 8}, gen);
-    const TensorList inputs = {
-        mem->initial_weights,       mem->key_proj->weight,    mem->value_proj->weight,
-        mem->query_proj->weight,    mem->step_gate->weight,   mem->step_gate->bias,
-        mem->momentum_gate->weight, mem->momentum_gate->bias, mem->forget_gate->weight,
-        mem->forget_gate->bias,     mem->combine_proj->weight};
+    const Tensor history = rand64({B, 1, 8}, gen);
+    const TensorList inputs = {mem->initial_weights,
+                               mem->key_proj->weight,
+                               mem->value_proj->weight,
+                               mem->query_proj->weight,
+                               mem->step_gate->weight,
+                               mem->step_gate->bias,
+                               mem->momentum_gate->weight,
+                               mem->momentum_gate->bias,
+                               mem->forget_gate->weight,
+                               mem->forget_gate->bias,
+                               mem->combine_proj->weight,
+                               mem->key_conv,
+                               mem->value_conv,
+                               mem->query_conv};
     const auto fn = [&](const TensorList&) {
       MemoryState initial, out;
       mem->initial_state(B, "m", initial);
       initial.set("m.pending", pending);
       initial.set("m.position", full({B}, 1.0, {DType::i64}));
+      initial.set("m.history", history);
       const Tensor y = mem->forward(x, initial, "m", out);
       return concat({reshape(y, {-1}), reshape(out.at("m.weights"), {-1})});
     };
