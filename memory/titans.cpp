@@ -47,17 +47,20 @@ Tensor to_heads(const Tensor& x, int64_t Hkv, int64_t Dh) {
   return transpose(view(x, {B, M, Hkv, Dh}), 1, 2);
 }
 
-// The MAC mask (1, 1, T, Np + 2T) over [persistent; read-outs; segment]: read-out j is visible
-// to query i iff j <= i; persistent tokens to all; the segment part is left to the causal rule.
-Tensor readout_bias(int64_t Np, int64_t T, const Tensor& like) {
+// The MAC mask over [persistent; read-outs; segment] (1, 1, T, Np + 2T): read-out j is
+// visible to query i iff j <= i (-inf otherwise), query i's own read-out gets `own` added to
+// its score, persistent tokens are visible to all, and the segment part is left to the causal
+// rule.
+Tensor readout_mask(int64_t Np, int64_t T, double own, const Tensor& like) {
   const int64_t Tk = Np + 2 * T;
-  std::vector<double> bias(size_t(T * Tk), 0.0);
+  std::vector<double> mask(size_t(T * Tk), 0.0);
   for (int64_t i = 0; i < T; ++i) {
+    mask[size_t(i * Tk + Np + i)] = own;
     for (int64_t j = i + 1; j < T; ++j) {
-      bias[size_t(i * Tk + Np + j)] = -std::numeric_limits<double>::infinity();
+      mask[size_t(i * Tk + Np + j)] = -std::numeric_limits<double>::infinity();
     }
   }
-  return mnemo::to(mnemo::to(from_vector(bias, {1, 1, T, Tk}, {DType::f64}), like.dtype()),
+  return mnemo::to(mnemo::to(from_vector(mask, {1, 1, T, Tk}, {DType::f64}), like.dtype()),
                    like.device());
 }
 
@@ -89,6 +92,10 @@ TitansConfig TitansConfig::from_json(const json& j) {
       c.max_lr = number_key(v, key);
     } else if (key == "step_size") {
       c.step_size = string_key(v, key);
+    } else if (key == "own_readout_bias") {
+      MNEMO_CHECK(v.is_boolean(), "titans config: 'own_readout_bias' must be true or false, got {}",
+                  v.dump());
+      c.own_readout_bias = v.get<bool>();
     } else if (key == "conv_kernel") {
       c.conv_kernel = int_key(v, key);
     } else if (key == "persistent_tokens") {
@@ -103,7 +110,7 @@ TitansConfig TitansConfig::from_json(const json& j) {
       fail(
           "titans config: unknown key '{}' (known: layers, heads, chunk_size, update_batch, "
           "memory_model, max_lr, step_size, conv_kernel, persistent_tokens, memory_tokens, "
-          "variant, segment_length)",
+          "own_readout_bias, variant, segment_length)",
           key);
     }
   }
@@ -178,6 +185,11 @@ TitansBlock::TitansBlock(const nn::LlamaConfig& m, const TitansConfig& cfg, Gene
     memory_queries =
         register_parameter("memory_queries", normal({cfg.memory_tokens, C}, 0.0, 1.0, {}, gen));
   }
+  // log T: each query's own read-out weighs about as much as T other keys together, so the
+  // memory's read-out is used from the first step (docs/memory-results.md).
+  if (mac && cfg.memory_tokens == 0 && cfg.own_readout_bias) {
+    own_bias = std::log(double(cfg.segment_length));
+  }
   if (!mac) {
     memory_gate =
         register_module("memory_gate", std::make_shared<nn::Linear>(C, C, true, gen, std));
@@ -222,7 +234,7 @@ Tensor TitansBlock::forward(const Tensor& x, const nn::RopeTables& rope, const M
       // One read-out per token, token t's visible to the queries s >= t.
       const Tensor readout = memory->read(x, in, prefix);  // (B, T, C)
       const nn::LayerKV extra = extras(B, readout, &rope);
-      h = x + self_attn->forward(normed, rope, nullptr, &extra, readout_bias(Np, T, x));
+      h = x + self_attn->forward(normed, rope, nullptr, &extra, readout_mask(Np, T, own_bias, x));
     }
     const Tensor y = h + mlp->forward(post_attention_layernorm->forward(h));
     memory->forward(y, in, prefix, out, /*retrieve=*/false);  // store, for later segments

@@ -28,7 +28,10 @@
 // Causality. R_t is computed from token t's own query, so a query s that saw R_t for t > s
 // would see token t: the future. With one read-out per token, R_t is visible only to the
 // queries s >= t (an additive -inf bias on the other read-outs), and R_t's key is rotated to
-// position t, so "my own read-out" is at distance 0. Learned queries (memory_tokens > 0) read
+// position t; the score of each query's own read-out gets log(segment_length) added
+// (own_readout_bias), so that it weighs about as much as T other keys together and the memory
+// is read from the first step, not only once an attention head has learned to look for it
+// (docs/memory-results.md). Learned queries (memory_tokens > 0) read
 // only the weights of earlier segments and are visible to every query. Persistent tokens are
 // visible to every query. tests/memory/test_titans.cpp changes token t+1 and checks that the
 // logits at positions <= t do not move.
@@ -77,6 +80,7 @@ struct TitansConfig {
   int64_t conv_kernel = 2;              // causal convolution after the projections (1 = none)
   int64_t persistent_tokens = 4;        // Np
   int64_t memory_tokens = 0;            // mac: 0 = one read-out per token; Nm > 0 learned queries
+  bool own_readout_bias = true;         // mac per token: log T on each query's own read-out
   std::string variant = "mac";          // "mac" | "mag"
   int64_t segment_length = 64;          // the local window: the longest segment
 
@@ -103,8 +107,9 @@ class TitansBlock : public nn::Module {
   std::shared_ptr<nn::CausalSelfAttention> self_attn;
   std::shared_ptr<nn::SwiGLU> mlp;
   std::shared_ptr<NeuralMemory> memory;
-  Tensor persistent;                        // (Np, C), undefined when Np = 0
-  Tensor memory_queries;                    // (Nm, C), undefined unless mac with memory_tokens > 0
+  Tensor persistent;      // (Np, C), undefined when Np = 0
+  Tensor memory_queries;  // (Nm, C), undefined unless mac with memory_tokens > 0
+  double own_bias = 0;    // mac per token: added to the score of each query's own read-out
   std::shared_ptr<nn::Linear> memory_gate;  // mag: C -> C
 
  private:

@@ -67,6 +67,8 @@ TEST_CASE("TitansConfig: from_json reads every key and names the bad one") {
                                                   {"step_size", "exp"},
                                                   {"persistent_tokens", 0},
                                                   {"memory_tokens", 3},
+                                                  {"conv_kernel", 4},
+                                                  {"own_readout_bias", false},
                                                   {"variant", "mag"},
                                                   {"segment_length", 32}});
   CHECK(c.layers == std::vector<int64_t>{0, 1});
@@ -78,6 +80,10 @@ TEST_CASE("TitansConfig: from_json reads every key and names the bad one") {
   CHECK(c.step_size == "exp");
   CHECK(c.persistent_tokens == 0);
   CHECK(c.memory_tokens == 3);
+  CHECK(c.conv_kernel == 4);
+  CHECK_FALSE(c.own_readout_bias);
+  CHECK(d.conv_kernel == 2);
+  CHECK(d.own_readout_bias);
   CHECK(c.variant == "mag");
   CHECK(c.segment_length == 32);
   CHECK(d.resolved_update_batch() == 64);
@@ -93,6 +99,8 @@ TEST_CASE("TitansConfig: from_json reads every key and names the bad one") {
                        doctest::Contains("'variant' must be a string"), Error);
   CHECK_THROWS_WITH_AS(TitansConfig::from_json({{"layers", 1}}), doctest::Contains("'layers'"),
                        Error);
+  CHECK_THROWS_WITH_AS(TitansConfig::from_json({{"own_readout_bias", 1}}),
+                       doctest::Contains("'own_readout_bias' must be true or false"), Error);
   const nn::LlamaConfig model = test::micro_llama(2);
   const std::pair<nlohmann::json, const char*> bad[] = {
       {{{"variant", "mal"}}, "'variant'"},
@@ -105,6 +113,7 @@ TEST_CASE("TitansConfig: from_json reads every key and names the bad one") {
       {{{"layers", {1, -1}}}, "'layers'"},
       {{{"max_lr", -1}}, "'max_lr'"},
       {{{"persistent_tokens", -1}}, "'persistent_tokens'"},
+      {{{"conv_kernel", 0}}, "'conv_kernel'"},
       {{{"variant", "mag"}, {"memory_tokens", 2}}, "'memory_tokens'"},
       {{{"segment_length", 65}}, "'segment_length'"},
   };

@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "memory/factory.h"
 #include "memory/memorizing_diagnostics.h"
+#include "memory/titans_diagnostics.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
 #include "optim/param_groups.h"
@@ -255,6 +256,12 @@ nlohmann::json run_memory_bench(const MemoryBenchOptions& o, std::ostream& log) 
   if (auto* m = dynamic_cast<memory::MemorizingLM*>(with_memory.get())) {
     r["diagnostics"] = memory::diagnose_memorizing(*m, *task, std::min<int64_t>(o.eval_streams, 64),
                                                    o.batch, device);
+  }
+  // Titans': the far figure with the memory wiped, the gates, the stored part against W_0
+  // (memory/titans_diagnostics.h).
+  if (auto* t = dynamic_cast<memory::TitansLM*>(with_memory.get())) {
+    r["diagnostics"] =
+        memory::diagnose_titans(*t, *task, std::min<int64_t>(o.eval_streams, 64), o.batch, device);
   }
   return r;
 }
