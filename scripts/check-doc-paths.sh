@@ -19,7 +19,7 @@ root=${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 cd "$root" || exit 2
 
 roots='core|autograd|cuda|nn|memory|optim|train|tests|bench|configs|docs|scripts|cmake|\.ci'
-token_re="(^|[[:space:]\`'\"(\\[])((${roots})/[A-Za-z0-9_.*/{},+-]*|README\.md|CMakeLists\.txt)"
+token_re="(^|[[:space:]\`'\"(\\[])((${roots})/[A-Za-z0-9_.*/{},+<>-]*|README\.md|CMakeLists\.txt)"
 
 # The text worth checking in one file: all of a Markdown file, the comments of the rest.
 comments_of() {

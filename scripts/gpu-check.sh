@@ -153,7 +153,7 @@ fi
 echo "{}" > "$logs/kernels.json"
 if $build_ok; then
   stage "kernel benchmarks"
-  timeout 150 $build/bench/kernels.cpp --max-seconds 100 > "$logs/kernels.jsonl" 2> "$logs/kernels.log"
+  timeout 150 $build/bench/kernels --max-seconds 100 > "$logs/kernels.jsonl" 2> "$logs/kernels.log"
   peer_lines=""
   if [[ $quick == 0 ]]; then
     timeout 120 python3 bench/peer/kernels_torch.py --max-seconds 75 \

@@ -31,7 +31,8 @@ struct BenchTrainOptions {
 // batch streams of memory.segments segments of seq tokens, lm.forward_backward from the
 // initial state, clipping, AdamW; one process only (under mpirun: an error). Its line adds
 // "mechanism" and "segments", tokens_per_s counts batch * segments * seq tokens per step,
-// and exact_grads is false (the segment trainer does not use them).
+// and exact_grads is false (this step is timed without them; `mnemo train` uses them on the
+// CPU, train/lib/segment_step.h).
 nlohmann::json bench_train(const BenchTrainOptions& options);
 
 }  // namespace mnemo::train

@@ -58,10 +58,10 @@ double LmStep::micro_batch(const RunContext& run) {
   return share;
 }
 
-EvalResult LmStep::validate(const RunContext& run) {
+Validation LmStep::validate(const RunContext& run) {
   const TrainSettings& t = run.config.train;
-  return evaluate_windows(*model_, val_ids_, t.seq_len + 1, t.batch_size, token_bytes_,
-                          t.eval_batches * t.batch_size);
+  return text_validation(evaluate_windows(*model_, val_ids_, t.seq_len + 1, t.batch_size,
+                                          token_bytes_, t.eval_batches * t.batch_size));
 }
 
 }  // namespace mnemo::train

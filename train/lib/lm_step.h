@@ -33,7 +33,7 @@ class LmStep final : public TextStep {
   void write_model(const std::filesystem::path& dir) const override;
   void load_model(const std::string& checkpoint_dir) override;
   double micro_batch(const RunContext& run) override;
-  EvalResult validate(const RunContext& run) override;
+  Validation validate(const RunContext& run) override;
 
  private:
   int64_t window() const override { return config_.train.seq_len; }

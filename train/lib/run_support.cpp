@@ -117,15 +117,15 @@ optim::LrSchedule make_schedule(const TrainSettings& t) {
   return s;
 }
 
-History read_history(const fs::path& metrics_file) {
+History read_history(const fs::path& metrics_file,
+                     const std::pair<std::string, std::string>& keys) {
   History h;
   if (!fs::exists(metrics_file)) return h;
   for (const json& j : io::MetricsLog::read(metrics_file.string())) {
     if (!j.is_object() || !j.contains("step")) continue;
-    if (j.contains("loss")) h.train.emplace_back(j["step"].get<int64_t>(), j["loss"].get<double>());
-    if (j.contains("val_loss")) {
-      h.val.emplace_back(j["step"].get<int64_t>(), j["val_loss"].get<double>());
-    }
+    const int64_t step = j["step"].get<int64_t>();
+    if (j.contains(keys.first)) h.train.emplace_back(step, j[keys.first].get<double>());
+    if (j.contains(keys.second)) h.val.emplace_back(step, j[keys.second].get<double>());
   }
   return h;
 }

@@ -50,11 +50,13 @@ void prepare_data(const RunConfig& rc, const std::filesystem::path& data_dir, st
 // The schedule of train.lr, min_lr, warmup_steps (at most steps), steps and decay.
 optim::LrSchedule make_schedule(const TrainSettings& t);
 
-// The (step, loss) and (step, val_loss) points of a run so far, from its metrics.jsonl (so
-// that a resumed run's plot is complete). Empty if the file does not exist.
+// The plotted points of a run so far, from its metrics.jsonl (so that a resumed run's plot is
+// complete): (step, line[keys.first]) of the step lines and (step, line[keys.second]) of the
+// validation lines ("loss" and "val_loss" for an LM). Empty if the file does not exist.
 struct History {
   std::vector<std::pair<int64_t, double>> train, val;
 };
-History read_history(const std::filesystem::path& metrics_file);
+History read_history(const std::filesystem::path& metrics_file,
+                     const std::pair<std::string, std::string>& keys = {"loss", "val_loss"});
 
 }  // namespace mnemo::train

@@ -77,10 +77,11 @@ double SegmentStep::micro_batch(const RunContext& run) {
   return mean * grad_scale;
 }
 
-EvalResult SegmentStep::validate(const RunContext& run) {
+Validation SegmentStep::validate(const RunContext& run) {
   const TrainSettings& t = run.config.train;
-  return evaluate_streams(*lm_, val_ids_, t.seq_len, config_.memory.segments, t.batch_size,
-                          token_bytes_, t.eval_batches * t.batch_size);
+  return text_validation(evaluate_streams(*lm_, val_ids_, t.seq_len, config_.memory.segments,
+                                          t.batch_size, token_bytes_,
+                                          t.eval_batches * t.batch_size));
 }
 
 }  // namespace mnemo::train

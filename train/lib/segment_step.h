@@ -50,7 +50,7 @@ class SegmentStep final : public TextStep {
   double micro_batch(const RunContext& run) override;
   // The Memorizing Transformer and Memformer's memory replay call backward once per segment.
   bool single_backward() const override { return false; }
-  EvalResult validate(const RunContext& run) override;
+  Validation validate(const RunContext& run) override;
 
  private:
   int64_t window() const override { return config_.memory.segments * config_.train.seq_len; }

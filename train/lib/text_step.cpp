@@ -9,6 +9,13 @@
 
 namespace mnemo::train {
 
+Validation text_validation(const EvalResult& scored) {
+  Validation v;
+  v.metrics = {{"val_loss", scored.loss()}, {"val_bpb", scored.bits_per_byte()}};
+  v.curve = scored.loss();
+  return v;
+}
+
 void TextStep::prepare_data(const RunContext& run, std::ostream& log) {
   train::prepare_data(run.config, run.data_dir, log);
 }

@@ -38,6 +38,9 @@ struct TextRows {
   int64_t scored = 0;  // targets this rank scores (not -100)
 };
 
+// val_loss (nats per token) and val_bpb (bits per byte) of a scored text; val_loss is plotted.
+Validation text_validation(const EvalResult& scored);
+
 class TextStep : public TrainStep {
  public:
   void prepare_data(const RunContext& run, std::ostream& log) override;

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <ostream>
@@ -114,16 +115,13 @@ class Run {
     fs::create_directories(options_.out_dir);
   }
 
-  // Every rank must train the same run: compare the merged configs (one clear error on all).
+  // Every rank must train the same run: compare the merged configs' hashes (one clear error
+  // on every rank instead of a hang later).
   void check_same_on_every_rank() {
     if (comm_->world_size() == 1) return;
-    const std::vector<std::string> configs = comm_->all_gather_string(rc_.json.dump());
-    for (size_t r = 1; r < configs.size(); ++r) {
-      MNEMO_CHECK(configs[r] == configs[0],
-                  "data parallel: rank {} has a different config from rank 0 (same --config, "
-                  "--set and --steps on every rank?)",
-                  r);
-    }
+    dist::check_same_on_all_ranks(
+        *comm_, "the run config (hash of --config merged with --set and --steps)",
+        fmt::format("{:016x}", std::hash<std::string>{}(rc_.json.dump())));
   }
 
   // Rank 0's parameters everywhere (they are equal already when seeded alike; this makes it
@@ -230,10 +228,10 @@ class Run {
     return path;
   }
 
-  // One optimisation step; returns {the step's mean loss over all ranks, the gradient norm}.
-  std::pair<double, double> train_step(double lr) {
+  // One optimizer update: grad_accum micro-batches, the gradient reduced across ranks,
+  // clipped and applied. Returns {the update's mean loss over all ranks, the gradient norm}.
+  std::pair<double, double> update(const RunContext& run, double lr) {
     const TrainSettings& t = rc_.train;
-    const RunContext run = context();
     double loss_share = 0;
     for (int64_t m = 0; m < t.grad_accum; ++m) {
       // Accumulate, then reduce once: from the hooks of the last micro-batch's backward, or
@@ -250,6 +248,24 @@ class Run {
     optimizer_->step(t.grad_clip > 0 ? optim::clip_factor(norm, t.grad_clip) : 1.0);
     optimizer_->zero_grad();
     return {global_sum(loss_share), norm};
+  }
+
+  // One step: begin_step, updates_per_step() updates, end_step. Returns the step's line of
+  // metrics.jsonl without "step", "lr" and "tokens_per_s": the loss and gradient norm (means
+  // over the updates) and end_step's figures.
+  json train_step(double lr) {
+    const RunContext run = context();
+    step_fn_->begin_step(run);
+    const int64_t updates = step_fn_->updates_per_step();
+    double loss = 0, norm = 0;
+    for (int64_t u = 0; u < updates; ++u) {
+      const auto [update_loss, update_norm] = update(run, lr);
+      loss += update_loss / double(updates);
+      norm += update_norm / double(updates);
+    }
+    json line{{"loss", loss}, {"grad_norm", norm}};
+    line.update(step_fn_->end_step(run));
+    return line;
   }
 
   // The sum of a per-rank value over ranks.
@@ -269,7 +285,7 @@ class Run {
     std::optional<io::MetricsLog> metrics;
     std::optional<io::Progress> progress;
     if (root_) {
-      history = read_history(out / "metrics.jsonl");
+      history = read_history(out / "metrics.jsonl", step_fn_->curve_keys());
       metrics.emplace(out.string());
       progress.emplace(t.steps, t.log_interval);
     }
@@ -277,23 +293,31 @@ class Run {
     TrainSummary summary;
     const int64_t tokens_per_step = step_fn_->tokens_per_step();
 
+    const auto [train_key, val_key] = step_fn_->curve_keys();
     auto evaluate_and_plot = [&]() {
       if (!root_) return;
-      const EvalResult r = step_fn_->validate(context());
-      summary.val_loss = r.loss();
-      summary.val_bpb = r.bits_per_byte();
-      metrics->write(json{{"step", step_}, {"val_loss", r.loss()}, {"val_bpb", r.bits_per_byte()}});
-      history.val.emplace_back(step_, r.loss());
+      const Validation v = step_fn_->validate(context());
+      summary.val_loss = v.metrics.value("val_loss", 0.0);
+      summary.val_bpb = v.metrics.value("val_bpb", 0.0);
+      json line{{"step", step_}};
+      line.update(v.metrics);
+      metrics->write(line);
+      history.val.emplace_back(step_, v.curve);
       io::write_loss_svg((out / "loss.svg").string(), history.train, history.val,
                          step_fn_->title() + ": " + out.filename().string());
-      progress->message(fmt::format("step {}: val_loss {:.4f}, val_bpb {:.4f}", step_, r.loss(),
-                                    r.bits_per_byte()));
+      std::string said;
+      for (const auto& [key, value] : v.metrics.items()) {
+        said += fmt::format(
+            "{}{} {}", said.empty() ? "" : ", ", key,
+            value.is_number_float() ? fmt::format("{:.4f}", value.get<double>()) : value.dump());
+      }
+      progress->message(fmt::format("step {}: {}", step_, said));
     };
 
     while (step_ < t.steps) {
       const double lr = schedule_.at(step_);
       const auto start = Clock::now();
-      const auto [loss, norm] = [&] {
+      json line = [&] {
         // "step N": the trace, Nsight, and the summary's "% steps" column (core/profiler.h).
         profiler::ScopedRange range(fmt::format("{}{}", profiler::kStepRangePrefix, step_ + 1));
         return train_step(lr);
@@ -301,17 +325,17 @@ class Run {
       const double seconds = seconds_since(start);
       ++step_;
       tokens_seen_ += tokens_per_step;
+      const double loss = line["loss"].get<double>();
       MNEMO_CHECK(std::isfinite(loss), "train: the loss became {} at step {} (try a lower lr)",
                   loss, step_);
       const double rate = double(tokens_per_step) / seconds;
-      history.train.emplace_back(step_, loss);
+      history.train.emplace_back(step_, line.value(train_key, loss));
       summary.last_loss = loss;
       if (root_) {
-        metrics->write(json{{"step", step_},
-                            {"loss", loss},
-                            {"lr", lr},
-                            {"grad_norm", norm},
-                            {"tokens_per_s", rate}});
+        line["step"] = step_;
+        line["lr"] = lr;
+        line["tokens_per_s"] = rate;
+        metrics->write(line);
         progress->update(step_, loss, rate);
       }
 

@@ -11,10 +11,12 @@
 //   data         rank 0 prepares RUN/data on a new run; every rank then opens it
 //   resume       weights, optimizer moments, step count, data position and RNG state from
 //                RUN/latest, so the losses continue bit for bit on the CPU
-//   the loop     per step: grad_accum micro-batches (the step's), the gradient reduced
-//                across ranks, its global norm, clipping, the learning rate of the schedule,
-//                one optimizer update; then metrics.jsonl, the progress line, evaluation and
-//                loss.svg every eval_interval steps, a checkpoint every checkpoint_interval
+//   the loop     per step: begin_step (the step's: e.g. RL's rollouts), then
+//                updates_per_step() optimizer updates, each of grad_accum micro-batches (the
+//                step's), the gradient reduced across ranks, its global norm, clipping, the
+//                learning rate of the schedule; end_step's figures join the step's line of
+//                metrics.jsonl; the progress line, evaluation and loss.svg every
+//                eval_interval steps, a checkpoint every checkpoint_interval
 //   signals      SIGINT/SIGTERM finish the step, write a checkpoint and stop (every rank at
 //                the same step)
 //   data parallel  rank 0's weights broadcast at the start; gradients summed in buckets
@@ -56,6 +58,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/device.h"
@@ -87,6 +90,13 @@ struct TrainSummary {
   double val_bpb = 0;
   bool interrupted = false;
   std::string checkpoint;  // the last checkpoint written
+};
+
+// What a step's validation gives: figures for metrics.jsonl (beside "step"; e.g. val_loss and
+// val_bpb) and the point it puts on the plot's validation curve.
+struct Validation {
+  nlohmann::json metrics = nlohmann::json::object();
+  double curve = 0;
 };
 
 // What the skeleton hands a step: the run as it is set up.
@@ -128,9 +138,18 @@ class TrainStep {
   virtual int64_t tokens_per_step() const = 0;  // all ranks together
 
   // ---- the step ----
+  // Called on every rank before a step's updates: work that a whole step shares (RL's
+  // rollouts and advantages). Default: nothing.
+  virtual void begin_step(const RunContext& /*run*/) {}
+  // Optimizer updates per step (RL: minibatches x epochs of one rollout batch). Default 1.
+  virtual int64_t updates_per_step() const { return 1; }
   // Forward and backward of the next micro-batch on this rank's share of it, by the
-  // accumulation convention above; returns this rank's share of the step's mean loss.
+  // accumulation convention above; returns this rank's share of the update's mean loss.
   virtual double micro_batch(const RunContext& run) = 0;
+  // Called on every rank after a step's updates; the figures it returns (the same on every
+  // rank: reduce them across ranks if they differ) join the step's line of metrics.jsonl
+  // beside step, loss, lr, grad_norm and tokens_per_s. Default: none.
+  virtual nlohmann::json end_step(const RunContext& /*run*/) { return nlohmann::json::object(); }
   // True when micro_batch runs backward once: the skeleton then starts each bucket's
   // all_reduce from the autograd hooks while backward is still running. A step that runs
   // several backward passes per micro-batch (a memory mechanism back-propagating segment by
@@ -138,7 +157,9 @@ class TrainStep {
   // its gradients are summed across ranks after the micro-batches, all at once.
   virtual bool single_backward() const { return true; }
   // Scores the held-out data (rank 0 only), without gradients.
-  virtual EvalResult validate(const RunContext& run) = 0;
+  virtual Validation validate(const RunContext& run) = 0;
+  // The keys of metrics.jsonl that loss.svg plots: a step line's and a validation line's.
+  virtual std::pair<std::string, std::string> curve_keys() const { return {"loss", "val_loss"}; }
 };
 
 // Makes the step of a run config (and, with it, the model, seeded by train.seed).
