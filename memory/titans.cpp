@@ -47,20 +47,24 @@ Tensor to_heads(const Tensor& x, int64_t Hkv, int64_t Dh) {
   return transpose(view(x, {B, M, Hkv, Dh}), 1, 2);
 }
 
-// The MAC mask over [persistent; read-outs; segment] (1, 1, T, Np + 2T): read-out j is
-// visible to query i iff j <= i (-inf otherwise), query i's own read-out gets `own` added to
-// its score, persistent tokens are visible to all, and the segment part is left to the causal
-// rule.
-Tensor readout_mask(int64_t Np, int64_t T, double own, const Tensor& like) {
+// The MAC mask over [persistent; read-outs; segment] (1, H, T, Np + 2T): read-out j is
+// visible to query i iff j <= i (-inf otherwise); in the first `heads_with_bias` heads query
+// i's own read-out gets `own` added to its score; persistent tokens are visible to all; the
+// segment part is left to the causal rule.
+Tensor readout_mask(int64_t Np, int64_t T, int64_t H, int64_t heads_with_bias, double own,
+                    const Tensor& like) {
   const int64_t Tk = Np + 2 * T;
-  std::vector<double> mask(size_t(T * Tk), 0.0);
-  for (int64_t i = 0; i < T; ++i) {
-    mask[size_t(i * Tk + Np + i)] = own;
-    for (int64_t j = i + 1; j < T; ++j) {
-      mask[size_t(i * Tk + Np + j)] = -std::numeric_limits<double>::infinity();
+  std::vector<double> mask(size_t(H * T * Tk), 0.0);
+  for (int64_t h = 0; h < H; ++h) {
+    double* head = mask.data() + h * T * Tk;
+    for (int64_t i = 0; i < T; ++i) {
+      if (h < heads_with_bias) head[i * Tk + Np + i] = own;
+      for (int64_t j = i + 1; j < T; ++j) {
+        head[i * Tk + Np + j] = -std::numeric_limits<double>::infinity();
+      }
     }
   }
-  return mnemo::to(mnemo::to(from_vector(mask, {1, 1, T, Tk}, {DType::f64}), like.dtype()),
+  return mnemo::to(mnemo::to(from_vector(mask, {1, H, T, Tk}, {DType::f64}), like.dtype()),
                    like.device());
 }
 
@@ -104,13 +108,15 @@ TitansConfig TitansConfig::from_json(const json& j) {
       c.memory_tokens = int_key(v, key);
     } else if (key == "variant") {
       c.variant = string_key(v, key);
+    } else if (key == "gate_init") {
+      c.gate_init = number_key(v, key);
     } else if (key == "segment_length") {
       c.segment_length = int_key(v, key);
     } else if (key != "mechanism") {
       fail(
           "titans config: unknown key '{}' (known: layers, heads, chunk_size, update_batch, "
           "memory_model, max_lr, step_size, conv_kernel, persistent_tokens, memory_tokens, "
-          "own_readout_bias, variant, segment_length)",
+          "own_readout_bias, variant, gate_init, segment_length)",
           key);
     }
   }
@@ -149,6 +155,8 @@ void TitansConfig::validate(const nn::LlamaConfig& model) const {
               "titans config: 'variant' must be \"mac\" or \"mag\", got \"{}\"", variant);
   MNEMO_CHECK(variant == "mac" || memory_tokens == 0,
               "titans config: 'memory_tokens' applies to variant \"mac\" only");
+  MNEMO_CHECK(std::isfinite(gate_init),
+              "titans config: 'gate_init' must be a finite number, got {}", gate_init);
   MNEMO_CHECK(segment_length >= 1 && segment_length <= model.max_position_embeddings,
               "titans config: 'segment_length' {} must be in 1 .. max_position_embeddings ({})",
               segment_length, model.max_position_embeddings);
@@ -193,6 +201,7 @@ TitansBlock::TitansBlock(const nn::LlamaConfig& m, const TitansConfig& cfg, Gene
   if (!mac) {
     memory_gate =
         register_module("memory_gate", std::make_shared<nn::Linear>(C, C, true, gen, std));
+    fill_(memory_gate->bias, cfg.gate_init);
   }
 }
 
@@ -234,7 +243,11 @@ Tensor TitansBlock::forward(const Tensor& x, const nn::RopeTables& rope, const M
       // One read-out per token, token t's visible to the queries s >= t.
       const Tensor readout = memory->read(x, in, prefix);  // (B, T, C)
       const nn::LayerKV extra = extras(B, readout, &rope);
-      h = x + self_attn->forward(normed, rope, nullptr, &extra, readout_mask(Np, T, own_bias, x));
+      // The bias on half the heads (rounded up): the others stay free for attention within
+      // the segment, which a bias on every head drowns (docs/memory-results.md).
+      const int64_t heads = self_attn->num_heads;
+      h = x + self_attn->forward(normed, rope, nullptr, &extra,
+                                 readout_mask(Np, T, heads, (heads + 1) / 2, own_bias, x));
     }
     const Tensor y = h + mlp->forward(post_attention_layernorm->forward(h));
     memory->forward(y, in, prefix, out, /*retrieve=*/false);  // store, for later segments

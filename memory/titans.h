@@ -28,9 +28,10 @@
 // Causality. R_t is computed from token t's own query, so a query s that saw R_t for t > s
 // would see token t: the future. With one read-out per token, R_t is visible only to the
 // queries s >= t (an additive -inf bias on the other read-outs), and R_t's key is rotated to
-// position t; the score of each query's own read-out gets log(segment_length) added
-// (own_readout_bias), so that it weighs about as much as T other keys together and the memory
-// is read from the first step, not only once an attention head has learned to look for it
+// position t; in half of the heads (rounded up) the score of each query's own read-out gets
+// log(segment_length) added (own_readout_bias), so that it weighs about as much as T other
+// keys together and the memory is read from the first step, not only once an attention head
+// has learned to look for it; the other heads stay free for attention within the segment
 // (docs/memory-results.md). Learned queries (memory_tokens > 0) read
 // only the weights of earlier segments and are visible to every query. Persistent tokens are
 // visible to every query. tests/memory/test_titans.cpp changes token t+1 and checks that the
@@ -80,8 +81,11 @@ struct TitansConfig {
   int64_t conv_kernel = 2;              // causal convolution after the projections (1 = none)
   int64_t persistent_tokens = 4;        // Np
   int64_t memory_tokens = 0;            // mac: 0 = one read-out per token; Nm > 0 learned queries
-  bool own_readout_bias = true;         // mac per token: log T on each query's own read-out
+  bool own_readout_bias = true;         // mac per token: log T on each query's own read-out,
+                                        // in half of the heads
   std::string variant = "mac";          // "mac" | "mag"
+  double gate_init = -4;                // mag: the memory gate's bias at init (sigmoid(-4) =
+                                        // 0.018: the read-out starts nearly shut out)
   int64_t segment_length = 64;          // the local window: the longest segment
 
   // The keys above (and "mechanism", ignored); unknown keys, wrong types and values out of

@@ -70,6 +70,7 @@ TEST_CASE("TitansConfig: from_json reads every key and names the bad one") {
                                                   {"conv_kernel", 4},
                                                   {"own_readout_bias", false},
                                                   {"variant", "mag"},
+                                                  {"gate_init", -2.5},
                                                   {"segment_length", 32}});
   CHECK(c.layers == std::vector<int64_t>{0, 1});
   CHECK(c.heads == 4);
@@ -85,6 +86,8 @@ TEST_CASE("TitansConfig: from_json reads every key and names the bad one") {
   CHECK(d.conv_kernel == 2);
   CHECK(d.own_readout_bias);
   CHECK(c.variant == "mag");
+  CHECK(c.gate_init == -2.5);
+  CHECK(d.gate_init == -4);
   CHECK(c.segment_length == 32);
   CHECK(d.resolved_update_batch() == 64);
   TitansConfig odd = d;
@@ -99,6 +102,8 @@ TEST_CASE("TitansConfig: from_json reads every key and names the bad one") {
                        doctest::Contains("'variant' must be a string"), Error);
   CHECK_THROWS_WITH_AS(TitansConfig::from_json({{"layers", 1}}), doctest::Contains("'layers'"),
                        Error);
+  CHECK_THROWS_WITH_AS(TitansConfig::from_json({{"gate_init", "shut"}}),
+                       doctest::Contains("'gate_init'"), Error);
   CHECK_THROWS_WITH_AS(TitansConfig::from_json({{"own_readout_bias", 1}}),
                        doctest::Contains("'own_readout_bias' must be true or false"), Error);
   const nn::LlamaConfig model = test::micro_llama(2);
