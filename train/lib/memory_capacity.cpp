@@ -59,6 +59,10 @@ std::vector<nlohmann::json> capacity_of(const std::string& name, const CapacityO
     const Tensor read =
         memory::read_chunks(model, unsqueeze(state.weights, 1), narrow(keys, 1, 0, pairs), c);
     const Tensor want = narrow(values, 1, 0, pairs);
+    // What the updates added: the read-out minus that of the initial weights (the MLP's
+    // residual reads k itself before anything is stored).
+    const Tensor added =
+        read - memory::read_chunks(model, unsqueeze(W0, 1), narrow(keys, 1, 0, pairs), c);
     const int64_t quarter = std::max<int64_t>(1, pairs / 4);
     nlohmann::json row = {{"task", "capacity"},
                           {"memory_model", name},
@@ -66,6 +70,8 @@ std::vector<nlohmann::json> capacity_of(const std::string& name, const CapacityO
                           {"cosine", mean_cosine(read, want, 0, pairs)},
                           {"cosine_oldest", mean_cosine(read, want, 0, quarter)},
                           {"cosine_newest", mean_cosine(read, want, pairs - quarter, quarter)},
+                          {"cosine_added", mean_cosine(added, want, 0, pairs)},
+                          {"error", mean(sum((read - want) * (read - want), {-1})).item()},
                           {"theta", o.theta},
                           {"eta", o.eta},
                           {"alpha", o.alpha},

@@ -10,11 +10,15 @@
 // for the last matrix). After N pairs (N = 4, 8, ..., max_pairs) it reads every stored key
 // with W_N (chunks of chunk_size, as stored) and reports the mean cosine between M(k_i) and
 // v_i over the N pairs, over the oldest quarter and over the newest quarter (forgetting
-// trades the first for the second).
+// trades the first for the second); the cosine of what the updates added, M_W(k_i) -
+// M_W0(k_i), with v_i (a residual memory reads k_i itself before anything is stored, which
+// hides a small stored part from the plain cosine); and the mean squared error |M(k_i) -
+// v_i|^2 (1 for an empty linear memory).
 //
 // Output: one JSON line per model and N:
 //   {"task": "capacity", "memory_model", "pairs": N, "cosine", "cosine_oldest",
-//    "cosine_newest", "theta", "eta", "alpha", "head_dim", "chunk_size", "trials", "seed"}
+//    "cosine_newest", "cosine_added", "error", "theta", "eta", "alpha", "head_dim", "chunk_size",
+//    "trials", "seed"}
 // and an SVG chart of cosine against N (log scale) with one line per model.
 //
 // Settings come from `--memory key=value` (the memory's fixed settings): memory_model (one
