@@ -228,7 +228,9 @@ TEST_CASE("TitansLM: gradients reach the memory's projections through the inner 
 TEST_CASE("TitansLM: f64 gradcheck of two segments through the memory") {
   for (const char* variant : {"mac", "mag"}) {
     CAPTURE(variant);
-    auto lm = tiny_lm(tiny_titans(variant, 0, "mlp"));
+    // The linear memory: each memory model's own path is checked in test_titans_memory.cpp;
+    // here it is the LM's path through the memory (and a third of the finite differences).
+    auto lm = tiny_lm(tiny_titans(variant, 0, "linear"));
     const TitansBlock& block = *lm->memory_blocks[1];
     const NeuralMemory& m = *block.memory;
     const Tensor a = from_vector(ids_of(10, 3), {2, 5}), b = from_vector(ids_of(12, 4), {2, 6});
@@ -244,7 +246,7 @@ TEST_CASE("TitansLM: f64 gradcheck of two segments through the memory") {
     const GradcheckResult r = gradcheck(fn, inputs, {.eps = 1e-6, .atol = 1e-7, .rtol = 1e-5});
     INFO(r.message);
     CHECK(r.ok);
-    CHECK(r.elements_checked > 300);
+    CHECK(r.elements_checked > 250);
   }
 }
 
