@@ -9,6 +9,7 @@
 #include "memory/baseline.h"
 #include "memory/memformer.h"
 #include "memory/memorizing.h"
+#include "memory/titans.h"
 
 namespace mnemo::memory {
 
@@ -41,6 +42,11 @@ std::unique_ptr<SegmentLM> make_memformer(const nn::LlamaConfig& model,
   return std::make_unique<MemformerLM>(model, MemformerConfig::from_json(section), gen);
 }
 
+std::unique_ptr<SegmentLM> make_titans(const nn::LlamaConfig& model, const nlohmann::json& section,
+                                       Generator* gen) {
+  return std::make_unique<TitansLM>(model, TitansConfig::from_json(section), gen);
+}
+
 // The mechanisms, in the order help texts list them. A new mechanism is one line here.
 struct Mechanism {
   const char* name;
@@ -50,6 +56,7 @@ constexpr Mechanism kMechanisms[] = {
     {"none", make_baseline},
     {"memorizing", make_memorizing},
     {"memformer", make_memformer},
+    {"titans", make_titans},
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 //                 max_position_embeddings), nothing else
 //   "memorizing"  MemorizingLM (memorizing.h), MemorizingConfig::from_json(section)
 //   "memformer"   MemformerLM (memformer.h), MemformerConfig::from_json(section)
+//   "titans"      TitansLM (titans.h), TitansConfig::from_json(section)
 #pragma once
 
 #include <memory>

@@ -16,6 +16,7 @@
 #include "memory/baseline.h"
 #include "support/tiny_llama.h"
 #include "train/lib/memory_bench.h"
+#include "train/lib/memory_capacity.h"
 
 namespace fs = std::filesystem;
 using namespace mnemo;
@@ -200,4 +201,43 @@ TEST_CASE("mnemo memory-bench: one JSON line on --steps 2, exit 2 on bad argumen
     CHECK(r.err.find(bad.names) != std::string::npos);
     CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
   }
+}
+
+TEST_CASE("memory-bench capacity: rows per model and count; storing and forgetting are seen") {
+  std::ostringstream log;
+  train::CapacityOptions o;
+  o.plot = "";
+  o.max_pairs = 16;
+  o.trials = 4;
+  o.head_dim = 16;
+  o.theta = 4;  // big steps: few pairs are stored clearly
+  const std::vector<json> rows = train::run_memory_capacity(o, log);
+  REQUIRE(rows.size() == 3 * 3);  // linear, mlp, attention x 4, 8, 16 pairs
+  for (const json& row : rows) {
+    CAPTURE(row.dump());
+    CHECK(row["task"] == "capacity");
+    CHECK(row["error"].get<double>() >= 0);
+    // What was stored points towards the values, for every model.
+    CHECK(row["cosine_added"].get<double>() > 0.2);
+  }
+  CHECK(rows[0]["memory_model"] == "linear");
+  CHECK(rows[0]["pairs"] == 4);
+  CHECK(rows[3]["memory_model"] == "mlp");
+  // More pairs in the same memory interfere: the linear memory's cosine falls.
+  CHECK(rows[2]["cosine"].get<double>() < rows[0]["cosine"].get<double>());
+
+  // Full forgetting and no momentum: only the last chunk is held.
+  o.models = {"linear"};
+  o.alpha = 1;
+  o.eta = 0;
+  o.chunk_size = 4;
+  const std::vector<json> forgetful = train::run_memory_capacity(o, log);
+  REQUIRE(forgetful.size() == 3);
+  const json& last = forgetful.back();
+  CHECK(last["cosine_newest"].get<double>() > 0.5);
+  CHECK(std::abs(last["cosine_oldest"].get<double>()) < 0.3);
+
+  train::CapacityOptions bad;
+  CHECK_THROWS_WITH_AS(bad.apply({"depth=2"}), doctest::Contains("'depth'"), Error);
+  CHECK_THROWS_WITH_AS(bad.apply({"theta=fast"}), doctest::Contains("theta"), Error);
 }

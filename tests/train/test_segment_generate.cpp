@@ -50,6 +50,8 @@ std::unique_ptr<memory::SegmentLM> tiny_lm(const std::string& mechanism) {
     section.update({{"capacity", 8}, {"top_k", 4}, {"xl_layers", {0}}, {"gate_init", 0.0}});
   } else if (mechanism == "memformer") {
     section.update({{"num_slots", 3}});
+  } else if (mechanism == "titans") {  // chunks of 3 cross the segments of 8
+    section.update({{"chunk_size", 3}, {"max_lr", 1.0}});
   }
   Generator gen(7);
   return memory::make_segment_lm(mechanism, tiny_model(), section, &gen);
@@ -117,7 +119,7 @@ void check_against_rescoring(memory::SegmentLM& lm, const std::vector<int32_t>& 
 }  // namespace
 
 TEST_CASE("generate_segments: greedy equals the argmax of the stream re-scored by segments") {
-  for (const std::string mechanism : {"none", "memorizing", "memformer"}) {
+  for (const std::string mechanism : {"none", "memorizing", "memformer", "titans"}) {
     // (S, prompt length): the model's window with a short prompt, and S = 5 with a prompt
     // that fills two segments and starts a third before the first new token.
     for (const auto& [S, prompt_len] : {std::pair<int64_t, int64_t>{0, 3}, {5, 11}}) {
@@ -161,7 +163,7 @@ TEST_CASE("generate_segments: greedy equals the argmax of the stream re-scored b
 }
 
 TEST_CASE("generate_segments: sampling is seeded, its logprobs are the model's; eos stops") {
-  for (const std::string mechanism : {"memorizing", "memformer"}) {
+  for (const std::string mechanism : {"memorizing", "memformer", "titans"}) {
     CAPTURE(mechanism);
     const auto lm = tiny_lm(mechanism);
     const std::vector<int32_t> prompt = some_ids(4, 3);
@@ -221,7 +223,7 @@ TEST_CASE("mnemo sample on a memory-augmented checkpoint: end to end") {
       text << "%\n";
     }
   }
-  for (const std::string mechanism : {"memorizing", "memformer"}) {
+  for (const std::string mechanism : {"memorizing", "memformer", "titans"}) {
     CAPTURE(mechanism);
     const json config = {{"model",
                           {{"vocab_size", 257},  // the byte tokenizer's: no id it cannot decode

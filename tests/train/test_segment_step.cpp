@@ -196,6 +196,12 @@ TEST_CASE("train memory: memformer learns on the tiny corpus, checkpoints, resum
   check_learns_and_resumes({{"mechanism", "memformer"}, {"segments", 3}, {"num_slots", 4}});
 }
 
+TEST_CASE("train memory: titans learns on the tiny corpus, checkpoints, resumes exactly") {
+  // Segments of 16 in chunks of 3: the memory's unfinished chunk crosses segment boundaries.
+  check_learns_and_resumes(
+      {{"mechanism", "titans"}, {"segments", 3}, {"chunk_size", 3}, {"persistent_tokens", 2}});
+}
+
 TEST_CASE("train memory: two micro-batches of 2 streams train like one batch of 4") {
   // The skeleton's accumulation convention (trainer.h) holds for the memory step too. Exact
   // gradients (autograd/exact_grad.h) cover the token-row sums of linear layers, embeddings and

@@ -14,7 +14,8 @@
 //   mnemo rl-bench arith          warm start, RL and a supervised control, as JSON
 //                                 (train/lib/rl_bench.h)
 //   mnemo memory-bench TASK       a memory mechanism vs the no-memory baseline, as JSON
-//                                 (train/lib/memory_bench.h)
+//                                 (train/lib/memory_bench.h); `capacity`: the capacity of
+//                                 one Titans memory (train/lib/memory_capacity.h)
 //
 // `--profile` on any subcommand (or MNEMO_PROFILE=1) records every backend op and, when the
 // command ends, writes a Chrome trace and prints a per-op summary on stderr (core/profiler.h,
@@ -48,6 +49,7 @@
 #include "train/lib/commands.h"
 #include "train/lib/demo_mlp.h"
 #include "train/lib/memory_bench.h"
+#include "train/lib/memory_capacity.h"
 #include "train/lib/rl_bench.h"
 #include "train/lib/rl_step.h"
 #include "train/lib/trainer.h"
@@ -283,7 +285,10 @@ int main(int argc, char** argv) {
   CLI::App* memory_bench = app.add_subcommand(
       "memory-bench",
       "Train a memory mechanism and the no-memory baseline on a task, one JSON line");
-  memory_bench->add_option("task", mb_options.task, "recall, copy-far or longdoc")->required();
+  memory_bench
+      ->add_option("task", mb_options.task,
+                   "recall, copy-far, longdoc, or capacity (titans: one memory, no training)")
+      ->required();
   memory_bench->add_option("--mechanism", mb_options.mechanism, mnemo::memory::mechanism_list())
       ->required();
   memory_bench->add_option("--seed", mb_options.seed, "Seed of the streams and the weights")
@@ -324,6 +329,9 @@ int main(int argc, char** argv) {
                    "key=value into the mechanism's memory section, repeatable")
       ->allow_extra_args(false);
   memory_bench->add_option("--device", mb_options.device, "auto, cpu, cuda or cuda:N")
+      ->capture_default_str();
+  std::string mb_plot = "memory-capacity.svg";
+  memory_bench->add_option("--plot", mb_plot, "capacity: the SVG chart to write")
       ->capture_default_str();
   add_threads_option(*memory_bench, threads);
   // Task options: kept as text and handed to the task, which rejects those it does not take.
@@ -416,6 +424,17 @@ int main(int argc, char** argv) {
       if (threads > 0) bench_options.overrides.push_back(fmt::format("train.threads={}", threads));
       const nlohmann::json result = mnemo::train::bench_train(bench_options);
       if (!result.is_null()) std::cout << result.dump() << std::endl;
+    } else if (*memory_bench && mb_options.task == "capacity") {
+      if (mb_options.mechanism != "titans") {
+        throw mnemo::Error("memory-bench capacity: measures a Titans memory (--mechanism titans)");
+      }
+      mnemo::train::CapacityOptions capacity;
+      capacity.apply(mb_options.memory_overrides);
+      capacity.seed = mb_options.seed;
+      capacity.plot = mb_plot;
+      for (const auto& row : mnemo::train::run_memory_capacity(capacity, std::cerr)) {
+        std::cout << row.dump() << std::endl;
+      }
     } else if (*memory_bench) {
       for (const auto& [name, option] : mb_task_flags) {
         if (option->count() > 0) mb_options.task_options[name] = mb_task_values[name];
