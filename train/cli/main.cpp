@@ -10,6 +10,9 @@
 //   mnemo tokenizer train         train a byte-level BPE tokenizer
 //   mnemo bench train             the training step's speed, as JSON (train/lib/bench_train.h)
 //   mnemo demo-mlp [options]      train a small MLP on a generated spiral (train/lib/demo_mlp.h)
+//   mnemo rl                      GRPO or PPO on a verifiable task (train/lib/rl_step.h)
+//   mnemo rl-bench arith          warm start, RL and a supervised control, as JSON
+//                                 (train/lib/rl_bench.h)
 //   mnemo memory-bench TASK       a memory mechanism vs the no-memory baseline, as JSON
 //                                 (train/lib/memory_bench.h); `capacity`: the capacity of
 //                                 one Titans memory (train/lib/memory_capacity.h)
@@ -47,6 +50,8 @@
 #include "train/lib/demo_mlp.h"
 #include "train/lib/memory_bench.h"
 #include "train/lib/memory_capacity.h"
+#include "train/lib/rl_bench.h"
+#include "train/lib/rl_step.h"
 #include "train/lib/trainer.h"
 
 namespace {
@@ -87,6 +92,19 @@ void add_demo_mlp_options(CLI::App& demo, mnemo::DemoMlpOptions& o, std::string&
   demo.add_option("--print-every", o.print_every, "Print every N steps (default: ~20 lines)")
       ->check(CLI::NonNegativeNumber);
   demo.add_option("--device", device, "cpu, cuda or cuda:N")->capture_default_str();
+}
+
+// What a run on the skeleton takes (`mnemo train`, `mnemo rl`): --config, --out, --steps,
+// --set, --resume and --device.
+void add_run_options(CLI::App& app, mnemo::train::TrainOptions& o, const std::string& config) {
+  app.add_option("--config", o.config_file, config)->check(CLI::ExistingFile);
+  app.add_option("--out", o.out_dir, "Run directory")->required();
+  app.add_option("--steps", o.steps, "Override train.steps")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 40));
+  app.add_option("--set", o.overrides, "key=value (section.key or a unique key), repeatable")
+      ->allow_extra_args(false);
+  app.add_flag("--resume", o.resume, "Continue from OUT/latest");
+  app.add_option("--device", o.device, "auto, cpu, cuda or cuda:N");
 }
 
 void add_threads_option(CLI::App& app, int& threads) {
@@ -138,22 +156,41 @@ int main(int argc, char** argv) {
   mnemo::train::TrainOptions train_options;
   CLI::App* train = app.add_subcommand(
       "train", "Train a Llama-style language model on text (a config from configs/)");
-  train->add_option("--config", train_options.config_file, "Run config (JSON: model, train, data)")
-      ->check(CLI::ExistingFile);
-  train->add_option("--out", train_options.out_dir, "Run directory")->required();
-  train->add_option("--steps", train_options.steps, "Override train.steps")
-      ->check(CLI::Range(int64_t(1), int64_t(1) << 40));
-  train
-      ->add_option("--set", train_options.overrides,
-                   "key=value (section.key or a unique key), repeatable")
-      ->allow_extra_args(false);
-  train->add_flag("--resume", train_options.resume, "Continue from OUT/latest");
-  train->add_option("--device", train_options.device, "auto, cpu, cuda or cuda:N");
+  add_run_options(*train, train_options, "Run config (JSON: model, train, data)");
   train
       ->add_option("--zero", train_options.zero,
                    "1: shard the optimizer state across data-parallel ranks (ZeRO stage 1)")
       ->check(CLI::Range(0, 1));
   add_threads_option(*train, threads);
+
+  // ---- rl ----
+  mnemo::train::TrainOptions rl_options;
+  std::string rl_init;
+  CLI::App* rl = app.add_subcommand(
+      "rl", "Reinforcement learning (GRPO or PPO) on a verifiable task (train/lib/rl_step.h)");
+  add_run_options(*rl, rl_options, "Run config with an rl section (configs/arith-grpo.json)");
+  rl->add_option("--init", rl_init, "Checkpoint of the initial (and reference) policy");
+  add_threads_option(*rl, threads);
+
+  // ---- rl-bench ----
+  mnemo::train::RlBenchOptions rb_options;
+  CLI::App* rl_bench = app.add_subcommand(
+      "rl-bench",
+      "A warm start, RL on it and a supervised control, as JSON (train/lib/rl_bench.h)");
+  rl_bench->add_option("task", rb_options.task, "arith")->required();
+  rl_bench->add_option("--algo", rb_options.algo, "grpo or ppo")->capture_default_str();
+  rl_bench->add_option("--seed", rb_options.seed, "Seed of the prompts, weights and rollouts")
+      ->capture_default_str();
+  rl_bench->add_option("--out", rb_options.out, "Directory for the runs (default: a temp dir)");
+  rl_bench->add_option("--set", rb_options.overrides, "key=value into the RL run's config")
+      ->allow_extra_args(false);
+  rl_bench->add_option("--warm-lr", rb_options.warm_lr, "The warm start's learning rate")
+      ->check(CLI::Range(1e-9, 1.0))
+      ->capture_default_str();
+  rl_bench->add_option("--warm-batch", rb_options.warm_batch, "The warm start's examples per step")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20))
+      ->capture_default_str();
+  add_threads_option(*rl_bench, threads);
 
   // ---- eval ----
   mnemo::train::EvalOptions eval_options;
@@ -335,7 +372,7 @@ int main(int argc, char** argv) {
   }
   if (app.get_subcommands().empty()) {
     print_error(
-        "a subcommand is required: train, eval, sample, tokenize, tokenizer, bench, "
+        "a subcommand is required: train, rl, rl-bench, eval, sample, tokenize, tokenizer, bench, "
         "memory-bench, version or demo-mlp (see mnemo --help)");
     return kExitBadInput;
   }
@@ -344,7 +381,9 @@ int main(int argc, char** argv) {
     // A session MNEMO_PROFILE=1 started before main is restarted here, so that its trace
     // also goes into the command's run directory.
     if (profile || mnemo::profiler::enabled()) {
-      const std::string run_dir = *train ? train_options.out_dir : std::string();
+      const std::string run_dir = *train ? train_options.out_dir
+                                  : *rl  ? rl_options.out_dir
+                                         : std::string();
       mnemo::profiler::Options options = mnemo::profiler::options_from_env(run_dir);
       // Under mpirun every rank profiles itself: rank R > 0 writes NAME.rankR.json beside
       // rank 0's NAME.json instead of overwriting it.
@@ -366,6 +405,12 @@ int main(int argc, char** argv) {
       // The plain LM trainer, or the memory-augmented one for a config with a memory section.
       const auto summary = mnemo::train::run_train(train_options, std::cerr);
       (void)summary;
+    } else if (*rl) {
+      if (threads > 0) rl_options.overrides.push_back(fmt::format("train.threads={}", threads));
+      mnemo::train::run_rl(rl_options, rl_init, std::cerr);
+    } else if (*rl_bench) {
+      rb_options.threads = threads;
+      std::cout << mnemo::train::run_rl_bench(rb_options, std::cerr).dump() << std::endl;
     } else if (*eval) {
       mnemo::train::run_eval(eval_options, std::cout);
     } else if (*sample) {

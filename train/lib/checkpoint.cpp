@@ -85,7 +85,8 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
               (dir / "tokenizer.json").string(), out.tokenizer->vocab_size(),
               out.config.vocab_size);
   const fs::path state_file = dir / "trainer_state.json";
-  out.trainer_state = fs::exists(state_file) ? io::load_json_file(state_file.string()) : json{};
+  out.trainer_state =
+      fs::exists(state_file) ? io::load_json_file(state_file.string()) : json::object();
   return out;
 }
 

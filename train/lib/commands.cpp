@@ -97,6 +97,8 @@ void run_sample_segment_lm(const SampleOptions& o, GenerateOptions g, std::ostre
 }  // namespace
 
 std::unique_ptr<TrainStep> make_text_step(const RunConfig& rc) {
+  MNEMO_CHECK(!rc.rl.enabled,
+              "train: this config has an rl section; reinforcement learning runs with `mnemo rl`");
   if (rc.memory.enabled) return std::make_unique<SegmentStep>(rc);
   return std::make_unique<LmStep>(rc);
 }

@@ -1,6 +1,7 @@
 // The run config: schema, merge, typed settings, HF config.json (see run_config.h).
 #include "train/lib/run_config.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <fmt/ranges.h>
@@ -8,6 +9,7 @@
 #include "core/error.h"
 #include "memory/factory.h"
 #include "train/io/config.h"
+#include "train/rl/task.h"
 
 namespace mnemo::train {
 
@@ -61,6 +63,38 @@ json default_run_config() {
         {"vocab_size", d.vocab_size},
         {"val_fraction", d.val_fraction}}},
   };
+}
+
+json default_rl_section() {
+  const RlSettings r;
+  return json{{"algo", r.algo},
+              {"task", r.task},
+              {"task_options", nullptr},
+              {"init", r.init},
+              {"prompts_per_step", r.prompts_per_step},
+              {"group_size", r.group_size},
+              {"max_new_tokens", r.max_new_tokens},
+              {"temperature", r.temperature},
+              {"minibatches", r.minibatches},
+              {"eval_prompts", r.eval_prompts},
+              {"epsilon", r.epsilon},
+              {"epsilon_high", nullptr},
+              {"beta", r.beta},
+              {"loss_type", r.loss_type},
+              {"num_iterations", r.num_iterations},
+              {"scale_rewards", r.scale_rewards},
+              {"filter_zero_variance", r.filter_zero_variance},
+              {"ppo_epochs", r.ppo_epochs},
+              {"gamma", r.gamma},
+              {"lam", r.lam},
+              {"kl_coef", r.kl_coef},
+              {"adaptive_kl", r.adaptive_kl},
+              {"kl_target", r.kl_target},
+              {"kl_horizon", r.kl_horizon},
+              {"cliprange_value", r.cliprange_value},
+              {"vf_coef", r.vf_coef},
+              {"entropy_coef", r.entropy_coef},
+              {"whiten_advantages", r.whiten_advantages}};
 }
 
 namespace {
@@ -125,12 +159,102 @@ MemorySettings memory_settings(const json& section, const TrainSettings& train,
   return m;
 }
 
+// The rl section, already merged over default_rl_section() (so every key is there with its
+// schema's type): the values' ranges.
+RlSettings rl_settings(const json& r, std::string_view source) {
+  RlSettings s;
+  s.enabled = true;
+  s.algo = get<std::string>(r, "algo", source);
+  s.task = get<std::string>(r, "task", source);
+  s.task_options = r.at("task_options").is_null() ? json::object() : r.at("task_options");
+  s.init = get<std::string>(r, "init", source);
+  s.prompts_per_step = get<int64_t>(r, "prompts_per_step", source);
+  s.group_size = get<int64_t>(r, "group_size", source);
+  s.max_new_tokens = get<int64_t>(r, "max_new_tokens", source);
+  s.temperature = get<double>(r, "temperature", source);
+  s.minibatches = get<int64_t>(r, "minibatches", source);
+  s.eval_prompts = get<int64_t>(r, "eval_prompts", source);
+  s.epsilon = get<double>(r, "epsilon", source);
+  const json& high = r.at("epsilon_high");
+  MNEMO_CHECK(high.is_null() || high.is_number(),
+              "{}: 'rl.epsilon_high' must be a number or null (= epsilon), got {}", source,
+              high.dump());
+  s.epsilon_high = high.is_null() ? -1.0 : high.get<double>();
+  s.beta = get<double>(r, "beta", source);
+  s.loss_type = get<std::string>(r, "loss_type", source);
+  s.num_iterations = get<int64_t>(r, "num_iterations", source);
+  s.scale_rewards = get<std::string>(r, "scale_rewards", source);
+  s.filter_zero_variance = get<bool>(r, "filter_zero_variance", source);
+  s.ppo_epochs = get<int64_t>(r, "ppo_epochs", source);
+  s.gamma = get<double>(r, "gamma", source);
+  s.lam = get<double>(r, "lam", source);
+  s.kl_coef = get<double>(r, "kl_coef", source);
+  s.adaptive_kl = get<bool>(r, "adaptive_kl", source);
+  s.kl_target = get<double>(r, "kl_target", source);
+  s.kl_horizon = get<double>(r, "kl_horizon", source);
+  s.cliprange_value = get<double>(r, "cliprange_value", source);
+  s.vf_coef = get<double>(r, "vf_coef", source);
+  s.entropy_coef = get<double>(r, "entropy_coef", source);
+  s.whiten_advantages = get<bool>(r, "whiten_advantages", source);
+
+  const auto one_of = [&](const std::string& value, std::vector<std::string> names,
+                          const char* key) {
+    MNEMO_CHECK(std::find(names.begin(), names.end(), value) != names.end(),
+                "{}: 'rl.{}' must be one of {}, got '{}'", source, key, fmt::join(names, ", "),
+                value);
+  };
+  one_of(s.algo, {"grpo", "ppo"}, "algo");
+  one_of(s.task, rl::task_names(), "task");
+  one_of(s.loss_type, {"grpo", "bnpo", "dr_grpo", "dapo"}, "loss_type");
+  one_of(s.scale_rewards, {"group", "batch", "none"}, "scale_rewards");
+  MNEMO_CHECK(s.task_options.is_object(), "{}: 'rl.task_options' must be an object, got {}", source,
+              s.task_options.dump());
+  check_positive(s.prompts_per_step, "rl.prompts_per_step");
+  check_positive(s.group_size, "rl.group_size");
+  check_positive(s.max_new_tokens, "rl.max_new_tokens");
+  check_positive(s.minibatches, "rl.minibatches");
+  check_positive(s.eval_prompts, "rl.eval_prompts");
+  check_positive(s.num_iterations, "rl.num_iterations");
+  check_positive(s.ppo_epochs, "rl.ppo_epochs");
+  MNEMO_CHECK(s.algo == "ppo" || s.group_size >= 2,
+              "config: 'rl.group_size' must be at least 2 for GRPO (a group is its own "
+              "baseline), got {}",
+              s.group_size);
+  MNEMO_CHECK(s.prompts_per_step % s.minibatches == 0,
+              "config: 'rl.prompts_per_step' ({}) must be a multiple of 'rl.minibatches' ({})",
+              s.prompts_per_step, s.minibatches);
+  MNEMO_CHECK(std::isfinite(s.temperature) && s.temperature > 0,
+              "config: 'rl.temperature' must be positive, got {}", s.temperature);
+  MNEMO_CHECK(s.epsilon >= 0 && s.epsilon < 1, "config: 'rl.epsilon' must be in [0, 1), got {}",
+              s.epsilon);
+  for (const auto& [value, key] : {std::pair{s.clip_high(), "rl.epsilon_high"},
+                                   {s.beta, "rl.beta"},
+                                   {s.kl_coef, "rl.kl_coef"},
+                                   {s.vf_coef, "rl.vf_coef"},
+                                   {s.entropy_coef, "rl.entropy_coef"}}) {
+    check_non_negative(value, key);
+  }
+  for (const auto& [value, key] : {std::pair{s.gamma, "rl.gamma"}, {s.lam, "rl.lam"}}) {
+    MNEMO_CHECK(value >= 0 && value <= 1, "config: '{}' must be in [0, 1], got {}", key, value);
+  }
+  for (const auto& [value, key] : {std::pair{s.kl_target, "rl.kl_target"},
+                                   {s.kl_horizon, "rl.kl_horizon"},
+                                   {s.cliprange_value, "rl.cliprange_value"}}) {
+    MNEMO_CHECK(std::isfinite(value) && value > 0, "config: '{}' must be positive, got {}", key,
+                value);
+  }
+  return s;
+}
+
 }  // namespace
 
 void apply_run_override(json& config, std::string_view assignment) {
   const size_t equals = assignment.find('=');
   const std::string_view key = assignment.substr(0, equals);
   if (equals == std::string_view::npos || !key.starts_with("memory.")) {
+    if (key.starts_with("rl.") && config.is_object() && !config.contains("rl")) {
+      config["rl"] = default_rl_section();
+    }
     io::apply_override(config, assignment);
     return;
   }
@@ -227,11 +351,20 @@ RunConfig run_config_from_json(const json& config, std::string_view source) {
               rc.model.vocab_size);
 
   for (const auto& [key, value] : config.items()) {
-    MNEMO_CHECK(key == "model" || key == "train" || key == "data" || key == "memory",
-                "{}: unknown key '{}' (the sections are model, train, data and memory)", source,
+    MNEMO_CHECK(key == "model" || key == "train" || key == "data" || key == "memory" || key == "rl",
+                "{}: unknown key '{}' (the sections are model, train, data, memory and rl)", source,
                 key);
   }
   if (config.contains("memory")) rc.memory = memory_settings(config["memory"], s, source);
+  if (config.contains("rl")) {
+    MNEMO_CHECK(config["rl"].is_object(), "{}: 'rl' must be an object (a section), got {}", source,
+                config["rl"].dump());
+    // Checked against the schema here too: a config given as JSON (a checkpoint's) has not
+    // been through load_run_config's merge.
+    const json rl =
+        io::merge_config({{"rl", default_rl_section()}}, {{"rl", config["rl"]}}, source)["rl"];
+    rc.rl = rl_settings(rl, source);
+  }
   return rc;
 }
 
@@ -245,6 +378,8 @@ RunConfig load_run_config(const std::string& file, const std::vector<std::string
       memory = user["memory"];
       user.erase("memory");
     }
+    // An rl section is merged over its schema like the fixed sections.
+    if (user.is_object() && user.contains("rl")) config["rl"] = default_rl_section();
     config = io::merge_config(config, user, file);
     if (!memory.is_null()) config["memory"] = memory;
   }

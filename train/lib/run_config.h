@@ -23,6 +23,13 @@
 //            (memory/factory.h); its segment_length (the local window) defaults to train.seq_len.
 //            The mechanism's keys have no schema here: make_segment_lm rejects unknown ones by name
 //            when the run starts, and `--set memory.KEY=VALUE` may add any of them.
+//   "rl":    optional; what `mnemo rl` reads (train/lib/rl_step.h), with a typed schema
+//            (default_rl_section: every key, its default and type) merged like the sections
+//            above, so an unknown or ill-typed key is an error naming it. Present only in RL
+//            configs (a plain run's config and run_config.json are unchanged); `--set
+//            rl.KEY=VALUE` adds the section with its defaults. The RL run's steps and learning
+//            rate are train.steps and train.lr, as for any run; the keys are listed at
+//            RlSettings below.
 // Every key a file or `--set key=value` names must exist in the schema with a compatible
 // type (train/io/config.h): a typo is an error naming the key, never silently ignored.
 #pragma once
@@ -85,13 +92,59 @@ struct MemorySettings {
   nlohmann::json mechanism_section = nlohmann::json::object();
 };
 
+// The "rl" section (train/lib/rl_step.h runs it; train/rl/losses.h and advantages.h have the
+// math). Names follow TRL's GRPOConfig and PPOConfig where they exist.
+struct RlSettings {
+  bool enabled = false;                                    // the config has an rl section
+  std::string algo = "grpo";                               // grpo | ppo
+  std::string task = "arith";                              // rl::task_names() (train/rl/task.h)
+  nlohmann::json task_options = nlohmann::json::object();  // the task's own (arith: digits)
+  std::string init;  // checkpoint of the initial and reference policy; "" = fresh weights
+  int64_t prompts_per_step = 32;  // P, all ranks together
+  int64_t group_size = 8;         // G answers sampled per prompt
+  int64_t max_new_tokens = 5;     // answer tokens at most, eos included
+  double temperature = 1.0;       // of the rollouts (> 0)
+  int64_t minibatches = 1;        // optimizer updates per pass over the rollouts
+  int64_t eval_prompts = 256;     // held-out prompts scored greedily at each evaluation
+  // clipped surrogate (both algorithms)
+  double epsilon = 0.2;      // lower clip: rho >= 1 - epsilon
+  double epsilon_high = -1;  // upper clip: rho <= 1 + epsilon_high; null in JSON = epsilon
+  // GRPO
+  double beta = 0.04;                   // weight of the k3 KL to the reference in the loss
+  std::string loss_type = "dapo";       // grpo | bnpo | dr_grpo | dapo
+  int64_t num_iterations = 1;           // mu: passes over each batch of rollouts
+  std::string scale_rewards = "group";  // group | batch | none
+  bool filter_zero_variance = false;    // leave groups with equal rewards out of the loss
+  // PPO
+  int64_t ppo_epochs = 2;    // passes over each batch of rollouts
+  double gamma = 1.0;        // GAE discount
+  double lam = 0.95;         // GAE lambda
+  double kl_coef = 0.05;     // k1 KL penalty per token, in the reward
+  bool adaptive_kl = false;  // adapt kl_coef towards kl_target (advantages.h)
+  double kl_target = 6.0;
+  double kl_horizon = 10000;
+  double cliprange_value = 0.2;  // value clipping around the rollout's values
+  double vf_coef = 0.1;          // weight of the value loss
+  double entropy_coef = 0.0;     // entropy bonus (0 = none)
+  bool whiten_advantages = true;
+
+  bool is_ppo() const { return algo == "ppo"; }
+  // Passes over one batch of rollouts: num_iterations (GRPO) or ppo_epochs (PPO).
+  int64_t passes() const { return is_ppo() ? ppo_epochs : num_iterations; }
+  double clip_high() const { return epsilon_high < 0 ? epsilon : epsilon_high; }
+};
+
 struct RunConfig {
   nlohmann::json json;  // the complete, merged config (saved with every checkpoint)
   nn::LlamaConfig model;
   TrainSettings train;
   DataSettings data;
   MemorySettings memory;
+  RlSettings rl;
 };
+
+// The rl section's schema: every key with its default (and so its type).
+nlohmann::json default_rl_section();
 
 // The schema: every section and key with its default value.
 nlohmann::json default_run_config();
@@ -105,7 +158,8 @@ RunConfig load_run_config(const std::string& file, const std::vector<std::string
                           int64_t steps = 0);
 // One --set assignment applied to a merged config: memory.KEY=VALUE sets KEY of the memory
 // section (VALUE parsed as JSON when it parses, else text; the section is created if absent),
-// anything else goes through io::apply_override (the schema's checks).
+// rl.KEY=VALUE first adds the rl section with its defaults if absent, and everything goes
+// through io::apply_override (the schema's checks).
 void apply_run_override(nlohmann::json& config, std::string_view assignment);
 // The typed view of an already merged config JSON (used on --resume).
 RunConfig run_config_from_json(const nlohmann::json& json, std::string_view source);

@@ -1,0 +1,66 @@
+// `mnemo rl-bench arith --algo grpo|ppo [--seed S]`: does RL make a small model better at a
+// verifiable task, and by how much, on this machine, as one JSON line.
+//
+//   1. warm start  a small Llama (rl_bench_config: 3 layers, hidden 128) is trained with
+//                  supervised steps on the task's demonstrations (train/rl/supervised.h) until
+//                  its answers are sometimes right: every `check_every` steps its greedy exact
+//                  match on `probe_prompts` training prompts of their own is measured, and it
+//                  stops once that reaches warm_exact (0.1). pass@G (G sampled answers, one right)
+//                  is then well above zero: RL needs that (no right answer in a group: no signal),
+//                  and a warm start that is already good would leave it little.
+//   2. RL          `mnemo rl` (train/lib/rl_step.h) from that checkpoint, on the skeleton, into
+//                  OUT/rl (metrics.jsonl: the reward curve), in chunks of chunk_steps that each
+//                  resume the last (a resume is bitwise, so this is one run), for as long as
+//                  budget_seconds for the whole command allows (keeping reserve_seconds for
+//                  the control and the evaluations), up to train.steps. The steps reached
+//                  depend on the machine's speed; the result of a given number does not.
+//   3. control     the same warm start trained with supervised steps on as many prompts as
+//                  RL saw (each with its demonstration instead of G sampled answers), or for
+//                  as long as RL ran if that comes first: on this task demonstrations are
+//                  free, and supervised learning wins (docs/rl.md).
+//
+// Output: {"task", "algo", "before", "after", "sft_control", "pass_at_g", "steps", "seconds",
+// ...}: greedy exact match on every held-out prompt before RL, after it and after the control;
+// pass@G of the warm start; RL's steps; the whole command's wall time. Extra keys: seed,
+// heldout (prompts scored), warm_start_steps, warm_start_seconds, rl_seconds, control_examples,
+// control_seconds, reward_first and reward_last (the mean reward of RL's first and last tenth
+// of steps), out (the directory).
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace mnemo::train {
+
+struct RlBenchOptions {
+  std::string task = "arith";
+  std::string algo = "grpo";           // grpo | ppo
+  uint64_t seed = 0;                   // the task's prompts, the weights, the rollouts
+  std::string out;                     // "" = a fresh directory under the system's temp dir
+  std::vector<std::string> overrides;  // key=value into the RL run's config (rl.*, train.*)
+  // The warm start.
+  int64_t warm_batch = 32;
+  double warm_lr = 3e-3;
+  int64_t check_every = 10;
+  int64_t probe_prompts = 256;
+  int64_t warm_max_steps = 4000;
+  double warm_exact = 0.1;
+  // RL's time.
+  double budget_seconds = 540;  // the whole command's
+  double reserve_seconds = 80;  // kept for the control and the final evaluations
+  double control_max_seconds = 60;
+  int64_t chunk_steps = 100;
+  int threads = 0;  // 0 = the process's
+};
+
+// The RL run's config of the benchmark for an algorithm: the model, the optimizer and the rl
+// section (configs/arith-grpo.json and configs/arith-ppo.json hold the same).
+nlohmann::json rl_bench_config(const std::string& algo);
+
+// Runs the benchmark; progress goes to `log`. Bad options are mnemo::Error before any work.
+nlohmann::json run_rl_bench(const RlBenchOptions& options, std::ostream& log);
+
+}  // namespace mnemo::train
