@@ -124,8 +124,9 @@ class ExplicitLM : public SegmentLM {
   MemoryBank& bank() { return bank_; }
   void set_bank(MemoryBank bank);
   void bank_changed();
-  // After load_state_dict: rebuilds the host bank from the "bank.*" buffers.
+  // Rebuilds the host bank from the "bank.*" buffers (load_state_dict calls it).
   void bank_from_buffers();
+  void after_load_state_dict() override { bank_from_buffers(); }
 
   // Representations (M, C) of token lists as the model sees entries (the mean of their
   // embeddings), and of bank entries by index; no grad. For the `similar` policy and tools.

@@ -144,6 +144,7 @@ void Module::load_state_dict(const NamedTensors& state, bool strict) {
       MNEMO_CHECK(own_names.count(name) != 0, "load_state_dict: unexpected key '{}'", name);
     }
   }
+  after_load_state_dict();
 }
 
 void Module::train(bool training) {

@@ -65,6 +65,9 @@ class Module {
   // every key of state_dict() must be given and no other. Throws naming the key on a
   // missing/unexpected key or a shape mismatch.
   void load_state_dict(const NamedTensors& state, bool strict = true);
+  // Called on the module load_state_dict was called on, after the copy: a module that keeps
+  // host data derived from its buffers rebuilds it here (memory/explicit.h's bank).
+  virtual void after_load_state_dict() {}
 
   // ---- mode and gradients ----
   virtual void train(bool training = true);  // this module and all below it
