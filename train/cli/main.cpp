@@ -6,6 +6,8 @@
 //                                 train/lib/segment_step.h)
 //   mnemo eval                    score a text file with a checkpoint (train/lib/evaluate.h)
 //   mnemo sample                  generate text from a checkpoint (train/lib/generate.h)
+//   mnemo bank show|add|edit      read and edit an explicit memory checkpoint's bank
+//                                 (train/lib/bank_command.h)
 //   mnemo tokenize                a text file's token ids, as JSON
 //   mnemo tokenizer train         train a byte-level BPE tokenizer
 //   mnemo bench train             the training step's speed, as JSON (train/lib/bench_train.h)
@@ -44,6 +46,7 @@
 #include "core/profiler.h"
 #include "memory/factory.h"
 #include "train/distributed/communicator.h"
+#include "train/lib/bank_command.h"
 #include "train/lib/bench_train.h"
 #include "train/lib/build_info.h"
 #include "train/lib/commands.h"
@@ -233,7 +236,36 @@ int main(int argc, char** argv) {
                    "always recomputes its current segment)");
   sample->add_option("--device", sample_options.device, "auto, cpu, cuda or cuda:N")
       ->capture_default_str();
+  sample->add_flag("--show-retrieval", sample_options.show_retrieval,
+                   "Explicit memory: print the bank entry each position read, and alpha");
+  sample
+      ->add_option("--bank-update", sample_options.bank_update,
+                   "Explicit memory: add the prompt's sentences to the bank first (fifo, lru or "
+                   "similar; in memory only). A plain splitter on . ! ? and line breaks stands "
+                   "in for the reference's LLMLingua fact extractor")
+      ->check(CLI::IsMember({"fifo", "lru", "similar"}));
   add_threads_option(*sample, threads);
+
+  // ---- bank ----
+  mnemo::train::BankOptions bank_options;
+  CLI::App* bank = app.add_subcommand(
+      "bank", "Read and edit the memory bank of an explicit checkpoint (train/lib/bank_command.h)");
+  bank->require_subcommand(1);
+  CLI::App* bank_show = bank->add_subcommand("show", "Print one entry as JSON");
+  CLI::App* bank_add = bank->add_subcommand("add", "Add each line of a text file as a new entry");
+  CLI::App* bank_edit = bank->add_subcommand("edit", "Rewrite one entry");
+  for (CLI::App* command : {bank_show, bank_add, bank_edit}) {
+    command->add_option("--checkpoint", bank_options.checkpoint, "Run or checkpoint directory")
+        ->required();
+  }
+  for (CLI::App* command : {bank_show, bank_edit}) {
+    command->add_option("--entry", bank_options.entry, "Entry index")->required();
+  }
+  bank_add->add_option("--text", bank_options.text, "Text file, one entry per line")->required();
+  bank_add->add_option("--policy", bank_options.policy, "Slots to replace: fifo, lru or similar")
+      ->check(CLI::IsMember({"fifo", "lru", "similar"}))
+      ->capture_default_str();
+  bank_edit->add_option("--text", bank_options.text, "The entry's new text")->required();
 
   // ---- tokenize ----
   std::string tokenize_checkpoint, tokenize_text, tokenize_out;
@@ -372,8 +404,8 @@ int main(int argc, char** argv) {
   }
   if (app.get_subcommands().empty()) {
     print_error(
-        "a subcommand is required: train, rl, rl-bench, eval, sample, tokenize, tokenizer, bench, "
-        "memory-bench, version or demo-mlp (see mnemo --help)");
+        "a subcommand is required: train, rl, rl-bench, eval, sample, bank, tokenize, tokenizer, "
+        "bench, memory-bench, version or demo-mlp (see mnemo --help)");
     return kExitBadInput;
   }
 
@@ -416,6 +448,12 @@ int main(int argc, char** argv) {
     } else if (*sample) {
       sample_options.use_cache = !no_cache;
       mnemo::train::run_sample(sample_options, std::cout);
+    } else if (*bank_show) {
+      mnemo::train::run_bank_show(bank_options, std::cout);
+    } else if (*bank_add) {
+      mnemo::train::run_bank_add(bank_options, std::cout);
+    } else if (*bank_edit) {
+      mnemo::train::run_bank_edit(bank_options, std::cout);
     } else if (*tokenize) {
       mnemo::train::run_tokenize(tokenize_checkpoint, tokenize_text, tokenize_out);
     } else if (*tokenizer_train) {

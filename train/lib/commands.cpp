@@ -9,11 +9,13 @@
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "core/error.h"
 #include "train/io/checkpoint_dir.h"
 #include "train/io/config.h"
 #include "train/io/files.h"
+#include "train/lib/bank_command.h"
 #include "train/lib/checkpoint.h"
 #include "train/lib/device_select.h"
 #include "train/lib/evaluate.h"
@@ -90,8 +92,23 @@ void run_sample_segment_lm(const SampleOptions& o, GenerateOptions g, std::ostre
   const std::vector<int32_t> prompt = sample_prompt(*ckpt.tokenizer, o.prompt);
   g.eos_id = ckpt.tokenizer->eos_id();
   g.vocab_limit = ckpt.tokenizer->vocab_size();
-  Generated result = generate_segments(*ckpt.lm, prompt, g, ckpt.run_config.train.seq_len);
+  // The explicit memory's options (bank_command.h): the bank updated in memory only, and a
+  // log of each position's retrieval filled after every forward.
+  if (!o.bank_update.empty()) {
+    update_bank_from_prompt(explicit_lm(*ckpt.lm, "sample --bank-update"), *ckpt.tokenizer,
+                            o.prompt, memory::parse_bank_policy(o.bank_update), std::cerr);
+  }
+  std::optional<RetrievalLog> retrieval;
+  SegmentObserver observe;
+  if (o.show_retrieval) {
+    retrieval.emplace(explicit_lm(*ckpt.lm, "sample --show-retrieval"));
+    observe = [&](int64_t fresh) { retrieval->record(fresh); };
+  }
+  Generated result = generate_segments(*ckpt.lm, prompt, g, ckpt.run_config.train.seq_len, observe);
+  std::vector<int32_t> read = prompt;  // the ids the model read: all but the last generated
+  read.insert(read.end(), result.tokens.begin(), result.tokens.end());
   print_sample(o.prompt, *ckpt.tokenizer, result, g.eos_id, out);
+  if (retrieval) retrieval->print(read, *ckpt.tokenizer, out);
 }
 
 }  // namespace
@@ -138,7 +155,12 @@ void run_sample(const SampleOptions& o, std::ostream& out) {
   g.sampling.top_p = o.top_p;
   g.seed = o.seed;
   g.use_cache = o.use_cache;
+  if (!o.bank_update.empty()) memory::parse_bank_policy(o.bank_update);  // before any loading
   if (is_segment_checkpoint(o.checkpoint)) return run_sample_segment_lm(o, g, out);
+  MNEMO_CHECK(!o.show_retrieval && o.bank_update.empty(),
+              "sample: --show-retrieval and --bank-update need an explicit memory checkpoint; {} "
+              "is a plain Llama one",
+              o.checkpoint);
   LoadedCheckpoint ckpt = load_on(o.checkpoint, o.device);
   const std::vector<int32_t> prompt = sample_prompt(*ckpt.tokenizer, o.prompt);
   g.eos_id = ckpt.tokenizer->eos_id();

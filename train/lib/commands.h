@@ -43,6 +43,10 @@ struct SampleOptions {
   uint64_t seed = 0;
   bool use_cache = true;
   std::string device = "auto";
+  // An explicit memory checkpoint only (train/lib/bank_command.h): print which bank entry each
+  // position read; add the prompt's sentences to the bank first (fifo, lru or similar).
+  bool show_retrieval = false;
+  std::string bank_update;
 };
 // Prints the prompt followed by its continuation. The model sees an eos id before the prompt
 // (the start of a document, as in training) and stops at the next eos. A memory-augmented

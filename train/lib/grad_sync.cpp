@@ -7,9 +7,23 @@
 
 namespace mnemo::train {
 
+namespace {
+
+// A frozen parameter (requires_grad false) has no gradient to reduce: leaving it out keeps
+// it without one, so the optimizer never moves it.
+std::vector<Tensor> trainable(const std::vector<Tensor>& params) {
+  std::vector<Tensor> out;
+  for (const Tensor& p : params) {
+    if (p.requires_grad()) out.push_back(p);
+  }
+  return out;
+}
+
+}  // namespace
+
 GradientSync::GradientSync(dist::Communicator& comm, const std::vector<Tensor>& params,
                            Options options)
-    : comm_(comm), options_(options), params_(params), bucket_of_(params.size()) {
+    : comm_(comm), options_(options), params_(trainable(params)), bucket_of_(params_.size()) {
   MNEMO_CHECK(options.bucket_bytes > 0, "data parallel: the bucket size must be positive, got {}",
               options.bucket_bytes);
   if (comm_.world_size() == 1) return;

@@ -4,7 +4,9 @@
 // buckets are on the wire while backward is still computing the rest.
 //
 //   params, in reverse registration order (≈ the order backward finishes them), are cut into
-//   buckets; bucket b holds a flat buffer of the sum of its parameters' sizes.
+//   buckets; bucket b holds a flat buffer of the sum of its parameters' sizes. Parameters that
+//   do not require grad (frozen, as ExplicitLM's freeze_backbone leaves its backbone) are left
+//   out: they keep no gradient, where a reduced zero would let the optimizer decay them.
 //   hook(p):  ready[b(p)] += 1; when ready[b] == |b|, mark b complete; then reduce every
 //             complete bucket from `next` on, in index order (all ranks issue the collectives in
 //             the same order, whatever order their hooks fire in).

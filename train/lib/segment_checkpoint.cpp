@@ -3,11 +3,13 @@
 
 #include "autograd/ops.h"
 #include "core/error.h"
+#include "memory/explicit.h"
 #include "memory/factory.h"
 #include "train/io/checkpoint_dir.h"
 #include "train/io/config.h"
 #include "train/io/files.h"
 #include "train/io/safetensors.h"
+#include "train/lib/bank_file.h"
 
 namespace mnemo::train {
 
@@ -44,10 +46,26 @@ void write_segment_files(const fs::path& dir, const memory::SegmentLM& lm, const
   config["architectures"] = json::array({"MnemoSegmentLM"});
   config["memory"] = resolved_memory_section(rc.memory);
   io::write_file_atomic((dir / "config.json").string(), config.dump(2) + "\n");
+  save_segment_weights(dir, lm);
+  tokenizer.save((dir / "tokenizer.json").string());
+}
+
+void save_segment_weights(const fs::path& dir, const memory::SegmentLM& lm) {
   io::NamedTensors weights;
   for (const auto& [name, tensor] : lm.state_dict()) weights.emplace_back(name, detach(tensor));
   io::save_safetensors((dir / "model.safetensors").string(), weights, {{"format", "pt"}});
-  tokenizer.save((dir / "tokenizer.json").string());
+}
+
+void load_run_bank(memory::SegmentLM& lm, const text::Tokenizer& tokenizer) {
+  auto* model = dynamic_cast<memory::ExplicitLM*>(&lm);
+  if (model == nullptr || model->config.bank.empty()) return;
+  const memory::MemoryBank& empty = model->bank();
+  try {
+    model->set_bank(read_bank_for_model(model->config.bank, tokenizer, empty.side(), empty.length(),
+                                        empty.freeze_ratio()));
+  } catch (const Error& e) {
+    rethrow_with(e, "config: 'memory.bank': {}", e.what());
+  }
 }
 
 void load_segment_weights(const std::string& checkpoint_dir, memory::SegmentLM& lm) {

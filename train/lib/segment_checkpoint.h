@@ -31,8 +31,16 @@ std::unique_ptr<memory::SegmentLM> make_run_segment_lm(const RunConfig& rc, uint
 // The model files of a checkpoint in `dir`: config.json, model.safetensors, tokenizer.json.
 void write_segment_files(const std::filesystem::path& dir, const memory::SegmentLM& lm,
                          const RunConfig& rc, const text::Tokenizer& tokenizer);
+// model.safetensors alone (written atomically: `mnemo bank` rewrites it in place).
+void save_segment_weights(const std::filesystem::path& dir, const memory::SegmentLM& lm);
 // Loads model.safetensors of checkpoint_dir into lm; errors name the file.
 void load_segment_weights(const std::string& checkpoint_dir, memory::SegmentLM& lm);
+
+// The bank of a fresh explicit run: memory.bank (a bank file or a text file of entries,
+// train/lib/bank_file.h), read for the model with the run's tokenizer and set. Nothing for
+// another mechanism or an empty key; a resumed run's bank comes with its checkpoint's weights.
+// Errors name 'memory.bank' and the file.
+void load_run_bank(memory::SegmentLM& lm, const text::Tokenizer& tokenizer);
 
 // True when `path` (a run or checkpoint directory) holds a memory-augmented checkpoint: its
 // config.json has a "memory" section.

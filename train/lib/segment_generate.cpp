@@ -15,8 +15,13 @@ namespace {
 // The stream as the model reads it: the committed memory and the current segment.
 class SegmentStream {
  public:
-  SegmentStream(memory::SegmentLM& lm, int64_t segment_tokens, Device device)
-      : lm_(lm), S_(segment_tokens), device_(device), state_(lm.initial_state(1)) {}
+  SegmentStream(memory::SegmentLM& lm, int64_t segment_tokens, Device device,
+                const SegmentObserver& observe)
+      : lm_(lm),
+        S_(segment_tokens),
+        device_(device),
+        observe_(observe),
+        state_(lm.initial_state(1)) {}
 
   // Appends `ids` (|current| + |ids| <= S) and returns the logits (V,) of the token after
   // them; commits the segment when it is full.
@@ -27,7 +32,8 @@ class SegmentStream {
     const Tensor input =
         to(from_vector(std::vector<int64_t>(current_.begin(), current_.end()), {1, t}), device_);
     memory::SegmentOutput out = lm_.forward_segment(input, state_);  // logits (1, t, V)
-    Tensor next = select(select(out.logits, 0, 0), 0, t - 1);        // (V,)
+    if (observe_) observe_(int64_t(ids.size()));
+    Tensor next = select(select(out.logits, 0, 0), 0, t - 1);  // (V,)
     if (t == S_) {
       state_ = std::move(out.state);
       current_.clear();
@@ -51,6 +57,7 @@ class SegmentStream {
   memory::SegmentLM& lm_;
   int64_t S_;
   Device device_;
+  const SegmentObserver& observe_;
   memory::MemoryState state_;     // after the last committed segment
   std::vector<int32_t> current_;  // the incomplete segment, < S_ tokens
 };
@@ -63,7 +70,8 @@ Device device_of(const memory::SegmentLM& lm) {
 }  // namespace
 
 Generated generate_segments(memory::SegmentLM& lm, std::span<const int32_t> prompt,
-                            const GenerateOptions& options, int64_t segment_tokens) {
+                            const GenerateOptions& options, int64_t segment_tokens,
+                            const SegmentObserver& observe) {
   MNEMO_CHECK(!prompt.empty(), "generate_segments: the prompt must hold at least one token");
   MNEMO_CHECK(options.max_new_tokens >= 0, "generate_segments: max_new_tokens must be >= 0, got {}",
               options.max_new_tokens);
@@ -78,7 +86,7 @@ Generated generate_segments(memory::SegmentLM& lm, std::span<const int32_t> prom
   NoGradGuard no_grad;
   Generator gen(options.seed);
   Generated out;
-  SegmentStream stream(lm, S, device_of(lm));
+  SegmentStream stream(lm, S, device_of(lm), observe);
   Tensor logits = stream.feed(prompt);
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
     const nn::Sampled next = next_token(logits, options, gen);

@@ -30,6 +30,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 
 #include "memory/segment_lm.h"
@@ -37,10 +38,16 @@
 
 namespace mnemo::train {
 
+// Called after every forward with the number of positions it read for the first time: the
+// last `fresh` of the segment it read (the others were read by an earlier forward). What the
+// model keeps about its last forward (ExplicitLM::last_retrieval) then describes them.
+using SegmentObserver = std::function<void(int64_t fresh)>;
+
 // prompt: at least one token id. segment_tokens: S, in [1, lm.segment_length()]; 0 = the
 // model's segment_length (a checkpoint's train.seq_len is what it was trained and evaluated
 // with). Throws mnemo::Error naming the option that is out of range.
 Generated generate_segments(memory::SegmentLM& lm, std::span<const int32_t> prompt,
-                            const GenerateOptions& options, int64_t segment_tokens = 0);
+                            const GenerateOptions& options, int64_t segment_tokens = 0,
+                            const SegmentObserver& observe = {});
 
 }  // namespace mnemo::train

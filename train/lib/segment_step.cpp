@@ -21,8 +21,14 @@ SegmentStep::SegmentStep(const RunConfig& config)
 }
 
 std::vector<optim::ParamGroup> SegmentStep::param_groups() const {
+  // Parameters a mechanism froze (ExplicitLM's freeze_backbone) stay out of the optimizer: no
+  // moments, no weight decay, and their bits never change.
+  optim::NamedTensors trainable;
+  for (const auto& [name, param] : lm_->named_parameters()) {
+    if (param.requires_grad()) trainable.emplace_back(name, param);
+  }
   std::vector<optim::ParamGroup> groups =
-      optim::decay_groups(lm_->named_parameters(), config_.train.weight_decay);
+      optim::decay_groups(trainable, config_.train.weight_decay);
   optim::split_scalar_controls(groups, config_.memory.scalar_lr_scale);
   return groups;
 }
@@ -46,11 +52,13 @@ void SegmentStep::write_model(const std::filesystem::path& dir) const {
 
 void SegmentStep::load_model(const std::string& checkpoint_dir) {
   load_segment_weights(checkpoint_dir, *lm_);
+  resumed_ = true;
 }
 
 void SegmentStep::open_data(const RunContext& run) {
   TextStep::open_data(run);
-  lm_->document_end_id = tokenizer_->eos_id();  // memories end with their document
+  lm_->document_end_id = tokenizer_->eos_id();      // memories end with their document
+  if (!resumed_) load_run_bank(*lm_, *tokenizer_);  // a resumed run's bank is in its weights
 }
 
 double SegmentStep::micro_batch(const RunContext& run) {

@@ -25,6 +25,11 @@
 //   validation   the val shard cut into consecutive streams of S*T + 1 ids, eval_batches x
 //                batch_size of them, each scored segment by segment with the state carried
 //                (evaluate.h: evaluate_streams)
+//   bank         an explicit run (memory/explicit.h) reads memory.bank, a bank file or a text
+//                file of entries, with the run's tokenizer once the data is open
+//                (segment_checkpoint.h: load_run_bank); a resumed run's bank is in its weights
+//   frozen       parameters without requires_grad (ExplicitLM's freeze_backbone) are left out
+//                of the optimizer's groups
 //   checkpoint   train/lib/segment_checkpoint.h
 #pragma once
 
@@ -57,6 +62,7 @@ class SegmentStep final : public TextStep {
 
   RunConfig config_;
   std::unique_ptr<memory::SegmentLM> lm_;
+  bool resumed_ = false;  // load_model ran: the weights (and an explicit bank) came with them
 };
 
 }  // namespace mnemo::train
