@@ -1,8 +1,12 @@
-// Helpers for the tests that run whole trainings (tests/train): the options of a run, and its
-// metrics.jsonl read back (io::MetricsLog::read) with the per-step training losses.
+// Helpers for the tests that run whole trainings (tests/train): the options of a run, its
+// metrics.jsonl read back (io::MetricsLog::read) with the per-step training losses, and a tiny
+// run config on tests/data/tiny_corpus.txt.
 #pragma once
 
+#include <doctest/doctest.h>
+
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -33,6 +37,60 @@ inline std::vector<double> step_losses(const std::vector<nlohmann::json>& metric
     if (m.contains("loss")) losses.push_back(m["loss"].get<double>());
   }
   return losses;
+}
+
+// tests/data/tiny_corpus.txt: next to this file's folder, or above the working directory
+// (ctest runs inside the build tree).
+inline std::string tiny_corpus() {
+  const std::filesystem::path beside =
+      std::filesystem::path(__FILE__).parent_path().parent_path() / "data/tiny_corpus.txt";
+  if (beside.is_absolute() && std::filesystem::exists(beside)) return beside.string();
+  for (std::filesystem::path dir = std::filesystem::current_path();; dir = dir.parent_path()) {
+    if (std::filesystem::exists(dir / "tests/data/tiny_corpus.txt")) {
+      return (dir / "tests/data/tiny_corpus.txt").string();
+    }
+    if (dir == dir.parent_path()) break;
+  }
+  FAIL("tests/data/tiny_corpus.txt not found from " << std::filesystem::current_path());
+  return {};
+}
+
+// A run of the tiny corpus: a 2-layer model of width 32, BPE of 300 ids, batches of 4 x 16
+// tokens on 2 CPU threads, evaluated and checkpointed every 10 steps; `memory` (unless null)
+// is the memory section.
+inline nlohmann::json tiny_config(const nlohmann::json& memory, int64_t steps = 30) {
+  nlohmann::json config = {{"model",
+                            {{"vocab_size", 320},
+                             {"hidden_size", 32},
+                             {"intermediate_size", 64},
+                             {"num_hidden_layers", 2},
+                             {"num_attention_heads", 4},
+                             {"num_key_value_heads", 4},
+                             {"max_position_embeddings", 32}}},
+                           {"train",
+                            {{"batch_size", 4},
+                             {"seq_len", 16},
+                             {"lr", 0.005},
+                             {"min_lr", 0.0005},
+                             {"warmup_steps", 5},
+                             {"steps", steps},
+                             {"eval_interval", 10},
+                             {"eval_batches", 2},
+                             {"checkpoint_interval", 10},
+                             {"threads", 2},
+                             {"device", "cpu"}}},
+                           {"data",
+                            {{"path", tiny_corpus()},
+                             {"tokenizer", "bpe"},
+                             {"vocab_size", 300},
+                             {"val_fraction", 0.1}}}};
+  if (!memory.is_null()) config["memory"] = memory;
+  return config;
+}
+
+inline std::string write_json(const std::filesystem::path& file, const nlohmann::json& j) {
+  std::ofstream(file) << j.dump(2);
+  return file.string();
 }
 
 }  // namespace mnemo::test

@@ -39,55 +39,9 @@ struct ScratchDir : test::ScratchDir {
   ScratchDir() : test::ScratchDir("mnemo_segment_test") {}
 };
 
-// tests/data/tiny_corpus.txt: next to this file's folder, or above the working directory
-// (ctest runs inside the build tree).
-std::string tiny_corpus() {
-  const fs::path beside = fs::path(__FILE__).parent_path().parent_path() / "data/tiny_corpus.txt";
-  if (beside.is_absolute() && fs::exists(beside)) return beside.string();
-  for (fs::path dir = fs::current_path();; dir = dir.parent_path()) {
-    if (fs::exists(dir / "tests/data/tiny_corpus.txt")) {
-      return (dir / "tests/data/tiny_corpus.txt").string();
-    }
-    if (dir == dir.parent_path()) break;
-  }
-  FAIL("tests/data/tiny_corpus.txt not found from " << fs::current_path());
-  return {};
-}
-
-json tiny_config(const json& memory, int64_t steps = 30) {
-  json config = {{"model",
-                  {{"vocab_size", 320},
-                   {"hidden_size", 32},
-                   {"intermediate_size", 64},
-                   {"num_hidden_layers", 2},
-                   {"num_attention_heads", 4},
-                   {"num_key_value_heads", 4},
-                   {"max_position_embeddings", 32}}},
-                 {"train",
-                  {{"batch_size", 4},
-                   {"seq_len", 16},
-                   {"lr", 0.005},
-                   {"min_lr", 0.0005},
-                   {"warmup_steps", 5},
-                   {"steps", steps},
-                   {"eval_interval", 10},
-                   {"eval_batches", 2},
-                   {"checkpoint_interval", 10},
-                   {"threads", 2},
-                   {"device", "cpu"}}},
-                 {"data",
-                  {{"path", tiny_corpus()},
-                   {"tokenizer", "bpe"},
-                   {"vocab_size", 300},
-                   {"val_fraction", 0.1}}}};
-  if (!memory.is_null()) config["memory"] = memory;
-  return config;
-}
-
-std::string write_json(const fs::path& file, const json& j) {
-  std::ofstream(file) << j.dump(2);
-  return file.string();
-}
+using test::tiny_config;
+using test::tiny_corpus;
+using test::write_json;
 
 double mean(const std::vector<double>& v, size_t begin, size_t end) {
   double s = 0;
@@ -200,6 +154,15 @@ TEST_CASE("train memory: titans learns on the tiny corpus, checkpoints, resumes 
   // Segments of 16 in chunks of 3: the memory's unfinished chunk crosses segment boundaries.
   check_learns_and_resumes(
       {{"mechanism", "titans"}, {"segments", 3}, {"chunk_size", 3}, {"persistent_tokens", 2}});
+}
+
+TEST_CASE("train memory: explicit learns on the tiny corpus, checkpoints, resumes exactly") {
+  // An empty bank of 16 entries (the bank key and its round trip: tests/train/test_explicit_run.cpp).
+  check_learns_and_resumes({{"mechanism", "explicit"},
+                            {"segments", 2},
+                            {"bank_entries", 16},
+                            {"entry_length", 8},
+                            {"key_dim", 16}});
 }
 
 TEST_CASE("train memory: two micro-batches of 2 streams train like one batch of 4") {

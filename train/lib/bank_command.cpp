@@ -97,6 +97,13 @@ json entry_json(const MemoryBank& bank, int64_t e, const text::Tokenizer& tokeni
               {"frozen", e < bank.frozen()}};
 }
 
+// An entry's text as a JSON string, or what stands in its place.
+std::string quoted_entry(const MemoryBank& bank, int64_t e, const text::Tokenizer& tokenizer) {
+  if (e < 0 || e >= bank.entries()) return "(no entry)";
+  if (bank.is_free(e)) return "(free)";
+  return dump(tokenizer.decode(bank.entry(e)));
+}
+
 }  // namespace
 
 ExplicitLM& explicit_lm(memory::SegmentLM& lm, std::string_view what) {
@@ -228,12 +235,9 @@ void RetrievalLog::print(const std::vector<int32_t>& tokens, const text::Tokeniz
     const size_t positions = std::min(layers_[i].size(), tokens.size());
     for (size_t t = 0; t < positions; ++t) {
       const Read& read = layers_[i][t];
-      const std::string entry_text = read.entry >= 0 && read.entry < bank.entries()
-                                         ? dump(tokenizer.decode(bank.entry(read.entry)))
-                                         : "(none)";
       out << fmt::format("{:>6} {:<16} -> {:>7}  alpha {:.3f}  {}\n", t,
                          dump(tokenizer.decode(std::span(&tokens[t], 1))), read.entry, read.alpha,
-                         entry_text);
+                         quoted_entry(bank, read.entry, tokenizer));
     }
   }
 }
