@@ -8,10 +8,12 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "train/io/metrics.h"
+#include "train/lib/commands.h"
 #include "train/lib/trainer.h"
 
 namespace mnemo::test {
@@ -37,6 +39,19 @@ inline std::vector<double> step_losses(const std::vector<nlohmann::json>& metric
     if (m.contains("loss")) losses.push_back(m["loss"].get<double>());
   }
   return losses;
+}
+
+// As if the run had been killed after its checkpoint `kept` (a step-* directory name): the newer
+// checkpoint `dropped` removed and `latest` pointed back at `kept`; then `mnemo train
+// --resume`. Returns the per-step losses of metrics.jsonl after it.
+inline std::vector<double> resume_after_crash(const std::filesystem::path& run,
+                                              const std::string& kept, const std::string& dropped) {
+  std::filesystem::remove_all(run / dropped);
+  std::filesystem::remove(run / "latest");
+  std::filesystem::create_directory_symlink(kept, run / "latest");
+  std::ostringstream log;
+  train::run_train(train_options("", run, /*resume=*/true), log);
+  return step_losses(read_metrics(run));
 }
 
 // tests/data/tiny_corpus.txt: next to this file's folder, or above the working directory

@@ -58,7 +58,7 @@ std::string write_facts(const fs::path& dir) {
 // 16 entries of 16 tokens, 3 of them frozen (freeze_ratio 0.2), filled from `bank`.
 json explicit_memory(const std::string& bank) {
   return {{"mechanism", "explicit"}, {"segments", 2}, {"bank_entries", 16},
-          {"entry_length", 16},       {"key_dim", 16}, {"bank", bank}};
+          {"entry_length", 16},      {"key_dim", 16}, {"bank", bank}};
 }
 
 // Trains `memory` on the tiny corpus for `steps` into dir/NAME and returns the run directory.
@@ -70,6 +70,16 @@ fs::path train_run(const fs::path& dir, const std::string& name, const json& mem
   std::ostringstream log;
   run_train(test::train_options(config, run), log);
   return run;
+}
+
+// Greedy `mnemo sample` of `max_tokens` after `prompt` from the run's checkpoint.
+SampleOptions greedy_sample(const fs::path& run, const std::string& prompt, int64_t max_tokens) {
+  SampleOptions o;
+  o.checkpoint = run.string();
+  o.prompt = prompt;
+  o.max_tokens = max_tokens;
+  o.temperature = 0;
+  return o;
 }
 
 std::vector<std::string> bank_texts(const LoadedSegmentCheckpoint& ckpt, int64_t count) {
@@ -100,12 +110,8 @@ TEST_CASE("explicit run: memory.bank fills the bank; checkpoints carry it; resum
 
   // A resumed run takes its bank from the checkpoint: the file, changed now, is not read again.
   write_text(facts, "something else entirely\n");
-  fs::remove_all(run / "step-00000020");
-  fs::remove(run / "latest");
-  fs::create_directory_symlink("step-00000010", run / "latest");
-  std::ostringstream log;
-  run_train(test::train_options("", run, /*resume=*/true), log);
-  const std::vector<double> resumed = test::step_losses(test::read_metrics(run));
+  const std::vector<double> resumed =
+      test::resume_after_crash(run, "step-00000010", "step-00000020");
   REQUIRE(resumed.size() == 20);
   for (size_t i = 0; i < 20; ++i) {
     CAPTURE(i);
@@ -144,11 +150,7 @@ TEST_CASE("explicit run: a bad memory.bank is an error naming the key and the fi
 TEST_CASE("explicit run: sample --show-retrieval prints what each position read") {
   ScratchDir dir;
   const fs::path run = train_run(dir.path, "run", explicit_memory(write_facts(dir.path)), 4);
-  SampleOptions o;
-  o.checkpoint = run.string();
-  o.prompt = "the cat";
-  o.max_tokens = 4;
-  o.temperature = 0;
+  SampleOptions o = greedy_sample(run, "the cat", 4);
   o.show_retrieval = true;
   std::ostringstream out;
   run_sample(o, out);
@@ -212,11 +214,7 @@ TEST_CASE("explicit run: sample --bank-update adds the prompt's sentences in mem
         }).find("sentence 2") != std::string::npos);
 
   const std::string weights = io::read_file((run / "latest" / "model.safetensors").string());
-  SampleOptions o;
-  o.checkpoint = run.string();
-  o.prompt = "cats nap. dogs dig!";
-  o.max_tokens = 2;
-  o.temperature = 0;
+  SampleOptions o = greedy_sample(run, "cats nap. dogs dig!", 2);
   o.bank_update = "similar";
   std::ostringstream out;
   run_sample(o, out);

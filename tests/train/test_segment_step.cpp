@@ -95,11 +95,8 @@ void check_learns_and_resumes(const json& memory) {
   CHECK_THROWS_WITH_AS(run_train(options, log), doctest::Contains("--resume"), Error);
 
   // As if killed after the step-20 checkpoint: latest -> step 20, no step-30 checkpoint.
-  fs::remove_all(run / "step-00000030");
-  fs::remove(run / "latest");
-  fs::create_directory_symlink("step-00000020", run / "latest");
-  run_train(test::train_options("", run, /*resume=*/true), log);
-  const std::vector<double> resumed = test::step_losses(test::read_metrics(run));
+  const std::vector<double> resumed =
+      test::resume_after_crash(run, "step-00000020", "step-00000030");
   REQUIRE(resumed.size() == 30);
   for (size_t i = 0; i < 30; ++i) {
     CAPTURE(i);
@@ -157,7 +154,8 @@ TEST_CASE("train memory: titans learns on the tiny corpus, checkpoints, resumes 
 }
 
 TEST_CASE("train memory: explicit learns on the tiny corpus, checkpoints, resumes exactly") {
-  // An empty bank of 16 entries (the bank key and its round trip: tests/train/test_explicit_run.cpp).
+  // An empty bank of 16 entries (the bank key and its round trip:
+  // tests/train/test_explicit_run.cpp).
   check_learns_and_resumes({{"mechanism", "explicit"},
                             {"segments", 2},
                             {"bank_entries", 16},
