@@ -163,39 +163,24 @@ void ExplicitConfig::validate(const nn::LlamaConfig& model) const {
 }
 
 ExplicitLM::ExplicitLM(const nn::LlamaConfig& m, const ExplicitConfig& cfg, Generator* gen)
-    : model_config(m), config(cfg) {
-  m.validate();
+    : DecoderLM(m, gen), config(cfg) {
   cfg.validate(m);
   const int64_t L = m.num_hidden_layers;
   for (int64_t& layer : config.layers) layer = (layer + L) % L;
   std::sort(config.layers.begin(), config.layers.end());
   const double std = m.initializer_range;
-  model = register_module("model", std::make_shared<nn::Module>());
-  embed_tokens = model->register_module(
-      "embed_tokens", std::make_shared<nn::Embedding>(m.vocab_size, m.hidden_size, gen, std));
-  auto layers = model->register_module("layers", std::make_shared<nn::ModuleList>());
   for (int64_t i = 0; i < L; ++i) {
     if (std::find(config.layers.begin(), config.layers.end(), i) != config.layers.end()) {
-      memory_blocks.push_back(layers->append(std::make_shared<ExplicitMemoryBlock>(
+      memory_blocks.push_back(layer_list->append(std::make_shared<ExplicitMemoryBlock>(
           m.hidden_size, m.num_attention_heads, m.num_key_value_heads, m.intermediate_size,
           m.rms_norm_eps, config, gen, std)));
       blocks.push_back(nullptr);
     } else {
-      blocks.push_back(layers->append(std::make_shared<nn::TransformerBlock>(
-          m.hidden_size, m.num_attention_heads, m.num_key_value_heads, m.intermediate_size,
-          m.rms_norm_eps, gen, std)));
+      blocks.push_back(append_llama_block(gen));
       memory_blocks.push_back(nullptr);
     }
   }
-  norm =
-      model->register_module("norm", std::make_shared<nn::RMSNorm>(m.hidden_size, m.rms_norm_eps));
-  rotary_emb = model->register_module(
-      "rotary_emb",
-      std::make_shared<nn::RotaryEmbedding>(m.head_dim(), m.max_position_embeddings, m.rope_theta));
-  if (!m.tie_word_embeddings) {
-    lm_head = register_module(
-        "lm_head", std::make_shared<nn::Linear>(m.hidden_size, m.vocab_size, false, gen, std));
-  }
+  finish_decoder(gen);
 
   // The bank: persistent buffers (a checkpoint holds it) and the device mirror the layers read.
   const int64_t n = side_of(config.bank_entries), N = config.bank_entries, Le = config.entry_length;
@@ -381,11 +366,8 @@ SegmentOutput ExplicitLM::forward_traced(const Tensor& ids, const MemoryState& s
     retrieval_.push_back(std::move(r));
     if (traces) traces->push_back(std::move(trace));
   }
-  const Tensor h = norm->forward(x);
-  const Tensor& w = lm_head ? lm_head->weight : embed_tokens->weight;
   SegmentOutput out;
-  out.logits = view(linear(reshape(h, {B * T, model_config.hidden_size}), w),
-                    {B, T, model_config.vocab_size});
+  out.logits = output_logits(x);
   return out;
 }
 

@@ -61,6 +61,7 @@
 #include <string>
 #include <vector>
 
+#include "memory/decoder_lm.h"
 #include "memory/explicit_bank.h"
 #include "memory/explicit_memory.h"
 #include "memory/segment_lm.h"
@@ -102,7 +103,7 @@ struct Retrieval {
   Tensor alpha;       // (B, T) f32 on the CPU: the shortcut gate
 };
 
-class ExplicitLM : public SegmentLM {
+class ExplicitLM : public DecoderLM {
  public:
   ExplicitLM(const nn::LlamaConfig& model, const ExplicitConfig& cfg, Generator* gen = nullptr);
 
@@ -142,15 +143,9 @@ class ExplicitLM : public SegmentLM {
   // The router's loss terms of the last forward_backward (0 where not used).
   double last_router_loss = 0, last_similarity_loss = 0, last_diversity_loss = 0;
 
-  nn::LlamaConfig model_config;
-  ExplicitConfig config;          // layers resolved to 0 .. L-1, sorted
-  std::shared_ptr<Module> model;  // "model": embed_tokens, layers, norm, rotary_emb
-  std::shared_ptr<nn::Embedding> embed_tokens;
-  std::vector<std::shared_ptr<nn::TransformerBlock>> blocks;        // null on memory layers
+  ExplicitConfig config;                                      // layers resolved to 0 .. L-1, sorted
+  std::vector<std::shared_ptr<nn::TransformerBlock>> blocks;  // null on memory layers
   std::vector<std::shared_ptr<ExplicitMemoryBlock>> memory_blocks;  // null elsewhere
-  std::shared_ptr<nn::RMSNorm> norm;
-  std::shared_ptr<nn::RotaryEmbedding> rotary_emb;
-  std::shared_ptr<nn::Linear> lm_head;  // null when tie_word_embeddings
 
  private:
   struct RouterLosses {

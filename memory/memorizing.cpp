@@ -141,17 +141,12 @@ MemorizingConfig MemorizingConfig::from_json(const nlohmann::json& j) {
 }
 
 MemorizingLM::MemorizingLM(const nn::LlamaConfig& m, const MemorizingConfig& cfg, Generator* gen)
-    : model_config(m), config(cfg) {
-  m.validate();
+    : DecoderLM(m, gen), config(cfg) {
   cfg.validate(m);
   const int64_t L = m.num_hidden_layers;
   config.memory_layer = (cfg.memory_layer + L) % L;
   for (int64_t& layer : config.xl_layers) layer = (layer + L) % L;
   const double std = m.initializer_range;
-  model = register_module("model", std::make_shared<nn::Module>());
-  embed_tokens = model->register_module(
-      "embed_tokens", std::make_shared<nn::Embedding>(m.vocab_size, m.hidden_size, gen, std));
-  auto layers = model->register_module("layers", std::make_shared<nn::ModuleList>());
   FaissOptions faiss;
   faiss.index = config.faiss_index;
   faiss.nprobe = config.faiss_nprobe;
@@ -159,26 +154,16 @@ MemorizingLM::MemorizingLM(const nn::LlamaConfig& m, const MemorizingConfig& cfg
                 parse_knn_search(config.search), faiss);
   for (int64_t i = 0; i < L; ++i) {
     if (i == config.memory_layer) {
-      memory_block = layers->append(std::make_shared<MemorizingBlock>(
+      memory_block = layer_list->append(std::make_shared<MemorizingBlock>(
           m.hidden_size, m.num_attention_heads, m.num_key_value_heads, m.intermediate_size,
           m.rms_norm_eps, knn, config.top_k, parse_memory_gate(config.gate), gen, std,
           config.gate_init, parse_local_position(config.position)));
       blocks.push_back(nullptr);
     } else {
-      blocks.push_back(layers->append(std::make_shared<nn::TransformerBlock>(
-          m.hidden_size, m.num_attention_heads, m.num_key_value_heads, m.intermediate_size,
-          m.rms_norm_eps, gen, std)));
+      blocks.push_back(append_llama_block(gen));
     }
   }
-  norm =
-      model->register_module("norm", std::make_shared<nn::RMSNorm>(m.hidden_size, m.rms_norm_eps));
-  rotary_emb = model->register_module(
-      "rotary_emb",
-      std::make_shared<nn::RotaryEmbedding>(m.head_dim(), m.max_position_embeddings, m.rope_theta));
-  if (!m.tie_word_embeddings) {
-    lm_head = register_module(
-        "lm_head", std::make_shared<nn::Linear>(m.hidden_size, m.vocab_size, false, gen, std));
-  }
+  finish_decoder(gen);
 }
 
 bool MemorizingLM::has_xl(int64_t layer) const {
@@ -276,10 +261,7 @@ SegmentOutput MemorizingLM::forward_segment(const Tensor& ids, const MemoryState
                     count_after_segment(fifo_count(xl_count, T, S), ends ? &*ends : nullptr, S));
     }
   }
-  const Tensor last = norm->forward(h);  // (B, T, C)
-  const Tensor& w = lm_head ? lm_head->weight : embed_tokens->weight;
-  out.logits = view(linear(reshape(last, {B * T, model_config.hidden_size}), w),
-                    {B, T, model_config.vocab_size});
+  out.logits = output_logits(h);  // (B, T, V)
   return out;
 }
 

@@ -38,6 +38,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "memory/decoder_lm.h"
 #include "memory/knn_memory.h"
 #include "memory/memorizing_attention.h"
 #include "memory/segment_lm.h"
@@ -72,7 +73,7 @@ struct MemorizingConfig {
   static MemorizingConfig from_json(const nlohmann::json& j);
 };
 
-class MemorizingLM : public SegmentLM {
+class MemorizingLM : public DecoderLM {
  public:
   MemorizingLM(const nn::LlamaConfig& model, const MemorizingConfig& cfg, Generator* gen = nullptr);
 
@@ -85,15 +86,9 @@ class MemorizingLM : public SegmentLM {
                           const MemoryState& initial, MemoryState* final_state = nullptr,
                           double grad_scale = 1.0) override;
 
-  nn::LlamaConfig model_config;
-  MemorizingConfig config;        // memory_layer resolved to 0 .. L-1
-  std::shared_ptr<Module> model;  // "model": embed_tokens, layers, norm, rotary_emb
-  std::shared_ptr<nn::Embedding> embed_tokens;
+  MemorizingConfig config;                                    // memory_layer resolved to 0 .. L-1
   std::vector<std::shared_ptr<nn::TransformerBlock>> blocks;  // null at memory_layer
   std::shared_ptr<MemorizingBlock> memory_block;
-  std::shared_ptr<nn::RMSNorm> norm;
-  std::shared_ptr<nn::RotaryEmbedding> rotary_emb;
-  std::shared_ptr<nn::Linear> lm_head;  // null when tie_word_embeddings
 
   // Diagnostics: with record_reads set, forward_segment keeps what the memory layer read.
   struct MemoryRead {

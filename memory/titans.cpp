@@ -269,39 +269,23 @@ Tensor TitansBlock::forward(const Tensor& x, const nn::RopeTables& rope, const M
 // ---------------------------------------------------------------- TitansLM
 
 TitansLM::TitansLM(const nn::LlamaConfig& m, const TitansConfig& cfg, Generator* gen)
-    : model_config(m), config(cfg) {
-  m.validate();
+    : DecoderLM(m, gen), config(cfg) {
   cfg.validate(m);
   const int64_t L = m.num_hidden_layers;
   for (int64_t& layer : config.layers) layer = (layer + L) % L;
   std::sort(config.layers.begin(), config.layers.end());
-  const double std = m.initializer_range;
-  model = register_module("model", std::make_shared<nn::Module>());
-  embed_tokens = model->register_module(
-      "embed_tokens", std::make_shared<nn::Embedding>(m.vocab_size, m.hidden_size, gen, std));
-  auto layers = model->register_module("layers", std::make_shared<nn::ModuleList>());
   for (int64_t i = 0; i < L; ++i) {
     const bool with_memory =
         std::find(config.layers.begin(), config.layers.end(), i) != config.layers.end();
     if (with_memory) {
-      memory_blocks.push_back(layers->append(std::make_shared<TitansBlock>(m, config, gen)));
+      memory_blocks.push_back(layer_list->append(std::make_shared<TitansBlock>(m, config, gen)));
       blocks.push_back(nullptr);
     } else {
-      blocks.push_back(layers->append(std::make_shared<nn::TransformerBlock>(
-          m.hidden_size, m.num_attention_heads, m.num_key_value_heads, m.intermediate_size,
-          m.rms_norm_eps, gen, std)));
+      blocks.push_back(append_llama_block(gen));
       memory_blocks.push_back(nullptr);
     }
   }
-  norm =
-      model->register_module("norm", std::make_shared<nn::RMSNorm>(m.hidden_size, m.rms_norm_eps));
-  rotary_emb = model->register_module(
-      "rotary_emb",
-      std::make_shared<nn::RotaryEmbedding>(m.head_dim(), m.max_position_embeddings, m.rope_theta));
-  if (!m.tie_word_embeddings) {
-    lm_head = register_module(
-        "lm_head", std::make_shared<nn::Linear>(m.hidden_size, m.vocab_size, false, gen, std));
-  }
+  finish_decoder(gen);
 }
 
 std::string TitansLM::prefix(int64_t layer) {
@@ -321,7 +305,7 @@ SegmentOutput TitansLM::forward_segment(const Tensor& ids, const MemoryState& st
   MNEMO_CHECK(ids.defined() && ids.dim() == 2 && is_integral(ids.dtype()),
               "TitansLM: ids must be integer (B, T), got {}",
               ids.defined() ? shape_str(ids.shape()) : std::string("undefined"));
-  const int64_t B = ids.size(0), T = ids.size(1);
+  const int64_t T = ids.size(1);
   MNEMO_CHECK(T >= 1 && T <= config.segment_length,
               "TitansLM: segment of {} tokens, want 1 .. segment_length {}", T,
               config.segment_length);
@@ -335,10 +319,7 @@ SegmentOutput TitansLM::forward_segment(const Tensor& ids, const MemoryState& st
       x = blocks[i]->forward(x, rope);
     }
   }
-  const Tensor h = norm->forward(x);
-  const Tensor& w = lm_head ? lm_head->weight : embed_tokens->weight;
-  out.logits = view(linear(reshape(h, {B * T, model_config.hidden_size}), w),
-                    {B, T, model_config.vocab_size});
+  out.logits = output_logits(x);
   return out;
 }
 

@@ -62,6 +62,7 @@
 #include <string>
 #include <vector>
 
+#include "memory/decoder_lm.h"
 #include "memory/segment_lm.h"
 #include "memory/titans_memory.h"
 #include "nn/llama.h"
@@ -124,7 +125,7 @@ class TitansBlock : public nn::Module {
   nn::LayerKV extras(int64_t B, const Tensor& readout, const nn::RopeTables* rope) const;
 };
 
-class TitansLM : public SegmentLM {
+class TitansLM : public DecoderLM {
  public:
   TitansLM(const nn::LlamaConfig& model, const TitansConfig& cfg, Generator* gen = nullptr);
 
@@ -137,15 +138,9 @@ class TitansLM : public SegmentLM {
   // The state prefix of memory layer l: "titans.<l>".
   static std::string prefix(int64_t layer);
 
-  nn::LlamaConfig model_config;
-  TitansConfig config;            // layers resolved to 0 .. L-1, sorted
-  std::shared_ptr<Module> model;  // "model": embed_tokens, layers, norm, rotary_emb
-  std::shared_ptr<nn::Embedding> embed_tokens;
+  TitansConfig config;                                        // layers resolved to 0 .. L-1, sorted
   std::vector<std::shared_ptr<nn::TransformerBlock>> blocks;  // null on memory layers
   std::vector<std::shared_ptr<TitansBlock>> memory_blocks;    // null elsewhere
-  std::shared_ptr<nn::RMSNorm> norm;
-  std::shared_ptr<nn::RotaryEmbedding> rotary_emb;
-  std::shared_ptr<nn::Linear> lm_head;  // null when tie_word_embeddings
 };
 
 }  // namespace mnemo::memory
