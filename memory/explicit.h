@@ -26,7 +26,8 @@
 //   keys = "learned"   product keys (Lample et al. 2019): q = W_q z (B, T, dk) split in halves
 //                      q1, q2; two sub-key tables K1, K2 (n, dk/2); s1 = q1 K1^T, s2 = q2 K2^T;
 //                      the top-K of each half, the K*K sums s1_i + s2_j, their top-K: entry
-//                      i * n + j with score s1_i + s2_j. O(n) per token instead of O(N).
+//                      i * n + j with score s1_i + s2_j (-1e9 on a free entry, so that a
+//                      written entry among the K * K wins). O(n) per token instead of O(N).
 //   keys = "content"   each entry's key is computed from its own tokens: k_e = W_c pool(e),
 //                      pool(e) = sum_l w_el (E[tok_el] * (1 + P_l)) with learned per-position
 //                      scales P (L, C) — the mean of the embeddings cannot tell "a b" from

@@ -102,10 +102,16 @@ void ExplicitMemory::route(const Tensor& q, const BankView& bank, Tensor& scores
   const Tensor rows = matmul(narrow(q, 1, 0, half), transpose(row_keys, 0, 1));     // (M, n)
   const Tensor cols = matmul(narrow(q, 1, half, half), transpose(col_keys, 0, 1));  // (M, n)
   TopKResult r = topk(rows, Kh, 1), c = topk(cols, Kh, 1);
-  const Tensor sums =
+  Tensor sums =
       reshape(unsqueeze(r.values, 2) + unsqueeze(c.values, 1), {M, Kh * Kh});  // (M, Kh^2)
   const Tensor ids = reshape(add(mul(unsqueeze(r.indices, 2), double(n)), unsqueeze(c.indices, 1)),
                              {M, Kh * Kh});  // entry i * n + j of each sum
+  // Free entries lose to any written one among the K^2 (they stay possible only when every
+  // combination is free).
+  if (bank.free_bias.defined()) {
+    const Tensor bias = index_select(bank.free_bias, 0, reshape(ids, {M * Kh * Kh}));
+    sums = sums + mnemo::to(reshape(bias, {M, Kh * Kh}), sums.dtype());
+  }
   TopKResult top = topk(sums, K, 1);
   scores = top.values;
   entries = gather(ids, 1, top.indices);

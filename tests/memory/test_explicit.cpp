@@ -241,6 +241,21 @@ TEST_CASE("ExplicitLM: editing an entry changes its representation and nothing e
   CHECK_THROWS_WITH_AS(lm->set_bank(bad), doctest::Contains("vocabulary"), Error);
 }
 
+TEST_CASE("ExplicitLM: product keys never pick a free entry while a written one is in reach") {
+  // Odd entries free: among any 3 x 3 rows and columns of the 4 x 4 grid at least one
+  // column is even, so a written entry is always among the 9 combinations.
+  auto lm = tiny_lm(tiny_explicit());
+  MemoryBank bank = lm->bank();
+  for (int64_t e = 1; e < 16; e += 2) bank.clear(e);
+  lm->set_bank(bank);
+  for (bool training : {false, true}) {
+    lm->train(training);
+    lm->forward_segment(ids_of(2, 8, 5), {});
+    const Tensor sel = contiguous(lm->last_retrieval()[0].selected);
+    for (int64_t i = 0; i < 16; ++i) CHECK(sel.data<int64_t>()[i] % 2 == 0);
+  }
+}
+
 TEST_CASE("ExplicitLM: the bank and the noise stream travel in the state dict") {
   auto a = tiny_lm(tiny_explicit(), 1, DType::f32);
   a->bank().set(3, {7, 7, 7});
