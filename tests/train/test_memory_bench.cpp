@@ -95,6 +95,9 @@ TEST_CASE("memory-bench: each task runs on a tiny setting and reports its metric
   const double answered = r["baseline"].get<double>() * 24;
   CHECK(answered == doctest::Approx(std::round(answered)));
   CHECK(log.str().find("step 2/2") != std::string::npos);
+  // The scalar controls' learning-rate factor: the mechanism's default unless given.
+  CHECK(r["scalar_lr_scale"] == 10.0);
+  CHECK(train::memory_bench_default_scalar_lr_scale("titans") == 1.0);
 
   auto copy = tiny("copy-far");
   copy.task_options = {{"gap", "1"}, {"segment-length", "12"}};

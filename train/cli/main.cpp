@@ -339,9 +339,9 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   memory_bench
       ->add_option("--scalar-lr-scale", mb_options.scalar_lr_scale,
-                   "Learning-rate factor of gates, temperatures and other small scalars")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+                   "Learning-rate factor of gates, temperatures and other small scalars "
+                   "(default 10; 1 for titans)")
+      ->check(CLI::PositiveNumber);
   memory_bench
       ->add_option("--init-std", mb_options.init_std,
                    "Weight init std of both models (default: the task's: "

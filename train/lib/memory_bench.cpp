@@ -151,6 +151,10 @@ double memory_bench_default_lr(const std::string& task, const std::string& mecha
   return task == "copy-far" || mechanism == "memformer" ? 1e-3 : 3e-3;
 }
 
+double memory_bench_default_scalar_lr_scale(const std::string& mechanism) {
+  return mechanism == "titans" ? 1.0 : 10.0;
+}
+
 double memory_bench_default_init_std(const std::string& task, int64_t hidden) {
   (void)memory_bench_default_steps(task, "none");  // names an unknown task
   return task == "recall" ? 1.0 / std::sqrt(double(hidden)) : 0.0;
@@ -199,10 +203,13 @@ nlohmann::json run_memory_bench(const MemoryBenchOptions& o, std::ostream& log) 
               o.eval_streams);
   MNEMO_CHECK(o.init_std >= 0 && std::isfinite(o.init_std),
               "memory-bench: --init-std must be a finite number >= 0, got {}", o.init_std);
-  MNEMO_CHECK(o.lr >= 0 && o.scalar_lr_scale > 0,
-              "memory-bench: --lr must not be negative and --scalar-lr-scale must be positive");
+  MNEMO_CHECK(o.lr >= 0 && o.scalar_lr_scale >= 0,
+              "memory-bench: --lr and --scalar-lr-scale must not be negative");
   MemoryBenchOptions opts = o;  // with the task's defaults filled in
   if (opts.lr == 0) opts.lr = memory_bench_default_lr(o.task, o.mechanism);
+  if (opts.scalar_lr_scale == 0) {
+    opts.scalar_lr_scale = memory_bench_default_scalar_lr_scale(o.mechanism);
+  }
   if (opts.init_std == 0) opts.init_std = memory_bench_default_init_std(o.task, o.hidden);
   const nn::LlamaConfig model = model_config(opts, *task);
   const int64_t T = task->segment_length();
@@ -242,6 +249,7 @@ nlohmann::json run_memory_bench(const MemoryBenchOptions& o, std::ostream& log) 
   r["baseline"] = task->score(base.tally);
   r["steps"] = steps;
   r["lr"] = opts.lr;
+  r["scalar_lr_scale"] = opts.scalar_lr_scale;
   r["seconds"] = std::chrono::duration<double>(Clock::now() - start).count();
   r["higher_is_better"] = task->higher_is_better();
   r["seed"] = o.seed;

@@ -42,7 +42,8 @@ struct MemoryBenchOptions {
   int64_t eval_streams = 256;   // held-out streams scored
   double lr = 0;                // AdamW, warmup over the first 5% then constant; 0 = the
                                 // task's default (memory_bench_default_lr)
-  double scalar_lr_scale = 10;  // learning-rate factor of small 0-/1-D non-norm parameters
+  double scalar_lr_scale = 0;   // learning-rate factor of small 0-/1-D non-norm parameters;
+                                // 0 = the mechanism's default (memory_bench_default_scalar_lr_scale)
   int64_t layers = 2, hidden = 128, heads = 4;  // the shared model size
   double init_std = 0;               // both models' weight init std; 0 = the task's default
                                      // (memory_bench_default_init_std)
@@ -64,6 +65,12 @@ int64_t memory_bench_default_steps(const std::string& task, const std::string& m
 // in 400 steps; recall, Memformer 0.346 at 1e-3 against 0.061 at 3e-3 in 1500 steps;
 // docs/memory-results.md).
 double memory_bench_default_lr(const std::string& task, const std::string& mechanism);
+
+// The default learning-rate factor of a mechanism's scalar controls (optim/param_groups.h):
+// 10, so that the gates of the Memorizing Transformer and Memformer open within a run; 1 for
+// Titans, whose gate biases (step size, momentum, forgetting) trained at 10x forgot too fast
+// (recall 0.528 at 10x against 0.842 at 1x, seed 1; docs/memory-results.md).
+double memory_bench_default_scalar_lr_scale(const std::string& mechanism);
 
 // Both models' default weight init std on a task: 1/sqrt(hidden) for recall (the recipe
 // measured to reach far recall 0.974, where at the decoder's 0.02 the in-window lookup was
