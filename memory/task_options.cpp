@@ -4,8 +4,8 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
-#include <exception>
 
 #include "core/error.h"
 
@@ -20,17 +20,23 @@ const std::string* OptionReader::find(const std::string& key) {
   return it == options_.end() ? nullptr : &it->second;
 }
 
+namespace {
+
+// Whether `text` is exactly one number of type T, nothing before or after it.
+template <typename T>
+bool parse_number(const std::string& text, T& value) {
+  const char* end = text.data() + text.size();
+  const auto [stop, error] = std::from_chars(text.data(), end, value);
+  return !text.empty() && error == std::errc() && stop == end;
+}
+
+}  // namespace
+
 int64_t OptionReader::integer(const std::string& key, int64_t fallback, int64_t lo, int64_t hi) {
   const std::string* given = find(key);
   if (given == nullptr) return fallback;
-  size_t used = 0;
   int64_t value = 0;
-  try {
-    value = std::stoll(*given, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  MNEMO_CHECK(used == given->size() && used > 0 && value >= lo && value <= hi,
+  MNEMO_CHECK(parse_number(*given, value) && value >= lo && value <= hi,
               "{}: --{} must be an integer in [{}, {}], got '{}'", task_, key, lo, hi, *given);
   return value;
 }
@@ -38,16 +44,9 @@ int64_t OptionReader::integer(const std::string& key, int64_t fallback, int64_t 
 double OptionReader::number(const std::string& key, double fallback, double lo, double hi) {
   const std::string* given = find(key);
   if (given == nullptr) return fallback;
-  size_t used = 0;
   double value = 0;
-  try {
-    value = std::stod(*given, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  MNEMO_CHECK(
-      used == given->size() && used > 0 && std::isfinite(value) && value >= lo && value <= hi,
-      "{}: --{} must be a number in [{}, {}], got '{}'", task_, key, lo, hi, *given);
+  MNEMO_CHECK(parse_number(*given, value) && std::isfinite(value) && value >= lo && value <= hi,
+              "{}: --{} must be a number in [{}, {}], got '{}'", task_, key, lo, hi, *given);
   return value;
 }
 
