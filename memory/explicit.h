@@ -48,7 +48,12 @@
 // persistent buffer, "bank.tokens" (N, L) i32 with -1 padding, with "bank.written" and
 // "bank.last_used" (N) i64 and "bank.clock" (1) i64: a checkpoint holds the bank. After
 // loading a state dict, or to edit, use `bank()` / `set_bank()`: the host MemoryBank is the
-// truth, the buffers follow it.
+// truth, the buffers follow it. The forward pass never changes the bank (nor last_used: a
+// caller that wants lru bookkeeping records last_retrieval() with bank().record_use).
+//
+// The Gumbel noise of training forward number s is drawn from Generator(seed, 64 s), with
+// [seed, s] kept in the persistent buffer "noise_state", so a resumed run draws what the
+// uninterrupted one would have.
 #pragma once
 
 #include <memory>
@@ -57,6 +62,7 @@
 #include <vector>
 
 #include "memory/explicit_bank.h"
+#include "memory/explicit_memory.h"
 #include "memory/segment_lm.h"
 #include "nn/llama.h"
 
@@ -95,8 +101,6 @@ struct Retrieval {
   Tensor candidates;  // (B, T, K) i64 on the CPU
   Tensor alpha;       // (B, T) f32 on the CPU: the shortcut gate
 };
-
-class ExplicitMemoryBlock;
 
 class ExplicitLM : public SegmentLM {
  public:
@@ -149,14 +153,24 @@ class ExplicitLM : public SegmentLM {
   std::shared_ptr<nn::Linear> lm_head;  // null when tie_word_embeddings
 
  private:
-  friend class ExplicitMemoryBlock;
-  void sync_bank_tensors();  // host bank -> buffers and the device mirror
+  struct RouterLosses {
+    double router = 0, similarity = 0, diversity = 0;
+  };
+  BankView bank_view() const;
+  // forward_segment, keeping each memory layer's trace (for the router's loss terms).
+  SegmentOutput forward_traced(const Tensor& ids, const MemoryState& state,
+                               std::vector<ExplicitTrace>* traces);
+  // The weighted router terms of one segment (undefined when none applies); target (B, T)
+  // entry ids or -1, undefined when the data gives none.
+  Tensor router_terms(const std::vector<ExplicitTrace>& traces, const Tensor& target,
+                      RouterLosses& sums) const;
 
   MemoryBank bank_;
   Tensor bank_tokens_, bank_written_, bank_last_used_, bank_clock_;  // persistent buffers
+  Tensor noise_state_;    // (2) i64 persistent: [seed, training forwards so far]
   Tensor entry_ids_;      // (N, L) i64 on the model's device: tokens with -1 -> 0
   Tensor entry_weights_;  // (N, L) f32: 1 / count on the tokens, 0 on the padding
-  uint64_t mirrored_version_ = ~uint64_t(0);
+  Tensor free_bias_;      // (N) f32: -1e9 on free entries
   std::vector<Tensor> router_targets_;
   std::vector<Retrieval> retrieval_;
 };

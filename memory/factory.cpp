@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "memory/baseline.h"
+#include "memory/explicit.h"
 #include "memory/memformer.h"
 #include "memory/memorizing.h"
 #include "memory/titans.h"
@@ -42,6 +43,11 @@ std::unique_ptr<SegmentLM> make_memformer(const nn::LlamaConfig& model,
   return std::make_unique<MemformerLM>(model, MemformerConfig::from_json(section), gen);
 }
 
+std::unique_ptr<SegmentLM> make_explicit(const nn::LlamaConfig& model,
+                                         const nlohmann::json& section, Generator* gen) {
+  return std::make_unique<ExplicitLM>(model, ExplicitConfig::from_json(section), gen);
+}
+
 std::unique_ptr<SegmentLM> make_titans(const nn::LlamaConfig& model, const nlohmann::json& section,
                                        Generator* gen) {
   return std::make_unique<TitansLM>(model, TitansConfig::from_json(section), gen);
@@ -53,10 +59,8 @@ struct Mechanism {
   std::unique_ptr<SegmentLM> (*make)(const nn::LlamaConfig&, const nlohmann::json&, Generator*);
 };
 constexpr Mechanism kMechanisms[] = {
-    {"none", make_baseline},
-    {"memorizing", make_memorizing},
-    {"memformer", make_memformer},
-    {"titans", make_titans},
+    {"none", make_baseline}, {"memorizing", make_memorizing}, {"memformer", make_memformer},
+    {"titans", make_titans}, {"explicit", make_explicit},
 };
 
 }  // namespace

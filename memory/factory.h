@@ -6,6 +6,7 @@
 //   "memorizing"  MemorizingLM (memorizing.h), MemorizingConfig::from_json(section)
 //   "memformer"   MemformerLM (memformer.h), MemformerConfig::from_json(section)
 //   "titans"      TitansLM (titans.h), TitansConfig::from_json(section)
+//   "explicit"    ExplicitLM (explicit.h), ExplicitConfig::from_json(section)
 #pragma once
 
 #include <memory>
