@@ -150,49 +150,6 @@ std::vector<int64_t> random_gaps(int64_t total, int64_t gaps, Rng& rng) {
   return out;
 }
 
-// Reads and checks the task's options: each is taken once; leftovers are unknown options.
-class OptionReader {
- public:
-  OptionReader(std::string task, const TaskOptions& options)
-      : task_(std::move(task)), options_(options) {}
-
-  int64_t integer(const std::string& key, int64_t fallback, int64_t lo, int64_t hi) {
-    known_.push_back(key);
-    const auto it = options_.find(key);
-    if (it == options_.end()) return fallback;
-    size_t used = 0;
-    int64_t value = 0;
-    try {
-      value = std::stoll(it->second, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    MNEMO_CHECK(used == it->second.size() && used > 0 && value >= lo && value <= hi,
-                "{}: --{} must be an integer in [{}, {}], got '{}'", task_, key, lo, hi,
-                it->second);
-    return value;
-  }
-  std::string text(const std::string& key, const std::string& fallback) {
-    known_.push_back(key);
-    const auto it = options_.find(key);
-    return it == options_.end() ? fallback : it->second;
-  }
-  // Throws naming the first option no reader asked for.
-  void finish() const {
-    for (const auto& [key, value] : options_) {
-      if (std::find(known_.begin(), known_.end(), key) != known_.end()) continue;
-      std::string takes;
-      for (const auto& k : known_) takes += (takes.empty() ? "--" : ", --") + k;
-      fail("{}: unknown option --{} (it takes {})", task_, key, takes);
-    }
-  }
-
- private:
-  std::string task_;
-  const TaskOptions& options_;
-  std::vector<std::string> known_;
-};
-
 // ---------------------------------------------------------------- recall
 
 class RecallTask : public MemoryTask {

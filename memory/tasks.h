@@ -37,13 +37,13 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "core/tensor.h"
+#include "memory/task_options.h"
 
 namespace mnemo::memory {
 
@@ -95,9 +95,6 @@ struct Tally {
            const std::vector<double>& nll);
   ProbeTally all() const;  // local and far together
 };
-
-// Task options as given on the command line: "gap" -> "2" (names without the dashes).
-using TaskOptions = std::map<std::string, std::string>;
 
 class MemoryTask {
  public:

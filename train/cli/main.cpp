@@ -16,8 +16,9 @@
 //   mnemo rl-bench arith          warm start, RL and a supervised control, as JSON
 //                                 (train/lib/rl_bench.h)
 //   mnemo memory-bench TASK       a memory mechanism vs the no-memory baseline, as JSON
-//                                 (train/lib/memory_bench.h); `capacity`: the capacity of
-//                                 one Titans memory (train/lib/memory_capacity.h)
+//                                 (train/lib/memory_bench.h); `facts`: an explicit memory
+//                                 bank's facts (train/lib/facts_bench.h); `capacity`: the
+//                                 capacity of one Titans memory (train/lib/memory_capacity.h)
 //
 // `--profile` on any subcommand (or MNEMO_PROFILE=1) records every backend op and, when the
 // command ends, writes a Chrome trace and prints a per-op summary on stderr (core/profiler.h,
@@ -319,7 +320,8 @@ int main(int argc, char** argv) {
       "Train a memory mechanism and the no-memory baseline on a task, one JSON line");
   memory_bench
       ->add_option("task", mb_options.task,
-                   "recall, copy-far, longdoc, or capacity (titans: one memory, no training)")
+                   "recall, copy-far, longdoc, facts, or capacity (titans: one memory, no "
+                   "training)")
       ->required();
   memory_bench->add_option("--mechanism", mb_options.mechanism, mnemo::memory::mechanism_list())
       ->required();
@@ -376,9 +378,17 @@ int main(int argc, char** argv) {
       {"local-items", "recall: in-segment items per segment (4)"},
       {"segments", "recall, longdoc: segments per stream (5, 8)"},
       {"segment-length",
-       "all tasks: tokens per segment = the local window (recall 40, copy-far 32, longdoc 64)"},
+       "all tasks: tokens per segment = the local window (recall 40, copy-far 32, longdoc 64, "
+       "facts 40)"},
       {"corpus", "longdoc: directory of C/C++ headers (/usr/include)"},
-      {"ngram", "longdoc: n-gram length defining far bytes (4)"}};
+      {"ngram", "longdoc: n-gram length defining far bytes (4)"},
+      {"syllables", "facts: syllables n; n*n subjects = bank entries (64)"},
+      {"relations", "facts: relations (8)"},
+      {"objects", "facts: objects (64)"},
+      {"held-out", "facts: fraction of facts in the bank but never in training text (0.25)"},
+      {"reserved", "facts: fraction kept out of the bank, inserted after training (0.0625)"},
+      {"layout", "facts: bank layout, grid or shuffled (grid)"},
+      {"edits", "facts: facts edited in the bank after training (256)"}};
   std::vector<std::pair<std::string, CLI::Option*>> mb_task_flags;
   for (const auto& [name, help] : mb_task_options) {
     mb_task_flags.emplace_back(

@@ -19,6 +19,7 @@
 #include "optim/param_groups.h"
 #include "optim/schedule.h"
 #include "train/lib/device_select.h"
+#include "train/lib/facts_bench.h"
 
 namespace mnemo::train {
 
@@ -26,15 +27,110 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// The mechanism's memory section: the task's window as segment_length, for "memorizing" a
-// kNN memory that holds a whole stream (capacity S * T), for "titans" MAG without persistent
-// tokens, then each "key=value" override
-// (value parsed as JSON: numbers, booleans, arrays; else kept as text).
-nlohmann::json memory_section(const std::string& mechanism, const memory::MemoryTask& task,
-                              const std::vector<std::string>& overrides) {
+struct Trained {
+  memory::Tally tally;
+  double final_loss = 0;  // mean training loss over the last 10% of steps
+  int64_t parameters = 0;
+};
+
+Trained train_and_score(memory::SegmentLM& lm, const memory::MemoryTask& task,
+                        const MemoryBenchOptions& o, int64_t steps, Device device,
+                        std::ostream& log) {
+  Trained out;
+  out.parameters = lm.num_parameters();
+  out.final_loss = train_memory_bench_model(
+      lm, o, steps, device,
+      [&](int64_t step) {
+        const memory::StreamBatch batch = task.batch(memory::Split::train, step * o.batch, o.batch);
+        return lm.forward_backward(batch.ids_segments(device), batch.targets_segments(device),
+                                   lm.initial_state(o.batch));
+      },
+      log);
+  out.tally = evaluate_segment_lm(lm, task, o.eval_streams, o.batch, device);
+  return out;
+}
+
+}  // namespace
+
+int64_t memory_bench_default_steps(const std::string& task, const std::string& mechanism) {
+  if (task == "recall") return mechanism == "memformer" ? 1500 : 2500;
+  if (task == "copy-far") return 400;
+  if (task == "longdoc") return 200;
+  if (task == "facts") return 1500;
+  fail("memory-bench: unknown task '{}' (recall, copy-far, longdoc or facts)", task);
+}
+
+double memory_bench_default_lr(const std::string& task, const std::string& mechanism) {
+  (void)memory_bench_default_steps(task, mechanism);  // names an unknown task
+  return task == "copy-far" || mechanism == "memformer" ? 1e-3 : 3e-3;
+}
+
+double memory_bench_default_scalar_lr_scale(const std::string& mechanism) {
+  return mechanism == "titans" ? 1.0 : 10.0;
+}
+
+double memory_bench_default_init_std(const std::string& task, int64_t hidden) {
+  (void)memory_bench_default_steps(task, "none");  // names an unknown task
+  return task == "recall" ? 1.0 / std::sqrt(double(hidden)) : 0.0;
+}
+
+MemoryBenchOptions memory_bench_resolved(const MemoryBenchOptions& o) {
+  const auto known = memory::mechanism_names();
+  MNEMO_CHECK(std::find(known.begin(), known.end(), o.mechanism) != known.end(),
+              "memory-bench: unknown mechanism '{}' (one of {})", o.mechanism,
+              memory::mechanism_list());
+  MNEMO_CHECK(o.batch >= 1, "memory-bench: --batch must be positive, got {}", o.batch);
+  MNEMO_CHECK(o.eval_streams >= 1, "memory-bench: --eval-streams must be positive, got {}",
+              o.eval_streams);
+  MNEMO_CHECK(o.init_std >= 0 && std::isfinite(o.init_std),
+              "memory-bench: --init-std must be a finite number >= 0, got {}", o.init_std);
+  MNEMO_CHECK(o.lr >= 0 && o.scalar_lr_scale >= 0,
+              "memory-bench: --lr and --scalar-lr-scale must not be negative");
+  MNEMO_CHECK(o.mechanism != "none" || o.memory_overrides.empty(),
+              "memory-bench: --memory does not apply to --mechanism none");
+  MemoryBenchOptions r = o;
+  if (r.steps <= 0) r.steps = memory_bench_default_steps(o.task, o.mechanism);
+  if (r.lr == 0) r.lr = memory_bench_default_lr(o.task, o.mechanism);
+  if (r.scalar_lr_scale == 0) r.scalar_lr_scale = memory_bench_default_scalar_lr_scale(o.mechanism);
+  if (r.init_std == 0) r.init_std = memory_bench_default_init_std(o.task, o.hidden);
+  return r;
+}
+
+nn::LlamaConfig memory_bench_model(const MemoryBenchOptions& o, int64_t vocab, int64_t window) {
+  nn::LlamaConfig c;
+  c.vocab_size = vocab;
+  c.hidden_size = o.hidden;
+  c.num_hidden_layers = o.layers;
+  c.num_attention_heads = o.heads;
+  c.num_key_value_heads = o.heads;
+  // SwiGLU at ~8/3 of the width, rounded up to a multiple of 32 (Llama's rule of thumb).
+  c.intermediate_size = (o.hidden * 8 / 3 + 31) / 32 * 32;
+  // Room for the segment and one segment of extra positions (an XL cache).
+  c.max_position_embeddings = 2 * window;
+  c.tie_word_embeddings = false;
+  if (o.init_std > 0) c.initializer_range = o.init_std;  // both models alike
+  c.validate();
+  return c;
+}
+
+nlohmann::json memory_bench_model_json(const MemoryBenchOptions& o, const nn::LlamaConfig& model,
+                                       int64_t window) {
+  return {{"layers", o.layers},
+          {"hidden", o.hidden},
+          {"heads", o.heads},
+          {"intermediate", model.intermediate_size},
+          {"vocab", model.vocab_size},
+          {"window", window},
+          {"init_std", model.initializer_range}};
+}
+
+// The window as segment_length, for "memorizing" a kNN memory that holds a whole stream
+// (capacity S * T), for "titans" MAG without persistent tokens, then the overrides.
+nlohmann::json memory_bench_section(const std::string& mechanism, int64_t window, int64_t segments,
+                                    const std::vector<std::string>& overrides) {
   nlohmann::json section = nlohmann::json::object();
-  section["segment_length"] = task.segment_length();
-  if (mechanism == "memorizing") section["capacity"] = task.num_segments() * task.segment_length();
+  section["segment_length"] = window;
+  if (mechanism == "memorizing") section["capacity"] = segments * window;
   // Titans as a gate without persistent tokens: on recall, persistent tokens held the
   // in-segment lookup back (local exact match 0.47 against 0.98 without them at 1000 steps)
   // and MAC learned the far lookup more slowly than MAG (docs/memory-results.md).
@@ -53,49 +149,41 @@ nlohmann::json memory_section(const std::string& mechanism, const memory::Memory
   return section;
 }
 
-nn::LlamaConfig model_config(const MemoryBenchOptions& o, const memory::MemoryTask& task) {
-  nn::LlamaConfig c;
-  c.vocab_size = task.vocab_size();
-  c.hidden_size = o.hidden;
-  c.num_hidden_layers = o.layers;
-  c.num_attention_heads = o.heads;
-  c.num_key_value_heads = o.heads;
-  // SwiGLU at ~8/3 of the width, rounded up to a multiple of 32 (Llama's rule of thumb).
-  c.intermediate_size = (o.hidden * 8 / 3 + 31) / 32 * 32;
-  // Room for the segment and one segment of extra positions (an XL cache).
-  c.max_position_embeddings = 2 * task.segment_length();
-  c.tie_word_embeddings = false;
-  if (o.init_std > 0) c.initializer_range = o.init_std;  // both models alike
-  c.validate();
-  return c;
+MemoryBenchModels make_memory_bench_models(const MemoryBenchOptions& o,
+                                           const nn::LlamaConfig& model,
+                                           const nlohmann::json& section, int64_t window) {
+  Generator gen_memory(o.seed), gen_baseline(o.seed);
+  MemoryBenchModels models;
+  if (o.mechanism != "none") {
+    models.memory = memory::make_segment_lm(o.mechanism, model, section, &gen_memory);
+  }
+  models.baseline =
+      memory::make_segment_lm("none", model, {{"segment_length", window}}, &gen_baseline);
+  for (const memory::SegmentLM* lm : {models.memory.get(), models.baseline.get()}) {
+    if (lm != nullptr) {
+      MNEMO_CHECK(lm->segment_length() >= window,
+                  "memory-bench: {} takes segments of at most {} tokens, the task has {}",
+                  lm->mechanism(), lm->segment_length(), window);
+    }
+  }
+  return models;
 }
 
-// AdamW over two groups: everything, and the mechanisms' small scalar controls (per-head
-// gates, temperatures, bias scales: optim::split_scalar_controls), which move more slowly than
-// they need to at the matrices' learning rate (docs/memory-results.md).
-std::unique_ptr<optim::AdamW> make_optimizer(const memory::SegmentLM& lm, double lr,
-                                             double scalar_lr_scale) {
+double train_memory_bench_model(memory::SegmentLM& lm, const MemoryBenchOptions& o, int64_t steps,
+                                Device device, const std::function<double(int64_t step)>& step_loss,
+                                std::ostream& log) {
+  if (!device.is_cpu()) lm.to(device);
+  lm.train();
+  // AdamW over two groups: everything, and the mechanisms' small scalar controls (per-head
+  // gates, temperatures, bias scales: optim::split_scalar_controls), which move more slowly
+  // than they need to at the matrices' learning rate (docs/memory-results.md).
   std::vector<optim::ParamGroup> groups(1);
   for (const auto& [name, p] : lm.named_parameters()) {
     groups[0].names.push_back(name);
     groups[0].params.push_back(p);
   }
-  optim::split_scalar_controls(groups, scalar_lr_scale);
-  return std::make_unique<optim::AdamW>(std::move(groups), lr, 0.9, 0.95);
-}
-
-struct Trained {
-  memory::Tally tally;
-  double final_loss = 0;  // mean training loss over the last 10% of steps
-  int64_t parameters = 0;
-};
-
-Trained train_and_score(memory::SegmentLM& lm, const memory::MemoryTask& task,
-                        const MemoryBenchOptions& o, int64_t steps, Device device,
-                        std::ostream& log) {
-  if (!device.is_cpu()) lm.to(device);
-  lm.train();
-  auto optimizer = make_optimizer(lm, o.lr, o.scalar_lr_scale);
+  optim::split_scalar_controls(groups, o.scalar_lr_scale);
+  optim::AdamW optimizer(std::move(groups), o.lr, 0.9, 0.95);
   const std::vector<Tensor> params = lm.parameters();
   optim::LrSchedule schedule;
   schedule.max_lr = o.lr;
@@ -104,23 +192,19 @@ Trained train_and_score(memory::SegmentLM& lm, const memory::MemoryTask& task,
   schedule.decay = optim::LrSchedule::constant;
   schedule.validate();
 
-  Trained out;
-  out.parameters = lm.num_parameters();
   const int64_t tail = std::max<int64_t>(1, steps / 10);
   const int64_t report = std::max<int64_t>(1, steps / 10);
   double tail_sum = 0, window_sum = 0;
   int64_t window = 0;
   const auto start = Clock::now();
   for (int64_t step = 0; step < steps; ++step) {
-    const memory::StreamBatch batch = task.batch(memory::Split::train, step * o.batch, o.batch);
-    optimizer->zero_grad();
-    const double loss = lm.forward_backward(
-        batch.ids_segments(device), batch.targets_segments(device), lm.initial_state(o.batch));
+    optimizer.zero_grad();
+    const double loss = step_loss(step);
     MNEMO_CHECK(std::isfinite(loss), "memory-bench: {} loss is {} at step {}", lm.mechanism(), loss,
                 step + 1);
     const double factor = optim::clip_factor(optim::global_grad_norm(params), 1.0);
-    optimizer->set_lr(schedule.at(step));
-    optimizer->step(factor);
+    optimizer.set_lr(schedule.at(step));
+    optimizer.step(factor);
     if (step >= steps - tail) tail_sum += loss;
     window_sum += loss;
     ++window;
@@ -132,32 +216,7 @@ Trained train_and_score(memory::SegmentLM& lm, const memory::MemoryTask& task,
       window = 0;
     }
   }
-  out.final_loss = tail_sum / double(std::min(tail, steps));
-  out.tally = evaluate_segment_lm(lm, task, o.eval_streams, o.batch, device);
-  return out;
-}
-
-}  // namespace
-
-int64_t memory_bench_default_steps(const std::string& task, const std::string& mechanism) {
-  if (task == "recall") return mechanism == "memformer" ? 1500 : 2500;
-  if (task == "copy-far") return 400;
-  if (task == "longdoc") return 200;
-  fail("memory-bench: unknown task '{}' (recall, copy-far or longdoc)", task);
-}
-
-double memory_bench_default_lr(const std::string& task, const std::string& mechanism) {
-  (void)memory_bench_default_steps(task, mechanism);  // names an unknown task
-  return task == "copy-far" || mechanism == "memformer" ? 1e-3 : 3e-3;
-}
-
-double memory_bench_default_scalar_lr_scale(const std::string& mechanism) {
-  return mechanism == "titans" ? 1.0 : 10.0;
-}
-
-double memory_bench_default_init_std(const std::string& task, int64_t hidden) {
-  (void)memory_bench_default_steps(task, "none");  // names an unknown task
-  return task == "recall" ? 1.0 / std::sqrt(double(hidden)) : 0.0;
+  return tail_sum / double(std::min(tail, steps));
 }
 
 memory::Tally evaluate_segment_lm(memory::SegmentLM& lm, const memory::MemoryTask& task,
@@ -189,55 +248,26 @@ memory::Tally evaluate_segment_lm(memory::SegmentLM& lm, const memory::MemoryTas
 }
 
 nlohmann::json run_memory_bench(const MemoryBenchOptions& o, std::ostream& log) {
+  if (o.task == "facts") return run_facts_bench(o, log);
   const auto start = Clock::now();
   // Everything the input names is checked before any training.
-  const auto known = memory::mechanism_names();
-  MNEMO_CHECK(std::find(known.begin(), known.end(), o.mechanism) != known.end(),
-              "memory-bench: unknown mechanism '{}' (one of {})", o.mechanism,
-              memory::mechanism_list());
   const std::unique_ptr<memory::MemoryTask> task =
       memory::make_task(o.task, o.seed, o.task_options);
-  const int64_t steps = o.steps > 0 ? o.steps : memory_bench_default_steps(o.task, o.mechanism);
-  MNEMO_CHECK(o.batch >= 1, "memory-bench: --batch must be positive, got {}", o.batch);
-  MNEMO_CHECK(o.eval_streams >= 1, "memory-bench: --eval-streams must be positive, got {}",
-              o.eval_streams);
-  MNEMO_CHECK(o.init_std >= 0 && std::isfinite(o.init_std),
-              "memory-bench: --init-std must be a finite number >= 0, got {}", o.init_std);
-  MNEMO_CHECK(o.lr >= 0 && o.scalar_lr_scale >= 0,
-              "memory-bench: --lr and --scalar-lr-scale must not be negative");
-  MemoryBenchOptions opts = o;  // with the task's defaults filled in
-  if (opts.lr == 0) opts.lr = memory_bench_default_lr(o.task, o.mechanism);
-  if (opts.scalar_lr_scale == 0) {
-    opts.scalar_lr_scale = memory_bench_default_scalar_lr_scale(o.mechanism);
-  }
-  if (opts.init_std == 0) opts.init_std = memory_bench_default_init_std(o.task, o.hidden);
-  const nn::LlamaConfig model = model_config(opts, *task);
+  const MemoryBenchOptions opts = memory_bench_resolved(o);  // the task's defaults filled in
+  const int64_t steps = opts.steps;
   const int64_t T = task->segment_length();
+  const nn::LlamaConfig model = memory_bench_model(opts, task->vocab_size(), T);
   const Device device = select_device(o.device, log);
 
-  Generator gen_memory(o.seed), gen_baseline(o.seed);
-  std::unique_ptr<memory::SegmentLM> with_memory;
-  if (o.mechanism != "none") {
-    with_memory = memory::make_segment_lm(
-        o.mechanism, model, memory_section(o.mechanism, *task, o.memory_overrides), &gen_memory);
-  } else {
-    MNEMO_CHECK(o.memory_overrides.empty(),
-                "memory-bench: --memory does not apply to --mechanism none");
-  }
-  std::unique_ptr<memory::SegmentLM> baseline =
-      memory::make_segment_lm("none", model, {{"segment_length", T}}, &gen_baseline);
-  for (const memory::SegmentLM* lm : {with_memory.get(), baseline.get()}) {
-    if (lm != nullptr) {
-      MNEMO_CHECK(lm->segment_length() >= T,
-                  "memory-bench: {} takes segments of at most {} tokens, the task has {}",
-                  lm->mechanism(), lm->segment_length(), T);
-    }
-  }
+  MemoryBenchModels models = make_memory_bench_models(
+      o, model, memory_bench_section(o.mechanism, T, task->num_segments(), o.memory_overrides), T);
+  memory::SegmentLM* with_memory = models.memory.get();
+  memory::SegmentLM& baseline = *models.baseline;
 
   log << "memory-bench: task " << task->name() << " " << task->config().dump() << ", " << steps
       << " steps of " << o.batch << " streams x " << task->num_segments() << " x " << T
       << " tokens\n";
-  const Trained base = train_and_score(*baseline, *task, opts, steps, device, log);
+  const Trained base = train_and_score(baseline, *task, opts, steps, device, log);
   const Trained mem =
       with_memory ? train_and_score(*with_memory, *task, opts, steps, device, log) : base;
 
@@ -256,26 +286,20 @@ nlohmann::json run_memory_bench(const MemoryBenchOptions& o, std::ostream& log) 
   r["batch"] = o.batch;
   r["eval_streams"] = o.eval_streams;
   r["device"] = device.str();
-  r["model"] = {{"layers", o.layers},
-                {"hidden", o.hidden},
-                {"heads", o.heads},
-                {"intermediate", model.intermediate_size},
-                {"vocab", model.vocab_size},
-                {"window", T},
-                {"init_std", model.initializer_range}};
+  r["model"] = memory_bench_model_json(o, model, T);
   r["parameters"] = {{"memory", mem.parameters}, {"baseline", base.parameters}};
   r["task_config"] = task->config();
   r["details"] = {{"memory", task->details(mem.tally)}, {"baseline", task->details(base.tally)}};
   r["final_loss"] = {{"memory", mem.final_loss}, {"baseline", base.final_loss}};
   // The Memorizing Transformer's own figures: gate, retrieval hit rate on far probes,
   // q/k gradients from local and far probes (memory/memorizing_diagnostics.h).
-  if (auto* m = dynamic_cast<memory::MemorizingLM*>(with_memory.get())) {
+  if (auto* m = dynamic_cast<memory::MemorizingLM*>(with_memory)) {
     r["diagnostics"] = memory::diagnose_memorizing(*m, *task, std::min<int64_t>(o.eval_streams, 64),
                                                    o.batch, device);
   }
   // Titans': the far figure with the memory wiped, the gates, the stored part against W_0
   // (memory/titans_diagnostics.h).
-  if (auto* t = dynamic_cast<memory::TitansLM*>(with_memory.get())) {
+  if (auto* t = dynamic_cast<memory::TitansLM*>(with_memory)) {
     r["diagnostics"] =
         memory::diagnose_titans(*t, *task, std::min<int64_t>(o.eval_streams, 64), o.batch, device);
   }

@@ -23,18 +23,21 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "memory/segment_lm.h"
 #include "memory/tasks.h"
+#include "nn/llama.h"
 
 namespace mnemo::train {
 
 struct MemoryBenchOptions {
-  std::string task;             // recall, copy-far, longdoc
+  std::string task;             // recall, copy-far, longdoc, facts
   std::string mechanism;        // memory::mechanism_names()
   uint64_t seed = 0;            // task streams and initial weights
   int64_t steps = 0;            // 0 = the default (memory_bench_default_steps)
@@ -58,7 +61,8 @@ struct MemoryBenchOptions {
 // varies with the seed from about 800 to over 2000 (docs/memory-results.md); 2500 steps of
 // both models take about 7 minutes on an idle 2-core machine. Memformer's step on recall
 // costs ~1.9x the baseline's (memory replay runs each segment's forward twice), so it gets
-// 1500 there.
+// 1500 there. facts: 1500 (16 rows of 8 questions a step; seed 0, one thread beside other
+// jobs: ExplicitLM with learned keys at held-out 1.0 in 61 s, the baseline's 1500 steps 40 s).
 int64_t memory_bench_default_steps(const std::string& task, const std::string& mechanism);
 // The default learning rate of a task for a mechanism: 3e-3, but 1e-3 for copy-far and for
 // Memformer (measured, seed 0: copy-far gap 2, Memformer 0.977 at 1e-3 against 0.144 at 3e-3
@@ -76,6 +80,35 @@ double memory_bench_default_scalar_lr_scale(const std::string& mechanism);
 // measured to reach far recall 0.974, where at the decoder's 0.02 the in-window lookup was
 // still partial after 1500 steps; docs/memory-results.md), 0 (the decoder's 0.02) elsewhere.
 double memory_bench_default_init_std(const std::string& task, int64_t hidden);
+
+// ---- pieces shared by the stream tasks and the facts task (train/lib/facts_bench.h)
+
+// `o` checked (mechanism, batch, learning rates, init std), with the task's defaults of
+// steps, lr and init_std filled in. Throws mnemo::Error naming a bad option.
+MemoryBenchOptions memory_bench_resolved(const MemoryBenchOptions& o);
+// Both models' decoder: o's size, `vocab` tokens, room for two windows of T positions.
+nn::LlamaConfig memory_bench_model(const MemoryBenchOptions& o, int64_t vocab, int64_t window);
+// o's model as reported in the JSON line ("model").
+nlohmann::json memory_bench_model_json(const MemoryBenchOptions& o, const nn::LlamaConfig& model,
+                                       int64_t window);
+// The mechanism's memory section on a task of `segments` segments of `window` tokens, then
+// each "key=value" of `overrides` (the value parsed as JSON, else kept as text).
+nlohmann::json memory_bench_section(const std::string& mechanism, int64_t window, int64_t segments,
+                                    const std::vector<std::string>& overrides);
+// The two models of a run: the mechanism's (null for "none") from `section`, and BaselineLM of
+// the same size; both from the seed, both checked to take segments of `window` tokens.
+struct MemoryBenchModels {
+  std::unique_ptr<memory::SegmentLM> memory, baseline;
+};
+MemoryBenchModels make_memory_bench_models(const MemoryBenchOptions& o,
+                                           const nn::LlamaConfig& model,
+                                           const nlohmann::json& section, int64_t window);
+// Trains `lm` on `device` for `steps` AdamW steps (warmup over the first 5%, then constant;
+// gradients clipped to norm 1). `step_loss(step)` runs that step's forward_backward and returns its
+// loss. Returns the mean loss over the last 10% of steps.
+double train_memory_bench_model(memory::SegmentLM& lm, const MemoryBenchOptions& o, int64_t steps,
+                                Device device, const std::function<double(int64_t step)>& step_loss,
+                                std::ostream& log);
 
 // Scores `lm` on eval streams [0, streams) of `task`, `batch` streams at a time.
 memory::Tally evaluate_segment_lm(memory::SegmentLM& lm, const memory::MemoryTask& task,
