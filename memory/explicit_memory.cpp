@@ -85,7 +85,11 @@ void ExplicitMemory::route(const Tensor& q, const BankView& bank, Tensor& scores
   const int64_t M = q.size(0), K = candidates;
   if (content_keys) {
     // Every entry's key from its own tokens: pool(e) = sum_l w_el E[tok_el] * (1 + P_l).
-    const Tensor emb = embedding(bank.embedding, bank.ids);               // (N, L, C)
+    // The keys read the embeddings without training them: the router's loss pushes every
+    // entry's key away from the query, and through the shared table that erased what the
+    // fusion reads from an entry (its object) — held-out facts stayed at chance with the
+    // right entry selected 90% of the time (docs/memory-results.md).
+    const Tensor emb = embedding(detach(bank.embedding), bank.ids);       // (N, L, C)
     const Tensor w = unsqueeze(mnemo::to(bank.weights, emb.dtype()), 2);  // (N, L, 1)
     const Tensor pool = sum(emb * (position_scale + 1.0) * w, {1});       // (N, C)
     const Tensor keys = key_proj->forward(pool);                          // (N, dk)

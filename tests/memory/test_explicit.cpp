@@ -307,7 +307,10 @@ TEST_CASE("ExplicitLM: the supervised router term teaches the router where to re
     const Tensor sel = contiguous(lm->last_retrieval()[0].selected);
     int hits = 0;
     for (int64_t i = 0; i < 16; ++i) hits += sel.data<int64_t>()[i] == want[size_t(i)];
-    CHECK(hits >= 14);
+    // Content keys score a linear map of the entries' (fixed, 8-wide) pooled embeddings: an
+    // entry inside the others' convex hull can never come out on top, so fewer are reachable
+    // here than with learned keys (at width 128 on the facts task both reach a 0.98+ hit rate).
+    CHECK(hits >= (std::string(keys) == "learned" ? 14 : 11));
   }
 }
 
