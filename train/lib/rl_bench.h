@@ -54,9 +54,9 @@ struct RlBenchOptions {
   double warm_pass = 0.55;  // pass@G on the probe prompts that ends it
   // RL's time.
   double budget_seconds = 540;  // the whole command's
-  double reserve_seconds = 80;  // kept for the control and the final evaluations
+  double reserve_seconds = 70;  // kept for the control (at most a minute) and the evaluations
   double control_max_seconds = 60;
-  int64_t chunk_steps = 100;
+  int64_t chunk_steps = 25;
   int threads = 0;  // 0 = the process's
 };
 
