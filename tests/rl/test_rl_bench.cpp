@@ -2,6 +2,7 @@
 // configs/arith-ppo.json), and it passes the run config's checks.
 #include <doctest/doctest.h>
 
+#include <sstream>
 #include <string>
 
 #include "core/error.h"
@@ -21,4 +22,17 @@ TEST_CASE("rl-bench: its configs are configs/arith-grpo.json and configs/arith-p
     CHECK(rc.rl.is_ppo() == (algo == "ppo"));
   }
   CHECK_THROWS_AS(train::rl_bench_config("dqn"), Error);
+}
+
+TEST_CASE("rl-bench: bad warm-start options are errors before any work") {
+  std::ostringstream log;
+  for (const double pass : {0.0, -0.5, 1.5}) {
+    train::RlBenchOptions o;
+    o.warm_pass = pass;
+    CHECK_THROWS_AS(train::run_rl_bench(o, log), Error);
+  }
+  train::RlBenchOptions o;
+  o.probe_prompts = 0;
+  CHECK_THROWS_AS(train::run_rl_bench(o, log), Error);
+  CHECK(log.str().empty());
 }

@@ -9,6 +9,7 @@
 #include "core/cpu/parallel.h"
 #include "core/error.h"
 #include "core/ops/random.h"
+#include "core/splitmix64.h"
 #include "train/io/files.h"
 #include "train/lib/checkpoint.h"
 #include "train/lib/rl_step.h"
@@ -46,8 +47,8 @@ json rl_bench_config(const std::string& algo) {
               {"train",
                {{"batch_size", 32},
                 {"seq_len", 16},
-                {"lr", ppo ? 1e-4 : 3e-4},
-                {"min_lr", ppo ? 1e-4 : 3e-4},
+                {"lr", 1e-4},
+                {"min_lr", 1e-4},
                 {"warmup_steps", 20},
                 {"steps", 2000},
                 {"weight_decay", 0.0},
@@ -59,6 +60,8 @@ json rl_bench_config(const std::string& algo) {
 }
 
 namespace {
+
+constexpr uint64_t kProbeStream = 0x9e0beULL;  // keys the probe's samples apart from the rest
 
 // Greedy exact match on every held-out prompt, or pass@G on the first `prompts`.
 double exact_match(const nn::LlamaForCausalLM& model, const rl::Task& task, const RlSettings& r) {
@@ -100,8 +103,10 @@ std::pair<double, double> first_and_last_tenth(const fs::path& metrics, const st
 
 json run_rl_bench(const RlBenchOptions& o, std::ostream& log) {
   MNEMO_CHECK(o.task == "arith", "rl-bench: unknown task '{}' (the tasks: arith)", o.task);
-  MNEMO_CHECK(o.warm_batch >= 1 && o.check_every >= 1 && o.warm_max_steps >= 1,
-              "rl-bench: the warm start needs a positive batch, check interval and step cap");
+  MNEMO_CHECK(o.warm_batch >= 1 && o.check_every >= 1 && o.warm_max_steps >= 1 &&
+                  o.probe_prompts >= 1 && o.warm_pass > 0 && o.warm_pass <= 1,
+              "rl-bench: the warm start needs a positive batch, check interval, step cap and "
+              "probe, and a target pass@G in (0, 1]");
   const auto start = Clock::now();
   json config = rl_bench_config(o.algo);
   config["train"]["seed"] = o.seed;
@@ -130,28 +135,30 @@ json run_rl_bench(const RlBenchOptions& o, std::ostream& log) {
   sft.lr = o.warm_lr;
   sft.first_index = uint64_t(1) << 40;  // apart from RL's prompts (which start at 0)
   rl::SupervisedTrainer warm(model, *task, sft);
-  // The stopping check scores training prompts of their own (never trained on, never
-  // held out), so that the held-out figures play no part in choosing the warm start.
+  // The stopping check samples G answers to each of probe_prompts training prompts of their
+  // own (never trained on, never held out, the same samples' seed at every check), so that
+  // the held-out figures play no part in choosing the warm start.
   rl::EvalSettings probe;
   probe.prompts = o.probe_prompts;
   probe.split = rl::Split::train;
   probe.first = uint64_t(1) << 41;
   probe.max_new_tokens = r.max_new_tokens;
   probe.vocab_limit = tokenizer.vocab_size();
-  int64_t warm_steps = 0;
+  const uint64_t probe_seed = splitmix64_at(o.seed ^ kProbeStream, 0);
+  int64_t warm_steps = 0, checks = 0;
+  double probe_pass = 0;
   const auto warm_start = Clock::now();
-  while (true) {
+  while (probe_pass < o.warm_pass) {
+    MNEMO_CHECK(warm_steps < o.warm_max_steps,
+                "rl-bench: the warm start reached pass@{} {:.3f} in {} steps, never {}",
+                r.group_size, probe_pass, warm_steps, o.warm_pass);
     for (int64_t i = 0; i < o.check_every; ++i) warm.step();
     warm_steps += o.check_every;
-    const double probe_exact = rl::greedy_exact_match(model, *task, probe);
-    if (warm_steps % (10 * o.check_every) == 0 || probe_exact >= o.warm_exact) {
-      log << fmt::format("warm start: step {}, exact match {:.3f} on training prompts\n",
-                         warm_steps, probe_exact);
+    probe_pass = rl::pass_at_g(model, *task, probe, r.group_size, r.temperature, probe_seed);
+    if (++checks % 5 == 0 || probe_pass >= o.warm_pass) {
+      log << fmt::format("warm start: step {}, pass@{} {:.3f} on training prompts\n", warm_steps,
+                         r.group_size, probe_pass);
     }
-    if (probe_exact >= o.warm_exact) break;
-    MNEMO_CHECK(warm_steps < o.warm_max_steps,
-                "rl-bench: the warm start reached exact match {:.3f} in {} steps, never {}",
-                probe_exact, warm_steps, o.warm_exact);
   }
   const double warm_seconds = seconds_since(warm_start);
   const double warm_pass = pass_at_g(model, *task, r, o.seed);
@@ -217,6 +224,7 @@ json run_rl_bench(const RlBenchOptions& o, std::ostream& log) {
               {"heldout", task->heldout_size()},
               {"warm_start_steps", warm_steps},
               {"warm_start_seconds", warm_seconds},
+              {"warm_start_probe_pass", probe_pass},
               {"rl_seconds", rl_seconds},
               {"control_examples", more.examples_seen()},
               {"control_seconds", control_seconds},
