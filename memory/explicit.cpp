@@ -44,6 +44,37 @@ int64_t side_of(int64_t entries) {
 // step, so a resumed run draws what the uninterrupted one did).
 constexpr uint64_t kNoiseOpsPerForward = 64;
 
+// Padded entry rows (E, L) (-1 after the tokens) as the layer reads them: ids with the padding
+// replaced by 0, weights 1 / (tokens in the row) on the tokens and 0 on the padding, and a
+// bias of -1e9 on empty rows. A token outside the vocabulary is an error naming its row.
+struct EntryRows {
+  std::vector<int64_t> ids;
+  std::vector<float> weights, free_bias;
+};
+EntryRows entry_rows(const std::vector<int32_t>& tokens, int64_t L, int64_t vocab) {
+  const size_t E = tokens.size() / size_t(L);
+  EntryRows r;
+  r.ids.resize(tokens.size());
+  r.weights.resize(tokens.size());
+  r.free_bias.resize(E);
+  for (size_t e = 0; e < E; ++e) {
+    const int32_t* row = tokens.data() + e * size_t(L);
+    int64_t count = 0;
+    for (int64_t l = 0; l < L; ++l) {
+      MNEMO_CHECK(row[l] < vocab,
+                  "ExplicitLM: entry {} holds token {}, outside the vocabulary of {}", e, row[l],
+                  vocab);
+      count += row[l] >= 0;
+    }
+    for (int64_t l = 0; l < L; ++l) {
+      r.ids[e * size_t(L) + size_t(l)] = row[l] >= 0 ? row[l] : 0;
+      r.weights[e * size_t(L) + size_t(l)] = row[l] >= 0 ? float(1.0 / double(count)) : 0.0f;
+    }
+    r.free_bias[e] = count == 0 ? -1e9f : 0.0f;
+  }
+  return r;
+}
+
 }  // namespace
 
 ExplicitConfig ExplicitConfig::from_json(const json& j) {
@@ -230,29 +261,15 @@ void ExplicitLM::set_bank(MemoryBank bank) {
 void ExplicitLM::bank_changed() {
   const int64_t N = bank_.entries(), Le = bank_.length();
   const std::vector<int32_t>& tokens = bank_.tokens();
-  std::vector<int64_t> ids(tokens.size());
-  std::vector<float> weights(tokens.size()), free_rows(static_cast<size_t>(N));
-  for (int64_t e = 0; e < N; ++e) {
-    int64_t count = 0;
-    for (int64_t l = 0; l < Le; ++l) count += tokens[size_t(e * Le + l)] >= 0;
-    MNEMO_CHECK(count == 0 || tokens[size_t(e * Le + count - 1)] < model_config.vocab_size,
-                "ExplicitLM: bank entry {} holds a token outside the vocabulary of {}", e,
-                model_config.vocab_size);
-    for (int64_t l = 0; l < Le; ++l) {
-      const int32_t tok = tokens[size_t(e * Le + l)];
-      ids[size_t(e * Le + l)] = tok >= 0 ? tok : 0;
-      weights[size_t(e * Le + l)] = tok >= 0 ? float(1.0 / double(count)) : 0.0f;
-    }
-    free_rows[size_t(e)] = count == 0 ? -1e9f : 0.0f;
-  }
+  const EntryRows rows = entry_rows(tokens, Le, model_config.vocab_size);
   NoGradGuard no_grad;
   copy_(bank_tokens_, from_vector(tokens, {N, Le}));
   copy_(bank_written_, from_vector(bank_.written(), {N}));
   copy_(bank_last_used_, from_vector(bank_.last_used(), {N}));
   copy_(bank_clock_, from_vector(std::vector<int64_t>{bank_.clock()}, {1}));
-  copy_(entry_ids_, from_vector(ids, {N, Le}));
-  copy_(entry_weights_, mnemo::to(from_vector(weights, {N, Le}), entry_weights_.dtype()));
-  copy_(free_bias_, mnemo::to(from_vector(free_rows, {N}), free_bias_.dtype()));
+  copy_(entry_ids_, from_vector(rows.ids, {N, Le}));
+  copy_(entry_weights_, mnemo::to(from_vector(rows.weights, {N, Le}), entry_weights_.dtype()));
+  copy_(free_bias_, mnemo::to(from_vector(rows.free_bias, {N}), free_bias_.dtype()));
 }
 
 void ExplicitLM::bank_from_buffers() {
@@ -283,23 +300,27 @@ BankView ExplicitLM::bank_view() const {
 
 Tensor ExplicitLM::represent(const std::vector<std::vector<int32_t>>& entries) const {
   NoGradGuard no_grad;
-  const int64_t P = int64_t(entries.size()), C = model_config.hidden_size;
-  if (P == 0) return zeros({0, C});
-  std::vector<float> out(size_t(P * C), 0.0f);
-  const Tensor table =
-      contiguous(mnemo::to(mnemo::to(embed_tokens->weight, Device::cpu()), DType::f32));
-  const float* E = table.data<float>();
+  const int64_t P = int64_t(entries.size());
+  if (P == 0) return zeros({0, model_config.hidden_size});
+  // The entries as padded rows, read by the layer's own representation.
+  int64_t L = 1;
+  for (const auto& e : entries) L = std::max<int64_t>(L, int64_t(e.size()));
+  std::vector<int32_t> tokens(size_t(P * L), -1);
   for (int64_t k = 0; k < P; ++k) {
-    for (int32_t tok : entries[size_t(k)]) {
-      MNEMO_CHECK(tok >= 0 && tok < model_config.vocab_size,
-                  "ExplicitLM::represent: token {} is outside the vocabulary of {}", tok,
-                  model_config.vocab_size);
-      for (int64_t c = 0; c < C; ++c) {
-        out[size_t(k * C + c)] += E[tok * C + c] / float(entries[size_t(k)].size());
-      }
+    for (size_t l = 0; l < entries[size_t(k)].size(); ++l) {
+      MNEMO_CHECK(entries[size_t(k)][l] >= 0, "ExplicitLM::represent: token {} is negative",
+                  entries[size_t(k)][l]);
+      tokens[size_t(k * L) + l] = entries[size_t(k)][l];
     }
   }
-  return from_vector(out, {P, C});
+  const EntryRows rows = entry_rows(tokens, L, model_config.vocab_size);
+  BankView view = bank_view();
+  const Device device = entry_ids_.device();
+  view.ids = mnemo::to(from_vector(rows.ids, {P, L}), device);
+  view.weights =
+      mnemo::to(mnemo::to(from_vector(rows.weights, {P, L}), entry_weights_.dtype()), device);
+  const Tensor all = mnemo::to(arange(P), device);
+  return mnemo::to(mnemo::to(ExplicitMemory::represent(view, all), DType::f32), Device::cpu());
 }
 
 Tensor ExplicitLM::represent_entries(const std::vector<int64_t>& entries) const {
