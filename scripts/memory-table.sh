@@ -238,9 +238,9 @@ markdown_table() {
     }
     END {
       print ""
-      print "Mean over the seeds listed; in parentheses the worst of them (the lowest score, the" \
-            " highest for bits per byte). The baseline is the no-memory decoder of the same size that" \
-            " the same command trains (for memgen: the frozen reasoner)."
+      print "Mean over the seeds listed; in parentheses the worst of them (the lowest score, the highest"
+      print "for bits per byte). The baseline is the no-memory decoder of the same size that the same"
+      print "command trains (for memgen: the frozen reasoner)."
     }'
 }
 
