@@ -4,7 +4,7 @@
 # a Markdown table and an SVG bar chart.
 #
 #   scripts/memory-table.sh [--seeds "0 1 2"] [--only TASK[:MECH]]... [--results DIR]
-#                           [--threads N] [--collect] [--doc FILE] [--readme FILE]
+#                           [--logs LOGS] [--threads N] [--collect] [--doc FILE] [--readme FILE]
 #                           [--svg FILE] [EXTRA...]
 #
 # The cells are the table `cells` below: one `mnemo memory-bench` command each (the seed
@@ -17,9 +17,10 @@
 # DIR/RUN.seedS.json (one file per run and seed; default DIR: docs/memory-table/results,
 # which holds the runs measured so far, each with the "source" it came from). A run whose file
 # already holds a line is skipped, so an interrupted table resumes where it stopped. Progress
-# lines go to build/memory-table-logs/RUN.seedS.log. At the defaults a run takes up to ~10
-# minutes on a 2-core CPU, so the whole table (11 runs x 3 seeds) takes hours: --only picks
-# cells (`--only recall`, `--only copy-far:memformer`, repeated or comma-separated).
+# lines go to LOGS/RUN.seedS.log (--logs LOGS; default build/memory-table-logs). At the
+# defaults a run takes up to ~10 minutes on a 2-core CPU, so the whole table (11 runs x 3
+# seeds) takes hours: --only picks cells (`--only recall`, `--only copy-far:memformer`,
+# repeated or comma-separated).
 # Arguments the script does not know (`--steps 20`) go to every mnemo command; since they make
 # the runs differ from the defaults, they need a --results DIR other than the default.
 #
@@ -40,6 +41,7 @@ default_results=$root/docs/memory-table/results
 seeds="0 1 2"
 only=()
 results=$default_results
+logs=$root/build/memory-table-logs
 threads=""
 collect=0
 doc=default
@@ -54,12 +56,13 @@ die() {
 
 while (($# > 0)); do
   case "$1" in
-    --seeds | --only | --results | --threads | --doc | --readme | --svg)
+    --seeds | --only | --results | --logs | --threads | --doc | --readme | --svg)
       (($# >= 2)) || die "$1 needs a value"
       case "$1" in
         --seeds) seeds=$2 ;;
         --only) IFS=', ' read -r -a picked <<<"$2" && only+=("${picked[@]}") ;;
         --results) results=$2 ;;
+        --logs) logs=$2 ;;
         --threads) threads=$2 ;;
         --doc) doc=$2 ;;
         --readme) readme=$2 ;;
@@ -133,7 +136,6 @@ done
 run_cells() {
   local mnemo=${MNEMO:-$root/build/mnemo}
   [[ -x "$mnemo" ]] || die "no mnemo at $mnemo: build it (README.md) or set MNEMO"
-  local logs=$root/build/memory-table-logs
   mkdir -p -- "$results" "$logs"
   local failed=0 done_runs=" " id run command seed file cmd out
   while IFS='|' read -r id run _ _ _ _ _ _ _ command; do
