@@ -199,17 +199,19 @@ collect_cells() {
       -v head="$id"$'\t'"$task"$'\t'"$mech"$'\t'"$metric"$'\t'"$higher" \
       -v command="mnemo $command --seed S" '
       function worse(a, b) { return higher == "true" ? a < b : a > b }
-      {
-        n++; seeds = seeds (n > 1 ? ", " : "") $1
-        ms += $2; bs += $3
-        if (n == 1 || worse($2, mw)) mw = $2
-        if (n == 1 || worse($3, bw)) bw = $3
-        if (index(" " steps_seen " ", " " $4 " ") == 0) { steps_seen = steps_seen " " $4; steps = steps (steps == "" ? "" : ", ") $4 }
-        if ($5 != "") { is += $5; ni++ }
+      {  # seed, memory, baseline, steps, insertions
+        n++
+        seeds = seeds (n > 1 ? ", " : "") $1
+        mem_sum += $2; base_sum += $3
+        if (n == 1 || worse($2, mem_worst)) mem_worst = $2
+        if (n == 1 || worse($3, base_worst)) base_worst = $3
+        if (index(", " steps ", ", ", " $4 ", ") == 0) steps = steps (steps == "" ? "" : ", ") $4
+        if ($5 != "") { ins_sum += $5; ins_n++ }
       }
       END {
         if (n == 0) { print head, 0, "-", "-", "-", "-", "-", "-", command, "-"; exit }
-        print head, n, seeds, ms / n, mw, bs / n, bw, steps, command, (ni ? is / ni : "-")
+        print head, n, seeds, mem_sum / n, mem_worst, base_sum / n, base_worst, steps, command,
+              (ins_n ? ins_sum / ins_n : "-")
       }'
   done < <(cells)
 }
