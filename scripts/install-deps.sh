@@ -18,6 +18,7 @@ packages=(
   libopenmpi-dev openmpi-bin          # data-parallel training across processes
   fortunes                            # the default training corpus (plain-text fortunes)
   libfaiss-dev                        # approximate kNN search (Memorizing Transformer memory)
+  jq                                  # JSON lines of the benchmarks (scripts/memory-table.sh)
 )
 
 missing=()
