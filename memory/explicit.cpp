@@ -9,6 +9,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "core/error.h"
+#include "memory/config_keys.h"
 #include "memory/explicit_memory.h"
 
 namespace mnemo::memory {
@@ -17,23 +18,7 @@ namespace {
 
 using nlohmann::json;
 
-int64_t int_key(const json& v, const std::string& key) {
-  MNEMO_CHECK(v.is_number_integer(), "explicit config: '{}' must be an integer, got {}", key,
-              v.dump());
-  return v.get<int64_t>();
-}
-double number_key(const json& v, const std::string& key) {
-  MNEMO_CHECK(v.is_number(), "explicit config: '{}' must be a number, got {}", key, v.dump());
-  return v.get<double>();
-}
-std::string string_key(const json& v, const std::string& key) {
-  MNEMO_CHECK(v.is_string(), "explicit config: '{}' must be a string, got {}", key, v.dump());
-  return v.get<std::string>();
-}
-bool bool_key(const json& v, const std::string& key) {
-  MNEMO_CHECK(v.is_boolean(), "explicit config: '{}' must be true or false, got {}", key, v.dump());
-  return v.get<bool>();
-}
+constexpr const char* kWhat = "explicit";  // names the mechanism in config errors
 
 int64_t side_of(int64_t entries) {
   int64_t n = int64_t(std::llround(std::sqrt(double(entries))));
@@ -88,39 +73,39 @@ ExplicitConfig ExplicitConfig::from_json(const json& j) {
                   "explicit config: 'layers' must be a non-empty list of layer indices, got {}",
                   v.dump());
       c.layers.clear();
-      for (const auto& layer : v) c.layers.push_back(int_key(layer, "layers"));
+      for (const auto& layer : v) c.layers.push_back(int_key(layer, kWhat, "layers"));
     } else if (key == "bank_entries") {
-      c.bank_entries = int_key(v, key);
+      c.bank_entries = int_key(v, kWhat, key);
     } else if (key == "entry_length") {
-      c.entry_length = int_key(v, key);
+      c.entry_length = int_key(v, kWhat, key);
     } else if (key == "key_dim") {
-      c.key_dim = int_key(v, key);
+      c.key_dim = int_key(v, kWhat, key);
     } else if (key == "candidates") {
-      c.candidates = int_key(v, key);
+      c.candidates = int_key(v, kWhat, key);
     } else if (key == "keys") {
-      c.keys = string_key(v, key);
+      c.keys = string_key(v, kWhat, key);
     } else if (key == "gumbel_temperature") {
-      c.gumbel_temperature = number_key(v, key);
+      c.gumbel_temperature = number_key(v, kWhat, key);
     } else if (key == "router_weight") {
-      c.router_weight = number_key(v, key);
+      c.router_weight = number_key(v, kWhat, key);
     } else if (key == "similarity_weight") {
-      c.similarity_weight = number_key(v, key);
+      c.similarity_weight = number_key(v, kWhat, key);
     } else if (key == "diversity_weight") {
-      c.diversity_weight = number_key(v, key);
+      c.diversity_weight = number_key(v, kWhat, key);
     } else if (key == "fusion_hidden") {
-      c.fusion_hidden = int_key(v, key);
+      c.fusion_hidden = int_key(v, kWhat, key);
     } else if (key == "alpha_bias") {
-      c.alpha_bias = number_key(v, key);
+      c.alpha_bias = number_key(v, kWhat, key);
     } else if (key == "keep_mlp") {
-      c.keep_mlp = bool_key(v, key);
+      c.keep_mlp = bool_key(v, kWhat, key);
     } else if (key == "freeze_backbone") {
-      c.freeze_backbone = bool_key(v, key);
+      c.freeze_backbone = bool_key(v, kWhat, key);
     } else if (key == "freeze_ratio") {
-      c.freeze_ratio = number_key(v, key);
+      c.freeze_ratio = number_key(v, kWhat, key);
     } else if (key == "bank") {
-      c.bank = string_key(v, key);
+      c.bank = string_key(v, kWhat, key);
     } else if (key == "segment_length") {
-      c.segment_length = int_key(v, key);
+      c.segment_length = int_key(v, kWhat, key);
     } else if (key != "mechanism") {
       fail(
           "explicit config: unknown key '{}' (known: layers, bank_entries, entry_length, "

@@ -10,6 +10,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "core/error.h"
+#include "memory/config_keys.h"
 
 namespace mnemo::memory {
 
@@ -17,23 +18,7 @@ namespace {
 
 using nlohmann::json;
 
-int64_t int_key(const json& j, const char* key) {
-  MNEMO_CHECK(j.at(key).is_number_integer(), "memformer config: '{}' must be an integer, got {}",
-              key, j.at(key).dump());
-  return j.at(key).get<int64_t>();
-}
-
-double number_key(const json& j, const char* key) {
-  MNEMO_CHECK(j.at(key).is_number(), "memformer config: '{}' must be a number, got {}", key,
-              j.at(key).dump());
-  return j.at(key).get<double>();
-}
-
-bool bool_key(const json& j, const char* key) {
-  MNEMO_CHECK(j.at(key).is_boolean(), "memformer config: '{}' must be true or false, got {}", key,
-              j.at(key).dump());
-  return j.at(key).get<bool>();
-}
+constexpr const char* kWhat = "memformer";  // names the mechanism in config errors
 
 }  // namespace
 
@@ -49,16 +34,24 @@ MemformerConfig MemformerConfig::from_json(const json& j) {
   for (const auto& [key, value] : j.items()) {
     MNEMO_CHECK(known.count(key) == 1, "memformer config: unknown key '{}'", key);
   }
-  if (j.contains("num_slots")) c.num_slots = int_key(j, "num_slots");
-  if (j.contains("segment_length")) c.segment_length = int_key(j, "segment_length");
-  if (j.contains("mrbp")) c.mrbp = bool_key(j, "mrbp");
-  if (j.contains("writer_heads")) c.writer_heads = int_key(j, "writer_heads");
-  if (j.contains("writer_ff_size")) c.writer_ff_size = int_key(j, "writer_ff_size");
-  if (j.contains("slot_init_std")) c.slot_init_std = number_key(j, "slot_init_std");
-  if (j.contains("writer_init_std")) c.writer_init_std = number_key(j, "writer_init_std");
-  if (j.contains("read_init_std")) c.read_init_std = number_key(j, "read_init_std");
-  if (j.contains("writer_positions")) c.writer_positions = bool_key(j, "writer_positions");
-  if (j.contains("read_positions")) c.read_positions = bool_key(j, "read_positions");
+  if (j.contains("num_slots")) c.num_slots = int_key(j.at("num_slots"), kWhat, "num_slots");
+  if (j.contains("segment_length"))
+    c.segment_length = int_key(j.at("segment_length"), kWhat, "segment_length");
+  if (j.contains("mrbp")) c.mrbp = bool_key(j.at("mrbp"), kWhat, "mrbp");
+  if (j.contains("writer_heads"))
+    c.writer_heads = int_key(j.at("writer_heads"), kWhat, "writer_heads");
+  if (j.contains("writer_ff_size"))
+    c.writer_ff_size = int_key(j.at("writer_ff_size"), kWhat, "writer_ff_size");
+  if (j.contains("slot_init_std"))
+    c.slot_init_std = number_key(j.at("slot_init_std"), kWhat, "slot_init_std");
+  if (j.contains("writer_init_std"))
+    c.writer_init_std = number_key(j.at("writer_init_std"), kWhat, "writer_init_std");
+  if (j.contains("read_init_std"))
+    c.read_init_std = number_key(j.at("read_init_std"), kWhat, "read_init_std");
+  if (j.contains("writer_positions"))
+    c.writer_positions = bool_key(j.at("writer_positions"), kWhat, "writer_positions");
+  if (j.contains("read_positions"))
+    c.read_positions = bool_key(j.at("read_positions"), kWhat, "read_positions");
   c.validate();
   return c;
 }

@@ -8,6 +8,7 @@
 
 #include "autograd/ops.h"
 #include "core/error.h"
+#include "memory/config_keys.h"
 
 namespace mnemo::memory {
 
@@ -15,19 +16,7 @@ namespace {
 
 using nlohmann::json;
 
-int64_t int_key(const json& v, const std::string& key) {
-  MNEMO_CHECK(v.is_number_integer(), "titans config: '{}' must be an integer, got {}", key,
-              v.dump());
-  return v.get<int64_t>();
-}
-double number_key(const json& v, const std::string& key) {
-  MNEMO_CHECK(v.is_number(), "titans config: '{}' must be a number, got {}", key, v.dump());
-  return v.get<double>();
-}
-std::string string_key(const json& v, const std::string& key) {
-  MNEMO_CHECK(v.is_string(), "titans config: '{}' must be a string, got {}", key, v.dump());
-  return v.get<std::string>();
-}
+constexpr const char* kWhat = "titans";  // names the mechanism in config errors
 
 NeuralMemoryOptions memory_options(const TitansConfig& c) {
   NeuralMemoryOptions o;
@@ -83,35 +72,35 @@ TitansConfig TitansConfig::from_json(const json& j) {
                   "titans config: 'layers' must be a non-empty list of layer indices, got {}",
                   v.dump());
       c.layers.clear();
-      for (const auto& layer : v) c.layers.push_back(int_key(layer, "layers"));
+      for (const auto& layer : v) c.layers.push_back(int_key(layer, kWhat, "layers"));
     } else if (key == "heads") {
-      c.heads = int_key(v, key);
+      c.heads = int_key(v, kWhat, key);
     } else if (key == "chunk_size") {
-      c.chunk_size = int_key(v, key);
+      c.chunk_size = int_key(v, kWhat, key);
     } else if (key == "update_batch") {
-      c.update_batch = int_key(v, key);
+      c.update_batch = int_key(v, kWhat, key);
     } else if (key == "memory_model") {
-      c.memory_model = string_key(v, key);
+      c.memory_model = string_key(v, kWhat, key);
     } else if (key == "max_lr") {
-      c.max_lr = number_key(v, key);
+      c.max_lr = number_key(v, kWhat, key);
     } else if (key == "step_size") {
-      c.step_size = string_key(v, key);
+      c.step_size = string_key(v, kWhat, key);
     } else if (key == "own_readout_bias") {
       MNEMO_CHECK(v.is_boolean(), "titans config: 'own_readout_bias' must be true or false, got {}",
                   v.dump());
       c.own_readout_bias = v.get<bool>();
     } else if (key == "conv_kernel") {
-      c.conv_kernel = int_key(v, key);
+      c.conv_kernel = int_key(v, kWhat, key);
     } else if (key == "persistent_tokens") {
-      c.persistent_tokens = int_key(v, key);
+      c.persistent_tokens = int_key(v, kWhat, key);
     } else if (key == "memory_tokens") {
-      c.memory_tokens = int_key(v, key);
+      c.memory_tokens = int_key(v, kWhat, key);
     } else if (key == "variant") {
-      c.variant = string_key(v, key);
+      c.variant = string_key(v, kWhat, key);
     } else if (key == "gate_init") {
-      c.gate_init = number_key(v, key);
+      c.gate_init = number_key(v, kWhat, key);
     } else if (key == "segment_length") {
-      c.segment_length = int_key(v, key);
+      c.segment_length = int_key(v, kWhat, key);
     } else if (key != "mechanism") {
       fail(
           "titans config: unknown key '{}' (known: layers, heads, chunk_size, update_batch, "
