@@ -18,11 +18,10 @@ constexpr uint64_t kHeldOutEighths = 8;  // one chain in kHeldOutEighths is held
 
 ChainTask::ChainTask(uint64_t seed, const TaskOptions& options) : seed_(seed) {
   OptionReader read("memgen", options);
-  steps_ = read.integer("steps", 4, 1, 16);
+  steps_ = read.integer("chain-steps", 4, 1, 16);
   modulus_ = read.integer("modulus", 10, 2, 10);  // one digit per operand and result
   operators_ = read.text("operators", "+*-");
   const std::string changed = read.text("changed", "*");
-  held_out_ = read.integer("held-out", 1000, 1, 1'000'000);
   read.finish();
   MNEMO_CHECK(!operators_.empty() && operators_.find_first_not_of("+*-") == std::string::npos,
               "memgen: operators must be some of \"+*-\", got \"{}\"", operators_);
@@ -33,11 +32,10 @@ ChainTask::ChainTask(uint64_t seed, const TaskOptions& options) : seed_(seed) {
 }
 
 nlohmann::json ChainTask::config() const {
-  return {{"steps", steps_},
+  return {{"chain_steps", steps_},
           {"modulus", modulus_},
           {"operators", operators_},
-          {"changed", std::string(1, changed_)},
-          {"held_out", held_out_}};
+          {"changed", std::string(1, changed_)}};
 }
 
 int64_t ChainTask::apply(ChainRule rule, char op, int64_t x, int64_t y) const {
@@ -60,8 +58,6 @@ bool ChainTask::held_out(const std::vector<int64_t>& operands, const std::vector
 }
 
 Chain ChainTask::chain(ChainRule rule, ChainSplit split, uint64_t index) const {
-  MNEMO_CHECK(split == ChainSplit::train || index < uint64_t(held_out_),
-              "memgen: held-out chain {} asked for, there are {}", index, held_out_);
   const bool want_held_out = split == ChainSplit::held_out;
   const uint64_t stream = splitmix64_mix(seed_ ^ (want_held_out ? kHeldOutStream : kTrainStream));
   // Draw candidates from this index's own sub-stream until one hashes to the split (an

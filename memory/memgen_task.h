@@ -42,17 +42,16 @@ struct Chain {
 
 class ChainTask {
  public:
-  // Options (memory/task_options.h): steps (S, 4), modulus (M, 10), operators ("+*-"),
-  // changed (the operator rule B changes, '*'), held-out (held-out chains scored, 1000).
+  // Options (memory/task_options.h): chain-steps (S, 4), modulus (M, 10), operators
+  // ("+*-"), changed (the operator rule B changes, '*').
   ChainTask(uint64_t seed, const TaskOptions& options);
 
   std::string name() const { return "memgen"; }
   int64_t steps() const { return steps_; }
-  int64_t held_out_size() const { return held_out_; }
   nlohmann::json config() const;
 
-  // Chain `index` of a split, written under a rule. The same (split, index) under rules A and
-  // B has the same operands and operators.
+  // Chain `index` (any) of a split, written under a rule. The same (split, index) under rules
+  // A and B has the same operands and operators.
   Chain chain(ChainRule rule, ChainSplit split, uint64_t index) const;
   // One step under a rule: x op y mod M (rule B: the changed operator adds 1).
   int64_t apply(ChainRule rule, char op, int64_t x, int64_t y) const;
@@ -64,7 +63,7 @@ class ChainTask {
   bool held_out(const std::vector<int64_t>& operands, const std::vector<char>& ops) const;
 
   uint64_t seed_;
-  int64_t steps_, modulus_, held_out_;
+  int64_t steps_, modulus_;
   std::string operators_;
   char changed_;
 };

@@ -52,6 +52,7 @@
 #include "train/lib/build_info.h"
 #include "train/lib/commands.h"
 #include "train/lib/demo_mlp.h"
+#include "train/lib/memgen_bench.h"
 #include "train/lib/memory_bench.h"
 #include "train/lib/memory_capacity.h"
 #include "train/lib/rl_bench.h"
@@ -320,11 +321,11 @@ int main(int argc, char** argv) {
       "Train a memory mechanism and the no-memory baseline on a task, one JSON line");
   memory_bench
       ->add_option("task", mb_options.task,
-                   "recall, copy-far, longdoc, facts, or capacity (titans: one memory, no "
-                   "training)")
+                   "recall, copy-far, longdoc, facts, memgen (train/lib/memgen_bench.h), or "
+                   "capacity (titans: one memory, no training)")
       ->required();
-  memory_bench->add_option("--mechanism", mb_options.mechanism, mnemo::memory::mechanism_list())
-      ->required();
+  memory_bench->add_option("--mechanism", mb_options.mechanism,
+                           mnemo::memory::mechanism_list() + " (required but for memgen)");
   memory_bench->add_option("--seed", mb_options.seed, "Seed of the streams and the weights")
       ->capture_default_str();
   memory_bench->add_option("--steps", mb_options.steps, "Training steps (default: the task's)")
@@ -364,6 +365,36 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   memory_bench->add_option("--device", mb_options.device, "auto, cpu, cuda or cuda:N")
       ->capture_default_str();
+  mnemo::train::MemGenBenchOptions mg_options;
+  memory_bench->add_option("--reasoner", mg_options.reasoner,
+                           "memgen: a trained reasoner's checkpoint (skips pre-training)");
+  memory_bench->add_option("--out", mg_options.out,
+                           "memgen: write the reasoner and the trained weaver + trigger here");
+  memory_bench
+      ->add_option("--trigger-steps", mg_options.trigger_steps,
+                   "memgen: GRPO steps of the trigger (and the weaver under its pattern)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 30))
+      ->capture_default_str();
+  memory_bench
+      ->add_option("--reasoner-lr", mg_options.pretrain_lr,
+                   "memgen: the reasoner's pre-training lr")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  memory_bench
+      ->add_option("--reasoner-batch", mg_options.pretrain_batch,
+                   "memgen: chains per pre-training step")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20))
+      ->capture_default_str();
+  memory_bench
+      ->add_option("--reasoner-steps", mg_options.pretrain_max_steps,
+                   "memgen: pre-training steps at most")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 30))
+      ->capture_default_str();
+  memory_bench
+      ->add_option("--trigger-penalty", mg_options.trigger_penalty,
+                   "memgen: lambda, the cost of an insertion beyond the good rows' rate")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   std::string mb_plot = "memory-capacity.svg";
   memory_bench->add_option("--plot", mb_plot, "capacity: the SVG chart to write")
       ->capture_default_str();
@@ -388,7 +419,11 @@ int main(int argc, char** argv) {
       {"held-out", "facts: fraction of facts in the bank but never in training text (0.25)"},
       {"reserved", "facts: fraction kept out of the bank, inserted after training (0.0625)"},
       {"layout", "facts: bank layout, grid or shuffled (grid)"},
-      {"edits", "facts: facts edited in the bank after training (256)"}};
+      {"edits", "facts: facts edited in the bank after training (256)"},
+      {"chain-steps", "memgen: steps of a chain (4)"},
+      {"modulus", "memgen: the arithmetic's modulus, at most 10 (10)"},
+      {"operators", "memgen: the operators, some of +*- (+*-)"},
+      {"changed", "memgen: the operator rule B changes to x op y + 1 (*)"}};
   std::vector<std::pair<std::string, CLI::Option*>> mb_task_flags;
   for (const auto& [name, help] : mb_task_options) {
     mb_task_flags.emplace_back(
@@ -483,7 +518,30 @@ int main(int argc, char** argv) {
       for (const auto& row : mnemo::train::run_memory_capacity(capacity, std::cerr)) {
         std::cout << row.dump() << std::endl;
       }
+    } else if (*memory_bench && mb_options.task == "memgen") {
+      if (!mb_options.mechanism.empty() && mb_options.mechanism != "memgen") {
+        throw mnemo::Error(
+            "memory-bench memgen: measures MemGen (--mechanism memgen or none given)");
+      }
+      for (const auto& [name, option] : mb_task_flags) {
+        if (option->count() > 0) mg_options.task_options[name] = mb_task_values[name];
+      }
+      mg_options.seed = mb_options.seed;
+      if (mb_options.steps > 0) mg_options.steps = mb_options.steps;
+      if (memory_bench->count("--batch") > 0) mg_options.batch = mb_options.batch;
+      if (memory_bench->count("--eval-streams") > 0)
+        mg_options.eval_chains = mb_options.eval_streams;
+      if (mb_options.lr > 0) mg_options.lr = mb_options.lr;
+      mg_options.memory_overrides = mb_options.memory_overrides;
+      if (mb_options.device != "cpu" && mb_options.device != "auto") {
+        throw mnemo::Error("memory-bench memgen: runs on the CPU only (--device " +
+                           mb_options.device + ")");
+      }
+      std::cout << mnemo::train::run_memgen_bench(mg_options, std::cerr).dump() << std::endl;
     } else if (*memory_bench) {
+      if (mb_options.mechanism.empty()) {
+        throw mnemo::Error("memory-bench " + mb_options.task + ": --mechanism is required");
+      }
       for (const auto& [name, option] : mb_task_flags) {
         if (option->count() > 0) mb_options.task_options[name] = mb_task_values[name];
       }

@@ -21,6 +21,7 @@
 #include "train/lib/evaluate.h"
 #include "train/lib/generate.h"
 #include "train/lib/lm_step.h"
+#include "train/lib/memgen_checkpoint.h"
 #include "train/lib/run_config.h"
 #include "train/lib/segment_checkpoint.h"
 #include "train/lib/segment_generate.h"
@@ -156,6 +157,7 @@ void run_sample(const SampleOptions& o, std::ostream& out) {
   g.seed = o.seed;
   g.use_cache = o.use_cache;
   if (!o.bank_update.empty()) memory::parse_bank_policy(o.bank_update);  // before any loading
+  if (is_memgen_checkpoint(o.checkpoint)) return run_sample_memgen(o, out);
   if (is_segment_checkpoint(o.checkpoint)) return run_sample_segment_lm(o, g, out);
   MNEMO_CHECK(!o.show_retrieval && o.bank_update.empty(),
               "sample: --show-retrieval and --bank-update need an explicit memory checkpoint; {} "

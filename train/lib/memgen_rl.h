@@ -1,0 +1,68 @@
+// Training MemGen's trigger (memory/memgen_trigger.h) with GRPO, and the weaver with it under
+// the trigger's own insertion pattern.
+//
+// One step, on P training chains (rule B) with G rollouts each (N = P * G rows):
+//   1. rollouts   greedy tokens; at every insertion point the trigger's decision is drawn
+//                 from P(insert) (memory/memgen_generate.h, mode trigger). The decisions come
+//                 back with the hidden states the trigger read, so its update needs no
+//                 forward of the reasoner.
+//   2. reward     r_i = R_i - lambda sum_j max(0, d_j - pbar)              (MemGen, Eq. 8-9)
+//                 R_i the task's reward (1 when the final answer is right), d_j in {0, 1} the
+//                 row's decisions, pbar the insertion rate among the rows whose task reward is
+//                 at least the batch's median: inserting more often than the rows that do well
+//                 costs lambda per insertion beyond that rate. Without it (the public code)
+//                 the trigger learns to insert everywhere.
+//   3. advantages GRPO's, per group of G, not scaled by the group's std (Dr. GRPO,
+//                 train/rl/advantages.h): the penalty's small differences stay small next to
+//                 the task's.
+//   4. trigger    `epochs` passes of the clipped surrogate (train/rl/losses.h) over the
+//                 decisions: the actions are the insert/skip decisions, the ratio is taken at
+//                 decision points only, each row's decisions weighted 1 / (its decisions * N)
+//                 (the grpo normalisation), AdamW on the head.
+//   5. weaver     one supervised step (the loss on the response tokens) on the N rows' own
+//                 chains, each with its rollout's insertion pattern — so the weaver learns to
+//                 work under the trigger's pattern rather than only under always-insert (a
+//                 weaver trained to always insert, run with a sparser pattern, loses most of
+//                 its gain: docs/memory-results.md, "MemGen").
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+
+#include "memory/memgen.h"
+#include "memory/memgen_task.h"
+#include "memory/memgen_trigger.h"
+#include "train/lib/memgen_data.h"
+#include "train/text/tokenizer.h"
+
+namespace mnemo::train {
+
+struct TriggerTrainOptions {
+  int64_t steps = 100;
+  int64_t prompts = 16;       // P
+  int64_t group_size = 8;     // G
+  double lr = 1e-2;           // the trigger's AdamW
+  double penalty = 0.1;       // lambda
+  double epsilon = 0.2;       // the surrogate's clip range
+  int64_t epochs = 2;         // trigger updates per batch of rollouts
+  bool train_weaver = true;   // step 5
+  uint64_t seed = 0;          // the decisions' draws
+  uint64_t first_chain = 0;   // training chains first_chain + step * P + p
+  double budget_seconds = 0;  // > 0: stop before a step that would end past it
+};
+
+struct TriggerTrainStats {
+  int64_t steps = 0;
+  double reward_first = 0, reward_last = 0;            // mean task reward, first and last tenth
+  double insert_rate_first = 0, insert_rate_last = 0;  // share of decisions that inserted
+  double seconds = 0;
+};
+
+// Trains `trigger` (and, with train_weaver, `lm` through `weaver_steps`) on `task`'s rule-B
+// training chains; progress lines go to `log`.
+TriggerTrainStats train_trigger(memory::MemGenLM& lm, memory::MemGenTrigger& trigger,
+                                SupervisedSteps& weaver_steps, const memory::ChainTask& task,
+                                const text::Tokenizer& tokenizer, const TriggerTrainOptions& o,
+                                std::ostream& log);
+
+}  // namespace mnemo::train
