@@ -56,6 +56,10 @@ class Decoder {
         case InsertMode::prompt: insert[size_t(r)] = prompt; break;
         case InsertMode::delimiters: insert[size_t(r)] = 1; break;
         case InsertMode::trigger: {
+          if (prompt) {  // the trigger decides at delimiters; the prompt's end always gets latents
+            insert[size_t(r)] = 1;
+            break;
+          }
           TriggerDecision d;
           d.row = r;
           d.after = after;

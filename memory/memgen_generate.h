@@ -7,8 +7,10 @@
 //   prompt      the prompt's end only (K_p latents)
 //   delimiters  the prompt's end, then after every delimiter the reasoner writes, at most
 //               max_inference_aug per sequence
-//   trigger     the same points, each one only if the trigger says so (argmax, or drawn from
-//               P(insert) for rollouts); its decisions come back with the features it read
+//   trigger     the prompt's end, then each delimiter point only if the trigger says so
+//               (argmax, or drawn from P(insert) for rollouts), as in the reference, whose
+//               trigger decides during inference only; its decisions come back with the
+//               features it read
 //
 // With the cache, the prompt is run once, then each step feeds one token, and an insertion
 // feeds its K latents, all appended to the reasoner's KV cache. Every row of the batch feeds

@@ -1,8 +1,9 @@
-// MemGen's trigger: a small policy that decides, at each insertion point, whether the weaver's
-// latents go in at all (memgen.h inserts them; memgen_generate.h asks the trigger).
+// MemGen's trigger: a small policy that decides, at each delimiter the reasoner writes,
+// whether the weaver's latents go in at all (memgen.h inserts them; memgen_generate.h asks
+// the trigger; the prompt's end always gets them).
 //
-//   z = head(h)           h (N, C): the reasoner's last hidden state at the point's token (the
-//                         delimiter, or the prompt's last token), detached
+//   z = head(h)           h (N, C): the reasoner's last hidden state at the delimiter,
+//                         detached
 //   P(insert) = sigmoid(z)
 //   log pi(d) = d log sigmoid(z) + (1 - d) log sigmoid(-z) = -softplus((1 - 2d) z)
 //

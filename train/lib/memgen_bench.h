@@ -39,7 +39,7 @@ struct MemGenBenchOptions {
   uint64_t seed = 0;
   std::string reasoner;  // a trained reasoner's checkpoint: no pre-training
   std::string out;       // "" = nothing written; else OUT/memgen: the trained weaver + trigger
-  int64_t steps = 400;  // supervised steps of each of soft_prompt, weaver_prompt, weaver_delimiters
+  int64_t steps = 600;  // supervised steps of each of soft_prompt, weaver_prompt, weaver_delimiters
   int64_t batch = 64;   // chains per step
   double lr = 2e-3;     // the weaver's
   double soft_prompt_lr = 1e-2;

@@ -54,9 +54,12 @@ memory::InsertionPlan chain_plan(const memory::MemGenLM& lm, const ChainRows& ro
   for (size_t b = 0; b < rows.rows.size(); ++b) {
     const auto& row = rows.rows[b];
     const auto points = lm.points(row, rows.prompt_length, int64_t(row.size()), true, delimiters);
-    for (size_t k = 0; k < points.size(); ++k) {
-      const bool insert = decisions == nullptr || k >= (*decisions)[b].size() || (*decisions)[b][k];
-      if (insert) plan[b].push_back(points[k]);
+    size_t k = 0;  // the row's decisions are the delimiter points', in order
+    for (const memory::InsertionPoint& p : points) {
+      const bool insert =
+          decisions == nullptr || p.prompt || k >= (*decisions)[b].size() || (*decisions)[b][k];
+      if (!p.prompt) ++k;
+      if (insert) plan[b].push_back(p);
     }
   }
   return plan;

@@ -37,8 +37,9 @@ ChainRows chain_rows(const std::vector<memory::Chain>& chains, const text::Token
 std::vector<int32_t> chain_prompt_ids(const memory::Chain& chain, const text::Tokenizer& tokenizer);
 
 // The plan of `mode` for every row: prompt (its end), delimiters (its end and after every
-// delimiter, as the config allows), none. With `decisions` (per row, one per point in order,
-// 1 = insert), only the points whose decision is 1 (points past a row's decisions insert).
+// delimiter, as the config allows), none. With `decisions` (per row, one per delimiter point
+// in order, 1 = insert: the trigger's), the prompt's end and the delimiter points whose
+// decision is 1 (points past a row's decisions insert).
 memory::InsertionPlan chain_plan(const memory::MemGenLM& lm, const ChainRows& rows,
                                  memory::InsertMode mode,
                                  const std::vector<std::vector<uint8_t>>* decisions = nullptr);

@@ -2,10 +2,10 @@
 // the trigger's own insertion pattern.
 //
 // One step, on P training chains (rule B) with G rollouts each (N = P * G rows):
-//   1. rollouts   greedy tokens; at every insertion point the trigger's decision is drawn
-//                 from P(insert) (memory/memgen_generate.h, mode trigger). The decisions come
-//                 back with the hidden states the trigger read, so its update needs no
-//                 forward of the reasoner.
+//   1. rollouts   greedy tokens; latents at the prompt's end, and at every delimiter the
+//                 trigger's decision drawn from P(insert) (memory/memgen_generate.h, mode
+//                 trigger). The decisions come back with the hidden states the trigger read,
+//                 so its update needs no forward of the reasoner.
 //   2. reward     r_i = R_i - lambda sum_j max(0, d_j - pbar)              (MemGen, Eq. 8-9)
 //                 R_i the task's reward (1 when the final answer is right), d_j in {0, 1} the
 //                 row's decisions, pbar the insertion rate among the rows whose task reward is
