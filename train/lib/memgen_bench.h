@@ -45,7 +45,7 @@ struct MemGenBenchOptions {
   double soft_prompt_lr = 1e-2;
   int64_t trigger_steps = 300;
   double trigger_budget_seconds = 480;  // the joint phase stops before passing it
-  double trigger_penalty = 0.1;         // lambda of the insertion penalty (memgen_rl.h)
+  double trigger_penalty = 0.15;        // lambda of the insertion penalty (memgen_rl.h)
   int64_t eval_chains = 1000;
   // The reasoner's pre-training.
   int64_t pretrain_batch = 128;
