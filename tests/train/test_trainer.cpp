@@ -218,6 +218,52 @@ TEST_CASE("train: resuming from a checkpoint reproduces the uninterrupted losses
   }
 }
 
+// An absurd learning rate after a good start: Adam moves every weight by about lr, so at
+// 1e300 the weights of step 7 are infinite (f32) and step 8's loss is not finite.
+TEST_CASE("train: a non-finite run stops naming the step and never replaces a good checkpoint") {
+  ScratchDir dir;
+  const std::string config = write_config(dir.path, write_corpus(dir.path), 6);
+  const fs::path run = dir.path / "run";
+  std::ostringstream log;
+  run_train(test::train_options(config, run), log);
+  const auto latest = [&] { return fs::read_symlink(run / "latest").string(); };
+  REQUIRE(latest() == "step-00000006");
+  const auto diverge = [&](std::vector<std::string> extra) {
+    TrainOptions o = test::train_options("", run, /*resume=*/true);
+    o.steps = 12;
+    o.overrides = {"train.lr=1e300", "train.min_lr=1e300"};
+    o.overrides.insert(o.overrides.end(), extra.begin(), extra.end());
+    return o;
+  };
+
+  SUBCASE("stop: the error names the step; no checkpoint is written") {
+    CHECK_THROWS_WITH_AS(run_train(diverge({}), log), doctest::Contains("at step 8"), Error);
+    CHECK(latest() == "step-00000006");
+  }
+  SUBCASE("a checkpoint due after the weights blew up is refused, the good one kept") {
+    CHECK_THROWS_WITH_AS(run_train(diverge({"train.checkpoint_interval=1"}), log),
+                         doctest::Contains("weights are not finite after step 7"), Error);
+    CHECK(latest() == "step-00000006");
+    CHECK_FALSE(fs::exists(run / "step-00000007"));
+  }
+  SUBCASE("skip: such steps are counted in metrics.jsonl, N in a row stop the run") {
+    CHECK_THROWS_WITH_AS(
+        run_train(diverge({"train.skip_non_finite=3", "train.checkpoint_interval=100"}), log),
+        doctest::Contains("4 steps in a row up to step 11"), Error);
+    CHECK(latest() == "step-00000006");
+    std::vector<int64_t> skipped;
+    for (const json& m : test::read_metrics(run)) {
+      if (m.contains("skipped_updates")) {
+        CHECK_FALSE(m.contains("loss"));
+        CHECK(m["skipped_updates"] == 1);  // updates_per_step is 1 for the LM
+        CHECK(m["skipped_steps"] == int64_t(skipped.size()) + 1);
+        skipped.push_back(m["step"].get<int64_t>());
+      }
+    }
+    CHECK(skipped == std::vector<int64_t>{8, 9, 10});  // step 11's line is not written
+  }
+}
+
 TEST_CASE("train: bad configs are errors naming the key") {
   ScratchDir dir;
   const fs::path file = dir.path / "c.json";

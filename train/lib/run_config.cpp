@@ -56,7 +56,8 @@ json default_run_config() {
         {"decay", t.decay},
         {"log_interval", t.log_interval},
         {"bucket_mb", t.bucket_mb},
-        {"exact_grads", t.exact_grads}}},
+        {"exact_grads", t.exact_grads},
+        {"skip_non_finite", t.skip_non_finite}}},
       {"data",
        {{"path", d.path},
         {"tokenizer", d.tokenizer},
@@ -306,6 +307,10 @@ RunConfig run_config_from_json(const json& config, std::string_view source) {
       t.contains("exact_grads") ? get<std::string>(t, "exact_grads", source) : std::string("auto");
   MNEMO_CHECK(s.exact_grads == "auto" || s.exact_grads == "on" || s.exact_grads == "off",
               "config: 'train.exact_grads' must be auto, on or off, got '{}'", s.exact_grads);
+  // Absent from run configs saved before it existed (a resumed run).
+  s.skip_non_finite =
+      t.contains("skip_non_finite") ? get<int64_t>(t, "skip_non_finite", source) : int64_t(0);
+  check_non_negative(double(s.skip_non_finite), "train.skip_non_finite");
 
   check_positive(s.batch_size, "train.batch_size");
   check_positive(s.seq_len, "train.seq_len");

@@ -9,7 +9,8 @@
 //            checkpoint_interval, seed, device, plus threads, beta1, beta2, decay, log_interval,
 //            bucket_mb (data parallel: gradient bucket size), adam_eps, exact_grads ("auto",
 //            "on", "off": split-invariant f64 gradient sums, autograd/exact_grad.h; auto = on
-//            for the CPU, off for CUDA);
+//            for the CPU, off for CUDA), skip_non_finite (0: a NaN/Inf loss or gradient norm
+//            stops the run; N: such steps are skipped, N in a row stop it);
 //   "data":  path (a text file or directory; "" = the fortunes corpus), tokenizer ("bpe",
 //            "byte", or the path of a tokenizer.json), vocab_size (of a trained BPE; null = the
 //            model's), val_fraction;
@@ -69,6 +70,10 @@ struct TrainSettings {
   // (autograd/exact_grad.h): "on", "off", or "auto" (on for the CPU, off for CUDA, where
   // the per-sequence weight-gradient GEMMs would cost more than they do on the CPU).
   std::string exact_grads = "auto";
+  // A step whose loss or gradient norm is not finite: 0 stops the run with an error naming
+  // the step; N > 0 skips it (no update; "skipped_updates" and "skipped_steps" in
+  // metrics.jsonl) and stops only after N such steps in a row.
+  int64_t skip_non_finite = 0;
   bool exact_grads_on(const Device& device) const {
     return exact_grads == "on" || (exact_grads == "auto" && device.is_cpu());
   }

@@ -185,6 +185,7 @@ class Run {
                                       state["rng"]["offset"].get<uint64_t>());
       }
       tokens_seen_ = state.value("tokens_seen", int64_t(0));
+      skipped_steps_ = state.value("skipped_steps", int64_t(0));
     } catch (const json::exception& e) {
       fail("{}: {}", state_file, e.what());
     }
@@ -207,6 +208,7 @@ class Run {
                {"optimizer_steps", optimizer_->steps_taken()},
                {"rng", {{"seed", rng_seed}, {"offset", rng_offset}}},
                {"tokens_seen", tokens_seen_},
+               {"skipped_steps", skipped_steps_},
                {"run_config", rc_.json}};
     step_fn_->save_data_state(state);
     return state;
@@ -214,6 +216,12 @@ class Run {
 
   // Every rank takes part in gathering a sharded optimizer's state; rank 0 writes.
   std::string write_checkpoint() {
+    // Never a checkpoint of non-finite weights over a good one (every rank holds the same
+    // weights, so every rank stops here alike).
+    MNEMO_CHECK(weights_finite(),
+                "train: the weights are not finite after step {}; no checkpoint written (the last "
+                "one in {} is kept; try a lower lr)",
+                step_, options_.out_dir);
     const optim::NamedTensors moments = optimizer_->state_tensors();
     std::string path;
     if (root_) {
@@ -229,8 +237,15 @@ class Run {
   }
 
   // One optimizer update: grad_accum micro-batches, the gradient reduced across ranks,
-  // clipped and applied. Returns {the update's mean loss over all ranks, the gradient norm}.
-  std::pair<double, double> update(const RunContext& run, double lr) {
+  // clipped and applied. A non-finite loss or gradient norm stops the run with an error
+  // naming the step, or, with train.skip_non_finite > 0, skips the update (the gradient is
+  // dropped, the weights and the optimizer's moments stay as they were). Every rank sees the
+  // same global loss and norm, so every rank decides alike.
+  struct Update {
+    double loss = 0, norm = 0;  // the update's mean loss over all ranks, the gradient norm
+    bool skipped = false;
+  };
+  Update update(const RunContext& run, double lr) {
     const TrainSettings& t = rc_.train;
     double loss_share = 0;
     for (int64_t m = 0; m < t.grad_accum; ++m) {
@@ -240,32 +255,60 @@ class Run {
       loss_share += step_fn_->micro_batch(run);
     }
     if (sync_) sync_->finish();
-    const double norm = optimizer_->grad_norm();
-    MNEMO_CHECK(std::isfinite(norm),
-                "train: the gradient norm became {} at step {} (try a lower lr or grad_clip)", norm,
-                step_ + 1);
+    Update u{global_sum(loss_share), optimizer_->grad_norm(), false};
+    if (!std::isfinite(u.loss) || !std::isfinite(u.norm)) {
+      MNEMO_CHECK(t.skip_non_finite > 0,
+                  "train: the {} became {} at step {} (try a lower lr or grad_clip; "
+                  "train.skip_non_finite skips such steps)",
+                  std::isfinite(u.loss) ? "gradient norm" : "loss",
+                  std::isfinite(u.loss) ? u.norm : u.loss, step_ + 1);
+      optimizer_->zero_grad();
+      u.skipped = true;
+      return u;
+    }
     optimizer_->set_lr(lr);
-    optimizer_->step(t.grad_clip > 0 ? optim::clip_factor(norm, t.grad_clip) : 1.0);
+    optimizer_->step(t.grad_clip > 0 ? optim::clip_factor(u.norm, t.grad_clip) : 1.0);
     optimizer_->zero_grad();
-    return {global_sum(loss_share), norm};
+    return u;
   }
 
   // One step: begin_step, updates_per_step() updates, end_step. Returns the step's line of
   // metrics.jsonl without "step", "lr" and "tokens_per_s": the loss and gradient norm (means
-  // over the updates) and end_step's figures.
+  // over the updates that were not skipped), "skipped_updates" when some were, and end_step's
+  // figures.
   json train_step(double lr) {
     const RunContext run = context();
     step_fn_->begin_step(run);
     const int64_t updates = step_fn_->updates_per_step();
     double loss = 0, norm = 0;
+    int64_t skipped = 0;
     for (int64_t u = 0; u < updates; ++u) {
-      const auto [update_loss, update_norm] = update(run, lr);
-      loss += update_loss / double(updates);
-      norm += update_norm / double(updates);
+      const Update r = update(run, lr);
+      if (r.skipped) {
+        ++skipped;
+        continue;
+      }
+      loss += r.loss;
+      norm += r.norm;
     }
-    json line{{"loss", loss}, {"grad_norm", norm}};
+    json line = json::object();
+    if (skipped < updates) {
+      line["loss"] = loss / double(updates - skipped);
+      line["grad_norm"] = norm / double(updates - skipped);
+    }
+    if (skipped > 0) line["skipped_updates"] = skipped;
     line.update(step_fn_->end_step(run));
     return line;
+  }
+
+  // Whether every weight of the model is finite (read on the host: at checkpoint time only).
+  bool weights_finite() {
+    for (const Tensor& p : step_fn_->model().parameters()) {
+      for (float v : p.to_vector<float>()) {
+        if (!std::isfinite(v)) return false;
+      }
+    }
+    return true;
   }
 
   // The sum of a per-rank value over ranks.
@@ -325,18 +368,32 @@ class Run {
       const double seconds = seconds_since(start);
       ++step_;
       tokens_seen_ += tokens_per_step;
-      const double loss = line["loss"].get<double>();
-      MNEMO_CHECK(std::isfinite(loss), "train: the loss became {} at step {} (try a lower lr)",
-                  loss, step_);
       const double rate = double(tokens_per_step) / seconds;
-      history.train.emplace_back(step_, line.value(train_key, loss));
-      summary.last_loss = loss;
+      if (line.contains("skipped_updates")) {
+        // Skipped (train.skip_non_finite): counted, and at most that many steps in a row.
+        ++skipped_steps_;
+        ++skipped_in_a_row_;
+        line["skipped_steps"] = skipped_steps_;
+        MNEMO_CHECK(skipped_in_a_row_ <= t.skip_non_finite,
+                    "train: {} steps in a row up to step {} had a non-finite loss or gradient "
+                    "norm (train.skip_non_finite = {}); stopping (try a lower lr)",
+                    skipped_in_a_row_, step_, t.skip_non_finite);
+        if (root_)
+          log_ << fmt::format("step {}: non-finite loss or gradient norm, skipped\n", step_);
+      } else {
+        skipped_in_a_row_ = 0;
+      }
+      if (line.contains("loss")) {
+        const double loss = line["loss"].get<double>();
+        history.train.emplace_back(step_, line.value(train_key, loss));
+        summary.last_loss = loss;
+        if (root_) progress->update(step_, loss, rate);
+      }
       if (root_) {
         line["step"] = step_;
         line["lr"] = lr;
         line["tokens_per_s"] = rate;
         metrics->write(line);
-        progress->update(step_, loss, rate);
       }
 
       const bool last = step_ == t.steps;
@@ -384,6 +441,8 @@ class Run {
   optim::LrSchedule schedule_;
   int64_t step_ = 0;
   int64_t tokens_seen_ = 0;
+  int64_t skipped_steps_ = 0;     // steps skipped for a non-finite loss or norm, in the run
+  int64_t skipped_in_a_row_ = 0;  // ... since the last step that was not
 };
 
 }  // namespace
