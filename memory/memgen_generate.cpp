@@ -33,6 +33,7 @@ class Decoder {
           int64_t rows)
       : lm_(lm), trigger_(trigger), o_(o), gen_(o.seed), n_(rows) {
     out_.tokens.resize(size_t(rows));
+    out_.logprobs.resize(size_t(rows));
     out_.ended.assign(size_t(rows), 0);
     out_.inserted.resize(size_t(rows));
     inference_count_.assign(size_t(rows), 0);
@@ -96,6 +97,7 @@ class Decoder {
       }
       next[size_t(r)] = drawn[size_t(r)].token;
       out_.tokens[size_t(r)].push_back(int32_t(next[size_t(r)]));
+      out_.logprobs[size_t(r)].push_back(float(drawn[size_t(r)].logprob));
       if (next[size_t(r)] == o_.eos_id) out_.ended[size_t(r)] = 1;
     }
     return next;

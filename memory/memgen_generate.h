@@ -61,6 +61,9 @@ struct TriggerDecision {
 
 struct MemGenGenerated {
   std::vector<std::vector<int32_t>> tokens;  // per row: the new tokens, eos included if produced
+  std::vector<std::vector<float>> logprobs;  // per row: each new token's log-probability under
+                                             // the distribution it was drawn from (greedy:
+                                             // log_softmax of the logits)
   std::vector<uint8_t> ended;                // per row: it produced eos
   InsertionPlan inserted;  // per row: where latents went (columns of prompt + tokens)
   std::vector<TriggerDecision> decisions;  // mode trigger: every decision, in order

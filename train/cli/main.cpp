@@ -376,6 +376,16 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t(0), int64_t(1) << 30))
       ->capture_default_str();
   memory_bench
+      ->add_option("--weaver-grpo-steps", mg_options.weaver_grpo_steps,
+                   "memgen: GRPO steps of a copy of the trained weaver on the task's reward "
+                   "(0: none)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 30))
+      ->capture_default_str();
+  memory_bench
+      ->add_option("--weaver-grpo-lr", mg_options.weaver_grpo_lr, "memgen: the weaver's GRPO lr")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  memory_bench
       ->add_option("--reasoner-lr", mg_options.pretrain_lr,
                    "memgen: the reasoner's pre-training lr")
       ->check(CLI::PositiveNumber)

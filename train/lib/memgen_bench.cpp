@@ -33,6 +33,7 @@ constexpr uint64_t kPretrainChains = 0;
 constexpr uint64_t kWeaverChains = uint64_t(1) << 40;
 constexpr uint64_t kTriggerChains = uint64_t(2) << 40;
 constexpr uint64_t kProbeChains = uint64_t(3) << 40;
+constexpr uint64_t kWeaverGrpoChains = uint64_t(4) << 40;
 constexpr int64_t kEvalBatch = 250;
 
 nn::LlamaConfig reasoner_config(int64_t vocab, int64_t positions) {
@@ -151,8 +152,9 @@ double train_supervised(memory::MemGenLM& lm, InsertMode mode, double lr,
 
 json run_memgen_bench(const MemGenBenchOptions& o, std::ostream& log) {
   MNEMO_CHECK(o.steps >= 0 && o.batch >= 1 && o.lr > 0 && o.soft_prompt_lr > 0 &&
-                  o.trigger_steps >= 0 && o.eval_chains >= 1 && o.pretrain_batch >= 1 &&
-                  o.pretrain_lr > 0 && o.pretrain_max_steps >= 1,
+                  o.trigger_steps >= 0 && o.weaver_grpo_steps >= 0 && o.weaver_grpo_lr > 0 &&
+                  o.eval_chains >= 1 && o.pretrain_batch >= 1 && o.pretrain_lr > 0 &&
+                  o.pretrain_max_steps >= 1,
               "memory-bench memgen: steps, trigger steps >= 0; batch, eval chains, pre-training "
               "batch and steps >= 1; learning rates > 0");
   const auto start = Clock::now();
@@ -240,6 +242,27 @@ json run_memgen_bench(const MemGenBenchOptions& o, std::ostream& log) {
       supervised(weaver, "weaver_delimiters", InsertMode::delimiters, o.lr);
   details["insertions_weaver_delimiters"] = delimiters.insertions;
 
+  // 3. Optionally, a copy of that weaver trained on with GRPO on the task's reward.
+  json grpo_training;
+  if (o.weaver_grpo_steps > 0) {
+    phase = Clock::now();
+    memory::MemGenLM grpo(reasoner, config);
+    grpo.load_state_dict(weaver.state_dict());
+    SupervisedSteps grpo_steps(grpo, o.weaver_grpo_lr, 20);
+    WeaverGrpoOptions w;
+    w.steps = o.weaver_grpo_steps;
+    w.seed = o.seed + 3;
+    w.first_chain = kWeaverGrpoChains;
+    const WeaverGrpoStats gs = train_weaver_grpo(grpo, grpo_steps, task, tok, w, log);
+    record("weaver_grpo", score(grpo, nullptr, InsertMode::delimiters));
+    phases["weaver_grpo"] = seconds_since(phase);
+    grpo_training = {{"steps", gs.steps},
+                     {"lr", o.weaver_grpo_lr},
+                     {"reward_first", gs.reward_first},
+                     {"reward_last", gs.reward_last},
+                     {"groups_without_signal", gs.zero_variance}};
+  }
+
   // 4. The trigger, with a copy of that weaver trained under its pattern.
   phase = Clock::now();
   memory::MemGenLM joint(reasoner, config);
@@ -295,6 +318,7 @@ json run_memgen_bench(const MemGenBenchOptions& o, std::ostream& log) {
                 {"insert_rate_first", ts.insert_rate_first},
                 {"insert_rate_last", ts.insert_rate_last},
                 {"penalty", t.penalty}}},
+              {"weaver_grpo_training", grpo_training},
               {"memgen", config.to_json()},
               {"task_config", task.config()},
               {"device", "cpu"},

@@ -11,18 +11,22 @@
 //        soft_prompt        K_p learned embeddings at the prompt's end (lr: soft_prompt_lr)
 //        weaver_prompt      the weaver at the prompt's end only
 //        weaver_delimiters  the weaver at the prompt's end and after every '.'
-//   3. trigger    a copy of the weaver_delimiters weaver and a trigger, trained together
+//   3. weaver_grpo (with --weaver-grpo-steps N > 0) a copy of the weaver_delimiters weaver
+//                 trained on for N GRPO steps on the task's reward (train/lib/memgen_rl.h),
+//                 then scored at every delimiter.
+//   4. trigger    a copy of the weaver_delimiters weaver and a trigger, trained together
 //                 (train/lib/memgen_rl.h: GRPO for the trigger with the insertion penalty,
 //                 supervised steps for the weaver under the trigger's pattern), for
 //                 trigger_steps steps or until the time budget says stop.
-//   4. every model answers the same held-out rule-B chains greedily; the trigger decides by
+//   5. every model answers the same held-out rule-B chains greedily; the trigger decides by
 //      argmax.
 //
 // Output: {"task": "memgen", "metric": "exact_match", "memory" (weaver_delimiters), "baseline"
 // (frozen), "higher_is_better", "seed", "steps", "seconds", "details": {frozen, soft_prompt,
 // weaver_prompt, weaver_delimiters, trigger (final-answer exact match), insertions_* (per
 // chain), chain_* (every step right), rule_a_frozen (the reasoner on rule-A held-out chains),
-// ...}, "parameters", "phases" (seconds), "trigger_training", "out"}.
+// weaver_grpo (with its steps), ...}, "parameters", "phases" (seconds), "trigger_training",
+// "weaver_grpo_training", "out"}.
 #pragma once
 
 #include <cstdint>
@@ -44,6 +48,8 @@ struct MemGenBenchOptions {
   double lr = 2e-3;     // the weaver's
   double soft_prompt_lr = 1e-2;
   int64_t trigger_steps = 300;
+  int64_t weaver_grpo_steps = 0;  // 0: no weaver_grpo model
+  double weaver_grpo_lr = 1e-3;
   double trigger_budget_seconds = 480;  // the joint phase stops before passing it
   double trigger_penalty = 0.15;        // lambda of the insertion penalty (memgen_rl.h)
   int64_t eval_chains = 1000;
