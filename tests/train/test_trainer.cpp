@@ -264,6 +264,33 @@ TEST_CASE("train: a non-finite run stops naming the step and never replaces a go
   }
 }
 
+TEST_CASE("train: --resume with another --config is an error naming what differs") {
+  ScratchDir dir;
+  const std::string corpus = write_corpus(dir.path);
+  const std::string config = write_config(dir.path, corpus, 3);
+  const fs::path run = dir.path / "run";
+  std::ostringstream log;
+  run_train(test::train_options(config, run), log);
+  fs::create_directory(dir.path / "other");
+  json other = json::parse(io::read_file(config));
+  other["train"]["lr"] = 0.02;
+  other["train"]["batch_size"] = 2;
+  const fs::path other_file = dir.path / "other" / "config.json";
+  std::ofstream(other_file) << other.dump(2);
+
+  TrainOptions o = test::train_options(other_file.string(), run, /*resume=*/true);
+  o.steps = 6;
+  CHECK_THROWS_WITH_AS(run_train(o, log),
+                       doctest::Contains("train.batch_size: 4 in the run, 2 given; train.lr: "
+                                         "0.01 in the run, 0.02 given"),
+                       Error);
+  CHECK(fs::read_symlink(run / "latest").string() == "step-00000003");
+  // The run's own config (and --set, applied to both) continues it.
+  o.config_file = config;
+  o.overrides = {"train.eval_interval=2"};
+  CHECK(run_train(o, log).steps_done == 6);
+}
+
 TEST_CASE("train: bad configs are errors naming the key") {
   ScratchDir dir;
   const fs::path file = dir.path / "c.json";

@@ -34,6 +34,7 @@
 
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <exception>
 #include <iostream>
@@ -144,6 +145,9 @@ static void use_short_openmp_spin(char** argv) {
 
 int main(int argc, char** argv) {
   use_short_openmp_spin(argv);
+  // A write past the file-size limit (ulimit -f) then fails with EFBIG, which the writers
+  // report as an error naming the file, instead of killing the process by a signal.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"mnemo: a from-scratch deep-learning framework in C++20 and CUDA", "mnemo"};
   // At most one subcommand; "none" is reported after parsing, so that an unknown word is
   // named in the error ("not expected: frobnicate") rather than hidden behind "required".

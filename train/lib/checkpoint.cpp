@@ -19,7 +19,13 @@ using nlohmann::json;
 std::string save_checkpoint(const std::string& run_dir, int64_t step,
                             const std::function<void(const fs::path&)>& write_files, int keep) {
   const std::string tmp = io::begin_checkpoint(run_dir, step);
-  write_files(fs::path(tmp));
+  try {
+    write_files(fs::path(tmp));
+  } catch (...) {  // e.g. a full disk: leave no half-written directory behind
+    std::error_code ignored;
+    fs::remove_all(tmp, ignored);
+    throw;
+  }
   return io::commit_checkpoint(run_dir, tmp, step, keep);
 }
 

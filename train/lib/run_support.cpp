@@ -69,7 +69,12 @@ bool stop_requested() {
 std::string checkpoint_to_resume(const TrainOptions& options, std::ostream& log) {
   MNEMO_CHECK(!options.out_dir.empty(), "train: --out DIR is required");
   const fs::path out(options.out_dir);
-  const bool has_checkpoint = fs::exists(out / "latest");
+  std::error_code error;
+  fs::create_directories(out, error);  // here, so that an impossible --out fails first
+  MNEMO_CHECK(!error && fs::is_directory(out, error),
+              "train: cannot create the run directory {}: {}", out.string(),
+              error ? error.message() : "not a directory");
+  const bool has_checkpoint = fs::exists(fs::symlink_status(out / "latest", error));
   if (has_checkpoint && !options.resume) {
     fail(
         "train: {} already holds a run ({}); pass --resume to continue it or choose another "
@@ -84,6 +89,28 @@ std::string checkpoint_to_resume(const TrainOptions& options, std::ostream& log)
     log << "train: no checkpoint in " << out.string() << " yet; starting from the config\n";
   }
   return "";
+}
+
+std::vector<std::string> config_differences(const json& run, const json& given,
+                                            const std::string& prefix) {
+  std::vector<std::string> out;
+  if (!run.is_object() || !given.is_object()) {
+    if (run != given)
+      out.push_back(fmt::format("{}: {} in the run, {} given", prefix, run.dump(), given.dump()));
+    return out;
+  }
+  for (const auto& [key, value] : given.items()) {
+    if (!run.contains(key)) continue;
+    const std::string path = prefix.empty() ? key : prefix + "." + key;
+    for (std::string& d : config_differences(run[key], value, path)) out.push_back(std::move(d));
+  }
+  for (const auto& [key, value] : run.items()) {  // a section (memory, rl) the config dropped
+    if (!given.contains(key) && value.is_object()) {
+      out.push_back(
+          fmt::format("{}{}: in the run, not given", prefix.empty() ? "" : prefix + ".", key));
+    }
+  }
+  return out;
 }
 
 void prepare_data(const RunConfig& rc, const fs::path& data_dir, std::ostream& log) {

@@ -43,6 +43,12 @@ bool stop_requested();
 // the same run (said on log).
 std::string checkpoint_to_resume(const TrainOptions& options, std::ostream& log);
 
+// The settings in which a config given beside --resume differs from the run's own: one line
+// per leaf key, "train.lr: 0.01 in the run, 0.02 given". Keys the run's config lacks (added to
+// mnemo after it started) are not differences.
+std::vector<std::string> config_differences(const nlohmann::json& run, const nlohmann::json& given,
+                                            const std::string& prefix = "");
+
 // Reads the corpus (data.path, or the default corpus), trains or loads the tokenizer, and
 // writes train.bin, val.bin, tokenizer.json and info.json into data_dir, logging sizes.
 void prepare_data(const RunConfig& rc, const std::filesystem::path& data_dir, std::ostream& log);

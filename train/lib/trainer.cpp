@@ -171,6 +171,7 @@ class Run {
         apply_run_override(config, assignment);
       }
       if (options_.steps > 0) config["train"]["steps"] = options_.steps;
+      if (!options_.config_file.empty()) check_config_matches(config);
       set_up(run_config_from_json(config, state_file));
       step_fn_->load_model(checkpoint);
       load_optimizer_state(checkpoint, *optimizer_);
@@ -195,6 +196,24 @@ class Run {
     }
     comm_->barrier();
     log_ << "resumed from " << checkpoint << " at step " << step_ << "\n";
+  }
+
+  // --config beside --resume: the run continues with its own config, so a different one is
+  // an error naming what differs rather than silently ignored.
+  void check_config_matches(const json& resumed) const {
+    const json given =
+        load_run_config(options_.config_file, options_.overrides, options_.steps).json;
+    const std::vector<std::string> diffs = config_differences(resumed, given);
+    if (diffs.empty()) return;
+    std::string listed;
+    for (size_t i = 0; i < std::min<size_t>(3, diffs.size()); ++i) {
+      listed += (i ? "; " : "") + diffs[i];
+    }
+    if (diffs.size() > 3) listed += fmt::format("; and {} more", diffs.size() - 3);
+    fail(
+        "train --resume: {} was started from another config than {} ({}); drop --config to "
+        "continue the run as it was, or choose another --out",
+        options_.out_dir, options_.config_file, listed);
   }
 
   json trainer_state() const {
