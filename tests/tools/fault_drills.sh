@@ -26,6 +26,8 @@ step_losses() { jq -c 'select(has("loss")) | [.step, .loss]' "$1/metrics.jsonl";
 loads() { "$mnemo" eval --checkpoint "$1" --text "$corpus" --seq 16 --threads 1 > /dev/null; }
 
 rm -rf "$work" && mkdir -p "$work"
+pid=
+trap '[ -z "$pid" ] || kill -KILL "$pid" 2> /dev/null || true' EXIT  # no run outlives the drill
 
 # The uninterrupted run.
 "$mnemo" train "${common[@]}" --out "$work/reference" > /dev/null 2>&1 || fail "reference run failed"
