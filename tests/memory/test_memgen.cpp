@@ -16,6 +16,7 @@
 #include "memory/memgen.h"
 #include "memory/memgen_generate.h"
 #include "memory/memgen_trigger.h"
+#include "memory/memgen_test_util.h"
 #include "memory/memory_test_util.h"
 
 namespace mnemo::memory {
@@ -23,28 +24,13 @@ namespace {
 
 using test::max_abs_diff;
 
-constexpr int64_t kDelimiter = 3, kEos = 10;
+constexpr int64_t kDelimiter = test::kMemGenDelimiter, kEos = test::kMemGenEos;
 
 std::shared_ptr<nn::LlamaForCausalLM> tiny_reasoner(uint64_t seed = 1) {
-  Generator gen(seed);
-  return std::make_shared<nn::LlamaForCausalLM>(test::micro_llama(2), &gen);
+  return test::memgen_reasoner(seed);
 }
-
 MemGenConfig tiny_config(const std::string& source = "weaver") {
-  MemGenConfig c;
-  c.source = source;
-  c.weaver = mnemo::test::tiny_llama({.vocab_size = 1,
-                                      .hidden_size = 8,
-                                      .num_hidden_layers = 1,
-                                      .num_attention_heads = 2,
-                                      .num_key_value_heads = 2,
-                                      .max_position_embeddings = 80,
-                                      .initializer_range = 0.3});
-  c.prompt_latents = 3;
-  c.inference_latents = 2;
-  c.delimiters = {kDelimiter};
-  c.max_inference_aug = 2;
-  return c;
+  return test::memgen_config(source);
 }
 
 // Rows of 9 tokens with delimiters at different columns in each row.
@@ -184,15 +170,7 @@ MemGenGenerated generate(const MemGenLM& lm, const MemGenTrigger* trigger, Inser
   return memgen_generate(lm, trigger, {{0, 5, 1}, {0, 4, 6}}, o);
 }
 
-// A reasoner that writes delimiters often: the micro Llama with the delimiter's output row
-// raised.
-std::shared_ptr<nn::LlamaForCausalLM> chatty_reasoner() {
-  auto reasoner = tiny_reasoner(7);
-  NoGradGuard no_grad;
-  const Tensor row = select(reasoner->output_weight(), 0, kDelimiter);
-  copy_(row, row * 4.0);
-  return reasoner;
-}
+using test::chatty_reasoner;
 
 TEST_CASE("memgen: generation with the KV cache equals generation without it") {
   MemGenConfig c = tiny_config();

@@ -12,39 +12,22 @@
 #include "autograd/ops.h"
 #include "memory/memgen.h"
 #include "memory/memgen_generate.h"
-#include "memory/memory_test_util.h"
+#include "memory/memgen_test_util.h"
 #include "train/lib/memgen_rl.h"
 
 namespace mnemo::train {
 namespace {
 
-constexpr int64_t kDelimiter = 3, kEos = 10;
+constexpr int64_t kEos = memory::test::kMemGenEos;
 
-// A micro reasoner that writes the delimiter often (its output row raised), and a weaver
-// whose latents are large enough to matter.
+// A reasoner that writes the delimiter often, and a weaver whose latents are large enough to
+// matter (tests/memory/memgen_test_util.h).
 memory::MemGenLM tiny_memgen() {
-  Generator gen(7);
-  auto reasoner = std::make_shared<nn::LlamaForCausalLM>(memory::test::micro_llama(2), &gen);
-  {
-    NoGradGuard no_grad;
-    const Tensor row = select(reasoner->output_weight(), 0, kDelimiter);
-    copy_(row, row * 4.0);
-  }
-  memory::MemGenConfig c;
-  c.weaver = mnemo::test::tiny_llama({.vocab_size = 1,
-                                      .hidden_size = 8,
-                                      .num_hidden_layers = 1,
-                                      .num_attention_heads = 2,
-                                      .num_key_value_heads = 2,
-                                      .max_position_embeddings = 80,
-                                      .initializer_range = 0.3});
-  c.prompt_latents = 3;
-  c.inference_latents = 2;
-  c.delimiters = {kDelimiter};
+  memory::MemGenConfig c = memory::test::memgen_config();
   c.max_inference_aug = 3;
   c.latent_rms = 3;
   Generator weaver_gen(8);
-  return memory::MemGenLM(reasoner, c, &weaver_gen);
+  return memory::MemGenLM(memory::test::chatty_reasoner(), c, &weaver_gen);
 }
 
 const std::vector<std::vector<int32_t>> kPrompts{{0, 5, 1}, {0, 4, 6}, {0, 2, 2}, {0, 9, 8}};

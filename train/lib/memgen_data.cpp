@@ -84,17 +84,24 @@ void SupervisedSteps::step(const Tensor& loss) {
   ++steps_;
 }
 
+memory::MemGenGenerateOptions chain_generate_options(const memory::ChainTask& task,
+                                                     const text::Tokenizer& tokenizer,
+                                                     InsertMode mode) {
+  memory::MemGenGenerateOptions o;
+  o.mode = mode;
+  o.eos_id = tokenizer.eos_id();
+  o.vocab_limit = tokenizer.vocab_size();
+  o.max_new_tokens = 2 * task.steps() + 2;
+  return o;
+}
+
 ChainScore score_chains(const memory::MemGenLM& lm, const memory::MemGenTrigger* trigger,
                         InsertMode mode, const memory::ChainTask& task, memory::ChainRule rule,
                         memory::ChainSplit split, uint64_t first, int64_t count, int64_t batch,
                         const text::Tokenizer& tokenizer) {
   ChainScore s;
   double before_changed = 0, before_other = 0, after_last = 0, changed_steps = 0, other_steps = 0;
-  memory::MemGenGenerateOptions o;
-  o.mode = mode;
-  o.eos_id = tokenizer.eos_id();
-  o.vocab_limit = tokenizer.vocab_size();
-  o.max_new_tokens = 2 * task.steps() + 2;
+  const memory::MemGenGenerateOptions o = chain_generate_options(task, tokenizer, mode);
   for (int64_t start = 0; start < count; start += batch) {
     std::vector<memory::Chain> chains;
     std::vector<std::vector<int32_t>> prompts;

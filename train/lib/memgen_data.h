@@ -58,6 +58,12 @@ class SupervisedSteps {
   int64_t warmup_, steps_ = 0;
 };
 
+// Generation options for answering a task's chains in `mode`: until eos, at most the
+// longest reasoning (two tokens per step) and two more, byte ids only; greedy.
+memory::MemGenGenerateOptions chain_generate_options(const memory::ChainTask& task,
+                                                     const text::Tokenizer& tokenizer,
+                                                     memory::InsertMode mode);
+
 // Greedy answers to `count` chains of (rule, split), `batch` at a time.
 struct ChainScore {
   double final_exact = 0;  // the final answer right

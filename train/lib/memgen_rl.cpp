@@ -76,6 +76,12 @@ std::vector<double> final_answer_rewards(const memory::MemGenGenerated& rollouts
   return reward;
 }
 
+// Whether one more step, as long as the last one and a fifth, would end past the budget
+// (seconds since start; 0 = none).
+bool past_budget(Clock::time_point start, double last_step, double budget) {
+  return budget > 0 && last_step > 0 && seconds_since(start) + 1.2 * last_step > budget;
+}
+
 }  // namespace
 
 TriggerTrainStats train_trigger(memory::MemGenLM& lm, memory::MemGenTrigger& trigger,
@@ -92,20 +98,13 @@ TriggerTrainStats train_trigger(memory::MemGenLM& lm, memory::MemGenTrigger& tri
   optim::AdamW optimizer(optim::decay_groups(trigger.named_parameters(), 0.0), o.lr, 0.9, 0.95);
   rl::ClipOptions clip;
   clip.epsilon_low = clip.epsilon_high = o.epsilon;
-  memory::MemGenGenerateOptions g;
-  g.mode = InsertMode::trigger;
+  memory::MemGenGenerateOptions g = chain_generate_options(task, tokenizer, InsertMode::trigger);
   g.sample_decisions = true;
-  g.eos_id = tokenizer.eos_id();
-  g.vocab_limit = tokenizer.vocab_size();
-  g.max_new_tokens = 2 * task.steps() + 2;
   std::vector<double> task_rewards, insert_rates;
   TriggerTrainStats stats;
   double last_step = 0;
   for (int64_t step = 0; step < o.steps; ++step) {
-    if (o.budget_seconds > 0 && step > 0 &&
-        seconds_since(start) + 1.2 * last_step > o.budget_seconds) {
-      break;
-    }
+    if (past_budget(start, last_step, o.budget_seconds)) break;
     const auto step_start = Clock::now();
     // 1. Rollouts.
     const auto [chains, prompts] =
@@ -247,21 +246,14 @@ WeaverGrpoStats train_weaver_grpo(memory::MemGenLM& lm, SupervisedSteps& weaver_
   const int64_t P = o.prompts, G = o.group_size, N = P * G;
   rl::ClipOptions clip;
   clip.epsilon_low = clip.epsilon_high = o.epsilon;
-  memory::MemGenGenerateOptions g;
-  g.mode = o.mode;
-  g.eos_id = tokenizer.eos_id();
-  g.vocab_limit = tokenizer.vocab_size();
-  g.max_new_tokens = 2 * task.steps() + 2;
+  memory::MemGenGenerateOptions g = chain_generate_options(task, tokenizer, o.mode);
   g.sampling.temperature = o.temperature;
   std::vector<double> rewards;
   double zero_groups = 0, groups = 0;
   WeaverGrpoStats stats;
   double last_step = 0;
   for (int64_t step = 0; step < o.steps; ++step) {
-    if (o.budget_seconds > 0 && step > 0 &&
-        seconds_since(start) + 1.2 * last_step > o.budget_seconds) {
-      break;
-    }
+    if (past_budget(start, last_step, o.budget_seconds)) break;
     const auto step_start = Clock::now();
     // 1. Rollouts; 2. rewards; 3. advantages.
     const auto [chains, prompts] =
