@@ -6,10 +6,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "core/cpu/allocator_stats.h"
 #include "core/error.h"
 #include "train/io/files.h"
 #include "train/lib/checkpoint.h"
@@ -289,6 +291,78 @@ TEST_CASE("train: --resume with another --config is an error naming what differs
   o.config_file = config;
   o.overrides = {"train.eval_interval=2"};
   CHECK(run_train(o, log).steps_done == 6);
+}
+
+// AddressSanitizer keeps freed memory in a quarantine (up to 256 MiB), so resident memory
+// grows there by design; the tensor bytes are checked everywhere.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kResidentMemoryMeaningful = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kResidentMemoryMeaningful = false;
+#else
+constexpr bool kResidentMemoryMeaningful = true;
+#endif
+#else
+constexpr bool kResidentMemoryMeaningful = true;
+#endif
+
+// Over `steps` steps with evaluations and checkpoints in between: the bytes in tensors are
+// the same after every step from the second on, and resident memory grows by less than
+// `rss_slack` over the second half.
+void check_flat_memory(const fs::path& dir, const std::vector<std::string>& overrides,
+                       int64_t steps, int64_t rss_slack) {
+  const std::string config = write_config(dir, write_corpus(dir), steps);
+  TrainOptions o = test::train_options(config, dir / "run");
+  o.overrides = {"train.eval_interval=25", "train.checkpoint_interval=40", "train.grad_accum=1"};
+  o.overrides.insert(o.overrides.end(), overrides.begin(), overrides.end());
+  std::ostringstream log;
+  run_train(o, log);
+  std::map<int64_t, std::pair<int64_t, int64_t>> at;  // step -> (tensor bytes, rss)
+  for (const json& m : test::read_metrics(dir / "run")) {
+    if (m.contains("loss")) at[m["step"]] = {m["tensor_bytes"], m["rss_bytes"]};
+  }
+  REQUIRE(int64_t(at.size()) == steps);
+  for (int64_t step = 2; step <= steps; ++step) {
+    CAPTURE(step);
+    CHECK(at[step].first == at[2].first);
+  }
+  if (!kResidentMemoryMeaningful) {
+    MESSAGE("resident memory not checked under AddressSanitizer (its quarantine grows it)");
+    return;
+  }
+  int64_t most = 0;
+  for (int64_t step = steps / 2; step <= steps; ++step) most = std::max(most, at[step].second);
+  CHECK(at[steps / 2].second > 0);
+  CHECK(most - at[steps / 2].second < rss_slack);
+}
+
+TEST_CASE("train: tensor bytes and resident memory stay flat after warm-up (no leak)") {
+  ScratchDir dir;
+  SUBCASE("the LM") {
+    check_flat_memory(dir.path, {}, 200, 1 << 20);
+  }
+  SUBCASE("a memory-augmented LM") {
+    check_flat_memory(dir.path,
+                      {"memory.mechanism=memorizing", "memory.segments=2", "memory.capacity=64"},
+                      120, 1 << 20);
+  }
+}
+
+TEST_CASE("sample: repeated generation leaves no tensor bytes behind") {
+  manual_seed(5);
+  nn::LlamaForCausalLM model(tiny_model());
+  const std::vector<int32_t> prompt{1, 5, 7, 2};
+  GenerateOptions options;
+  options.max_new_tokens = 20;
+  options.seed = 3;
+  generate(model, prompt, options);  // warm-up
+  const size_t before = cpu::allocator_stats().allocated_bytes;
+  for (int i = 0; i < 20; ++i) {
+    options.use_cache = i % 2 == 0;
+    generate(model, prompt, options);
+    CHECK(cpu::allocator_stats().allocated_bytes == before);
+  }
 }
 
 TEST_CASE("train: bad configs are errors naming the key") {

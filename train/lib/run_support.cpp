@@ -2,9 +2,11 @@
 #include "train/lib/run_support.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <csignal>
+#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <ostream>
@@ -89,6 +91,13 @@ std::string checkpoint_to_resume(const TrainOptions& options, std::ostream& log)
     log << "train: no checkpoint in " << out.string() << " yet; starting from the config\n";
   }
   return "";
+}
+
+int64_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  int64_t pages_total = 0, pages_resident = 0;
+  if (!(statm >> pages_total >> pages_resident)) return 0;
+  return pages_resident * int64_t(::sysconf(_SC_PAGESIZE));
 }
 
 std::vector<std::string> config_differences(const json& run, const json& given,

@@ -43,6 +43,9 @@ bool stop_requested();
 // the same run (said on log).
 std::string checkpoint_to_resume(const TrainOptions& options, std::ostream& log);
 
+// The process's resident memory in bytes (/proc/self/statm; 0 where it cannot be read).
+int64_t resident_bytes();
+
 // The settings in which a config given beside --resume differs from the run's own: one line
 // per leaf key, "train.lr: 0.01 in the run, 0.02 given". Keys the run's config lacks (added to
 // mnemo after it started) are not differences.

@@ -12,6 +12,7 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "core/cpu/allocator_stats.h"
 #include "core/cpu/parallel.h"
 #include "core/error.h"
 #include "core/profiler.h"
@@ -320,6 +321,19 @@ class Run {
     return line;
   }
 
+  // What the process holds after the step, so that a leak shows in metrics.jsonl: its
+  // resident memory, and the bytes in tensors of the caching allocator of the run's device
+  // (flat from step to step once training has warmed up: tests/train/test_trainer.cpp).
+  void add_memory_figures(json& line) const {
+    line["rss_bytes"] = resident_bytes();
+    if (device_.is_cpu()) {
+      line["tensor_bytes"] = int64_t(cpu::allocator_stats().allocated_bytes);
+    }
+#if MNEMO_HAVE_CUDA
+    if (device_.is_cuda()) line["tensor_bytes"] = cuda::memory_stats(device_.index).allocated_bytes;
+#endif
+  }
+
   // Whether every weight of the model is finite (read on the host: at checkpoint time only).
   bool weights_finite() {
     for (const Tensor& p : step_fn_->model().parameters()) {
@@ -412,6 +426,7 @@ class Run {
         line["step"] = step_;
         line["lr"] = lr;
         line["tokens_per_s"] = rate;
+        add_memory_figures(line);
         metrics->write(line);
       }
 

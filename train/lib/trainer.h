@@ -26,8 +26,10 @@
 // One run lives in one directory (--out):
 //   data/           tokenizer.json, train.bin, val.bin (token shards), info.json
 //   run_config.json the merged config of a new run
-//   metrics.jsonl   one line per step {"step","loss","lr","grad_norm","tokens_per_s"} and one
-//                   per evaluation {"step","val_loss","val_bpb"}
+//   metrics.jsonl   one line per step {"step","loss","lr","grad_norm","tokens_per_s",
+//                   "rss_bytes" (the process's resident memory), "tensor_bytes" (in tensors
+//                   of the run device's caching allocator)} and one per evaluation
+//                   {"step","val_loss","val_bpb"}
 //   loss.svg        train and validation curves, rewritten at each evaluation and at the end
 //   step-XXXXXXXX/  checkpoints (train/io/checkpoint_dir.h); latest -> the newest complete one:
 //                   the step's model files (config.json, model.safetensors, tokenizer.json),
