@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages mnemo builds with, if any are missing.
+# Installs the Debian packages mnemo builds with, if any are missing, and any packages named
+# as arguments (scripts/fuzz.sh: install-deps.sh clang libclang-rt-14-dev).
 #
 # Idempotent and fast: it asks dpkg what is installed and does nothing more when every
 # package is there (no apt-get update, no network). Otherwise it runs apt-get update and a
@@ -20,6 +21,7 @@ packages=(
   libfaiss-dev                        # approximate kNN search (Memorizing Transformer memory)
   jq                                  # JSON lines of the benchmarks (scripts/memory-table.sh)
 )
+packages+=("$@")
 
 missing=()
 for package in "${packages[@]}"; do

@@ -209,7 +209,38 @@ json merge_config(const json& defaults, const json& user, std::string_view sourc
   return merge_at(defaults, user, source, "");
 }
 
+bool is_valid_utf8(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+    const unsigned char c = byte(i);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t n = 0;
+    uint32_t code = 0, least = 0;
+    if ((c & 0xE0) == 0xC0) {
+      n = 1, code = c & 0x1F, least = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 2, code = c & 0x0F, least = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 3, code = c & 0x07, least = 0x10000;
+    } else {
+      return false;  // a continuation byte first, or 0xF8..0xFF
+    }
+    for (size_t k = 1; k <= n; ++k) {
+      if (i + k >= text.size() || (byte(i + k) & 0xC0) != 0x80) return false;
+      code = (code << 6) | (byte(i + k) & 0x3F);
+    }
+    if (code < least || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return false;
+    i += n + 1;
+  }
+  return true;
+}
+
 void apply_override(json& config, std::string_view assignment) {
+  MNEMO_CHECK(is_valid_utf8(assignment), "--set: the assignment is not valid UTF-8");
   std::string source = "--set " + std::string(assignment);
   size_t equals = assignment.find('=');
   MNEMO_CHECK(equals != std::string_view::npos && equals > 0,

@@ -43,6 +43,11 @@ nlohmann::json merge_config(const nlohmann::json& defaults, const nlohmann::json
 // string key the raw text is always the value (so --set data.path=123 works).
 void apply_override(nlohmann::json& config, std::string_view assignment);
 
+// Whether `text` is well-formed UTF-8 (no overlong forms, surrogates or code points past
+// U+10FFFF): what a JSON string may hold. An override that is not is an error (it could not
+// be written back to run_config.json).
+bool is_valid_utf8(std::string_view text);
+
 // The JSON type name used in messages: "an integer", "a float", "a string", ...
 std::string json_type_phrase(const nlohmann::json& value);
 

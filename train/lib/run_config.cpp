@@ -250,6 +250,7 @@ RlSettings rl_settings(const json& r, std::string_view source) {
 }  // namespace
 
 void apply_run_override(json& config, std::string_view assignment) {
+  MNEMO_CHECK(io::is_valid_utf8(assignment), "--set: the assignment is not valid UTF-8");
   const size_t equals = assignment.find('=');
   const std::string_view key = assignment.substr(0, equals);
   if (equals == std::string_view::npos || !key.starts_with("memory.")) {
