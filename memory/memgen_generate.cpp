@@ -37,6 +37,7 @@ class Decoder {
     out_.ended.assign(size_t(rows), 0);
     out_.inserted.resize(size_t(rows));
     inference_count_.assign(size_t(rows), 0);
+    decisions_.assign(size_t(rows), 0);
   }
 
   // Which rows insert after token column `after` (the prompt's end when `prompt`), given
@@ -46,6 +47,7 @@ class Decoder {
     std::vector<uint8_t> insert(size_t(n_), 0);
     const auto& c = lm_.config();
     const int64_t C = lm_.reasoner().config.hidden_size;
+    std::vector<int64_t> asked;  // rows whose trigger decides here (mode trigger)
     for (int64_t r = 0; r < n_; ++r) {
       if (out_.ended[size_t(r)]) continue;
       const bool point = prompt ? c.max_prompt_aug > 0
@@ -56,25 +58,39 @@ class Decoder {
         case InsertMode::none: break;
         case InsertMode::prompt: insert[size_t(r)] = prompt; break;
         case InsertMode::delimiters: insert[size_t(r)] = 1; break;
-        case InsertMode::trigger: {
-          if (prompt) {  // the trigger decides at delimiters; the prompt's end always gets latents
+        case InsertMode::trigger:
+          // The trigger decides at delimiters; the prompt's end always gets latents.
+          if (prompt) {
             insert[size_t(r)] = 1;
-            break;
+          } else {
+            asked.push_back(r);
           }
-          TriggerDecision d;
-          d.row = r;
-          d.after = after;
-          d.feature.assign(hidden.begin() + r * C, hidden.begin() + (r + 1) * C);
-          const double z = trigger_->logits(from_vector(d.feature, {1, C})).item();
-          d.p_insert = float(1 / (1 + std::exp(-z)));
-          const int64_t k = decisions_of_row(r);
-          d.insert = o_.sample_decisions ? decision_uniform(o_.seed, r, k) < d.p_insert
-                                         : d.p_insert >= 0.5f;
-          insert[size_t(r)] = d.insert;
-          out_.decisions.push_back(std::move(d));
           break;
-        }
       }
+    }
+    if (!asked.empty()) {  // one pass of the trigger over the rows it decides for
+      const int64_t R = int64_t(asked.size());
+      std::vector<float> features(size_t(R * C));
+      for (int64_t i = 0; i < R; ++i) {
+        std::copy_n(hidden.begin() + asked[size_t(i)] * C, C, features.begin() + i * C);
+      }
+      const std::vector<float> z =
+          trigger_->logits(from_vector(features, {R, C})).to_vector<float>();
+      for (int64_t i = 0; i < R; ++i) {
+        const int64_t r = asked[size_t(i)];
+        TriggerDecision d;
+        d.row = r;
+        d.after = after;
+        d.feature.assign(features.begin() + i * C, features.begin() + (i + 1) * C);
+        d.p_insert = float(1 / (1 + std::exp(-double(z[size_t(i)]))));
+        const int64_t k = decisions_[size_t(r)]++;  // the row's decisions so far
+        d.insert =
+            o_.sample_decisions ? decision_uniform(o_.seed, r, k) < d.p_insert : d.p_insert >= 0.5f;
+        insert[size_t(r)] = d.insert;
+        out_.decisions.push_back(std::move(d));
+      }
+    }
+    for (int64_t r = 0; r < n_; ++r) {
       if (insert[size_t(r)]) {
         out_.inserted[size_t(r)].push_back({after, prompt});
         if (!prompt) ++inference_count_[size_t(r)];
@@ -109,11 +125,6 @@ class Decoder {
   MemGenGenerated& result() { return out_; }
 
  private:
-  int64_t decisions_of_row(int64_t r) const {
-    return std::count_if(out_.decisions.begin(), out_.decisions.end(),
-                         [r](const TriggerDecision& d) { return d.row == r; });
-  }
-
   const MemGenLM& lm_;
   const MemGenTrigger* trigger_;
   const MemGenGenerateOptions& o_;
@@ -121,6 +132,7 @@ class Decoder {
   int64_t n_;
   MemGenGenerated out_;
   std::vector<int64_t> inference_count_;
+  std::vector<int64_t> decisions_;  // per row: the trigger's decisions so far
 };
 
 // ---- with the KV cache
