@@ -34,24 +34,16 @@ MemformerConfig MemformerConfig::from_json(const json& j) {
   for (const auto& [key, value] : j.items()) {
     MNEMO_CHECK(known.count(key) == 1, "memformer config: unknown key '{}'", key);
   }
-  if (j.contains("num_slots")) c.num_slots = int_key(j.at("num_slots"), kWhat, "num_slots");
-  if (j.contains("segment_length"))
-    c.segment_length = int_key(j.at("segment_length"), kWhat, "segment_length");
-  if (j.contains("mrbp")) c.mrbp = bool_key(j.at("mrbp"), kWhat, "mrbp");
-  if (j.contains("writer_heads"))
-    c.writer_heads = int_key(j.at("writer_heads"), kWhat, "writer_heads");
-  if (j.contains("writer_ff_size"))
-    c.writer_ff_size = int_key(j.at("writer_ff_size"), kWhat, "writer_ff_size");
-  if (j.contains("slot_init_std"))
-    c.slot_init_std = number_key(j.at("slot_init_std"), kWhat, "slot_init_std");
-  if (j.contains("writer_init_std"))
-    c.writer_init_std = number_key(j.at("writer_init_std"), kWhat, "writer_init_std");
-  if (j.contains("read_init_std"))
-    c.read_init_std = number_key(j.at("read_init_std"), kWhat, "read_init_std");
-  if (j.contains("writer_positions"))
-    c.writer_positions = bool_key(j.at("writer_positions"), kWhat, "writer_positions");
-  if (j.contains("read_positions"))
-    c.read_positions = bool_key(j.at("read_positions"), kWhat, "read_positions");
+  read_key(j, "num_slots", kWhat, c.num_slots);
+  read_key(j, "segment_length", kWhat, c.segment_length);
+  read_key(j, "mrbp", kWhat, c.mrbp);
+  read_key(j, "writer_heads", kWhat, c.writer_heads);
+  read_key(j, "writer_ff_size", kWhat, c.writer_ff_size);
+  read_key(j, "slot_init_std", kWhat, c.slot_init_std);
+  read_key(j, "writer_init_std", kWhat, c.writer_init_std);
+  read_key(j, "read_init_std", kWhat, c.read_init_std);
+  read_key(j, "writer_positions", kWhat, c.writer_positions);
+  read_key(j, "read_positions", kWhat, c.read_positions);
   c.validate();
   return c;
 }
