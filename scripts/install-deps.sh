@@ -20,6 +20,7 @@ packages=(
   fortunes                            # the default training corpus (plain-text fortunes)
   libfaiss-dev                        # approximate kNN search (Memorizing Transformer memory)
   jq                                  # JSON lines of the benchmarks (scripts/memory-table.sh)
+  procps                              # pgrep/pkill for the fault drills (tests/tools)
 )
 packages+=("$@")
 
