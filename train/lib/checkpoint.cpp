@@ -65,7 +65,7 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
   std::vector<std::pair<std::string, Tensor>> loaded;
   for (auto& [name, tensor] : weights) {
     auto it = std::find_if(expected.begin(), expected.end(),
-                           [&](const auto& e) { return e.first == name; });
+                           [&key = name](const auto& e) { return e.first == key; });
     MNEMO_CHECK(it != expected.end(), "{}: unexpected tensor '{}' for this config", weights_file,
                 name);
     MNEMO_CHECK(tensor.shape() == it->second.shape(),
@@ -79,8 +79,8 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
   }
   for (const auto& [name, tensor] : expected) {
     const bool tied_head = out.config.tie_word_embeddings && name == "lm_head.weight";
-    const bool present =
-        std::any_of(loaded.begin(), loaded.end(), [&](const auto& l) { return l.first == name; });
+    const bool present = std::any_of(loaded.begin(), loaded.end(),
+                                     [&key = name](const auto& l) { return l.first == key; });
     MNEMO_CHECK(present || tied_head, "{}: missing tensor '{}'", weights_file, name);
   }
   out.model->load_state_dict(loaded, /*strict=*/false);
