@@ -123,6 +123,32 @@ TEST_CASE("memory-bench: each task runs on a tiny setting and reports its metric
   CHECK(r["baseline"].get<double>() < 16.0);
 }
 
+TEST_CASE("memory-bench: the rate warms up, holds, then falls over the last lr_decay") {
+  train::MemoryBenchOptions o = tiny("recall");
+  o.mechanism = "titans";
+  o.steps = 100;
+  const train::MemoryBenchOptions r = train::memory_bench_resolved(o);
+  CHECK(r.lr_decay == 0.2);  // titans' default; the others keep a constant rate
+  o.mechanism = "memformer";
+  CHECK(train::memory_bench_resolved(o).lr_decay == 0.0);
+  // 100 steps: warmup over 5, constant to step 79, then 20 steps down to lr / 21.
+  const double lr = r.lr;
+  CHECK(train::memory_bench_lr(r, 100, 0) == doctest::Approx(lr / 5));
+  CHECK(train::memory_bench_lr(r, 100, 4) == doctest::Approx(lr));
+  CHECK(train::memory_bench_lr(r, 100, 79) == doctest::Approx(lr));
+  CHECK(train::memory_bench_lr(r, 100, 80) == doctest::Approx(lr * 20 / 21));
+  CHECK(train::memory_bench_lr(r, 100, 99) == doctest::Approx(lr / 21));
+  for (int64_t step = 80; step < 99; ++step) {
+    CHECK(train::memory_bench_lr(r, 100, step + 1) < train::memory_bench_lr(r, 100, step));
+  }
+  train::MemoryBenchOptions constant = r;
+  constant.lr_decay = 0;
+  CHECK(train::memory_bench_lr(constant, 100, 99) == doctest::Approx(lr));
+  // Out of range: an error naming the option.
+  o.lr_decay = 1.5;
+  CHECK_THROWS_WITH_AS(train::memory_bench_resolved(o), doctest::Contains("--lr-decay"), Error);
+}
+
 TEST_CASE("memory-bench: the evaluation scores a model's argmax exactly") {
   // An untrained baseline scored by evaluate_segment_lm agrees with a hand count of its
   // argmax predictions over the same eval streams.

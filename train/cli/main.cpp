@@ -345,6 +345,11 @@ int main(int argc, char** argv) {
                    "AdamW learning rate (default 3e-3; 1e-3 for copy-far and for memformer)")
       ->check(CLI::PositiveNumber);
   memory_bench
+      ->add_option("--lr-decay", mb_options.lr_decay,
+                   "The last fraction of the steps over which the learning rate falls linearly "
+                   "to 0 (default 0: constant)")
+      ->check(CLI::Range(0.0, 1.0));
+  memory_bench
       ->add_option("--scalar-lr-scale", mb_options.scalar_lr_scale,
                    "Learning-rate factor of gates, temperatures and other small scalars "
                    "(default 10; 1 for titans)")

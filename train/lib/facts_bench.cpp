@@ -200,6 +200,7 @@ nlohmann::json run_facts_bench(const MemoryBenchOptions& o, std::ostream& log) {
   r["baseline"] = base.details["held_out"];
   r["steps"] = opts.steps;
   r["lr"] = opts.lr;
+  r["lr_decay"] = opts.lr_decay;
   r["seconds"] = std::chrono::duration<double>(Clock::now() - start).count();
   r["higher_is_better"] = true;
   r["seed"] = o.seed;

@@ -69,6 +69,10 @@ double memory_bench_default_scalar_lr_scale(const std::string& mechanism) {
   return mechanism == "titans" ? 1.0 : 10.0;
 }
 
+double memory_bench_default_lr_decay(const std::string& mechanism) {
+  return mechanism == "titans" ? 0.2 : 0.0;
+}
+
 double memory_bench_default_init_std(const std::string& task, int64_t hidden) {
   (void)memory_bench_default_steps(task, "none");  // names an unknown task
   return task == "recall" ? 1.0 / std::sqrt(double(hidden)) : 0.0;
@@ -91,6 +95,8 @@ MemoryBenchOptions memory_bench_resolved(const MemoryBenchOptions& o) {
   MemoryBenchOptions r = o;
   if (r.steps <= 0) r.steps = memory_bench_default_steps(o.task, o.mechanism);
   if (r.lr == 0) r.lr = memory_bench_default_lr(o.task, o.mechanism);
+  if (r.lr_decay < 0) r.lr_decay = memory_bench_default_lr_decay(o.mechanism);
+  MNEMO_CHECK(r.lr_decay <= 1, "memory-bench: --lr-decay must lie in [0, 1], got {}", r.lr_decay);
   if (r.scalar_lr_scale == 0) r.scalar_lr_scale = memory_bench_default_scalar_lr_scale(o.mechanism);
   if (r.init_std == 0) r.init_std = memory_bench_default_init_std(o.task, o.hidden);
   return r;
@@ -169,6 +175,22 @@ MemoryBenchModels make_memory_bench_models(const MemoryBenchOptions& o,
   return models;
 }
 
+double memory_bench_lr(const MemoryBenchOptions& o, int64_t steps, int64_t step) {
+  MNEMO_CHECK(o.lr > 0 && o.lr_decay >= 0 && o.lr_decay <= 1 && steps >= 1 && step >= 0,
+              "memory-bench: learning rate {} decaying over {} of {} steps at step {}", o.lr,
+              o.lr_decay, steps, step);
+  optim::LrSchedule schedule;
+  schedule.max_lr = o.lr;
+  schedule.warmup_steps = std::max<int64_t>(1, steps / 20);
+  schedule.total_steps = steps;
+  schedule.decay = optim::LrSchedule::constant;
+  const double lr = schedule.at(step);
+  // The last `decay` steps: lr (decay - i) / (decay + 1) at the i-th of them, never 0.
+  const int64_t decay = int64_t(std::llround(o.lr_decay * double(steps)));
+  if (decay <= 0 || step < steps - decay) return lr;
+  return lr * double(steps - step) / double(decay + 1);
+}
+
 double train_memory_bench_model(memory::SegmentLM& lm, const MemoryBenchOptions& o, int64_t steps,
                                 Device device, const std::function<double(int64_t step)>& step_loss,
                                 std::ostream& log) {
@@ -185,13 +207,6 @@ double train_memory_bench_model(memory::SegmentLM& lm, const MemoryBenchOptions&
   optim::split_scalar_controls(groups, o.scalar_lr_scale);
   optim::AdamW optimizer(std::move(groups), o.lr, 0.9, 0.95);
   const std::vector<Tensor> params = lm.parameters();
-  optim::LrSchedule schedule;
-  schedule.max_lr = o.lr;
-  schedule.warmup_steps = std::max<int64_t>(1, steps / 20);
-  schedule.total_steps = steps;
-  schedule.decay = optim::LrSchedule::constant;
-  schedule.validate();
-
   const int64_t tail = std::max<int64_t>(1, steps / 10);
   const int64_t report = std::max<int64_t>(1, steps / 10);
   double tail_sum = 0, window_sum = 0;
@@ -203,7 +218,7 @@ double train_memory_bench_model(memory::SegmentLM& lm, const MemoryBenchOptions&
     MNEMO_CHECK(std::isfinite(loss), "memory-bench: {} loss is {} at step {}", lm.mechanism(), loss,
                 step + 1);
     const double factor = optim::clip_factor(optim::global_grad_norm(params), 1.0);
-    optimizer.set_lr(schedule.at(step));
+    optimizer.set_lr(memory_bench_lr(o, steps, step));
     optimizer.step(factor);
     if (step >= steps - tail) tail_sum += loss;
     window_sum += loss;
@@ -279,6 +294,7 @@ nlohmann::json run_memory_bench(const MemoryBenchOptions& o, std::ostream& log) 
   r["baseline"] = task->score(base.tally);
   r["steps"] = steps;
   r["lr"] = opts.lr;
+  r["lr_decay"] = opts.lr_decay;
   r["scalar_lr_scale"] = opts.scalar_lr_scale;
   r["seconds"] = std::chrono::duration<double>(Clock::now() - start).count();
   r["higher_is_better"] = task->higher_is_better();

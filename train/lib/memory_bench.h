@@ -43,8 +43,11 @@ struct MemoryBenchOptions {
   int64_t steps = 0;            // 0 = the default (memory_bench_default_steps)
   int64_t batch = 16;           // streams per step
   int64_t eval_streams = 256;   // held-out streams scored
-  double lr = 0;                // AdamW, warmup over the first 5% then constant; 0 = the
+  double lr = 0;                // AdamW's peak rate (memory_bench_lr); 0 = the
                                 // task's default (memory_bench_default_lr)
+  double lr_decay = -1;         // the last fraction of the steps over which the rate falls
+                                // linearly to 0 (0 = none: constant to the end); < 0 = the
+                                // mechanism's default (memory_bench_default_lr_decay)
   double scalar_lr_scale = 0;   // learning-rate factor of small 0-/1-D non-norm parameters;
                                 // 0 = the mechanism's default (memory_bench_default_scalar_lr_scale)
   int64_t layers = 2, hidden = 128, heads = 4;  // the shared model size
@@ -75,6 +78,10 @@ double memory_bench_default_lr(const std::string& task, const std::string& mecha
 // Titans, whose gate biases (step size, momentum, forgetting) trained at 10x forgot too fast
 // (recall 0.528 at 10x against 0.842 at 1x, seed 1; docs/memory-results.md).
 double memory_bench_default_scalar_lr_scale(const std::string& mechanism);
+// The default --lr-decay of a mechanism: 0.2 for titans (far recall 0.842 -> 0.882 and
+// 0.874 -> 0.936 on seeds 1 and 2 against a constant rate to the end; docs/memory-results.md),
+// 0 for the others, whose results were measured with a constant rate.
+double memory_bench_default_lr_decay(const std::string& mechanism);
 
 // Both models' default weight init std on a task: 1/sqrt(hidden) for recall (the recipe
 // measured to reach far recall 0.974, where at the decoder's 0.02 the in-window lookup was
@@ -103,8 +110,13 @@ struct MemoryBenchModels {
 MemoryBenchModels make_memory_bench_models(const MemoryBenchOptions& o,
                                            const nn::LlamaConfig& model,
                                            const nlohmann::json& section, int64_t window);
-// Trains `lm` on `device` for `steps` AdamW steps (warmup over the first 5%, then constant;
-// gradients clipped to norm 1). `step_loss(step)` runs that step's forward_backward and returns its
+// The learning rate of step `step` (0-based) of `steps`: linear warmup over the first 5% to
+// o.lr, constant, and over the last o.lr_decay of the steps a linear fall towards 0 (the
+// warmup-stable-decay shape: the rate stays high while the plateau of a task can still break,
+// and the decay then settles the weights). `o` resolved (memory_bench_resolved).
+double memory_bench_lr(const MemoryBenchOptions& o, int64_t steps, int64_t step);
+// Trains `lm` on `device` for `steps` AdamW steps (memory_bench_lr; gradients clipped to
+// norm 1). `step_loss(step)` runs that step's forward_backward and returns its
 // loss. Returns the mean loss over the last 10% of steps.
 double train_memory_bench_model(memory::SegmentLM& lm, const MemoryBenchOptions& o, int64_t steps,
                                 Device device, const std::function<double(int64_t step)>& step_loss,
