@@ -1,5 +1,6 @@
 // The per-device cuBLASLt handle and workspace, cuBLAS status checks, and the TF32 switch
-// (cuda/blas.h, cuda/runtime.h).
+// (cuda/blas.h, cuda/runtime.h). cuBLASLt itself is loaded on first use
+// (cuda/cublaslt_library.h).
 #include "cuda/blas.h"
 
 #include <array>
@@ -10,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/tensor.h"
+#include "cuda/cublaslt_library.h"
 #include "cuda/runtime.h"
 
 namespace mnemo::cuda {
@@ -28,8 +30,14 @@ struct BlasState {
 
 void check_blas(cublasStatus_t status, const char* call, const char* file, int line) {
   if (status == CUBLAS_STATUS_SUCCESS) return;
-  fail_system("{}:{}: {} failed: {} ({})", file, line, call, cublasLtGetStatusString(status),
-              cublasLtGetStatusName(status));
+  // Only a loaded library returns statuses, but a check must not fail for another reason
+  // (load it, or throw its load error) while reporting one: without the library, the number.
+  const CublasLt* lt = cublaslt_if_loaded();
+  if (lt == nullptr) {
+    fail_system("{}:{}: {} failed: cuBLAS status {}", file, line, call, int(status));
+  }
+  fail_system("{}:{}: {} failed: {} ({})", file, line, call, lt->cublasLtGetStatusString(status),
+              lt->cublasLtGetStatusName(status));
 }
 
 const BlasHandle& blas_handle(int device) {
@@ -39,7 +47,8 @@ const BlasHandle& blas_handle(int device) {
                device);
   BlasState& s = (*states)[size_t(device)];
   std::call_once(s.created, [&] {
-    MNEMO_CUBLAS_CHECK(cublasLtCreate(&s.handle.lt));
+    const CublasLt& lt = cublaslt();  // the first use: loads the library
+    MNEMO_CUBLAS_CHECK(lt.cublasLtCreate(&s.handle.lt));
     // f32 elements: the allocator's blocks are 256-byte aligned, which cuBLASLt wants.
     s.workspace = Tensor::empty({int64_t(kBlasWorkspaceBytes / sizeof(float))}, DType::f32,
                                 Device::cuda(device));

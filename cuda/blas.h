@@ -1,9 +1,10 @@
 // cuBLASLt as the CUDA backend uses it: one handle and one 32 MiB workspace per device, and
 // status checking that names the call site.
 //
-//   MNEMO_CUBLAS_CHECK(cublasLtMatmul(handle.lt, ...));
+//   const CublasLt& lt = cublaslt();  // cuda/cublaslt_library.h: loaded on first use
+//   MNEMO_CUBLAS_CHECK(lt.cublasLtMatmul(handle.lt, ...));
 //
-// throws mnemo::Error("cuda/matmul.cpp:120: cublasLtMatmul(...) failed: the requested
+// throws mnemo::Error("cuda/matmul.cpp:120: lt.cublasLtMatmul(...) failed: the requested
 // functionality is not supported (CUBLAS_STATUS_NOT_SUPPORTED)") unless the call returns
 // CUBLAS_STATUS_SUCCESS.
 //
@@ -37,7 +38,8 @@ struct BlasHandle {
 // made `device` current).
 const BlasHandle& blas_handle(int device);
 
-// "FILE:LINE: CALL failed: <cublasLtGetStatusString> (<cublasLtGetStatusName>)".
+// "FILE:LINE: CALL failed: <cublasLtGetStatusString> (<cublasLtGetStatusName>)"; if cuBLASLt
+// has not been loaded (cuda/cublaslt_library.h), "FILE:LINE: CALL failed: cuBLAS status N".
 void check_blas(cublasStatus_t status, const char* call, const char* file, int line);
 
 }  // namespace mnemo::cuda

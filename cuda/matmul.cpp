@@ -35,6 +35,9 @@
 // shapes). A fixed algorithm per shape also keeps results bitwise repeatable. The heuristic
 // is told the operands' real pointer alignment (default 256 bytes would admit kernels that
 // fault on a view starting mid-row) and the 32 MiB workspace (cuda/blas.h).
+//
+// Every cuBLASLt function is called through the table of cuda/cublaslt_library.h
+// (lt.cublasLtMatmul): the library is loaded on first use, not linked.
 #include <cublasLt.h>
 
 #include <array>
@@ -46,6 +49,7 @@
 #include "core/error.h"
 #include "cuda/blas.h"
 #include "cuda/context.h"
+#include "cuda/cublaslt_library.h"
 #include "cuda/ops.h"
 #include "cuda/runtime.h"
 
@@ -148,13 +152,15 @@ struct Plan {
 
 cublasLtMatrixLayout_t make_layout(cudaDataType_t type, int64_t rows, int64_t cols, int64_t ld,
                                    int64_t batch, int64_t batch_stride) {
+  const CublasLt& lt = cublaslt();
   cublasLtMatrixLayout_t layout = nullptr;
-  MNEMO_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&layout, type, uint64_t(rows), uint64_t(cols), ld));
+  MNEMO_CUBLAS_CHECK(
+      lt.cublasLtMatrixLayoutCreate(&layout, type, uint64_t(rows), uint64_t(cols), ld));
   if (batch > 1) {
     const int32_t count = int32_t(batch);
-    MNEMO_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
-                                                        &count, sizeof(count)));
-    MNEMO_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
+    MNEMO_CUBLAS_CHECK(lt.cublasLtMatrixLayoutSetAttribute(
+        layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
+    MNEMO_CUBLAS_CHECK(lt.cublasLtMatrixLayoutSetAttribute(
         layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &batch_stride, sizeof(batch_stride)));
   }
   return layout;
@@ -182,37 +188,38 @@ struct Problem {
 };
 
 Plan make_plan(const Problem& p, const BlasHandle& handle) {
+  const CublasLt& lt = cublaslt();
   Plan plan;
-  MNEMO_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan.desc, p.types.compute, p.types.scale));
-  MNEMO_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, &p.A.op,
-                                                    sizeof(p.A.op)));
-  MNEMO_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &p.B.op,
-                                                    sizeof(p.B.op)));
+  MNEMO_CUBLAS_CHECK(lt.cublasLtMatmulDescCreate(&plan.desc, p.types.compute, p.types.scale));
+  MNEMO_CUBLAS_CHECK(lt.cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA,
+                                                       &p.A.op, sizeof(p.A.op)));
+  MNEMO_CUBLAS_CHECK(lt.cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB,
+                                                       &p.B.op, sizeof(p.B.op)));
   plan.a = make_layout(p.types.data, p.A.rows, p.A.cols, p.A.ld, p.batch, p.A.batch_stride);
   plan.b = make_layout(p.types.data, p.B.rows, p.B.cols, p.B.ld, p.batch, p.B.batch_stride);
   plan.c = make_layout(p.types.data, p.N, p.M, p.N, p.batch, p.M * p.N);
 
   cublasLtMatmulPreference_t pref = nullptr;
-  MNEMO_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  MNEMO_CUBLAS_CHECK(lt.cublasLtMatmulPreferenceCreate(&pref));
   const uint64_t workspace = handle.workspace_bytes;
-  MNEMO_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+  MNEMO_CUBLAS_CHECK(lt.cublasLtMatmulPreferenceSetAttribute(
       pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace)));
   const uint32_t align_a = uint32_t(p.align_a), align_b = uint32_t(p.align_b),
                  align_c = uint32_t(p.align_c);
-  MNEMO_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+  MNEMO_CUBLAS_CHECK(lt.cublasLtMatmulPreferenceSetAttribute(
       pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof(align_a)));
-  MNEMO_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+  MNEMO_CUBLAS_CHECK(lt.cublasLtMatmulPreferenceSetAttribute(
       pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof(align_b)));
-  MNEMO_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+  MNEMO_CUBLAS_CHECK(lt.cublasLtMatmulPreferenceSetAttribute(
       pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof(align_c)));
-  MNEMO_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+  MNEMO_CUBLAS_CHECK(lt.cublasLtMatmulPreferenceSetAttribute(
       pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof(align_c)));
 
   cublasLtMatmulHeuristicResult_t result{};
   int returned = 0;
-  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
+  const cublasStatus_t status = lt.cublasLtMatmulAlgoGetHeuristic(
       handle.lt, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, 1, &result, &returned);
-  MNEMO_CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+  MNEMO_CUBLAS_CHECK(lt.cublasLtMatmulPreferenceDestroy(pref));
   // NOT_SUPPORTED: no algorithm fits (the caller retries with contiguous copies).
   if (status != CUBLAS_STATUS_NOT_SUPPORTED) MNEMO_CUBLAS_CHECK(status);
   plan.found = status == CUBLAS_STATUS_SUCCESS && returned > 0;
@@ -240,7 +247,8 @@ bool run(const Tensor& out, const Operand& a, const Operand& b, int64_t M, int64
   p.align_a = alignment(b.data, batch > 1 ? b.batch_stride * elem : 0);
   p.align_b = alignment(a.data, batch > 1 ? a.batch_stride * elem : 0);
   p.align_c = alignment(out.data_ptr(), batch > 1 ? M * N * elem : 0);
-  const BlasHandle& handle = blas_handle(device);
+  const BlasHandle& handle = blas_handle(device);  // loads cuBLASLt on the first product
+  const CublasLt& lt = cublaslt();
   const Plan& plan = plan_for(p, handle);
   if (!plan.found) return false;
   const float alpha_f = 1, beta_f = 0;
@@ -248,10 +256,10 @@ bool run(const Tensor& out, const Operand& a, const Operand& b, int64_t M, int64
   const bool f64 = out.dtype() == DType::f64;
   const void* alpha = f64 ? static_cast<const void*>(&alpha_d) : &alpha_f;
   const void* beta = f64 ? static_cast<const void*>(&beta_d) : &beta_f;
-  MNEMO_CUBLAS_CHECK(cublasLtMatmul(handle.lt, plan.desc, alpha, p.A.data, plan.a, p.B.data, plan.b,
-                                    beta, out.data_ptr(), plan.c, out.data_ptr(), plan.c,
-                                    &plan.algo, handle.workspace, handle.workspace_bytes,
-                                    stream(device)));
+  MNEMO_CUBLAS_CHECK(lt.cublasLtMatmul(handle.lt, plan.desc, alpha, p.A.data, plan.a, p.B.data,
+                                       plan.b, beta, out.data_ptr(), plan.c, out.data_ptr(), plan.c,
+                                       &plan.algo, handle.workspace, handle.workspace_bytes,
+                                       stream(device)));
   return true;
 }
 

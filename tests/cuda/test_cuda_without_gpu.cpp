@@ -1,20 +1,116 @@
 // A CUDA build on a machine with no visible GPU (CI, laptops): the backend is registered,
 // the runtime reports why there is no device, and every use of cuda:N is a mnemo::Error
 // that says so — never a crash, never a silent CPU fallback. Run by `test_cuda --without-gpu`
-// (tests/cuda/main.cpp), skipped when a GPU is visible.
+// (tests/cuda/main.cpp), skipped when a GPU is visible. cuBLASLt, which the backend loads on
+// first use (cuda/cublaslt_library.h), loads and answers without a GPU too.
+#include <dlfcn.h>
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <string>
+#include <string_view>
 
 #include "autograd/ops.h"
 #include "core/backend.h"
 #include "cuda/allocator.h"
+#include "cuda/blas.h"
+#include "cuda/cublaslt_library.h"
 #include "cuda/runtime.h"
 
 namespace mnemo {
 
+namespace {
+
+// Whether libcublasLt is in this process: RTLD_NOLOAD finds a loaded library (by its SONAME,
+// however it was opened) and loads nothing.
+bool cublaslt_in_process() {
+  void* library = dlopen(cuda::cublaslt_soname(), RTLD_NOW | RTLD_NOLOAD);
+  if (library == nullptr) return false;
+  dlclose(library);  // drop the reference RTLD_NOLOAD took
+  return true;
+}
+
+// The message of the mnemo::SystemError that `f` throws ("" if it throws none).
+template <typename F>
+std::string system_error_of(F&& f) {
+  try {
+    f();
+  } catch (const SystemError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
 TEST_SUITE("without gpu") {
+  // Loads cuBLASLt: no other case of the suite may (in any order), or this one would fail.
+  TEST_CASE("cuda without gpu: cuBLASLt is loaded on first use, not at start-up") {
+    // Started: the backend registered itself from its static initialisers.
+    REQUIRE(has_backend(DeviceType::cuda));
+    REQUIRE(std::string_view(cuda::cublaslt_soname()).starts_with("libcublasLt.so."));
+    CHECK_FALSE(cublaslt_in_process());
+    CHECK(cuda::cublaslt_if_loaded() == nullptr);
+    // A status reported before the library is loaded is a number, and loads nothing.
+    const std::string where = "cuda/example.cpp:7: lt.cublasLtExample(x) failed: ";
+    CHECK(system_error_of([] {
+            cuda::check_blas(CUBLAS_STATUS_NOT_SUPPORTED, "lt.cublasLtExample(x)",
+                             "cuda/example.cpp", 7);
+          }) == where + "cuBLAS status " + std::to_string(int(CUBLAS_STATUS_NOT_SUPPORTED)));
+    CHECK_FALSE(cublaslt_in_process());
+
+    // The first use loads it: every function of the table, and the probe above now sees it.
+    const cuda::CublasLt& lt = cuda::cublaslt();
+    CHECK(cublaslt_in_process());
+    CHECK(cuda::cublaslt_if_loaded() == &lt);
+    CHECK(&cuda::cublaslt() == &lt);  // loaded once
+#define MNEMO_CHECK_LOADED(name) CHECK_MESSAGE((lt.name != nullptr), #name);
+    MNEMO_CUBLASLT_FUNCTIONS(MNEMO_CHECK_LOADED)
+#undef MNEMO_CHECK_LOADED
+
+    // Status strings need no GPU; check_blas reports through them once the library is loaded.
+    CHECK(std::string_view(lt.cublasLtGetStatusName(CUBLAS_STATUS_NOT_SUPPORTED)) ==
+          "CUBLAS_STATUS_NOT_SUPPORTED");
+    const std::string description = lt.cublasLtGetStatusString(CUBLAS_STATUS_NOT_SUPPORTED);
+    CHECK_FALSE(description.empty());
+    CHECK(description != "CUBLAS_STATUS_NOT_SUPPORTED");
+    CHECK(system_error_of([] {
+            cuda::check_blas(CUBLAS_STATUS_NOT_SUPPORTED, "lt.cublasLtExample(x)",
+                             "cuda/example.cpp", 7);
+          }) == where + description + " (CUBLAS_STATUS_NOT_SUPPORTED)");
+    CHECK_NOTHROW(cuda::check_blas(CUBLAS_STATUS_SUCCESS, "lt.cublasLtExample(x)", "f.cpp", 1));
+
+    // The first file that opens is taken: here the file CMake found, which a build without
+    // LD_LIBRARY_PATH falls back to.
+    const std::string found = cuda::cublaslt_files()[1];
+    REQUIRE(found.starts_with("/"));
+    const char* const fallback[] = {"libmnemo-no-such-library.so.1", found.c_str()};
+    const cuda::CublasLt from_found = cuda::load_cublaslt(fallback);
+    REQUIRE((from_found.cublasLtGetStatusName != nullptr));
+    CHECK(std::string_view(from_found.cublasLtGetStatusName(CUBLAS_STATUS_SUCCESS)) ==
+          "CUBLAS_STATUS_SUCCESS");
+  }
+
+  // Loads nothing: every file it tries fails to open or is not cuBLASLt.
+  TEST_CASE("cuda without gpu: a cuBLASLt that cannot be loaded is an error, not a crash") {
+    // No such file: each file tried, with dlopen's reason.
+    const char* const missing[] = {"libmnemo-no-such-library.so.1", "",
+                                   "/nonexistent/libcublasLt.so.13"};
+    const std::string not_found = system_error_of([&] { cuda::load_cublaslt(missing); });
+    CHECK(not_found.starts_with(std::string("cuBLASLt: cannot load ") + cuda::cublaslt_soname()));
+    CHECK(not_found.find("libmnemo-no-such-library.so.1: cannot open shared object file") !=
+          std::string::npos);
+    CHECK(not_found.find("/nonexistent/libcublasLt.so.13: cannot open shared object file") !=
+          std::string::npos);
+    CHECK(system_error_of([] { cuda::load_cublaslt({}); }).find("no file to try") !=
+          std::string::npos);
+    // A library that opens but is not cuBLASLt: the first missing function, with dlsym's reason.
+    const char* const libc[] = {"libc.so.6"};
+    const std::string no_symbol = system_error_of([&] { cuda::load_cublaslt(libc); });
+    CHECK(no_symbol.starts_with("cuBLASLt: libc.so.6 has no function cublasLtCreate ("));
+    CHECK(no_symbol.find("undefined symbol: cublasLtCreate") != std::string::npos);
+  }
+
   TEST_CASE("cuda without gpu: the runtime reports no device and why") {
     CHECK(cuda::device_count() == 0);
     const std::string reason = cuda::no_device_reason();
