@@ -16,6 +16,7 @@
 #include "cuda/blas.h"
 #include "cuda/cublaslt_library.h"
 #include "cuda/runtime.h"
+#include "support/errors.h"
 
 namespace mnemo {
 
@@ -30,17 +31,6 @@ bool cublaslt_in_process() {
   return true;
 }
 
-// The message of the mnemo::SystemError that `f` throws ("" if it throws none).
-template <typename F>
-std::string system_error_of(F&& f) {
-  try {
-    f();
-  } catch (const SystemError& e) {
-    return e.what();
-  }
-  return "";
-}
-
 }  // namespace
 
 TEST_SUITE("without gpu") {
@@ -53,7 +43,7 @@ TEST_SUITE("without gpu") {
     CHECK(cuda::cublaslt_if_loaded() == nullptr);
     // A status reported before the library is loaded is a number, and loads nothing.
     const std::string where = "cuda/example.cpp:7: lt.cublasLtExample(x) failed: ";
-    CHECK(system_error_of([] {
+    CHECK(test::error_message<SystemError>([] {
             cuda::check_blas(CUBLAS_STATUS_NOT_SUPPORTED, "lt.cublasLtExample(x)",
                              "cuda/example.cpp", 7);
           }) == where + "cuBLAS status " + std::to_string(int(CUBLAS_STATUS_NOT_SUPPORTED)));
@@ -74,7 +64,7 @@ TEST_SUITE("without gpu") {
     const std::string description = lt.cublasLtGetStatusString(CUBLAS_STATUS_NOT_SUPPORTED);
     CHECK_FALSE(description.empty());
     CHECK(description != "CUBLAS_STATUS_NOT_SUPPORTED");
-    CHECK(system_error_of([] {
+    CHECK(test::error_message<SystemError>([] {
             cuda::check_blas(CUBLAS_STATUS_NOT_SUPPORTED, "lt.cublasLtExample(x)",
                              "cuda/example.cpp", 7);
           }) == where + description + " (CUBLAS_STATUS_NOT_SUPPORTED)");
@@ -96,17 +86,20 @@ TEST_SUITE("without gpu") {
     // No such file: each file tried, with dlopen's reason.
     const char* const missing[] = {"libmnemo-no-such-library.so.1", "",
                                    "/nonexistent/libcublasLt.so.13"};
-    const std::string not_found = system_error_of([&] { cuda::load_cublaslt(missing); });
+    const std::string not_found =
+        test::error_message<SystemError>([&] { cuda::load_cublaslt(missing); });
     CHECK(not_found.starts_with(std::string("cuBLASLt: cannot load ") + cuda::cublaslt_soname()));
     CHECK(not_found.find("libmnemo-no-such-library.so.1: cannot open shared object file") !=
           std::string::npos);
     CHECK(not_found.find("/nonexistent/libcublasLt.so.13: cannot open shared object file") !=
           std::string::npos);
-    CHECK(system_error_of([] { cuda::load_cublaslt({}); }).find("no file to try") !=
-          std::string::npos);
+    CHECK(test::error_message<SystemError>([] {
+            cuda::load_cublaslt({});
+          }).find("no file to try") != std::string::npos);
     // A library that opens but is not cuBLASLt: the first missing function, with dlsym's reason.
     const char* const libc[] = {"libc.so.6"};
-    const std::string no_symbol = system_error_of([&] { cuda::load_cublaslt(libc); });
+    const std::string no_symbol =
+        test::error_message<SystemError>([&] { cuda::load_cublaslt(libc); });
     CHECK(no_symbol.starts_with("cuBLASLt: libc.so.6 has no function cublasLtCreate ("));
     CHECK(no_symbol.find("undefined symbol: cublasLtCreate") != std::string::npos);
   }

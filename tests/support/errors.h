@@ -11,12 +11,13 @@
 
 namespace mnemo::test {
 
-// The message of the mnemo::Error fn throws; "" if it throws none.
-template <typename Fn>
+// The message of the mnemo::Error (or of the kind E of it: error_message<SystemError>) fn
+// throws; "" if it throws none.
+template <typename E = Error, typename Fn>
 std::string error_message(Fn&& fn) {
   try {
     fn();
-  } catch (const Error& e) {
+  } catch (const E& e) {
     return e.what();
   }
   return "";
