@@ -1,7 +1,11 @@
 // `mnemo rl-bench`'s RL run config is the one configs/ gives users (configs/arith-grpo.json,
-// configs/arith-ppo.json), and it passes the run config's checks.
+// configs/arith-ppo.json), and it passes the run config's checks; a tiny benchmark runs end
+// to end, its RL run in two chunks (the second resuming the first).
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <string>
 
@@ -35,4 +39,42 @@ TEST_CASE("rl-bench: bad warm-start options are errors before any work") {
   o.probe_prompts = 0;
   CHECK_THROWS_AS(train::run_rl_bench(o, log), Error);
   CHECK(log.str().empty());
+}
+
+TEST_CASE("rl-bench: a tiny run goes end to end, its RL in chunks that resume each other") {
+  namespace fs = std::filesystem;
+  const fs::path out =
+      fs::temp_directory_path() / ("mnemo_test_rl_bench_" + std::to_string(::getpid()));
+  fs::remove_all(out);
+  for (const std::string algo : {"grpo", "ppo"}) {
+    train::RlBenchOptions o;
+    o.algo = algo;
+    o.out = (out / algo).string();
+    o.warm_batch = 64;
+    o.warm_pass = 0.05;
+    o.probe_prompts = 32;
+    o.warm_max_steps = 1000;
+    o.control_max_seconds = 1;
+    o.chunk_steps = 2;  // 4 steps: a first chunk started from the warm start, one resuming it
+    o.threads = 1;
+    o.overrides = {"train.steps=4",     "rl.prompts_per_step=4", "rl.group_size=4",
+                   "rl.eval_prompts=8", "train.eval_interval=2", "train.warmup_steps=1"};
+    std::ostringstream log;
+    const nlohmann::json r = train::run_rl_bench(o, log);
+    CHECK_MESSAGE(r["steps"] == 4, log.str());
+    CHECK(r["warm_start_probe_pass"].get<double>() >= 0.05);
+    for (const char* key : {"before", "after", "sft_control", "pass_at_g"}) {
+      CHECK(r[key].get<double>() >= 0.0);
+      CHECK(r[key].get<double>() <= 1.0);
+    }
+    // One metrics line per step, the resumed chunk's included.
+    std::ifstream metrics(out / algo / "rl" / "metrics.jsonl");
+    int steps_logged = 0;
+    for (std::string line; std::getline(metrics, line);) {
+      const nlohmann::json j = nlohmann::json::parse(line);
+      if (j.contains("reward_mean")) ++steps_logged;
+    }
+    CHECK(steps_logged == 4);
+  }
+  fs::remove_all(out);
 }

@@ -111,6 +111,7 @@ std::vector<std::string> config_differences(const json& run, const json& given,
   for (const auto& [key, value] : given.items()) {
     if (!run.contains(key)) continue;
     const std::string path = prefix.empty() ? key : prefix + "." + key;
+    if (path == "rl.init") continue;  // read at a run's start only (run_support.h)
     for (std::string& d : config_differences(run[key], value, path)) out.push_back(std::move(d));
   }
   for (const auto& [key, value] : run.items()) {  // a section (memory, rl) the config dropped

@@ -48,7 +48,9 @@ int64_t resident_bytes();
 
 // The settings in which a config given beside --resume differs from the run's own: one line
 // per leaf key, "train.lr: 0.01 in the run, 0.02 given". Keys the run's config lacks (added to
-// mnemo after it started) are not differences.
+// mnemo after it started) are not differences, nor is rl.init: the weights an RL run starts
+// from are read at its start only (a resume continues from the run's checkpoint, and `mnemo rl`
+// refuses --init with --resume), so a resumed run's config rightly leaves it out.
 std::vector<std::string> config_differences(const nlohmann::json& run, const nlohmann::json& given,
                                             const std::string& prefix = "");
 
