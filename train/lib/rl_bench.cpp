@@ -48,7 +48,7 @@ json rl_bench_config(const std::string& algo) {
                {{"batch_size", 32},
                 {"seq_len", 16},
                 {"lr", 1e-4},
-                {"min_lr", 1e-4},
+                {"min_lr", 1e-5},
                 {"warmup_steps", 20},
                 {"steps", 2000},
                 {"weight_decay", 0.0},
