@@ -169,9 +169,9 @@ json run_rl_bench(const RlBenchOptions& o, std::ostream& log) {
   fs::create_directories(warm_dir);
   write_llama_files(warm_dir, model, tokenizer);
 
-  // 2. RL from the warm start, in chunks of chunk_steps, each resuming the last (so the run is
-  //    bit for bit one run of that many steps), while the time budget leaves room for another
-  //    chunk and for the control, up to train.steps.
+  // 2. RL from the warm start, in chunks of chunk_steps, each resuming the last, while the
+  //    time budget leaves room for another chunk and for the control, up to train.steps. Each
+  //    chunk's train.steps (and so its rate schedule's length) is the chunk's end (rl_bench.h).
   TrainOptions train;
   train.config_file = config_file.string();
   train.overrides = o.overrides;
