@@ -19,13 +19,11 @@ using namespace mnemo::test;  // tests/support/gradcheck_cases.h
 
 namespace {
 
-constexpr double kInf = std::numeric_limits<double>::infinity();
-
-using Reduction = std::function<Tensor(const Tensor&, const std::vector<int64_t>&, bool)>;
+using ReduceFn = std::function<Tensor(const Tensor&, const std::vector<int64_t>&, bool)>;
 
 // The standard sweep of shapes, dims and layouts for a reduction over dims. single: include the
 // cases that reduce a single element (0-d, size-1 dims), where var's correction divides by 0.
-std::vector<GradcheckCase> reduction_cases(Reduction op, double lo = -2, double hi = 2,
+std::vector<GradcheckCase> reduction_cases(ReduceFn op, double lo = -2, double hi = 2,
                                            bool single = true) {
   auto over = [op](std::vector<int64_t> dims, bool keepdim) -> GradcheckFn {
     return [op, dims, keepdim](const TensorList& in) { return op(in[0], dims, keepdim); };

@@ -14,12 +14,12 @@
 #include "support/tensors.h"
 
 using namespace mnemo;
+using test::check_close;
+using test::kInf;
 using test::random_tensor;
 using test::values;
 
 namespace {
-
-constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // mask.at for a mask that broadcasts to (B, H, Tq, Tk).
 double mask_at(const Tensor& mask, int64_t b, int64_t h, int64_t i, int64_t j) {
@@ -41,17 +41,17 @@ core::AttentionOptions options_of(bool causal, const Tensor& mask = {}, double s
   return o;
 }
 
-struct Reference {
+struct AttentionReference {
   std::vector<double> out, lse;  // (B, H, Tq, Dv), (B, H, Tq) row-major
 };
 
 // The definition, in f64: for every (b, h, i), scores over the visible keys, softmax, sum.
-Reference reference_attention(const Tensor& q, const Tensor& k, const Tensor& v,
-                              const core::AttentionOptions& o) {
+AttentionReference reference_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                       const core::AttentionOptions& o) {
   const int64_t B = q.size(0), H = q.size(1), Tq = q.size(2), D = q.size(3);
   const int64_t Hkv = k.size(1), Tk = k.size(2), Dv = v.size(3);
   const double scale = o.scale == 0 ? 1 / std::sqrt(double(D)) : o.scale;
-  Reference ref;
+  AttentionReference ref;
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t h = 0; h < H; ++h) {
       const int64_t hk = h / (H / Hkv);
@@ -79,18 +79,6 @@ Reference reference_attention(const Tensor& q, const Tensor& k, const Tensor& v,
     }
   }
   return ref;
-}
-
-void check_close(const std::vector<double>& got, const std::vector<double>& want, double tol) {
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    INFO("element ", i);
-    if (std::isinf(want[i])) {
-      CHECK(got[i] == want[i]);
-    } else {
-      CHECK(got[i] == doctest::Approx(want[i]).epsilon(tol).scale(1));
-    }
-  }
 }
 
 struct Case {
@@ -126,13 +114,13 @@ Tensor make_mask(const Shape& shape, uint64_t seed) {
   return from_vector(v, shape, {DType::f64});
 }
 
-struct Inputs {
+struct AttentionInputs {
   Tensor q, k, v;
   core::AttentionOptions options;
 };
 
-Inputs make_inputs(const Case& c, DType dtype, uint64_t seed = 1) {
-  Inputs in;
+AttentionInputs make_inputs(const Case& c, DType dtype, uint64_t seed = 1) {
+  AttentionInputs in;
   in.q = random_tensor({c.B, c.H, c.Tq, c.D}, seed, dtype, -2, 2);
   in.k = random_tensor({c.B, c.Hkv, c.Tk, c.D}, seed + 1, dtype, -2, 2);
   in.v = random_tensor({c.B, c.Hkv, c.Tk, c.Dv}, seed + 2, dtype);
@@ -149,9 +137,9 @@ TEST_CASE("attention: forward matches a naive softmax(q k^T * scale + mask) v") 
   for (DType dtype : {DType::f64, DType::f32}) {
     for (const Case& c : kCases) {
       INFO(std::string(c.label), " ", dtype_name(dtype));
-      Inputs in = make_inputs(c, dtype);
+      AttentionInputs in = make_inputs(c, dtype);
       core::AttentionOutput got = core::attention(in.q, in.k, in.v, in.options);
-      Reference ref = reference_attention(in.q, in.k, in.v, in.options);
+      AttentionReference ref = reference_attention(in.q, in.k, in.v, in.options);
       CHECK(got.out.shape() == Shape{c.B, c.H, c.Tq, c.Dv});
       CHECK(got.lse.shape() == Shape{c.B, c.H, c.Tq});
       double tol = dtype == DType::f64 ? 1e-12 : 1e-5;
@@ -302,7 +290,7 @@ TEST_CASE("attention: strided q, k, v and a strided mask give the contiguous res
 
 TEST_CASE("attention: f32 and bf16 agree with f64 to their precision") {
   const Case c = {"blocks, GQA, causal cache, mask", 2, 4, 2, 45, 60, 32, 16, true, {2, 1, 45, 60}};
-  Inputs in = make_inputs(c, DType::f64, 50);
+  AttentionInputs in = make_inputs(c, DType::f64, 50);
   core::AttentionOutput ref = core::attention(in.q, in.k, in.v, in.options);
   Tensor dout = random_tensor(ref.out.shape(), 55);
   core::AttentionGrads gref =
@@ -346,7 +334,7 @@ TEST_CASE("attention: results do not depend on the thread count") {
                         {"one block, long keys", 1, 1, 1, 16, 1500, 64, 64, false, {1500}}};
   for (const Case& c : cases) {
     INFO(std::string(c.label));
-    Inputs in = make_inputs(c, DType::f32, 60);
+    AttentionInputs in = make_inputs(c, DType::f32, 60);
     Tensor dout = random_tensor({c.B, c.H, c.Tq, c.Dv}, 65, DType::f32);
     test::check_same_bits_on_1_and_4_threads([&] {
       core::AttentionOutput o = core::attention(in.q, in.k, in.v, in.options);

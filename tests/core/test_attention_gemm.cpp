@@ -56,13 +56,13 @@ Tensor random_mask(int64_t Tq, int64_t Tk, uint64_t seed, DType dtype) {
   return from_vector(v, {Tq, Tk}, {dtype});
 }
 
-struct Inputs {
+struct GemmInputs {
   Tensor q, k, v, dout;
   core::AttentionOptions options;
 };
 
-Inputs make(const Shape4& s, DType dtype) {
-  Inputs in;
+GemmInputs make(const Shape4& s, DType dtype) {
+  GemmInputs in;
   in.q = test::random_tensor({s.B, s.H, s.Tq, s.D}, 1, dtype);
   in.k = test::random_tensor({s.B, s.Hkv, s.Tk, s.D}, 2, dtype);
   in.v = test::random_tensor({s.B, s.Hkv, s.Tk, s.Dv}, 3, dtype);
@@ -74,7 +74,7 @@ Inputs make(const Shape4& s, DType dtype) {
 }
 
 // out (B, H, Tq, Dv) by the definition, in f64 loops.
-std::vector<double> naive_out(const Shape4& s, const Inputs& in) {
+std::vector<double> naive_out(const Shape4& s, const GemmInputs& in) {
   const std::vector<double> q = in.q.to_vector<double>(), k = in.k.to_vector<double>(),
                             v = in.v.to_vector<double>();
   const std::vector<double> mask =
@@ -118,7 +118,7 @@ std::vector<double> naive_out(const Shape4& s, const Inputs& in) {
 }
 
 // max |got - want| <= tol * max |want|.
-void check_close(const Tensor& got, const std::vector<double>& want, double tol) {
+void check_max_error(const Tensor& got, const std::vector<double>& want, double tol) {
   const std::vector<double> g = got.to_vector<double>();
   REQUIRE(g.size() == want.size());
   double worst = 0, scale = 1e-30;
@@ -134,18 +134,18 @@ void check_close(const Tensor& got, const std::vector<double>& want, double tol)
 TEST_CASE("attention gemm: f32 forward matches naive f64 loops on ragged shapes") {
   for (const Shape4& s : kShapes) {
     INFO(std::string(s.label));
-    const Inputs in = make(s, DType::f32);
+    const GemmInputs in = make(s, DType::f32);
     core::AttentionOutput o = core::attention(in.q, in.k, in.v, in.options);
     // f32 rounds the scores to about 1e-7 of their size, which grows with the scale.
-    check_close(o.out, naive_out(s, in), 2e-6 * std::max(1.0, s.scale));
+    check_max_error(o.out, naive_out(s, in), 2e-6 * std::max(1.0, s.scale));
   }
 }
 
 TEST_CASE("attention gemm: f32 backward matches the f64 kernel on ragged shapes") {
   for (const Shape4& s : kShapes) {
     INFO(std::string(s.label));
-    const Inputs in = make(s, DType::f32);
-    Inputs wide = in;
+    const GemmInputs in = make(s, DType::f32);
+    GemmInputs wide = in;
     for (Tensor* t : {&wide.q, &wide.k, &wide.v, &wide.dout}) *t = core::to(*t, DType::f64);
     if (s.mask) wide.options.mask = core::to(in.options.mask, DType::f64);
     core::AttentionOutput o = core::attention(in.q, in.k, in.v, in.options);
@@ -154,10 +154,10 @@ TEST_CASE("attention gemm: f32 backward matches the f64 kernel on ragged shapes"
         core::attention_backward(in.q, in.k, in.v, in.options, o.out, o.lse, in.dout);
     core::AttentionGrads gw =
         core::attention_backward(wide.q, wide.k, wide.v, wide.options, ow.out, ow.lse, wide.dout);
-    check_close(o.lse, ow.lse.to_vector<double>(), 1e-6);
-    check_close(g.dq, gw.dq.to_vector<double>(), 1e-5);
-    check_close(g.dk, gw.dk.to_vector<double>(), 1e-5);
-    check_close(g.dv, gw.dv.to_vector<double>(), 1e-5);
+    check_max_error(o.lse, ow.lse.to_vector<double>(), 1e-6);
+    check_max_error(g.dq, gw.dq.to_vector<double>(), 1e-5);
+    check_max_error(g.dk, gw.dk.to_vector<double>(), 1e-5);
+    check_max_error(g.dv, gw.dv.to_vector<double>(), 1e-5);
   }
 }
 
@@ -165,7 +165,7 @@ TEST_CASE("attention gemm: ragged f32 results are bit-identical across thread co
   const int threads = num_threads();
   for (const Shape4& s : kShapes) {
     INFO(std::string(s.label));
-    const Inputs in = make(s, DType::f32);
+    const GemmInputs in = make(s, DType::f32);
     auto run = [&](int n) {
       set_num_threads(n);
       core::AttentionOutput o = core::attention(in.q, in.k, in.v, in.options);

@@ -18,7 +18,7 @@ using mnemo::test::unravel;
 namespace {
 
 // Values in [-2, 2).
-Tensor random_tensor(const Shape& shape, uint64_t seed, DType dtype = DType::f64) {
+Tensor random_pm2(const Shape& shape, uint64_t seed, DType dtype = DType::f64) {
   return test::random_tensor(shape, seed, dtype, -2, 2);
 }
 
@@ -70,7 +70,7 @@ Tensor spread(const Tensor& index, const Shape& shape, int64_t dim) {
       core::expand(core::reshape(core::to(index, DType::i64), view_shape), shape));
 }
 
-void check_close(const std::vector<double>& got, const std::vector<double>& want, double tol) {
+void check_within(const std::vector<double>& got, const std::vector<double>& want, double tol) {
   REQUIRE(got.size() == want.size());
   for (size_t i = 0; i < got.size(); ++i) {
     CHECK_MESSAGE(std::abs(got[i] - want[i]) <= tol, "element ", i, ": ", got[i], " vs ", want[i]);
@@ -80,7 +80,7 @@ void check_close(const std::vector<double>& got, const std::vector<double>& want
 }  // namespace
 
 TEST_CASE("index_select: every dim, i32/i64, repeated and strided indices, layouts, dtypes") {
-  Tensor x = random_tensor({4, 5, 6}, 1);
+  Tensor x = random_pm2({4, 5, 6}, 1);
   Tensor xt = core::transpose(core::contiguous(core::transpose(x, 0, 2)), 0, 2);
   for (DType dtype : {DType::f64, DType::bf16, DType::i32}) {
     for (const Tensor& input : {core::to(x, dtype), core::to(xt, dtype)}) {
@@ -115,28 +115,28 @@ TEST_CASE("index_select: every dim, i32/i64, repeated and strided indices, layou
 }
 
 TEST_CASE("index_add: repeated indices accumulate, input untouched, dtype promotion") {
-  Tensor x = random_tensor({5, 3}, 3);
+  Tensor x = random_pm2({5, 3}, 3);
   std::vector<double> before = x.to_vector<double>();
   Tensor index = from_vector(std::vector<int32_t>{4, 0, 4, 4}, {4});
-  Tensor src = core::transpose(random_tensor({3, 4}, 4), 0, 1);  // non-contiguous (4, 3)
+  Tensor src = core::transpose(random_pm2({3, 4}, 4), 0, 1);  // non-contiguous (4, 3)
   Tensor out = core::index_add(x, 0, index, src);
   CHECK(out.to_vector<double>() == reference_scatter_add(x, 0, spread(index, {4, 3}, 0), src));
   CHECK(x.to_vector<double>() == before);
   // Along dim 1, f32 into f64 (promoted).
-  Tensor src1 = random_tensor({5, 2}, 5, DType::f32);
+  Tensor src1 = random_pm2({5, 2}, 5, DType::f32);
   Tensor index1 = from_vector(std::vector<int64_t>{2, 2}, {2});
   Tensor out1 = core::index_add(x, 1, index1, src1);
   CHECK(out1.dtype() == DType::f64);
-  check_close(out1.to_vector<double>(),
-              reference_scatter_add(x, 1, spread(index1, {5, 2}, 1), src1), 1e-12);
+  check_within(out1.to_vector<double>(),
+               reference_scatter_add(x, 1, spread(index1, {5, 2}, 1), src1), 1e-12);
 }
 
 TEST_CASE("gather: every dim, index smaller than the input, layouts, dtypes") {
-  Tensor x = random_tensor({4, 5, 6}, 6);
+  Tensor x = random_pm2({4, 5, 6}, 6);
   for (DType dtype : {DType::f64, DType::f16, DType::i64}) {
     for (const Tensor& input :
          {core::to(x, dtype),
-          core::permute(core::to(random_tensor({6, 4, 5}, 7), dtype), {1, 2, 0})}) {
+          core::permute(core::to(random_pm2({6, 4, 5}, 7), dtype), {1, 2, 0})}) {
       for (int64_t dim : {0, 1, 2}) {
         INFO("dtype ", dtype_name(dtype), " dim ", dim, " contiguous ", input.is_contiguous());
         Shape shape = {3, 4, 5};
@@ -152,20 +152,20 @@ TEST_CASE("gather: every dim, index smaller than the input, layouts, dtypes") {
     }
   }
   // Picking one log-prob per row: gather along the last dim with an (N, 1) index.
-  Tensor logits = random_tensor({3, 10}, 9);
+  Tensor logits = random_pm2({3, 10}, 9);
   Tensor target = from_vector(std::vector<int32_t>{9, 0, 4}, {3, 1});
   CHECK(core::gather(logits, -1, target).to_vector<double>() ==
         std::vector<double>{logits.at({0, 9}), logits.at({1, 0}), logits.at({2, 4})});
 }
 
 TEST_CASE("scatter_add: every dim, repeated indices, input untouched, thread independence") {
-  Tensor x = random_tensor({4, 5, 6}, 10);
+  Tensor x = random_pm2({4, 5, 6}, 10);
   std::vector<double> before = x.to_vector<double>();
   for (int64_t dim : {0, 1, 2}) {
     Shape shape = {3, 4, 5};
     shape[size_t(dim)] = 9;
     Tensor index = random_index(shape, x.shape()[size_t(dim)], 11, DType::i32);
-    Tensor src = random_tensor(shape, 12);
+    Tensor src = random_pm2(shape, 12);
     INFO("dim ", dim);
     CHECK(core::scatter_add(x, dim, index, src).to_vector<double>() ==
           reference_scatter_add(x, dim, index, src));
@@ -178,7 +178,7 @@ TEST_CASE("scatter_add: every dim, repeated indices, input untouched, thread ind
   const int saved = num_threads();
   Tensor big = zeros({16, 2048}, {DType::f32});
   Tensor index = random_index({20000, 2048}, 16, 13);
-  Tensor src = random_tensor({20000, 2048}, 14, DType::f32);
+  Tensor src = random_pm2({20000, 2048}, 14, DType::f32);
   set_num_threads(1);
   std::vector<float> one = core::scatter_add(big, 0, index, src).to_vector<float>();
   std::vector<float> one_add =
@@ -190,7 +190,7 @@ TEST_CASE("scatter_add: every dim, repeated indices, input untouched, thread ind
 }
 
 TEST_CASE("embedding and embedding_backward: rows by id, sums of rows per id") {
-  Tensor weight = random_tensor({10, 4}, 16);
+  Tensor weight = random_pm2({10, 4}, 16);
   Tensor ids = from_vector(std::vector<int32_t>{3, 9, 3, 0, 1, 3}, {2, 3});
   Tensor out = core::embedding(weight, ids);
   REQUIRE(out.shape() == Shape{2, 3, 4});
@@ -201,10 +201,10 @@ TEST_CASE("embedding and embedding_backward: rows by id, sums of rows per id") {
     }
   }
   CHECK(core::embedding(weight, scalar_tensor(7, {DType::i64})).shape() == Shape{4});
-  CHECK(core::embedding(core::transpose(random_tensor({4, 10}, 17), 0, 1), ids).shape() ==
+  CHECK(core::embedding(core::transpose(random_pm2({4, 10}, 17), 0, 1), ids).shape() ==
         Shape{2, 3, 4});
   // backward: each row of grad added to its id's row; id 3 three times.
-  Tensor grad = random_tensor({2, 3, 4}, 18);
+  Tensor grad = random_pm2({2, 3, 4}, 18);
   Tensor dweight = core::embedding_backward(grad, ids, 10);
   REQUIRE(dweight.shape() == Shape{10, 4});
   std::vector<double> want(40, 0.0), g = grad.to_vector<double>();
@@ -212,7 +212,7 @@ TEST_CASE("embedding and embedding_backward: rows by id, sums of rows per id") {
     for (int64_t c = 0; c < 4; ++c)
       want[size_t(id_values[size_t(n)] * 4 + c)] += g[size_t(n * 4 + c)];
   }
-  check_close(dweight.to_vector<double>(), want, 1e-12);
+  check_within(dweight.to_vector<double>(), want, 1e-12);
   // bf16 gradients accumulate in f32: 1000 ones sum to 1000 (bf16 accumulation stalls at 256).
   Tensor many =
       core::embedding_backward(ones({1000, 2}, {DType::bf16}), zeros({1000}, {DType::i64}), 3);
@@ -221,8 +221,8 @@ TEST_CASE("embedding and embedding_backward: rows by id, sums of rows per id") {
 }
 
 TEST_CASE("concat and stack: values, dtype promotion, copies, zero-size pieces") {
-  Tensor a = random_tensor({2, 3}, 19), b = random_tensor({2, 5}, 20, DType::f32);
-  Tensor bt = core::transpose(random_tensor({5, 2}, 21), 0, 1);  // non-contiguous (2, 5)
+  Tensor a = random_pm2({2, 3}, 19), b = random_pm2({2, 5}, 20, DType::f32);
+  Tensor bt = core::transpose(random_pm2({5, 2}, 21), 0, 1);  // non-contiguous (2, 5)
   Tensor c = core::concat({a, b, bt, zeros({2, 0})}, -1);
   REQUIRE(c.shape() == Shape{2, 13});
   CHECK(c.dtype() == DType::f64);
@@ -249,11 +249,11 @@ TEST_CASE("concat and stack: values, dtype promotion, copies, zero-size pieces")
 }
 
 TEST_CASE("pad: positive, negative (crop) and mixed amounts against a naive loop") {
-  Tensor x = random_tensor({3, 4, 5}, 22);
+  Tensor x = random_pm2({3, 4, 5}, 22);
   for (const auto& pads : std::vector<std::vector<int64_t>>{
            {1, 2}, {0, 0}, {2, 0, 0, 3}, {-1, 2}, {-2, -1, 1, -3}, {1, 1, 1, 1, 1, 1}, {-5, 2}}) {
     INFO("pads ", fmt::format("{}", fmt::join(pads, ",")));
-    for (const Tensor& input : {x, core::permute(random_tensor({5, 3, 4}, 23), {1, 2, 0})}) {
+    for (const Tensor& input : {x, core::permute(random_pm2({5, 3, 4}, 23), {1, 2, 0})}) {
       Tensor out = core::pad(input, pads, -7.5);
       Shape shape = input.shape();
       std::vector<int64_t> before(3, 0);

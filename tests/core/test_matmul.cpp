@@ -20,15 +20,15 @@ using test::random_tensor;
 
 namespace {
 
-// Reference product of 2-d a (M, K) and b (K, N), in f64, with the bound sum_k |a_ik b_kj|
+// MatmulReference product of 2-d a (M, K) and b (K, N), in f64, with the bound sum_k |a_ik b_kj|
 // that scales the rounding error of a float result.
-struct Reference {
+struct MatmulReference {
   std::vector<double> value, bound;
 };
-Reference naive_matmul(const Tensor& a, const Tensor& b) {
+MatmulReference naive_matmul(const Tensor& a, const Tensor& b) {
   const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
   const std::vector<double> av = a.to_vector<double>(), bv = b.to_vector<double>();
-  Reference r{std::vector<double>(size_t(M * N)), std::vector<double>(size_t(M * N))};
+  MatmulReference r{std::vector<double>(size_t(M * N)), std::vector<double>(size_t(M * N))};
   for (int64_t i = 0; i < M; ++i) {
     for (int64_t j = 0; j < N; ++j) {
       double s = 0, bound = 0;
@@ -55,7 +55,7 @@ double tolerance_of(DType dtype) {
 // got (M, N) equals a @ b up to rounding.
 void check_product(const Tensor& got, const Tensor& a, const Tensor& b) {
   REQUIRE(got.shape() == Shape{a.size(0), b.size(1)});
-  const Reference ref = naive_matmul(a, b);
+  const MatmulReference ref = naive_matmul(a, b);
   const std::vector<double> g = got.to_vector<double>();
   const double tolerance = tolerance_of(got.dtype());
   for (size_t i = 0; i < g.size(); ++i) {

@@ -21,7 +21,7 @@ using namespace mnemo;
 
 namespace {
 
-Tensor random_matrix(int64_t rows, int64_t cols, DType dtype, uint64_t seed) {
+Tensor random_2d(int64_t rows, int64_t cols, DType dtype, uint64_t seed) {
   return test::random_tensor({rows, cols}, seed, dtype);
 }
 
@@ -59,14 +59,14 @@ TEST_CASE("matmul_segment_sum equals one matmul per segment summed in f64, bit f
       CAPTURE(c.K);
       CAPTURE(c.segment);
       // a as the transposed view the weight gradient passes (dY^T), b row-major.
-      const Tensor dY = random_matrix(c.K, c.M, DType::f32, 1 + uint64_t(c.M));
+      const Tensor dY = random_2d(c.K, c.M, DType::f32, 1 + uint64_t(c.M));
       const Tensor a = core::transpose(dY, 0, 1);
-      const Tensor b = random_matrix(c.K, c.N, DType::f32, 2 + uint64_t(c.N));
+      const Tensor b = random_2d(c.K, c.N, DType::f32, 2 + uint64_t(c.N));
       const Tensor fused = core::matmul_segment_sum(a, b, c.segment);
       CHECK(fused.dtype() == DType::f64);
       CHECK(same_bits(fused, composed(a, b, c.segment)));
       // A strided (every other column) b, read in place or copied: same values.
-      const Tensor wide = random_matrix(c.K, 2 * c.N, DType::f32, 3);
+      const Tensor wide = random_2d(c.K, 2 * c.N, DType::f32, 3);
       const Tensor strided = core::slice(wide, 1, 0, 2 * c.N, 2);
       CHECK(same_bits(core::matmul_segment_sum(a, strided, c.segment),
                       composed(a, strided, c.segment)));
@@ -77,7 +77,7 @@ TEST_CASE("matmul_segment_sum equals one matmul per segment summed in f64, bit f
 
 TEST_CASE("matmul_segment_sum: pieces split at segment boundaries add up to the same bits") {
   const int64_t M = 50, N = 70, K = 6 * 48, segment = 48;
-  const Tensor a = random_matrix(M, K, DType::f32, 7), b = random_matrix(K, N, DType::f32, 8);
+  const Tensor a = random_2d(M, K, DType::f32, 7), b = random_2d(K, N, DType::f32, 8);
   const Tensor whole = core::matmul_segment_sum(a, b, segment);
   Tensor halves = core::matmul_segment_sum(core::narrow(a, 1, 0, 2 * segment),
                                            core::narrow(b, 0, 0, 2 * segment), segment);
@@ -89,14 +89,14 @@ TEST_CASE("matmul_segment_sum: pieces split at segment boundaries add up to the 
 TEST_CASE("matmul_segment_sum: other dtypes take the composed path; bad input is an error") {
   for (DType dtype : {DType::f64, DType::bf16}) {
     CAPTURE(dtype);
-    const Tensor a = random_matrix(9, 30, dtype, 9), b = random_matrix(30, 11, dtype, 10);
+    const Tensor a = random_2d(9, 30, dtype, 9), b = random_2d(30, 11, dtype, 10);
     CHECK(same_bits(core::matmul_segment_sum(a, b, 7), composed(a, b, 7)));
   }
-  const Tensor a = random_matrix(4, 6, DType::f32, 11), b = random_matrix(6, 3, DType::f32, 12);
+  const Tensor a = random_2d(4, 6, DType::f32, 11), b = random_2d(6, 3, DType::f32, 12);
   CHECK_THROWS_WITH_AS(core::matmul_segment_sum(a, b, 0), doctest::Contains("segment length"),
                        Error);
   CHECK_THROWS_WITH_AS(core::matmul_segment_sum(a, core::transpose(b, 0, 1), 2),
                        doctest::Contains("matmul_segment_sum"), Error);
-  CHECK_THROWS_WITH_AS(core::matmul_segment_sum(a, random_matrix(6, 3, DType::f64, 13), 2),
+  CHECK_THROWS_WITH_AS(core::matmul_segment_sum(a, random_2d(6, 3, DType::f64, 13), 2),
                        doctest::Contains("one dtype"), Error);
 }

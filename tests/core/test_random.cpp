@@ -56,7 +56,7 @@ double variance_of(const std::vector<double>& v) {
   return s / double(v.size() - 1);
 }
 // 5 standard errors of a mean of n samples with standard deviation sd.
-double tolerance(double sd, size_t n) {
+double five_standard_errors(double sd, size_t n) {
   return 5 * sd / std::sqrt(double(n));
 }
 
@@ -295,10 +295,12 @@ TEST_CASE("uniform: mean and variance over 1e6 samples, in every floating dtype"
     CHECK(*std::min_element(x.begin(), x.end()) >= lo);
     CHECK(*std::max_element(x.begin(), x.end()) < hi);
     const Rounding r = rounding_allowance(dtype, x);
-    CHECK(std::abs(mean_of(x) - (lo + hi) / 2) <= tolerance(width / std::sqrt(12.0), n) + r.mean);
+    CHECK(std::abs(mean_of(x) - (lo + hi) / 2) <=
+          five_standard_errors(width / std::sqrt(12.0), n) + r.mean);
     // Var of the sample variance of a uniform: (mu4 - sigma^4) / n = w^4 (1/80 - 1/144) / n.
     double var_sd = std::sqrt(std::pow(width, 4) * (1.0 / 80 - 1.0 / 144));
-    CHECK(std::abs(variance_of(x) - width * width / 12) <= tolerance(var_sd, n) + r.variance);
+    CHECK(std::abs(variance_of(x) - width * width / 12) <=
+          five_standard_errors(var_sd, n) + r.variance);
   }
 }
 
@@ -335,17 +337,17 @@ TEST_CASE("normal: mean, variance and tail mass over 1e6 samples") {
     const double mu = 2, sigma = 3;
     std::vector<double> x = normal({int64_t(n)}, mu, sigma, {dtype}, &g).to_vector<double>();
     const Rounding r = rounding_allowance(dtype, x);
-    CHECK(std::abs(mean_of(x) - mu) <= tolerance(sigma, n) + r.mean);
+    CHECK(std::abs(mean_of(x) - mu) <= five_standard_errors(sigma, n) + r.mean);
     // Var of the sample variance of a normal: 2 sigma^4 / n.
     CHECK(std::abs(variance_of(x) - sigma * sigma) <=
-          tolerance(std::sqrt(2.0) * sigma * sigma, n) + r.variance);
+          five_standard_errors(std::sqrt(2.0) * sigma * sigma, n) + r.variance);
     if (dtype == DType::bf16) continue;  // rounding moves values across the thresholds below
     // P(|z| < 1) and P(z < -2) from the closed form Phi(z) = (1 + erf(z / sqrt 2)) / 2.
     double inside = 0, left = 0;
     for (double v : x) inside += std::abs(v - mu) < sigma, left += v < mu - 2 * sigma;
     double p1 = std::erf(1 / std::sqrt(2.0)), p2 = (1 + std::erf(-2 / std::sqrt(2.0))) / 2;
-    CHECK(std::abs(inside / n - p1) <= tolerance(std::sqrt(p1 * (1 - p1)), n));
-    CHECK(std::abs(left / n - p2) <= tolerance(std::sqrt(p2 * (1 - p2)), n));
+    CHECK(std::abs(inside / n - p1) <= five_standard_errors(std::sqrt(p1 * (1 - p1)), n));
+    CHECK(std::abs(left / n - p2) <= five_standard_errors(std::sqrt(p2 * (1 - p2)), n));
   }
   // 16-bit normals are the f32 normals of the same state, rounded.
   Generator a(3), b(3);
@@ -367,7 +369,7 @@ TEST_CASE("bernoulli: the rate of ones over 1e6 samples, in several dtypes") {
     int64_t other = 0;
     for (double v : x) ones += v == 1, other += v != 0 && v != 1;
     CHECK(other == 0);
-    CHECK(std::abs(ones / n - p) <= tolerance(std::sqrt(p * (1 - p)), n));
+    CHECK(std::abs(ones / n - p) <= five_standard_errors(std::sqrt(p * (1 - p)), n));
   }
   Generator g(4);
   std::vector<double> never = bernoulli({100000}, 0, {}, &g).to_vector<double>();

@@ -17,14 +17,14 @@
 
 using namespace mnemo;
 using mnemo::test::unravel;
+using test::kInf;
 
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // Values in [-2, 2).
-Tensor random_tensor(const Shape& shape, uint64_t seed, DType dtype = DType::f64) {
+Tensor random_pm2(const Shape& shape, uint64_t seed, DType dtype = DType::f64) {
   return test::random_tensor(shape, seed, dtype, -2, 2);
 }
 
@@ -64,8 +64,8 @@ std::vector<double> reference_reduce(const Tensor& x, const std::vector<int64_t>
   return out;
 }
 
-void check_close(const std::vector<double>& got, const std::vector<double>& want, double rtol,
-                 double atol = 0) {
+void check_near(const std::vector<double>& got, const std::vector<double>& want, double rtol,
+                double atol = 0) {
   REQUIRE(got.size() == want.size());
   for (size_t i = 0; i < got.size(); ++i) {
     if (std::isnan(want[i])) {
@@ -88,12 +88,12 @@ void check_all_dim_sets(const Tensor& x, double rtol) {
            dtype_name(x.dtype()));
       std::vector<int64_t> norm = normalize_dims(dims, x.dim(), "test");
       CHECK(core::sum(x, dims, keepdim).shape() == reduced_shape(x.shape(), norm, keepdim));
-      check_close(core::sum(x, dims, keepdim).to_vector<double>(), reference_reduce(x, norm, 's'),
-                  rtol, 1e-12);
-      check_close(core::amax(x, dims, keepdim).to_vector<double>(), reference_reduce(x, norm, '>'),
-                  0);
-      check_close(core::amin(x, dims, keepdim).to_vector<double>(), reference_reduce(x, norm, '<'),
-                  0);
+      check_near(core::sum(x, dims, keepdim).to_vector<double>(), reference_reduce(x, norm, 's'),
+                 rtol, 1e-12);
+      check_near(core::amax(x, dims, keepdim).to_vector<double>(), reference_reduce(x, norm, '>'),
+                 0);
+      check_near(core::amin(x, dims, keepdim).to_vector<double>(), reference_reduce(x, norm, '<'),
+                 0);
     }
   }
 }
@@ -101,7 +101,7 @@ void check_all_dim_sets(const Tensor& x, double rtol) {
 }  // namespace
 
 TEST_CASE("sum/amax/amin: every dim set, keepdim, layouts and dtypes against naive loops") {
-  Tensor x = random_tensor({3, 4, 5}, 1);
+  Tensor x = random_pm2({3, 4, 5}, 1);
   SUBCASE("contiguous f64") {
     check_all_dim_sets(x, 1e-12);
   }
@@ -122,17 +122,17 @@ TEST_CASE("sum/amax/amin: every dim set, keepdim, layouts and dtypes against nai
     check_all_dim_sets(t, 1e-12);
   }
   SUBCASE("permuted and strided views") {
-    Tensor p = core::permute(random_tensor({5, 3, 4}, 6), {1, 2, 0});
+    Tensor p = core::permute(random_pm2({5, 3, 4}, 6), {1, 2, 0});
     check_all_dim_sets(p, 1e-12);
-    Tensor s = core::slice(random_tensor({3, 8, 5}, 7), 1, 0, 8, 2);
+    Tensor s = core::slice(random_pm2({3, 8, 5}, 7), 1, 0, 8, 2);
     check_all_dim_sets(s, 1e-12);
   }
   SUBCASE("broadcast (stride-0) input") {
-    Tensor e = core::expand(random_tensor({3, 1, 5}, 8), {3, 4, 5});
+    Tensor e = core::expand(random_pm2({3, 1, 5}, 8), {3, 4, 5});
     check_all_dim_sets(e, 1e-12);
   }
   SUBCASE("size-1 dims") {
-    check_all_dim_sets(random_tensor({1, 4, 1}, 9), 1e-12);
+    check_all_dim_sets(random_pm2({1, 4, 1}, 9), 1e-12);
   }
 }
 
@@ -175,14 +175,14 @@ TEST_CASE("sum: long reductions (blocked, parallel paths) against f64 references
                                          {{50, 800, 64}, {0, 1}}}) {
     for (bool strided : {false, true}) {
       INFO("shape ", shape_str(c.shape), " strided ", strided);
-      Tensor x = random_tensor(c.shape, 11, DType::f32);
+      Tensor x = random_pm2(c.shape, 11, DType::f32);
       // Every other element of dim 1 (dim 0 of a 1-d x): dims that do not merge into one run.
       const int64_t d = x.dim() > 1 ? 1 : 0;
       if (strided) x = core::slice(x, d, 0, x.shape()[size_t(d)], 2);
       std::vector<int64_t> norm = normalize_dims(c.dims, x.dim(), "test");
-      check_close(core::sum(x, c.dims).to_vector<double>(), reference_reduce(x, norm, 's'), 1e-5,
-                  1e-3);
-      check_close(core::amax(x, c.dims).to_vector<double>(), reference_reduce(x, norm, '>'), 0);
+      check_near(core::sum(x, c.dims).to_vector<double>(), reference_reduce(x, norm, 's'), 1e-5,
+                 1e-3);
+      check_near(core::amax(x, c.dims).to_vector<double>(), reference_reduce(x, norm, '>'), 0);
     }
   }
 }
@@ -195,7 +195,7 @@ TEST_CASE("sum: results are bitwise independent of the thread count") {
       {{1 << 20}, {}},    {{3, 200000}, {1}},      {{200000, 3}, {0}},
       {{5000, 257}, {0}}, {{64, 33, 129}, {0, 2}}, {{3, 5000, 300}, {1}}};
   for (const auto& [shape, dims] : cases) {
-    Tensor x = random_tensor(shape, 12);  // f64: any change of order shows in the last bits
+    Tensor x = random_pm2(shape, 12);  // f64: any change of order shows in the last bits
     set_num_threads(1);
     std::vector<double> one = core::sum(x, dims).to_vector<double>();
     std::vector<double> cum_one = core::cumsum(x, 0).to_vector<double>();
@@ -276,12 +276,12 @@ TEST_CASE("argmax/argmin: first index on ties, NaN wins, dims and layouts") {
 }
 
 TEST_CASE("logsumexp: against log(sum(exp)), large values, -inf rows") {
-  Tensor x = random_tensor({4, 5, 6}, 14);
+  Tensor x = random_pm2({4, 5, 6}, 14);
   for (const auto& dims : kDimSets) {
     std::vector<int64_t> norm = normalize_dims(dims, x.dim(), "test");
     std::vector<double> want = reference_reduce(core::exp(x), norm, 's');
     for (double& v : want) v = std::log(v);
-    check_close(core::logsumexp(x, dims).to_vector<double>(), want, 1e-12);
+    check_near(core::logsumexp(x, dims).to_vector<double>(), want, 1e-12);
   }
   // exp(1000) overflows; the shifted form does not.
   Tensor big = from_vector(std::vector<double>{1000, 1000, -kInf, -kInf}, {2, 2});
@@ -292,10 +292,10 @@ TEST_CASE("logsumexp: against log(sum(exp)), large values, -inf rows") {
 }
 
 TEST_CASE("sum_to: reduces broadcast dims back to a shape") {
-  Tensor g = random_tensor({2, 3, 4}, 15);
+  Tensor g = random_pm2({2, 3, 4}, 15);
   Tensor a = core::sum_to(g, {3, 1});
   CHECK(a.shape() == Shape{3, 1});
-  check_close(a.to_vector<double>(), reference_reduce(g, {0, 2}, 's'), 1e-12);
+  check_near(a.to_vector<double>(), reference_reduce(g, {0, 2}, 's'), 1e-12);
   CHECK(core::sum_to(g, {}).item() == doctest::Approx(core::sum(g).item()));
   CHECK(core::sum_to(g, {2, 3, 4}).is_same(g));
   CHECK_THROWS_WITH_AS(core::sum_to(g, {5, 4}), doctest::Contains("sum_to"), Error);
@@ -303,7 +303,7 @@ TEST_CASE("sum_to: reduces broadcast dims back to a shape") {
 }
 
 TEST_CASE("cumsum: forwards and reverse along every dim against naive prefix sums") {
-  Tensor x = random_tensor({4, 5, 300}, 16);
+  Tensor x = random_pm2({4, 5, 300}, 16);
   for (const Tensor& t : {x, transposed_layout(x), core::to(x, DType::f32)}) {
     for (int64_t dim : {0, 1, 2, -1}) {
       for (bool reverse : {false, true}) {
@@ -327,7 +327,7 @@ TEST_CASE("cumsum: forwards and reverse along every dim against naive prefix sum
         }
         Tensor got = core::cumsum(t, dim, reverse);
         CHECK(got.dtype() == t.dtype());
-        check_close(got.to_vector<double>(), want, t.dtype() == DType::f32 ? 1e-5 : 1e-12, 1e-5);
+        check_near(got.to_vector<double>(), want, t.dtype() == DType::f32 ? 1e-5 : 1e-12, 1e-5);
       }
     }
   }

@@ -10,6 +10,7 @@
 #include "support/tensors.h"
 
 using namespace mnemo;
+using test::check_close;
 using test::random_tensor;
 using test::values;
 
@@ -66,14 +67,6 @@ std::vector<double> reference_scan(const Tensor& a, const Tensor& x, int64_t dim
     }
   });
   return h;
-}
-
-void check_close(const std::vector<double>& got, const std::vector<double>& want, double tol) {
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    INFO("element ", i);
-    CHECK(got[i] == doctest::Approx(want[i]).epsilon(tol).scale(1));
-  }
 }
 
 }  // namespace

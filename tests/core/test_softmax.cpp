@@ -14,10 +14,10 @@
 #include "support/tensors.h"
 
 using namespace mnemo;
+using test::check_close;
+using test::kInf;
 
 namespace {
-
-constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // Logits in [-scale, scale).
 Tensor random_logits(const Shape& shape, DType dtype, uint64_t seed, double scale = 3) {
@@ -62,15 +62,6 @@ std::vector<double> naive_softmax_backward(const Tensor& y, const Tensor& dy, in
     for (size_t i : line) dx[i] = log ? g[i] - std::exp(yv[i]) * s : yv[i] * (g[i] - s);
   });
   return dx;
-}
-
-void check_close(const std::vector<double>& got, const std::vector<double>& expected,
-                 double tolerance) {
-  REQUIRE(got.size() == expected.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    INFO("element ", i, ": got ", got[i], ", expected ", expected[i]);
-    CHECK(std::abs(got[i] - expected[i]) <= tolerance * (1 + std::abs(expected[i])));
-  }
 }
 
 // Row n of the cross-entropy definition: -sum_c q_c log softmax(z)_c, with

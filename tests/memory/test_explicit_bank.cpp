@@ -53,26 +53,28 @@ TEST_CASE("explicit bank: sizes, the frozen part, entries and their padding") {
 }
 
 TEST_CASE("explicit bank: bad sizes, entries and tokens are errors naming them") {
-  CHECK(test::error_message([] { MemoryBank(0, 4); }).find("side n (0)") != std::string::npos);
-  CHECK(test::error_message([] { MemoryBank(2, 0); }).find("entry length (0)") !=
+  CHECK(mnemo::test::error_message([] { MemoryBank(0, 4); }).find("side n (0)") !=
         std::string::npos);
-  CHECK(test::error_message([] { MemoryBank(2, 4, 1.5); }).find("freeze_ratio") !=
+  CHECK(mnemo::test::error_message([] { MemoryBank(2, 0); }).find("entry length (0)") !=
+        std::string::npos);
+  CHECK(mnemo::test::error_message([] { MemoryBank(2, 4, 1.5); }).find("freeze_ratio") !=
         std::string::npos);
   MemoryBank bank(2, 3);
-  CHECK(test::error_message([&] { bank.set(4, {1}); }).find("entry 4 is out of range [0, 4)") !=
-        std::string::npos);
-  CHECK(test::error_message([&] { bank.entry(-1); }).find("entry -1") != std::string::npos);
-  CHECK(test::error_message([&] {
+  CHECK(mnemo::test::error_message([&] {
+          bank.set(4, {1});
+        }).find("entry 4 is out of range [0, 4)") != std::string::npos);
+  CHECK(mnemo::test::error_message([&] { bank.entry(-1); }).find("entry -1") != std::string::npos);
+  CHECK(mnemo::test::error_message([&] {
           bank.set(1, {1, 2, 3, 4});
         }).find("entry 1 has 4 tokens, more than the entry length 3") != std::string::npos);
-  CHECK(test::error_message([&] {
+  CHECK(mnemo::test::error_message([&] {
           bank.set(2, {1, -5});
         }).find("entry 2 token 1 is negative") != std::string::npos);
   CHECK(bank.tokens() == Tokens(12, -1));  // nothing was written
   CHECK(bank.clock() == 0);
   CHECK(parse_bank_policy("lru") == BankPolicy::lru);
   CHECK(bank_policy_name(BankPolicy::similar) == "similar");
-  CHECK(test::error_message([] { parse_bank_policy("random"); }).find("'random'") !=
+  CHECK(mnemo::test::error_message([] { parse_bank_policy("random"); }).find("'random'") !=
         std::string::npos);
 }
 
@@ -106,10 +108,10 @@ TEST_CASE("explicit bank: fifo replaces the least recently written, never a froz
   bank.set(0, {99});
   CHECK(bank.add({{100}}, BankPolicy::fifo) != Slots{0});
   CHECK(bank.entry(0) == Tokens{99});
-  CHECK(test::error_message([&] {
+  CHECK(mnemo::test::error_message([&] {
           bank.add({{1}, {2}, {3}}, BankPolicy::fifo);
         }).find("3 new entries, but only 2 entries are not frozen") != std::string::npos);
-  CHECK(test::error_message([&] {
+  CHECK(mnemo::test::error_message([&] {
           bank.add({{1, 2, 3}}, BankPolicy::fifo);
         }).find("new entry 0 has 3 tokens") != std::string::npos);
 }
@@ -158,7 +160,7 @@ TEST_CASE("explicit bank: similar replaces the most similar open entry, each slo
   };
   CHECK(bank.choose_slots(2, BankPolicy::similar, record) == Slots{3, 1});
   for (int64_t k : asked) CHECK(k == 1);
-  CHECK(test::error_message([&] {
+  CHECK(mnemo::test::error_message([&] {
           bank.choose_slots(1, BankPolicy::similar);
         }).find("needs a similarity function") != std::string::npos);
 }
@@ -195,12 +197,12 @@ TEST_CASE("explicit bank: from_rows rebuilds a bank and rejects malformed rows")
   };
   for (const Case& c : cases) {
     CAPTURE(c.says);
-    const std::string message = test::error_message(
+    const std::string message = mnemo::test::error_message(
         [&] { MemoryBank::from_rows(2, 3, 0.25, c.tokens, c.written, counters, 0, "bank.st"); });
     CHECK(message.find("bank.st: ") == 0);
     CHECK(message.find(c.says) != std::string::npos);
   }
-  CHECK(test::error_message([] {
+  CHECK(mnemo::test::error_message([] {
           MemoryBank::from_rows(0, 3, 0.0, {}, {}, {}, 0, "bank.st");
         }).find("bank.st") != std::string::npos);
 }

@@ -148,13 +148,13 @@ TEST_CASE("KnnMemory: exact search equals brute force, with GQA and partly fille
 }
 
 TEST_CASE("KnnMemory: without faiss, asking for it is an error") {
-  if (knn_faiss_available()) return test::skip("this build has faiss");
+  if (knn_faiss_available()) return mnemo::test::skip("this build has faiss");
   CHECK_THROWS_WITH_AS(KnnMemory(8, 1, 4, KnnSearch::faiss), doctest::Contains("without faiss"),
                        Error);
 }
 
 TEST_CASE("KnnMemory: faiss recall at 32 against exact search") {
-  if (!knn_faiss_available()) return test::skip("this build has no faiss");
+  if (!knn_faiss_available()) return mnemo::test::skip("this build has no faiss");
   Generator gen(11);
   const int64_t B = 1, H = 2, N = 4096, D = 32, T = 64, K = 32;
   const Tensor keys = randn({B, H, N, D}, {DType::f32}, &gen);

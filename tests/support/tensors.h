@@ -4,14 +4,18 @@
 //   random_tensor(shape, seed, f32, -2, 2)   std::mt19937_64(seed), then rounded to dtype
 //   values(t)                                t's elements as doubles, row-major
 //   unravel(i, shape)                        the multi-index of row-major position i
+//   check_close(got, want, tol)              element-wise |got - want| <= tol (1 + max |.|);
+//                                            an infinite want must come out exactly
 //   check_same_bits_on_1_and_4_threads(run)  run()'s tensors do not depend on the thread count
 #pragma once
 
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -32,6 +36,23 @@ inline Tensor random_tensor(const Shape& shape, uint64_t seed, DType dtype = DTy
 
 inline std::vector<double> values(const Tensor& t) {
   return t.to_vector<double>();
+}
+
+inline constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// doctest's Approx with scale 1: |got - want| <= tol * (1 + max(|got|, |want|)), element by
+// element; infinities (masked-out rows, log 0) must match exactly.
+inline void check_close(const std::vector<double>& got, const std::vector<double>& want,
+                        double tol) {
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO("element ", i, ": got ", got[i], ", want ", want[i]);
+    if (std::isinf(want[i])) {
+      CHECK(got[i] == want[i]);
+    } else {
+      CHECK(got[i] == doctest::Approx(want[i]).epsilon(tol).scale(1));
+    }
+  }
 }
 
 inline std::vector<int64_t> unravel(int64_t i, const Shape& shape) {

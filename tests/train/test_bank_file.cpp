@@ -24,17 +24,13 @@ using namespace mnemo;
 using namespace mnemo::train;
 using memory::BankPolicy;
 using memory::MemoryBank;
+using test::write_text;
 
 namespace {
 
-struct ScratchDir : test::ScratchDir {
-  ScratchDir() : test::ScratchDir("mnemo_bank_file_test") {}
+struct BankScratchDir : test::ScratchDir {
+  BankScratchDir() : test::ScratchDir("mnemo_bank_file_test") {}
 };
-
-std::string write_text(const fs::path& file, const std::string& text) {
-  std::ofstream(file, std::ios::binary) << text;
-  return file.string();
-}
 
 // A bank of 9 entries of 4 tokens with some entries written, replaced and used.
 MemoryBank sample_bank() {
@@ -52,7 +48,7 @@ struct BankTensors {
   io::NamedTensors tensors;
   std::map<std::string, std::string> metadata;
 };
-BankTensors sample_tensors(const ScratchDir& dir) {
+BankTensors sample_tensors(const BankScratchDir& dir) {
   const std::string path = (dir.path / "good.safetensors").string();
   save_bank(path, sample_bank());
   return {io::load_safetensors(path), io::read_safetensors_metadata(path)};
@@ -71,7 +67,7 @@ void check_same(const MemoryBank& a, const MemoryBank& b) {
 }  // namespace
 
 TEST_CASE("bank file: a bank round-trips with its counters, clock and metadata") {
-  ScratchDir dir;
+  BankScratchDir dir;
   const MemoryBank bank = sample_bank();
   const std::string path = (dir.path / "bank.safetensors").string();
   save_bank(path, bank);
@@ -102,7 +98,7 @@ TEST_CASE("bank file: a bank round-trips with its counters, clock and metadata")
 }
 
 TEST_CASE("bank file: corrupt, truncated or foreign files are errors naming file and part") {
-  ScratchDir dir;
+  BankScratchDir dir;
   const BankTensors good = sample_tensors(dir);
   const std::string good_path = (dir.path / "good.safetensors").string();
   struct Case {
@@ -163,7 +159,7 @@ TEST_CASE("bank file: corrupt, truncated or foreign files are errors naming file
 }
 
 TEST_CASE("bank file: a text file fills entries 0, 1, ... with its tokenized lines") {
-  ScratchDir dir;
+  BankScratchDir dir;
   const text::ByteTokenizer bytes;  // one token per byte: lengths are easy to count
   const std::string facts =
       write_text(dir.path / "facts.txt", "cats purr\n\n   \n  owls hoot \r\nbees\n");
@@ -187,7 +183,7 @@ TEST_CASE("bank file: a text file fills entries 0, 1, ... with its tokenized lin
 }
 
 TEST_CASE("bank file: read_bank_for_model tells the kinds apart and checks the model's shape") {
-  ScratchDir dir;
+  BankScratchDir dir;
   const text::ByteTokenizer bytes;
   const std::string named = (dir.path / "bank.safetensors").string();
   const std::string unnamed = (dir.path / "bank.bin").string();

@@ -35,19 +35,15 @@ using namespace mnemo;
 using namespace mnemo::train;
 using memory::ExplicitLM;
 using nlohmann::json;
+using test::write_text;
 
 namespace {
 
-struct ScratchDir : test::ScratchDir {
-  ScratchDir() : test::ScratchDir("mnemo_explicit_run_test") {}
+struct ExplicitScratchDir : test::ScratchDir {
+  ExplicitScratchDir() : test::ScratchDir("mnemo_explicit_run_test") {}
 };
 
 const std::vector<std::string> kFacts = {"the cat sat", "the dog ran", "a bird sang", "fish swim"};
-
-std::string write_text(const fs::path& file, const std::string& text) {
-  std::ofstream(file, std::ios::binary) << text;
-  return file.string();
-}
 
 // The facts, one per line, with a blank line among them (skipped).
 std::string write_facts(const fs::path& dir) {
@@ -92,7 +88,7 @@ std::vector<std::string> bank_texts(const LoadedSegmentCheckpoint& ckpt, int64_t
 }  // namespace
 
 TEST_CASE("explicit run: memory.bank fills the bank; checkpoints carry it; resume is exact") {
-  ScratchDir dir;
+  ExplicitScratchDir dir;
   const std::string facts = write_facts(dir.path);
   const fs::path run = train_run(dir.path, "run", explicit_memory(facts), 20);
   const std::vector<double> losses = test::step_losses(test::read_metrics(run));
@@ -122,7 +118,7 @@ TEST_CASE("explicit run: memory.bank fills the bank; checkpoints carry it; resum
 }
 
 TEST_CASE("explicit run: a bad memory.bank is an error naming the key and the file") {
-  ScratchDir dir;
+  ExplicitScratchDir dir;
   memory::MemoryBank small(3, 16);  // 9 entries: the model's bank has 16
   const std::string bank_file = (dir.path / "small.safetensors").string();
   save_bank(bank_file, small);
@@ -148,7 +144,7 @@ TEST_CASE("explicit run: a bad memory.bank is an error naming the key and the fi
 }
 
 TEST_CASE("explicit run: sample --show-retrieval prints what each position read") {
-  ScratchDir dir;
+  ExplicitScratchDir dir;
   const fs::path run = train_run(dir.path, "run", explicit_memory(write_facts(dir.path)), 4);
   SampleOptions o = greedy_sample(run, "the cat", 4);
   o.show_retrieval = true;
@@ -197,7 +193,7 @@ TEST_CASE("explicit run: sample --bank-update adds the prompt's sentences in mem
   CHECK(split_sentences(" \n\n. \n").size() == 1);  // a lone "." is a sentence
   CHECK(split_sentences("").empty());
 
-  ScratchDir dir;
+  ExplicitScratchDir dir;
   const fs::path run = train_run(dir.path, "run", explicit_memory(write_facts(dir.path)), 2);
   LoadedSegmentCheckpoint ckpt = load_segment_checkpoint(run.string());
   ExplicitLM& lm = explicit_lm(*ckpt.lm, "test");
@@ -225,7 +221,7 @@ TEST_CASE("explicit run: sample --bank-update adds the prompt's sentences in mem
 }
 
 TEST_CASE("mnemo bank: show, add and edit rewrite a checkpoint's bank; others are errors") {
-  ScratchDir dir;
+  ExplicitScratchDir dir;
   const fs::path run = train_run(dir.path, "run", explicit_memory(write_facts(dir.path)), 2);
   BankOptions o;
   o.checkpoint = run.string();
@@ -318,7 +314,7 @@ TEST_CASE("mnemo bank: show, add and edit rewrite a checkpoint's bank; others ar
 }
 
 TEST_CASE("explicit run: freeze_backbone moves the memory parts, never a backbone bit") {
-  ScratchDir dir;
+  ExplicitScratchDir dir;
   json memory = explicit_memory(write_facts(dir.path));
   memory["freeze_backbone"] = true;
   const fs::path run = train_run(dir.path, "run", memory, 6);

@@ -15,7 +15,7 @@ using nlohmann::json;
 
 namespace {
 
-train::MemoryBenchOptions tiny(const std::string& mechanism) {
+train::MemoryBenchOptions tiny_facts(const std::string& mechanism) {
   train::MemoryBenchOptions o;
   o.task = "facts";
   o.mechanism = mechanism;
@@ -43,7 +43,7 @@ void check_fraction(const json& value, int64_t total) {
 
 TEST_CASE("memory-bench facts: an ExplicitLM's report holds every figure") {
   std::ostringstream log;
-  const json r = train::run_facts_bench(tiny("explicit"), log);
+  const json r = train::run_facts_bench(tiny_facts("explicit"), log);
   for (const char* key : {"task", "mechanism", "metric", "memory", "baseline", "steps", "seconds",
                           "seed", "details", "task_config", "final_loss", "parameters"}) {
     CHECK_MESSAGE(r.contains(key), key);
@@ -79,7 +79,7 @@ TEST_CASE("memory-bench facts: an ExplicitLM's report holds every figure") {
 
 TEST_CASE("memory-bench facts: the same seed gives the same figures") {
   std::ostringstream log;
-  auto o = tiny("explicit");
+  auto o = tiny_facts("explicit");
   o.task_options["layout"] = "shuffled";
   json a = train::run_facts_bench(o, log), b = train::run_facts_bench(o, log);
   a.erase("seconds");
@@ -90,32 +90,32 @@ TEST_CASE("memory-bench facts: the same seed gives the same figures") {
 
 TEST_CASE("memory-bench facts: other mechanisms report held_out and trained") {
   std::ostringstream log;
-  json r = train::run_facts_bench(tiny("none"), log);
+  json r = train::run_facts_bench(tiny_facts("none"), log);
   CHECK(r["memory"] == r["baseline"]);  // none: the baseline, trained once
   CHECK(r["details"]["memory"] == r["details"]["baseline"]);
-  r = train::run_facts_bench(tiny("memorizing"), log);
+  r = train::run_facts_bench(tiny_facts("memorizing"), log);
   check_fraction(r["memory"], 16);
   check_fraction(r["details"]["memory"]["trained"], 44);
   CHECK_FALSE(r["details"]["memory"].contains("edit_success"));
   // The dispatch: run_memory_bench hands the facts task to run_facts_bench.
-  r = train::run_memory_bench(tiny("none"), log);
+  r = train::run_memory_bench(tiny_facts("none"), log);
   CHECK(r["task"] == "facts");
 }
 
 TEST_CASE("memory-bench facts: bad input is an error naming it, before any training") {
   std::ostringstream log;
-  auto o = tiny("explicit");
+  auto o = tiny_facts("explicit");
   o.task_options["layout"] = "spiral";
   CHECK_THROWS_WITH_AS(train::run_facts_bench(o, log), doctest::Contains("--layout"), Error);
-  o = tiny("explicit");
+  o = tiny_facts("explicit");
   o.task_options["gap"] = "2";
   CHECK_THROWS_WITH_AS(train::run_facts_bench(o, log), doctest::Contains("--gap"), Error);
-  o = tiny("telepathy");
+  o = tiny_facts("telepathy");
   CHECK_THROWS_WITH_AS(train::run_facts_bench(o, log), doctest::Contains("'telepathy'"), Error);
-  o = tiny("none");
+  o = tiny_facts("none");
   o.memory_overrides = {"keys=content"};
   CHECK_THROWS_WITH_AS(train::run_facts_bench(o, log), doctest::Contains("--memory"), Error);
-  o = tiny("explicit");
+  o = tiny_facts("explicit");
   o.memory_overrides.push_back("candidates=0");
   CHECK_THROWS_WITH_AS(train::run_facts_bench(o, log), doctest::Contains("candidates"), Error);
   CHECK(log.str().empty());

@@ -24,7 +24,7 @@ using nlohmann::json;
 
 namespace {
 
-train::MemoryBenchOptions tiny(const std::string& task) {
+train::MemoryBenchOptions tiny_bench(const std::string& task) {
   train::MemoryBenchOptions o;
   o.task = task;
   o.mechanism = "none";
@@ -86,7 +86,7 @@ void check_report(const json& r, const std::string& task, const std::string& met
 
 TEST_CASE("memory-bench: each task runs on a tiny setting and reports its metric") {
   std::ostringstream log;
-  json r = train::run_memory_bench(tiny("recall"), log);
+  json r = train::run_memory_bench(tiny_bench("recall"), log);
   check_report(r, "recall", "exact_match");
   CHECK(r["mechanism"] == "none");
   CHECK(r["memory"] == r["baseline"]);  // none: the baseline, trained once
@@ -99,7 +99,7 @@ TEST_CASE("memory-bench: each task runs on a tiny setting and reports its metric
   CHECK(r["scalar_lr_scale"] == 10.0);
   CHECK(train::memory_bench_default_scalar_lr_scale("titans") == 1.0);
 
-  auto copy = tiny("copy-far");
+  auto copy = tiny_bench("copy-far");
   copy.task_options = {{"gap", "1"}, {"segment-length", "12"}};
   r = train::run_memory_bench(copy, log);
   check_report(r, "copy-far", "token_accuracy");
@@ -113,7 +113,7 @@ TEST_CASE("memory-bench: each task runs on a tiny setting and reports its metric
     for (int i = 0; text.size() < 400; ++i) text += fmt::format("int name{};\n", (i * 7 + d) % 13);
     std::ofstream(dir / fmt::format("h{}.h", d)) << text;
   }
-  auto longdoc = tiny("longdoc");
+  auto longdoc = tiny_bench("longdoc");
   longdoc.task_options = {{"corpus", dir.string()}, {"segments", "3"}, {"segment-length", "16"}};
   r = train::run_memory_bench(longdoc, log);
   fs::remove_all(dir);
@@ -124,7 +124,7 @@ TEST_CASE("memory-bench: each task runs on a tiny setting and reports its metric
 }
 
 TEST_CASE("memory-bench: the rate warms up, holds, then falls over the last lr_decay") {
-  train::MemoryBenchOptions o = tiny("recall");
+  train::MemoryBenchOptions o = tiny_bench("recall");
   o.mechanism = "titans";
   o.steps = 100;
   const train::MemoryBenchOptions r = train::memory_bench_resolved(o);
@@ -185,15 +185,15 @@ TEST_CASE("memory-bench: the evaluation scores a model's argmax exactly") {
 
 TEST_CASE("memory-bench: bad input is an error naming it, before any training") {
   std::ostringstream log;
-  auto o = tiny("recall");
+  auto o = tiny_bench("recall");
   o.mechanism = "telepathy";
   CHECK_THROWS_WITH_AS(train::run_memory_bench(o, log), doctest::Contains("'telepathy'"), Error);
-  o = tiny("recal");
+  o = tiny_bench("recal");
   CHECK_THROWS_WITH_AS(train::run_memory_bench(o, log), doctest::Contains("'recal'"), Error);
-  o = tiny("recall");
+  o = tiny_bench("recall");
   o.task_options = {{"gap", "2"}};
   CHECK_THROWS_WITH_AS(train::run_memory_bench(o, log), doctest::Contains("--gap"), Error);
-  o = tiny("recall");
+  o = tiny_bench("recall");
   o.memory_overrides = {"top_k=4"};
   CHECK_THROWS_WITH_AS(train::run_memory_bench(o, log), doctest::Contains("--memory"), Error);
   CHECK(log.str().empty());

@@ -34,7 +34,7 @@ constexpr int64_t kVocab = 29;
 constexpr int64_t kWindow = 8;  // every tiny model's segment_length
 
 // initializer_range 0.3: large weights, far-apart logits, and the memory matters.
-nn::LlamaConfig tiny_model() {
+nn::LlamaConfig tiny_generate_model() {
   return mnemo::test::tiny_llama({.vocab_size = kVocab,
                                   .intermediate_size = 32,
                                   .max_position_embeddings = 16,
@@ -54,7 +54,7 @@ std::unique_ptr<memory::SegmentLM> tiny_lm(const std::string& mechanism) {
     section.update({{"chunk_size", 3}, {"max_lr", 1.0}});
   }
   Generator gen(7);
-  return memory::make_segment_lm(mechanism, tiny_model(), section, &gen);
+  return memory::make_segment_lm(mechanism, tiny_generate_model(), section, &gen);
 }
 
 std::vector<int32_t> some_ids(int64_t n, uint64_t seed) {

@@ -35,8 +35,8 @@ using nlohmann::json;
 namespace {
 
 // A scratch directory per test (tests/support/scratch_dir.h) with this file's prefix.
-struct ScratchDir : test::ScratchDir {
-  ScratchDir() : test::ScratchDir("mnemo_segment_test") {}
+struct SegmentScratchDir : test::ScratchDir {
+  SegmentScratchDir() : test::ScratchDir("mnemo_segment_test") {}
 };
 
 using test::tiny_config;
@@ -52,7 +52,7 @@ double mean(const std::vector<double>& v, size_t begin, size_t end) {
 // A run of 30 steps: finite losses that fall, metrics, a checkpoint with the memory section;
 // then the run cut back to its step-20 checkpoint and resumed gives the same 30 losses.
 void check_learns_and_resumes(const json& memory) {
-  ScratchDir dir;
+  SegmentScratchDir dir;
   const std::string config = write_json(dir.path / "config.json", tiny_config(memory));
   const fs::path run = dir.path / "run";
   std::ostringstream log;
@@ -104,7 +104,7 @@ void check_learns_and_resumes(const json& memory) {
   }
 }
 
-nn::LlamaConfig tiny_model() {
+nn::LlamaConfig tiny_segment_model() {
   return test::tiny_llama(
       {.vocab_size = 40, .intermediate_size = 32, .max_position_embeddings = 16});
 }
@@ -173,7 +173,7 @@ TEST_CASE("train memory: two micro-batches of 2 streams train like one batch of 
       {{{"mechanism", "memformer"}, {"segments", 3}, {"num_slots", 4}}, 1e-5f}};
   for (const auto& [memory, tolerance] : cases) {
     CAPTURE(memory.dump());
-    ScratchDir dir;
+    SegmentScratchDir dir;
     const std::string config = write_json(dir.path / "config.json", tiny_config(memory, 6));
     std::vector<std::vector<std::pair<std::string, Tensor>>> weights;
     std::vector<std::vector<double>> losses;
@@ -201,7 +201,7 @@ TEST_CASE("train memory: two micro-batches of 2 streams train like one batch of 
 }
 
 TEST_CASE("train memory: bad memory sections are one-line errors naming the key") {
-  ScratchDir dir;
+  SegmentScratchDir dir;
   struct Case {
     json memory;
     std::vector<std::string> overrides;
@@ -243,7 +243,7 @@ TEST_CASE("train memory: bad memory sections are one-line errors naming the key"
 }
 
 TEST_CASE("train memory: without a memory section `mnemo train` is the plain trainer") {
-  ScratchDir dir;
+  SegmentScratchDir dir;
   const std::string config = write_json(dir.path / "plain.json", tiny_config(json(), 4));
   const RunConfig rc = load_run_config(config);
   CHECK_FALSE(rc.memory.enabled);
@@ -274,7 +274,7 @@ TEST_CASE("train memory: without a memory section `mnemo train` is the plain tra
 TEST_CASE("stream scoring: every prediction once, each stream scored as one, any batch") {
   NoGradGuard no_grad;
   Generator gen(5);
-  auto lm = memory::make_segment_lm("memformer", tiny_model(),
+  auto lm = memory::make_segment_lm("memformer", tiny_segment_model(),
                                     {{"num_slots", 2}, {"segment_length", 8}}, &gen);
   lm->eval();
   std::vector<int32_t> ids(100);

@@ -33,8 +33,8 @@ using nlohmann::json;
 namespace {
 
 // A scratch directory per test (tests/support/scratch_dir.h) with this file's prefix.
-struct ScratchDir : test::ScratchDir {
-  ScratchDir() : test::ScratchDir("mnemo_train_test") {}
+struct TrainScratchDir : test::ScratchDir {
+  TrainScratchDir() : test::ScratchDir("mnemo_train_test") {}
 };
 
 // A small corpus of fortune-style documents separated by "%" lines.
@@ -85,14 +85,14 @@ std::string write_config(const fs::path& dir, const std::string& corpus, int64_t
   return file.string();
 }
 
-nn::LlamaConfig tiny_model() {
+nn::LlamaConfig tiny_train_model() {
   return test::tiny_llama({.vocab_size = 40, .max_position_embeddings = 32});
 }
 
 }  // namespace
 
 TEST_CASE("train: a run writes metrics, the plot and an atomic latest checkpoint") {
-  ScratchDir dir;
+  TrainScratchDir dir;
   const std::string config = write_config(dir.path, write_corpus(dir.path), 6);
   std::ostringstream log;
   const TrainOptions options = test::train_options(config, dir.path / "run");
@@ -133,7 +133,7 @@ TEST_CASE("train: a run writes metrics, the plot and an atomic latest checkpoint
 }
 
 TEST_CASE("train: the loss falls and the optimizer moves every parameter") {
-  ScratchDir dir;
+  TrainScratchDir dir;
   const std::string config = write_config(dir.path, write_corpus(dir.path), 30);
   const fs::path run = dir.path / "run";
   std::ostringstream log;
@@ -172,7 +172,7 @@ TEST_CASE("train: two micro-batches of 2 train exactly like one batch of 4") {
   // The accumulation convention of trainer.h: each micro-batch's gradient is scaled by the
   // micro-batch's token count and 1 / grad_accum, so with exact gradients (the CPU default)
   // the accumulated gradient is the same bits as one batch's.
-  ScratchDir dir;
+  TrainScratchDir dir;
   const std::string config = write_config(dir.path, write_corpus(dir.path), 5);
   std::vector<std::vector<double>> losses;
   for (int accum : {1, 2}) {
@@ -198,7 +198,7 @@ TEST_CASE("train: two micro-batches of 2 train exactly like one batch of 4") {
 }
 
 TEST_CASE("train: resuming from a checkpoint reproduces the uninterrupted losses bitwise") {
-  ScratchDir dir;
+  TrainScratchDir dir;
   const std::string config = write_config(dir.path, write_corpus(dir.path), 6);
   const fs::path run = dir.path / "run";
   std::ostringstream log;
@@ -223,7 +223,7 @@ TEST_CASE("train: resuming from a checkpoint reproduces the uninterrupted losses
 // An absurd learning rate after a good start: Adam moves every weight by about lr, so at
 // 1e300 the weights of step 7 are infinite (f32) and step 8's loss is not finite.
 TEST_CASE("train: a non-finite run stops naming the step and never replaces a good checkpoint") {
-  ScratchDir dir;
+  TrainScratchDir dir;
   const std::string config = write_config(dir.path, write_corpus(dir.path), 6);
   const fs::path run = dir.path / "run";
   std::ostringstream log;
@@ -267,7 +267,7 @@ TEST_CASE("train: a non-finite run stops naming the step and never replaces a go
 }
 
 TEST_CASE("train: --resume with another --config is an error naming what differs") {
-  ScratchDir dir;
+  TrainScratchDir dir;
   const std::string corpus = write_corpus(dir.path);
   const std::string config = write_config(dir.path, corpus, 3);
   const fs::path run = dir.path / "run";
@@ -338,7 +338,7 @@ void check_flat_memory(const fs::path& dir, const std::vector<std::string>& over
 }
 
 TEST_CASE("train: tensor bytes and resident memory stay flat after warm-up (no leak)") {
-  ScratchDir dir;
+  TrainScratchDir dir;
   SUBCASE("the LM") {
     check_flat_memory(dir.path, {}, 200, 1 << 20);
   }
@@ -351,7 +351,7 @@ TEST_CASE("train: tensor bytes and resident memory stay flat after warm-up (no l
 
 TEST_CASE("sample: repeated generation leaves no tensor bytes behind") {
   manual_seed(5);
-  nn::LlamaForCausalLM model(tiny_model());
+  nn::LlamaForCausalLM model(tiny_train_model());
   const std::vector<int32_t> prompt{1, 5, 7, 2};
   GenerateOptions options;
   options.max_new_tokens = 20;
@@ -366,7 +366,7 @@ TEST_CASE("sample: repeated generation leaves no tensor bytes behind") {
 }
 
 TEST_CASE("train: bad configs are errors naming the key") {
-  ScratchDir dir;
+  TrainScratchDir dir;
   const fs::path file = dir.path / "c.json";
   std::ofstream(file) << R"({"train": {"lrr": 0.1}})";
   CHECK_THROWS_WITH_AS(load_run_config(file.string()), doctest::Contains("lrr"), Error);
@@ -385,10 +385,10 @@ TEST_CASE("train: bad configs are errors naming the key") {
 }
 
 TEST_CASE("train: a checkpoint loads back exactly and damaged weights are rejected") {
-  ScratchDir dir;
+  TrainScratchDir dir;
   manual_seed(3);
   text::ByteTokenizer tokenizer;
-  nn::LlamaConfig c = tiny_model();
+  nn::LlamaConfig c = tiny_train_model();
   c.vocab_size = 300;  // the byte tokenizer has 257 ids
   nn::LlamaForCausalLM big(c);
   const std::string path = save_checkpoint(
@@ -412,7 +412,7 @@ TEST_CASE("train: a checkpoint loads back exactly and damaged weights are reject
 
 TEST_CASE("train: greedy decoding with the KV cache equals decoding without it") {
   manual_seed(11);
-  nn::LlamaForCausalLM model(tiny_model());
+  nn::LlamaForCausalLM model(tiny_train_model());
   const std::vector<int32_t> prompt{1, 5, 7, 2};
   GenerateOptions options;
   options.max_new_tokens = 20;
@@ -446,7 +446,7 @@ TEST_CASE("train: greedy decoding with the KV cache equals decoding without it")
 
 TEST_CASE("train: evaluation scores each window on its own") {
   manual_seed(5);
-  nn::LlamaForCausalLM model(tiny_model());
+  nn::LlamaForCausalLM model(tiny_train_model());
   std::vector<int32_t> ids;
   for (int i = 0; i < 23; ++i) ids.push_back((i * 7 + 3) % 40);
   std::vector<int64_t> bytes(40, 1);
