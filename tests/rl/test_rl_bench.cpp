@@ -10,9 +10,11 @@
 #include <string>
 
 #include "core/error.h"
+#include "optim/schedule.h"
 #include "train/io/config.h"
 #include "train/lib/rl_bench.h"
 #include "train/lib/run_config.h"
+#include "train/lib/run_support.h"
 
 using namespace mnemo;
 
@@ -69,7 +71,8 @@ TEST_CASE("rl-bench: a tiny run goes end to end, its RL in chunks that resume ea
                    "model.hidden_size=32",
                    "model.intermediate_size=64",
                    "model.num_attention_heads=2",
-                   "model.num_key_value_heads=2"};
+                   "model.num_key_value_heads=2",
+                   "train.decay_steps=0"};  // the cosine spans train.steps: the chunks' 4
     std::ostringstream log;
     const nlohmann::json r = train::run_rl_bench(o, log);
     CHECK_MESSAGE(r["steps"] == 4, log.str());
@@ -78,12 +81,18 @@ TEST_CASE("rl-bench: a tiny run goes end to end, its RL in chunks that resume ea
       CHECK(r[key].get<double>() >= 0.0);
       CHECK(r[key].get<double>() <= 1.0);
     }
-    // One metrics line per step, the resumed chunk's included.
+    // One metrics line per step, the resumed chunk's included, each at the rate of the one
+    // schedule of train.steps (not of the chunk it ran in).
+    const optim::LrSchedule schedule = train::make_schedule(
+        train::load_run_config((out / algo / "rl_config.json").string(), o.overrides).train);
     std::ifstream metrics(out / algo / "rl" / "metrics.jsonl");
     int steps_logged = 0;
     for (std::string line; std::getline(metrics, line);) {
       const nlohmann::json j = nlohmann::json::parse(line);
-      if (j.contains("reward_mean")) ++steps_logged;
+      if (!j.contains("reward_mean")) continue;
+      ++steps_logged;
+      CAPTURE(j.dump());
+      CHECK(j["lr"].get<double>() == schedule.at(j["step"].get<int64_t>() - 1));
     }
     CHECK(steps_logged == 4);
   }

@@ -2,6 +2,7 @@
 // and checkpoints; a resumed run reproduces the uninterrupted losses bit for bit; checkpoints
 // load back exactly and reject damaged files; evaluation follows its windowing rule.
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -13,12 +14,14 @@
 #include "autograd/ops.h"
 #include "core/cpu/allocator_stats.h"
 #include "core/error.h"
+#include "optim/schedule.h"
 #include "train/io/files.h"
 #include "train/lib/checkpoint.h"
 #include "train/lib/commands.h"
 #include "train/lib/evaluate.h"
 #include "train/lib/generate.h"
 #include "train/lib/run_config.h"
+#include "train/lib/run_support.h"
 #include "train/lib/trainer.h"
 
 #include "support/scratch_dir.h"
@@ -218,6 +221,65 @@ TEST_CASE("train: resuming from a checkpoint reproduces the uninterrupted losses
     CAPTURE(i);
     CHECK(resumed[i] == uninterrupted[i]);  // bitwise: same doubles
   }
+}
+
+// A run made in pieces with --stop-at (rl-bench's chunks) is the run made at once: the same
+// schedule (of train.steps, not of the piece), the same losses and rates, bit for bit.
+TEST_CASE("train: a run stopped at steps and resumed is the run made at once, its schedule too") {
+  TrainScratchDir dir;
+  const std::string corpus = write_corpus(dir.path);
+  const std::string config = write_config(dir.path, corpus, 8);
+  std::ostringstream log;
+  const fs::path whole = dir.path / "whole", pieces = dir.path / "pieces";
+  run_train(test::train_options(config, whole), log);
+
+  TrainOptions o = test::train_options(config, pieces);
+  for (const int64_t stop : {2, 5}) {
+    o.stop_at = stop;
+    const TrainSummary piece = run_train(o, log);
+    CHECK(piece.stopped);
+    CHECK_FALSE(piece.interrupted);
+    CHECK(piece.steps_done == stop);
+    CHECK(fs::exists(pieces / fmt::format("step-{:08d}", stop) / "trainer_state.json"));
+    o = test::train_options("", pieces, /*resume=*/true);
+  }
+  const TrainSummary last = run_train(o, log);  // no stop_at: to train.steps
+  CHECK_FALSE(last.stopped);
+  CHECK(last.steps_done == 8);
+
+  const std::vector<json> a = test::read_metrics(whole), b = test::read_metrics(pieces);
+  REQUIRE(a.size() == b.size());  // the same evaluations too: none at the stops
+  for (size_t i = 0; i < a.size(); ++i) {
+    CAPTURE(i);
+    CHECK(a[i].value("step", -1) == b[i].value("step", -1));
+    for (const char* key : {"loss", "lr", "grad_norm", "val_loss"}) {
+      CHECK(a[i].contains(key) == b[i].contains(key));
+      if (a[i].contains(key)) CHECK(a[i][key].get<double>() == b[i][key].get<double>());
+    }
+  }
+}
+
+TEST_CASE("train: decay_steps ends the decay early and the rate stays at min_lr") {
+  TrainSettings t;
+  t.lr = 0.01;
+  t.min_lr = 0.001;
+  t.warmup_steps = 2;
+  t.steps = 20;
+  t.decay_steps = 6;
+  const optim::LrSchedule s = make_schedule(t);
+  CHECK(s.at(1) == doctest::Approx(0.01));                     // warmup's end
+  CHECK(s.at(4) == doctest::Approx(0.001 + 0.009 * 0.5));      // halfway (cosine)
+  for (int64_t step : {6, 7, 19}) CHECK(s.at(step) == 0.001);  // min_lr after
+  t.decay_steps = 0;                                           // 0: over train.steps
+  CHECK(make_schedule(t).at(6) > 0.005);
+
+  TrainScratchDir dir;
+  const std::string config = write_config(dir.path, write_corpus(dir.path), 8);
+  CHECK_THROWS_WITH_AS(load_run_config(config, {"train.decay_steps=1"}),
+                       doctest::Contains("train.decay_steps"), Error);
+  CHECK_THROWS_WITH_AS(load_run_config(config, {"train.decay_steps=-3"}),
+                       doctest::Contains("train.decay_steps"), Error);
+  CHECK(load_run_config(config, {"train.decay_steps=2"}).train.decay_steps == 2);
 }
 
 // An absurd learning rate after a good start: Adam moves every weight by about lr, so at

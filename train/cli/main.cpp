@@ -101,11 +101,15 @@ void add_demo_mlp_options(CLI::App& demo, mnemo::DemoMlpOptions& o, std::string&
 }
 
 // What a run on the skeleton takes (`mnemo train`, `mnemo rl`): --config, --out, --steps,
-// --set, --resume and --device.
+// --stop-at, --set, --resume and --device.
 void add_run_options(CLI::App& app, mnemo::train::TrainOptions& o, const std::string& config) {
   app.add_option("--config", o.config_file, config)->check(CLI::ExistingFile);
   app.add_option("--out", o.out_dir, "Run directory")->required();
   app.add_option("--steps", o.steps, "Override train.steps")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 40));
+  app.add_option("--stop-at", o.stop_at,
+                 "Stop after this step with a checkpoint; the schedule stays train.steps' "
+                 "(continue with --resume)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 40));
   app.add_option("--set", o.overrides, "key=value (section.key or a unique key), repeatable")
       ->allow_extra_args(false);

@@ -14,10 +14,9 @@
 //                  threshold picks a lucky check rather than a model that good.
 //   2. RL          `mnemo rl` (train/lib/rl_step.h) from that checkpoint, on the skeleton, into
 //                  OUT/rl (metrics.jsonl: the reward curve), in chunks of chunk_steps that each
-//                  resume the last (a resume is bitwise, but each chunk's train.steps is its
-//                  own end, and so is its learning-rate schedule's: with the configs' decay to
-//                  min_lr the rate sits near min_lr after the first chunks; docs/rl.md), for
-//                  as long as budget_seconds for the whole command allows (keeping
+//                  resume the last (each chunk stops at its end with --stop-at, so the chunks
+//                  are bit for bit the one run of train.steps, its learning-rate schedule
+//                  included), for as long as budget_seconds for the whole command allows (keeping
 //                  reserve_seconds for the control and the evaluations), up to train.steps.
 //                  The steps reached depend on the machine's speed; the result of a given
 //                  number does not.

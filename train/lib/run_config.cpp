@@ -54,6 +54,7 @@ json default_run_config() {
         {"beta2", t.beta2},
         {"adam_eps", t.adam_eps},
         {"decay", t.decay},
+        {"decay_steps", t.decay_steps},
         {"log_interval", t.log_interval},
         {"bucket_mb", t.bucket_mb},
         {"exact_grads", t.exact_grads},
@@ -299,6 +300,8 @@ RunConfig run_config_from_json(const json& config, std::string_view source) {
   s.beta1 = get<double>(t, "beta1", source);
   s.beta2 = get<double>(t, "beta2", source);
   s.decay = get<std::string>(t, "decay", source);
+  // Absent from run configs saved before it existed (a resumed run).
+  s.decay_steps = t.contains("decay_steps") ? get<int64_t>(t, "decay_steps", source) : 0;
   s.log_interval = get<int64_t>(t, "log_interval", source);
   s.adam_eps = t.contains("adam_eps") ? get<double>(t, "adam_eps", source) : 1e-8;
   MNEMO_CHECK(std::isfinite(s.adam_eps) && s.adam_eps > 0,
@@ -332,6 +335,10 @@ RunConfig run_config_from_json(const json& config, std::string_view source) {
   check_non_negative(s.weight_decay, "train.weight_decay");
   check_non_negative(s.grad_clip, "train.grad_clip");
   check_non_negative(double(s.warmup_steps), "train.warmup_steps");
+  MNEMO_CHECK(s.decay_steps == 0 || s.decay_steps >= s.warmup_steps,
+              "config: 'train.decay_steps' ({}) must be 0 (= train.steps) or at least "
+              "'train.warmup_steps' ({})",
+              s.decay_steps, s.warmup_steps);
   check_non_negative(double(s.eval_interval), "train.eval_interval");
   check_non_negative(double(s.checkpoint_interval), "train.checkpoint_interval");
   check_non_negative(double(s.threads), "train.threads");

@@ -6,7 +6,8 @@
 //            section is, key for key, the config.json a checkpoint carries;
 //   "train": batch_size (the global batch, in sequences), seq_len, lr, min_lr, warmup_steps,
 //            steps, weight_decay, grad_clip, grad_accum, eval_interval, eval_batches,
-//            checkpoint_interval, seed, device, plus threads, beta1, beta2, decay, log_interval,
+//            checkpoint_interval, seed, device, plus threads, beta1, beta2, decay, decay_steps
+//            (where the decay reaches min_lr; 0 = train.steps), log_interval,
 //            bucket_mb (data parallel: gradient bucket size), adam_eps, exact_grads ("auto",
 //            "on", "off": split-invariant f64 gradient sums, autograd/exact_grad.h; auto = on
 //            for the CPU, off for CUDA), skip_non_finite (0: a NaN/Inf loss or gradient norm
@@ -64,6 +65,9 @@ struct TrainSettings {
   double beta2 = 0.95;
   double adam_eps = 1e-8;
   std::string decay = "cosine";  // cosine, linear, constant (after the warmup)
+  // The step at which the decay reaches min_lr (it stays there after); 0 = steps. Apart from
+  // steps so that a run stopped early by its time (rl-bench) keeps the schedule it planned.
+  int64_t decay_steps = 0;
   int64_t log_interval = 10;     // plain progress lines when not on a terminal
   double bucket_mb = 25;         // data parallel: gradient all_reduce bucket size (MiB)
   // Gradients that are the same bits however the batch is split over ranks and micro-batches

@@ -147,8 +147,9 @@ optim::LrSchedule make_schedule(const TrainSettings& t) {
   optim::LrSchedule s;
   s.max_lr = t.lr;
   s.min_lr = t.min_lr;
-  s.warmup_steps = std::min(t.warmup_steps, t.steps);  // a short run (--steps 10) still works
-  s.total_steps = t.steps;
+  s.total_steps = t.decay_steps > 0 ? t.decay_steps : t.steps;
+  // A short run (--steps 10) still works.
+  s.warmup_steps = std::min(t.warmup_steps, s.total_steps);
   s.decay = optim::decay_from_name(t.decay);
   s.validate();
   return s;

@@ -390,7 +390,8 @@ class Run {
       progress->message(fmt::format("step {}: {}", step_, said));
     };
 
-    while (step_ < t.steps) {
+    const int64_t end = options_.stop_at > 0 ? std::min(options_.stop_at, t.steps) : t.steps;
+    while (step_ < end) {
       const double lr = schedule_.at(step_);
       const auto start = Clock::now();
       json line = [&] {
@@ -438,16 +439,18 @@ class Run {
         summary.interrupted = true;
         break;
       }
-      if (t.checkpoint_interval > 0 && step_ % t.checkpoint_interval == 0 && !last) {
+      if (t.checkpoint_interval > 0 && step_ % t.checkpoint_interval == 0 && step_ != end) {
         summary.checkpoint = write_checkpoint();
       }
     }
+    summary.stopped = !summary.interrupted && step_ < t.steps;
     if (progress) progress->finish();
-    if (!summary.interrupted) evaluate_and_plot();
+    if (!summary.interrupted && !summary.stopped) evaluate_and_plot();
     summary.checkpoint = write_checkpoint();
     summary.steps_done = step_;
-    if (summary.interrupted) {
-      log_ << "interrupted at step " << step_ << "; checkpoint " << summary.checkpoint
+    if (summary.interrupted || summary.stopped) {
+      log_ << (summary.interrupted ? "interrupted" : "stopped (--stop-at)") << " at step "
+           << step_ << " of " << t.steps << "; checkpoint " << summary.checkpoint
            << " written; continue with --resume\n";
     } else {
       log_ << fmt::format(

@@ -80,6 +80,10 @@ struct TrainOptions {
   std::string out_dir;
   std::vector<std::string> overrides;  // --set key=value
   int64_t steps = 0;                   // > 0 overrides train.steps
+  // > 0: stop after this step (a checkpoint, no final evaluation), as if interrupted; the run
+  // is still the run of train.steps (its schedule, its plot) and --resume continues it, so
+  // a run made in such pieces is bit for bit the run made at once on the CPU.
+  int64_t stop_at = 0;
   bool resume = false;
   std::string device;  // "" = the config's train.device
   int zero = 0;        // 1: shard the AdamW state across data-parallel ranks (ZeRO stage 1)
@@ -90,7 +94,8 @@ struct TrainSummary {
   double last_loss = 0;
   double val_loss = 0;
   double val_bpb = 0;
-  bool interrupted = false;
+  bool interrupted = false;  // by a signal
+  bool stopped = false;      // at TrainOptions::stop_at, before train.steps
   std::string checkpoint;  // the last checkpoint written
 };
 
