@@ -66,7 +66,7 @@ TEST_CASE("rl-bench: a tiny run goes end to end, its RL in chunks that resume ea
                    "rl.group_size=4",
                    "rl.eval_prompts=8",
                    "train.eval_interval=2",
-                   "train.warmup_steps=1",
+                   "train.warmup_steps=0",
                    "model.num_hidden_layers=1",
                    "model.hidden_size=32",
                    "model.intermediate_size=64",
