@@ -11,6 +11,12 @@
 #              fails naming the file, `latest` is still the previous checkpoint and loads, and
 #              no partial checkpoint directory is left.
 #   bad --out  a run directory below a regular file: exit 2, one line naming it.
+#   moved      the run directory renamed away mid-run (as `mv` or a clean-up would), and a
+#              regular file put in its place (a directory it can no longer write): the run
+#              ends non-zero with one line naming a path in it, never a crash; the renamed
+#              directory's latest loads. Renamed away alone, the run re-creates the directory
+#              with its next checkpoint and finishes (both latests load), or, renamed while a
+#              checkpoint was being written into it, ends as with the file.
 #
 # usage: fault_drills.sh MNEMO CONFIG CORPUS WORKDIR [ROUNDS] [SEED]
 set -euo pipefail
@@ -18,8 +24,9 @@ set -euo pipefail
 mnemo=$1 config=$2 corpus=$3 work=$4 rounds=${5:-20}
 RANDOM=${6:-1}  # the kills' moments
 steps=60
-common=(--config "$config" --set "data.path=$corpus" --set train.checkpoint_interval=1
-        --set train.eval_interval=0 --steps "$steps" --threads 1)
+base=(--config "$config" --set "data.path=$corpus" --set train.checkpoint_interval=1
+      --set train.eval_interval=0 --threads 1)
+common=("${base[@]}" --steps "$steps")
 
 fail() { echo "fault drill: $*" >&2; exit 1; }
 step_losses() { jq -c 'select(has("loss")) | [.step, .loss]' "$1/metrics.jsonl"; }
@@ -100,3 +107,33 @@ set -e
 [ "$code" = 2 ] || fail "bad --out: exit $code, not 2: $(cat "$work/bad.err")"
 grep -q "a_file" "$work/bad.err" || fail "bad --out: the error does not name it: $(cat "$work/bad.err")"
 echo "bad --out: exit 2, '$(tail -n 1 "$work/bad.err")'"
+
+# ---- the run directory moved away mid-run ----
+for kind in file_in_place vanished; do
+  run=$work/moved_$kind
+  "$mnemo" train "${base[@]}" --steps 400 --out "$run" > /dev/null 2> "$work/moved.err" &
+  pid=$!
+  wait_for_step "$pid" 20
+  mv "$run" "$run.away"
+  if [ "$kind" = file_in_place ]; then
+    # Should the run re-create the directory first (its next checkpoint), clear it and retry.
+    until { : > "$run"; } 2> /dev/null; do rm -rf "$run" 2> /dev/null || true; done
+  fi
+  set +e
+  wait "$pid"
+  code=$?
+  set -e
+  pid=
+  ((code < 128)) || fail "moved ($kind): the run crashed (exit $code): $(tail -n 1 "$work/moved.err")"
+  loads "$run.away" || fail "moved ($kind): the renamed directory's latest does not load"
+  if [ "$kind" = vanished ] && [ "$code" = 0 ]; then
+    loads "$run" || fail "moved ($kind): the re-created directory's latest does not load"
+    echo "moved away: the run re-created its directory and finished; both latests load"
+  else
+    # A file in its place; or renamed while a checkpoint was being written into it.
+    [ "$code" != 0 ] || fail "moved ($kind): the run succeeded with a file in place of its directory"
+    tail -n 1 "$work/moved.err" | grep -q "^mnemo: .*$run" ||
+      fail "moved ($kind): the error does not name the run: $(tail -n 1 "$work/moved.err")"
+    echo "moved ($kind): exit $code, '$(tail -n 1 "$work/moved.err" | cut -c1-100)...'; the renamed latest loads"
+  fi
+done
