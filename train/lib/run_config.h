@@ -66,10 +66,11 @@ struct TrainSettings {
   double adam_eps = 1e-8;
   std::string decay = "cosine";  // cosine, linear, constant (after the warmup)
   // The step at which the decay reaches min_lr (it stays there after); 0 = steps. Apart from
-  // steps so that a run stopped early by its time (rl-bench) keeps the schedule it planned.
+  // steps so that a run can decay early and then hold min_lr (the arith RL configs: 100 of
+  // their 2000 steps).
   int64_t decay_steps = 0;
-  int64_t log_interval = 10;     // plain progress lines when not on a terminal
-  double bucket_mb = 25;         // data parallel: gradient all_reduce bucket size (MiB)
+  int64_t log_interval = 10;  // plain progress lines when not on a terminal
+  double bucket_mb = 25;      // data parallel: gradient all_reduce bucket size (MiB)
   // Gradients that are the same bits however the batch is split over ranks and micro-batches
   // (autograd/exact_grad.h): "on", "off", or "auto" (on for the CPU, off for CUDA, where
   // the per-sequence weight-gradient GEMMs would cost more than they do on the CPU).

@@ -449,8 +449,8 @@ class Run {
     summary.checkpoint = write_checkpoint();
     summary.steps_done = step_;
     if (summary.interrupted || summary.stopped) {
-      log_ << (summary.interrupted ? "interrupted" : "stopped (--stop-at)") << " at step "
-           << step_ << " of " << t.steps << "; checkpoint " << summary.checkpoint
+      log_ << (summary.interrupted ? "interrupted" : "stopped (--stop-at)") << " at step " << step_
+           << " of " << t.steps << "; checkpoint " << summary.checkpoint
            << " written; continue with --resume\n";
     } else {
       log_ << fmt::format(

@@ -96,7 +96,7 @@ struct TrainSummary {
   double val_bpb = 0;
   bool interrupted = false;  // by a signal
   bool stopped = false;      // at TrainOptions::stop_at, before train.steps
-  std::string checkpoint;  // the last checkpoint written
+  std::string checkpoint;    // the last checkpoint written
 };
 
 // What a step's validation gives: figures for metrics.jsonl (beside "step"; e.g. val_loss and
