@@ -17,6 +17,22 @@ Tensor scatter_into_zeros(const Tensor& dy, const Shape& input_shape, ViewFn vie
   return dx;
 }
 
+// The same for a contiguous range [start, start + length) of dim: dy is written into the
+// range and zeros around it, so every element is written once (zeros and then dy would write
+// the range twice: most of the tensor when the range is most of it).
+Tensor scatter_into_range(const Tensor& dy, const Shape& input_shape, int64_t dim, int64_t start,
+                          int64_t length, const Tensor& dy_in_range) {
+  Tensor dx = Tensor::empty(input_shape, dy.dtype(), dy.device());
+  const int64_t d = normalize_dim(dim, int64_t(input_shape.size()), "narrow");
+  const int64_t size = input_shape[size_t(d)];
+  if (start < 0) start += size;  // narrow counts a negative start from the end
+  const int64_t end = start + length;
+  copy_(core::narrow(dx, d, start, length), dy_in_range);
+  if (start > 0) fill_(core::narrow(dx, d, 0, start), 0);
+  if (end < size) fill_(core::narrow(dx, d, end, size - end), 0);
+  return dx;
+}
+
 }  // namespace
 
 // y = x viewed as shape  =>  dx = dy viewed as x's shape
@@ -82,9 +98,7 @@ Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
   if (autograd::should_record({&x})) {
     autograd::record("narrow", out, {x},
                      [shape = x.shape(), dim, start, length](const Tensor& dy, const Needs&) {
-                       return TensorList{scatter_into_zeros(dy, shape, [&](const Tensor& dx) {
-                         return core::narrow(dx, dim, start, length);
-                       })};
+                       return TensorList{scatter_into_range(dy, shape, dim, start, length, dy)};
                      });
   }
   return out;
@@ -108,9 +122,10 @@ Tensor select(const Tensor& x, int64_t dim, int64_t index) {
   if (autograd::should_record({&x})) {
     autograd::record("select", out, {x},
                      [shape = x.shape(), dim, index](const Tensor& dy, const Needs&) {
-                       return TensorList{scatter_into_zeros(dy, shape, [&](const Tensor& dx) {
-                         return core::select(dx, dim, index);
-                       })};
+                       const int64_t d = normalize_dim(dim, int64_t(shape.size()), "select");
+                       const int64_t i = index < 0 ? index + shape[size_t(d)] : index;
+                       return TensorList{
+                           scatter_into_range(dy, shape, d, i, 1, core::unsqueeze(dy, d))};
                      });
   }
   return out;

@@ -39,11 +39,13 @@ InnerUpdate inner_update(const MemoryModel& model, const InnerChunks& chunks,
     const int64_t m = std::min(N - n, chunks_per_batch - offset);
     const Tensor start = offset == 0 ? s.weights : s.batch_weights;  // W' (G, P)
     auto part = [&](const Tensor& t) { return narrow(t, 1, n, m); };
-    // Every chunk's surprise at W', one batched computation: (G, m, P).
-    const Tensor g = model.inner_gradient(unsqueeze(start, 1), part(chunks.k), part(chunks.v),
-                                          part(chunks.theta));
+    // Every chunk's surprise at W', one batched computation: -g (G, m, P). The surprise is
+    // linear in theta, so -g is the gradient taken with -theta: a negation of (G, m, c)
+    // numbers instead of (G, m, P).
+    const Tensor minus_g = model.inner_gradient(unsqueeze(start, 1), part(chunks.k),
+                                                part(chunks.v), neg(part(chunks.theta)));
     const MomentumScan scanned = momentum_and_forgetting(part(chunks.eta), part(chunks.alpha),
-                                                         neg(g), s.momentum, s.weights);
+                                                         minus_g, s.momentum, s.weights);
     s.momentum = select(scanned.momentum, 1, m - 1);
     s.weights = select(scanned.weights, 1, m - 1);
     s.batch_weights = start;

@@ -9,6 +9,11 @@
 // shape *is* a (B, T, C) array, so broadcasting, casting to a common dtype and making
 // contiguous is all it takes (no transposes); the backend scans (B, T, C) and the result is
 // viewed back in the broadcast shape.
+//
+// One coefficient per step for all channels (a of size 1 along every dim after `dim`, as for
+// a gate per chunk applied to a memory's weights) goes to the CPU backend as a (B, T, 1),
+// and its gradient comes back as (B, T, 1): expanding it to (B, T, C) would write and read C
+// times the data, and summing da back over C another pass (the CUDA kernels take a expanded).
 #include "core/backend.h"
 #include "core/ops/factory.h"
 #include "core/ops/nn.h"
@@ -51,6 +56,19 @@ Tensor as_layout(const Tensor& t, const Shape& shape, DType dtype, Shape layout)
   return view(contiguous(expand(to(t, dtype), shape)), std::move(layout));
 }
 
+// The shape a is laid out in: l.shape, or l.shape with every dim after l.dim set to 1 when a
+// does not vary along them and the backend takes one coefficient per step (the CPU's).
+Shape coefficient_shape(const Tensor& a, const ScanLayout& l, Device device) {
+  if (!device.is_cpu() || l.C <= 1) return l.shape;
+  const int64_t lead = int64_t(l.shape.size()) - a.dim();  // a is aligned at the right
+  for (int64_t d = l.dim + 1; d < int64_t(l.shape.size()); ++d) {
+    if (d >= lead && a.shape()[size_t(d - lead)] != 1) return l.shape;
+  }
+  Shape rows = l.shape;
+  for (int64_t d = l.dim + 1; d < int64_t(rows.size()); ++d) rows[size_t(d)] = 1;
+  return rows;
+}
+
 // Whether `from` broadcasts to `to` (NumPy rules, aligned at the right).
 bool broadcasts_to(const Shape& from, const Shape& to) {
   if (from.size() > to.size()) return false;
@@ -83,8 +101,9 @@ Tensor scan(const Tensor& a, const Tensor& x, int64_t dim, const Tensor& h0) {
   DType dtype = promote(a.dtype(), x.dtype());
   Tensor h = Tensor::empty({l.B, l.T, l.C}, dtype, a.device());
   if (h.numel() > 0) {
+    const Shape a_shape = coefficient_shape(a, l, a.device());
     backend_for(a.device())
-        .scan(as_layout(a, l.shape, dtype, {l.B, l.T, l.C}),
+        .scan(as_layout(a, a_shape, dtype, {l.B, l.T, numel(a_shape) / (l.B * l.T)}),
               as_layout(x, l.shape, dtype, {l.B, l.T, l.C}),
               h0.defined() ? as_layout(h0, l.state_shape, dtype, {l.B, l.C}) : Tensor(), h);
   }
@@ -107,19 +126,22 @@ ScanGrads scan_backward(const Tensor& a, const Tensor& h, int64_t dim, const Ten
   check_state("scan_backward", "h0", h0, l);
   const DType dtype = h.dtype();
   const Device device = h.device();
-  Tensor da = Tensor::empty({l.B, l.T, l.C}, dtype, device);
+  // da comes back in a's layout: (B, T, C), or (B, T, 1) for one coefficient per step.
+  const Shape a_shape = coefficient_shape(a, l, device);
+  const int64_t a_channels = l.B * l.T == 0 ? l.C : numel(a_shape) / (l.B * l.T);
+  Tensor da = Tensor::empty({l.B, l.T, a_channels}, dtype, device);
   Tensor dx = Tensor::empty({l.B, l.T, l.C}, dtype, device);
   Tensor dh0 = h0.defined() ? Tensor::empty({l.B, l.C}, dtype, device) : Tensor();
-  if (da.numel() > 0) {
+  if (dx.numel() > 0) {
     backend_for(device).scan_backward(
-        as_layout(a, l.shape, dtype, {l.B, l.T, l.C}),
+        as_layout(a, a_shape, dtype, {l.B, l.T, a_channels}),
         as_layout(h, l.shape, dtype, {l.B, l.T, l.C}),
         h0.defined() ? as_layout(h0, l.state_shape, dtype, {l.B, l.C}) : Tensor(),
         as_layout(dh, l.shape, dtype, {l.B, l.T, l.C}), da, dx, dh0);
   } else if (dh0.defined()) {
     fill_(dh0, 0);  // T == 0: h0 never reaches the output
   }
-  return {view(da, l.shape), view(dx, l.shape), dh0.defined() ? view(dh0, l.state_shape) : dh0};
+  return {view(da, a_shape), view(dx, l.shape), dh0.defined() ? view(dh0, l.state_shape) : dh0};
 }
 
 }  // namespace mnemo::core

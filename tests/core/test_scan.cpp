@@ -1,11 +1,12 @@
 // scan (core op): h_t = a_t * h_{t-1} + x_t against a reference that walks multi-indices with
 // Tensor::at (independent of the op's (B, T, C) flattening), along every dim, with broadcast
-// a, with and without h0, strided inputs, bf16, the backward against reverse loops, and the
-// errors misuse raises.
+// a (one coefficient per step for all channels included), with and without h0, strided
+// inputs, bf16, the backward against reverse loops, and the errors misuse raises.
 #include <doctest/doctest.h>
 
 #include <random>
 
+#include "autograd/engine.h"
 #include "autograd/ops.h"
 #include "support/tensors.h"
 
@@ -160,6 +161,47 @@ TEST_CASE("scan: backward matches the reverse recurrence") {
   core::ScanGrads g2 = core::scan_backward(a, core::scan(a, x, 1), 1, {}, dh);
   CHECK_FALSE(g2.dh0.defined());
   CHECK(g2.da.at({1, 0, 2}) == 0.0);
+}
+
+TEST_CASE("scan: one coefficient per step for all channels equals the coefficient expanded") {
+  // a (G, N, 1) over x (G, N, P), as for a gate per chunk applied to a memory's weights. The
+  // CPU takes a as (B, T, 1) and returns da in that shape (the channel sum done by the
+  // backend); P = 150 spans three of its channel chunks.
+  const int64_t G = 3, N = 5, P = 150;
+  for (DType dtype : {DType::f64, DType::f32}) {
+    INFO(dtype_name(dtype));
+    Tensor a = random_tensor({G, N, 1}, 40, dtype, 0.5, 1);
+    Tensor a_full = core::contiguous(core::expand(a, {G, N, P}));
+    Tensor x = random_tensor({G, N, P}, 41, dtype);
+    Tensor h0 = random_tensor({G, P}, 42, dtype);
+    Tensor dh = random_tensor({G, N, P}, 43, dtype);
+    const double tol = dtype == DType::f64 ? 1e-12 : 1e-4;
+    Tensor h = core::scan(a, x, 1, h0);
+    check_close(values(h), values(core::scan(a_full, x, 1, h0)), tol);
+    core::ScanGrads g = core::scan_backward(a, h, 1, h0, dh);
+    core::ScanGrads full = core::scan_backward(a_full, h, 1, h0, dh);
+    CHECK(g.da.shape() == Shape{G, N, 1});
+    check_close(values(g.da), values(core::sum(full.da, {2}, true)), tol);
+    check_close(values(g.dx), values(full.dx), tol);
+    check_close(values(g.dh0), values(full.dh0), tol);
+  }
+  // Through autograd, a coefficient (N, 1) shared by every group: its gradient sums over both.
+  Tensor a = random_tensor({N, 1}, 44, DType::f64, 0.5, 1).set_requires_grad();
+  Tensor x = random_tensor({G, N, P}, 45).set_requires_grad();
+  Tensor dh = random_tensor({G, N, P}, 46);
+  backward(sum(scan(a, x, 1) * dh));
+  Tensor a_full = core::contiguous(core::expand(detach(a), {G, N, P}));
+  core::ScanGrads full = core::scan_backward(a_full, core::scan(a_full, detach(x), 1), 1, {}, dh);
+  check_close(values(a.grad()), values(core::sum(full.da, {0, 2}, false)), 1e-12);
+  // bf16 carries and sums in f32.
+  Tensor a16 = core::to(random_tensor({G, N, 1}, 47, DType::f64, 0.9, 1), DType::bf16);
+  Tensor x16 = core::to(random_tensor({G, N, P}, 48), DType::bf16);
+  Tensor h16 = core::scan(a16, x16, 1);
+  std::vector<double> ref = reference_scan(a16, x16, 1, {});
+  std::vector<double> got = values(h16);
+  for (size_t i = 0; i < got.size(); ++i) {
+    CHECK(got[i] == doctest::Approx(ref[i]).epsilon(1e-2).scale(std::abs(ref[i]) + 0.05));
+  }
 }
 
 TEST_CASE("scan: an empty scan dim passes h0 through to nothing") {
