@@ -25,6 +25,7 @@ NeuralMemoryOptions memory_options(const TitansConfig& c) {
   o.update_batch = c.resolved_update_batch();
   o.model = parse_memory_model(c.memory_model, "'memory_model'");
   o.max_lr = c.max_lr;
+  o.max_forget = c.max_forget;
   o.exp_step = c.step_size == "exp";
   o.conv_kernel = c.conv_kernel;
   return o;
@@ -83,6 +84,8 @@ TitansConfig TitansConfig::from_json(const json& j) {
       c.memory_model = string_key(v, kWhat, key);
     } else if (key == "max_lr") {
       c.max_lr = number_key(v, kWhat, key);
+    } else if (key == "max_forget") {
+      c.max_forget = number_key(v, kWhat, key);
     } else if (key == "step_size") {
       c.step_size = string_key(v, kWhat, key);
     } else if (key == "own_readout_bias") {
@@ -104,7 +107,7 @@ TitansConfig TitansConfig::from_json(const json& j) {
     } else if (key != "mechanism") {
       fail(
           "titans config: unknown key '{}' (known: layers, heads, chunk_size, update_batch, "
-          "memory_model, max_lr, step_size, conv_kernel, persistent_tokens, memory_tokens, "
+          "memory_model, max_lr, max_forget, step_size, conv_kernel, persistent_tokens, memory_tokens, "
           "own_readout_bias, variant, gate_init, segment_length)",
           key);
     }
@@ -132,6 +135,8 @@ void TitansConfig::validate(const nn::LlamaConfig& model) const {
   parse_memory_model(memory_model, "'memory_model'");
   MNEMO_CHECK(max_lr >= 0 && std::isfinite(max_lr),
               "titans config: 'max_lr' must be a finite number >= 0, got {}", max_lr);
+  MNEMO_CHECK(max_forget >= 0 && max_forget <= 1,
+              "titans config: 'max_forget' must lie in [0, 1], got {}", max_forget);
   MNEMO_CHECK(step_size == "token" || step_size == "exp",
               "titans config: 'step_size' must be \"token\" or \"exp\", got \"{}\"", step_size);
   MNEMO_CHECK(conv_kernel >= 1 && conv_kernel <= 16,

@@ -78,6 +78,7 @@ struct TitansConfig {
                                         // (rounded up to a multiple of chunk_size)
   std::string memory_model = "linear";  // "linear" | "mlp" | "attention" (titans_models.h)
   double max_lr = 0.1;                  // the inner step size's ceiling
+  double max_forget = 1.0;              // the forgetting gate's ceiling: alpha in (0, max_forget)
   std::string step_size = "token";      // "token" | "exp" (titans_memory.h)
   int64_t conv_kernel = 2;              // causal convolution after the projections (1 = none)
   int64_t persistent_tokens = 4;        // Np

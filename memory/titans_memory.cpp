@@ -81,6 +81,8 @@ NeuralMemory::NeuralMemory(int64_t c, const NeuralMemoryOptions& o, double eps, 
               o.update_batch, o.chunk_size);
   MNEMO_CHECK(o.max_lr >= 0 && std::isfinite(o.max_lr),
               "titans config: 'max_lr' must be a finite number >= 0, got {}", o.max_lr);
+  MNEMO_CHECK(o.max_forget >= 0 && o.max_forget <= 1,
+              "titans config: 'max_forget' must lie in [0, 1], got {}", o.max_forget);
   const double std = 1.0 / std::sqrt(double(C));  // PyTorch's Linear scale
   initial_weights = register_parameter("initial_weights", model.initial_weights(H, {}, gen));
   store_norm = register_module("store_norm", std::make_shared<nn::RMSNorm>(C, eps));
@@ -196,6 +198,7 @@ NeuralMemory::Gates NeuralMemory::gates(const Tensor& xs, int64_t N) const {
   }
   g.eta = per_group(sigmoid(momentum_gate->forward(chunk_mean)));
   g.alpha = per_group(sigmoid(forget_gate->forward(chunk_mean)));
+  if (options.max_forget != 1.0) g.alpha = g.alpha * options.max_forget;
   return g;
 }
 

@@ -19,7 +19,11 @@
 //             max_lr exp(-15 sigmoid(w_theta mean_n(xs) + b))   (step_size "exp", the seed's;
 //                                               max_lr 1 is the seed's exactly)
 //   eta_n   = sigmoid(w_eta mean_n(xs) + b)     momentum of chunk n
-//   alpha_n = sigmoid(w_alpha mean_n(xs) + b)   forgetting of chunk n
+//   alpha_n = max_forget sigmoid(w_alpha mean_n(xs) + b)   forgetting of chunk n (max_forget
+//                                               1 is the paper's gate; below 1 it caps how
+//                                               fast the memory can forget: on recall a
+//                                               learned uncapped gate traded the far pairs for
+//                                               recency: docs/memory-results.md)
 // Rows are grouped in chunks of c (one surprise per chunk) and chunks in update batches of b
 // rows (b a multiple of c). The surprise of chunk n is the gradient of its inner loss
 //   g_n = grad_W sum_{t in n} theta_t (1/D) |M_W(k_t) - v_t|^2   at W = W'
@@ -114,6 +118,7 @@ struct NeuralMemoryOptions {
   int64_t update_batch = 64;  // b, a multiple of c
   MemoryModelKind model = MemoryModelKind::linear;
   double max_lr = 0.1;
+  double max_forget = 1.0;  // alpha's ceiling
   bool exp_step = false;    // step_size "exp" (the seed's) instead of "token"
   int64_t conv_kernel = 1;  // K: the causal convolution's width (1 = none)
   // Initial gate biases: eta = sigmoid(2) = 0.88 and alpha = sigmoid(-6) = 0.0025 are near

@@ -64,6 +64,7 @@ TEST_CASE("TitansConfig: from_json reads every key and names the bad one") {
                                                   {"update_batch", 16},
                                                   {"memory_model", "mlp"},
                                                   {"max_lr", 0.05},
+                                                  {"max_forget", 0.25},
                                                   {"step_size", "exp"},
                                                   {"persistent_tokens", 0},
                                                   {"memory_tokens", 3},
@@ -78,6 +79,8 @@ TEST_CASE("TitansConfig: from_json reads every key and names the bad one") {
   CHECK(c.update_batch == 16);
   CHECK(c.memory_model == "mlp");
   CHECK(c.max_lr == 0.05);
+  CHECK(c.max_forget == 0.25);
+  CHECK(d.max_forget == 1.0);
   CHECK(c.step_size == "exp");
   CHECK(c.persistent_tokens == 0);
   CHECK(c.memory_tokens == 3);
@@ -117,6 +120,8 @@ TEST_CASE("TitansConfig: from_json reads every key and names the bad one") {
       {{{"layers", {2}}}, "'layers'"},
       {{{"layers", {1, -1}}}, "'layers'"},
       {{{"max_lr", -1}}, "'max_lr'"},
+      {{{"max_forget", 1.5}}, "'max_forget'"},
+      {{{"max_forget", -0.1}}, "'max_forget'"},
       {{{"persistent_tokens", -1}}, "'persistent_tokens'"},
       {{{"conv_kernel", 0}}, "'conv_kernel'"},
       {{{"variant", "mag"}, {"memory_tokens", 2}}, "'memory_tokens'"},

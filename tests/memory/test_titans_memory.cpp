@@ -308,6 +308,30 @@ TEST_CASE("titans memory: alpha = 1, eta = 0 keep only the last chunk; theta = 0
   }
 }
 
+TEST_CASE("titans memory: max_forget scales the forgetting gate and nothing else") {
+  // Two memories with the same weights, one with alpha capped at 0.3: its alpha is 0.3 times
+  // the other's, theta and eta are the same.
+  Generator gen(17), gen_capped(17);
+  const auto free = make_memory(MemoryModelKind::linear, 2, 4, gen);
+  NeuralMemoryOptions o = free->options;
+  o.max_forget = 0.3;
+  auto capped = std::make_shared<NeuralMemory>(8, o, 1e-6, &gen_capped);
+  capped->to(DType::f64);
+  {
+    NoGradGuard no_grad;
+    const auto from = free->named_parameters(), to = capped->named_parameters();
+    REQUIRE(from.size() == to.size());
+    for (size_t i = 0; i < from.size(); ++i) copy_(to[i].second, from[i].second);
+  }
+  Generator data(18);
+  const Tensor xs = rand64({3, 8, 8}, data, 1.0);
+  const NeuralMemory::Gates a = free->gates(xs, 4), b = capped->gates(xs, 4);
+  CHECK(max_abs_diff(b.alpha, a.alpha * 0.3) < 1e-14);
+  CHECK(max_abs_diff(b.theta, a.theta) == 0);
+  CHECK(max_abs_diff(b.eta, a.eta) == 0);
+  CHECK(max_abs_diff(a.alpha, b.alpha) > 0.01);  // the gates are not near 0 to begin with
+}
+
 TEST_CASE("titans memory: bad options are errors naming the key") {
   NeuralMemoryOptions o;
   o.heads = 3;
@@ -316,6 +340,9 @@ TEST_CASE("titans memory: bad options are errors naming the key") {
   o.chunk_size = 4;
   o.update_batch = 6;
   CHECK_THROWS_WITH_AS(NeuralMemory(8, o), doctest::Contains("'update_batch'"), Error);
+  o = {};
+  o.max_forget = 2;
+  CHECK_THROWS_WITH_AS(NeuralMemory(8, o), doctest::Contains("'max_forget'"), Error);
   CHECK_THROWS_WITH_AS(parse_memory_model("deep", "'memory_model'"),
                        doctest::Contains("'memory_model'"), Error);
 }
