@@ -21,9 +21,8 @@
 //   eta_n   = sigmoid(w_eta mean_n(xs) + b)     momentum of chunk n
 //   alpha_n = max_forget sigmoid(w_alpha mean_n(xs) + b)   forgetting of chunk n (max_forget
 //                                               1 is the paper's gate; below 1 it caps how
-//                                               fast the memory can forget: on recall a
-//                                               learned uncapped gate traded the far pairs for
-//                                               recency: docs/memory-results.md)
+//                                               fast the memory can forget:
+//                                               docs/memory-results.md)
 // Rows are grouped in chunks of c (one surprise per chunk) and chunks in update batches of b
 // rows (b a multiple of c). The surprise of chunk n is the gradient of its inner loss
 //   g_n = grad_W sum_{t in n} theta_t (1/D) |M_W(k_t) - v_t|^2   at W = W'

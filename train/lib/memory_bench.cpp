@@ -131,8 +131,7 @@ nlohmann::json memory_bench_model_json(const MemoryBenchOptions& o, const nn::Ll
 }
 
 // The window as segment_length, for "memorizing" a kNN memory that holds a whole stream
-// (capacity S * T), for "titans" MAG without persistent tokens and its forgetting capped at
-// 0.02 a chunk, then the overrides.
+// (capacity S * T), for "titans" MAG without persistent tokens, then the overrides.
 nlohmann::json memory_bench_section(const std::string& mechanism, int64_t window, int64_t segments,
                                     const std::vector<std::string>& overrides) {
   nlohmann::json section = nlohmann::json::object();
@@ -141,13 +140,9 @@ nlohmann::json memory_bench_section(const std::string& mechanism, int64_t window
   // Titans as a gate without persistent tokens: on recall, persistent tokens held the
   // in-segment lookup back (local exact match 0.47 against 0.98 without them at 1000 steps)
   // and MAC learned the far lookup more slowly than MAG (docs/memory-results.md).
-  // Forgetting capped at 0.02 a chunk: left free, the learned gate rose to 0.07-0.12 a chunk,
-  // which keeps 2-11% of what segment 0 stored by the queries 30 chunks later, and far recall
-  // depended on the seed (0.62-0.99); capped, 55% survives the gap at the cap.
   if (mechanism == "titans") {
     section["variant"] = "mag";
     section["persistent_tokens"] = 0;
-    section["max_forget"] = 0.02;
   }
   for (const std::string& item : overrides) {
     const size_t eq = item.find('=');
