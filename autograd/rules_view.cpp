@@ -120,13 +120,12 @@ Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t s
 Tensor select(const Tensor& x, int64_t dim, int64_t index) {
   Tensor out = core::select(x, dim, index);
   if (autograd::should_record({&x})) {
-    autograd::record("select", out, {x},
-                     [shape = x.shape(), dim, index](const Tensor& dy, const Needs&) {
-                       const int64_t d = normalize_dim(dim, int64_t(shape.size()), "select");
-                       const int64_t i = index < 0 ? index + shape[size_t(d)] : index;
-                       return TensorList{
-                           scatter_into_range(dy, shape, d, i, 1, core::unsqueeze(dy, d))};
-                     });
+    autograd::record(
+        "select", out, {x}, [shape = x.shape(), dim, index](const Tensor& dy, const Needs&) {
+          const int64_t d = normalize_dim(dim, int64_t(shape.size()), "select");
+          const int64_t i = index < 0 ? index + shape[size_t(d)] : index;
+          return TensorList{scatter_into_range(dy, shape, d, i, 1, core::unsqueeze(dy, d))};
+        });
   }
   return out;
 }
@@ -135,9 +134,8 @@ Tensor select(const Tensor& x, int64_t dim, int64_t index) {
 Tensor expand(const Tensor& x, const Shape& shape) {
   Tensor out = core::expand(x, shape);
   if (autograd::should_record({&x})) {
-    autograd::record("expand", out, {x}, [](const Tensor& dy, const Needs&) {
-      return TensorList{dy};
-    });
+    autograd::record("expand", out, {x},
+                     [](const Tensor& dy, const Needs&) { return TensorList{dy}; });
   }
   return out;
 }
@@ -181,9 +179,8 @@ Tensor contiguous(const Tensor& x) {
 Tensor clone(const Tensor& x) {
   Tensor out = core::clone(x);
   if (autograd::should_record({&x})) {
-    autograd::record("clone", out, {x}, [](const Tensor& dy, const Needs&) {
-      return TensorList{dy};
-    });
+    autograd::record("clone", out, {x},
+                     [](const Tensor& dy, const Needs&) { return TensorList{dy}; });
   }
   return out;
 }
@@ -192,9 +189,7 @@ Tensor to(const Tensor& x, DType dtype) {
   if (x.dtype() == dtype) return x;
   Tensor out = core::to(x, dtype);
   if (autograd::should_record({&x}) && is_floating(dtype)) {
-    autograd::record("to", out, {x}, [](const Tensor& dy, const Needs&) {
-      return TensorList{dy};
-    });
+    autograd::record("to", out, {x}, [](const Tensor& dy, const Needs&) { return TensorList{dy}; });
   }
   return out;
 }

@@ -107,8 +107,8 @@ TitansConfig TitansConfig::from_json(const json& j) {
     } else if (key != "mechanism") {
       fail(
           "titans config: unknown key '{}' (known: layers, heads, chunk_size, update_batch, "
-          "memory_model, max_lr, max_forget, step_size, conv_kernel, persistent_tokens, memory_tokens, "
-          "own_readout_bias, variant, gate_init, segment_length)",
+          "memory_model, max_lr, max_forget, step_size, conv_kernel, persistent_tokens, "
+          "memory_tokens, own_readout_bias, variant, gate_init, segment_length)",
           key);
     }
   }

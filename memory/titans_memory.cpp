@@ -42,8 +42,8 @@ InnerUpdate inner_update(const MemoryModel& model, const InnerChunks& chunks,
     // Every chunk's surprise at W', one batched computation: -g (G, m, P). The surprise is
     // linear in theta, so -g is the gradient taken with -theta: a negation of (G, m, c)
     // numbers instead of (G, m, P).
-    const Tensor minus_g = model.inner_gradient(unsqueeze(start, 1), part(chunks.k),
-                                                part(chunks.v), neg(part(chunks.theta)));
+    const Tensor minus_g = model.inner_gradient(unsqueeze(start, 1), part(chunks.k), part(chunks.v),
+                                                neg(part(chunks.theta)));
     const MomentumScan scanned = momentum_and_forgetting(part(chunks.eta), part(chunks.alpha),
                                                          minus_g, s.momentum, s.weights);
     s.momentum = select(scanned.momentum, 1, m - 1);

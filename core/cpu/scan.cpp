@@ -26,9 +26,12 @@ namespace {
 
 constexpr int64_t kChunk = 64;  // channels per task: a few cache lines, one vector loop
 
-// fn(b, c0, n) over all (batch row, channel chunk) pairs, in parallel.
-int64_t chunks_of(int64_t C) { return (C + kChunk - 1) / kChunk; }
+// Channel chunks of C channels.
+int64_t chunks_of(int64_t C) {
+  return (C + kChunk - 1) / kChunk;
+}
 
+// fn(b, c0, n) over all (batch row, channel chunk) pairs, in parallel.
 template <typename Fn>
 void for_each_chunk(int64_t B, int64_t T, int64_t C, Fn&& fn) {
   const int64_t chunks = chunks_of(C);

@@ -74,9 +74,9 @@ TEST_GRADCHECK("narrow") {
                     2,
                     {0}},
                    // zeros on both sides, a negative dim and start
-                   {"(3,6,2) dim -2 from -4", {{3, 6, 2}}, [](const TensorList& in) {
-                      return weigh(narrow(in[0], -2, -4, 2));
-                    }},
+                   {"(3,6,2) dim -2 from -4",
+                    {{3, 6, 2}},
+                    [](const TensorList& in) { return weigh(narrow(in[0], -2, -4, 2)); }},
                    {"(5,2) the first rows", {{5, 2}}, [](const TensorList& in) {
                       return weigh(narrow(in[0], 0, 0, 3));
                     }}});
@@ -87,12 +87,12 @@ TEST_GRADCHECK("slice") {
                     }}});
 }
 TEST_GRADCHECK("select") {
-  check_gradients({{"(3,4) the last column", {{3, 4}}, [](const TensorList& in) {
-                      return weigh(select(in[0], 1, -1));
-                    }},
-                   {"(4,3,2) a middle row, dim -3", {{4, 3, 2}}, [](const TensorList& in) {
-                      return weigh(select(in[0], -3, 2));
-                    }},
+  check_gradients({{"(3,4) the last column",
+                    {{3, 4}},
+                    [](const TensorList& in) { return weigh(select(in[0], 1, -1)); }},
+                   {"(4,3,2) a middle row, dim -3",
+                    {{4, 3, 2}},
+                    [](const TensorList& in) { return weigh(select(in[0], -3, 2)); }},
                    {"(3,2) the first row", {{3, 2}}, [](const TensorList& in) {
                       return weigh(select(in[0], 0, 0));
                     }}});
