@@ -69,6 +69,12 @@ class SegmentLM : public nn::Module {
   // The trainer, `mnemo eval` and `mnemo sample` set it from the checkpoint's tokenizer.
   int64_t document_end_id = -1;
 
+  // Called by every trainer before each training step with the number of steps taken so far
+  // (0-based; a resumed run goes on from its checkpoint's count), for a mechanism whose
+  // training follows a schedule (Titans' gate hold, titans.h). Never called outside
+  // training. Default: nothing.
+  virtual void set_training_step(int64_t /*step*/) {}
+
   // `state` with the streams in `rows` restarted from the initial state (their documents
   // ended). Default: each tensor's rows replaced by initial_state's.
   virtual MemoryState reset_rows(const MemoryState& state, const std::vector<int64_t>& rows) const;

@@ -102,13 +102,16 @@ TitansConfig TitansConfig::from_json(const json& j) {
       c.variant = string_key(v, kWhat, key);
     } else if (key == "gate_init") {
       c.gate_init = number_key(v, kWhat, key);
+    } else if (key == "gate_hold_steps") {
+      c.gate_hold_steps = int_key(v, kWhat, key);
     } else if (key == "segment_length") {
       c.segment_length = int_key(v, kWhat, key);
     } else if (key != "mechanism") {
       fail(
           "titans config: unknown key '{}' (known: layers, heads, chunk_size, update_batch, "
           "memory_model, max_lr, max_forget, step_size, conv_kernel, persistent_tokens, "
-          "memory_tokens, own_readout_bias, variant, gate_init, segment_length)",
+          "memory_tokens, own_readout_bias, variant, gate_init, gate_hold_steps, "
+          "segment_length)",
           key);
     }
   }
@@ -151,6 +154,10 @@ void TitansConfig::validate(const nn::LlamaConfig& model) const {
               "titans config: 'memory_tokens' applies to variant \"mac\" only");
   MNEMO_CHECK(std::isfinite(gate_init),
               "titans config: 'gate_init' must be a finite number, got {}", gate_init);
+  MNEMO_CHECK(gate_hold_steps >= 0, "titans config: 'gate_hold_steps' must be >= 0, got {}",
+              gate_hold_steps);
+  MNEMO_CHECK(variant == "mag" || gate_hold_steps == 0,
+              "titans config: 'gate_hold_steps' applies to variant \"mag\" only");
   MNEMO_CHECK(segment_length >= 1 && segment_length <= model.max_position_embeddings,
               "titans config: 'segment_length' {} must be in 1 .. max_position_embeddings ({})",
               segment_length, model.max_position_embeddings);
@@ -255,8 +262,14 @@ Tensor TitansBlock::forward(const Tensor& x, const nn::RopeTables& rope, const M
   } else {
     a = self_attn->forward(normed, rope);
   }
-  const Tensor m = memory->forward(x, in, prefix, out, /*retrieve=*/true);  // (B, T, C)
-  const Tensor h = x + a + sigmoid(memory_gate->forward(normed)) * m;
+  Tensor h;
+  if (gate_held) {  // the gate hold (titans.h): store, leave the read-out out
+    memory->forward(x, in, prefix, out, /*retrieve=*/false);
+    h = x + a;
+  } else {
+    const Tensor m = memory->forward(x, in, prefix, out, /*retrieve=*/true);  // (B, T, C)
+    h = x + a + sigmoid(memory_gate->forward(normed)) * m;
+  }
   return h + mlp->forward(post_attention_layernorm->forward(h));
 }
 
@@ -284,6 +297,13 @@ TitansLM::TitansLM(const nn::LlamaConfig& m, const TitansConfig& cfg, Generator*
 
 std::string TitansLM::prefix(int64_t layer) {
   return "titans." + std::to_string(layer);
+}
+
+void TitansLM::set_training_step(int64_t step) {
+  MNEMO_CHECK(step >= 0, "TitansLM: training step must be >= 0, got {}", step);
+  for (const auto& block : memory_blocks) {
+    if (block && !block->mac) block->gate_held = step < config.gate_hold_steps;
+  }
 }
 
 MemoryState TitansLM::initial_state(int64_t batch) const {

@@ -49,6 +49,13 @@
 //   y = h + mlp(norm(h))
 // The read-out of chunk n depends on tokens before chunk n only (retrieve before store), so
 // MAG is causal without a mask.
+// Gate hold (gate_hold_steps = N > 0): during the first N training steps (the trainer says
+// which step it is taking: SegmentLM::set_training_step) the gate is held shut, h = x + a:
+// the memory still stores, its read-out is left out, and the gate and the memory get no
+// gradient. At step N the gate opens at its init, gate_init. On recall the decoder then forms
+// its in-segment lookup before the read-out competes with it in the residual stream, which
+// an open gate from the first step kept from forming on some seeds (docs/memory-results.md).
+// Outside training (no step set: `mnemo eval`, `mnemo sample`) the gate is never held.
 //
 // State: "titans.<l>.*" for each memory layer l (titans_memory.h: weights, momentum,
 // batch_weights, pending, position), batch first, carrying the autograd graph: training
@@ -88,6 +95,7 @@ struct TitansConfig {
   std::string variant = "mac";          // "mac" | "mag"
   double gate_init = -4;                // mag: the memory gate's bias at init (sigmoid(-4) =
                                         // 0.018: the read-out starts nearly shut out)
+  int64_t gate_hold_steps = 0;          // mag: training steps with the gate held shut (below)
   int64_t segment_length = 64;          // the local window: the longest segment
 
   // The keys above (and "mechanism", ignored); unknown keys, wrong types and values out of
@@ -117,6 +125,7 @@ class TitansBlock : public nn::Module {
   Tensor memory_queries;  // (Nm, C), undefined unless mac with memory_tokens > 0
   double own_bias = 0;    // mac per token: added to the score of each query's own read-out
   std::shared_ptr<nn::Linear> memory_gate;  // mag: C -> C
+  bool gate_held = false;                   // mag: the read-out left out (TitansLM sets it)
 
  private:
   // rows (B, M, C) -> keys and values (B, Hkv, M, Dh) by the attention's own projections.
@@ -135,6 +144,8 @@ class TitansLM : public DecoderLM {
   // ids (B, T) integer, 1 <= T <= segment_length -> logits (B, T, V) and the new state.
   SegmentOutput forward_segment(const Tensor& ids, const MemoryState& state) override;
   int64_t segment_length() const override { return config.segment_length; }
+  // Holds the mag gate shut while step < gate_hold_steps (the gate hold above).
+  void set_training_step(int64_t step) override;
 
   // The state prefix of memory layer l: "titans.<l>".
   static std::string prefix(int64_t layer);

@@ -72,6 +72,7 @@ TEST_CASE("TitansConfig: from_json reads every key and names the bad one") {
                                                   {"own_readout_bias", false},
                                                   {"variant", "mag"},
                                                   {"gate_init", -2.5},
+                                                  {"gate_hold_steps", 7},
                                                   {"segment_length", 32}});
   CHECK(c.layers == std::vector<int64_t>{0, 1});
   CHECK(c.heads == 4);
@@ -91,6 +92,8 @@ TEST_CASE("TitansConfig: from_json reads every key and names the bad one") {
   CHECK(c.variant == "mag");
   CHECK(c.gate_init == -2.5);
   CHECK(d.gate_init == -4);
+  CHECK(c.gate_hold_steps == 7);
+  CHECK(d.gate_hold_steps == 0);
   CHECK(c.segment_length == 32);
   CHECK(d.resolved_update_batch() == 64);
   TitansConfig odd = d;
@@ -125,6 +128,8 @@ TEST_CASE("TitansConfig: from_json reads every key and names the bad one") {
       {{{"persistent_tokens", -1}}, "'persistent_tokens'"},
       {{{"conv_kernel", 0}}, "'conv_kernel'"},
       {{{"variant", "mag"}, {"memory_tokens", 2}}, "'memory_tokens'"},
+      {{{"variant", "mag"}, {"gate_hold_steps", -1}}, "'gate_hold_steps' must be >= 0"},
+      {{{"variant", "mac"}, {"gate_hold_steps", 10}}, "'gate_hold_steps' applies to variant"},
       {{{"segment_length", 65}}, "'segment_length'"},
   };
   for (const auto& [json, names] : bad) {
@@ -228,6 +233,61 @@ TEST_CASE("TitansLM: gradients reach the memory's projections through the inner 
       }
     }
   }
+}
+
+TEST_CASE("TitansLM: the mag gate held shut leaves the read-out out, stores, and opens") {
+  TitansConfig cfg = tiny_titans("mag");
+  cfg.gate_hold_steps = 3;
+  auto lm = tiny_lm(cfg);
+  TitansBlock& block = *lm->memory_blocks[1];
+  const int64_t T = 6;
+  const Tensor ids = from_vector(ids_of(2 * T, 4), {2, T});
+  // A first segment so that the memory has stored something to read.
+  const MemoryState state = [&] {
+    NoGradGuard no_grad;
+    return lm->forward_segment(from_vector(ids_of(2 * T, 3), {2, T}), lm->initial_state(2)).state;
+  }();
+  auto run = [&](int64_t step) {
+    NoGradGuard no_grad;
+    lm->set_training_step(step);
+    return lm->forward_segment(ids, state);
+  };
+  const SegmentOutput held = run(2);  // step 2 < 3: held
+  CHECK(block.gate_held);
+  const SegmentOutput open = run(3);  // opens at gate_init
+  CHECK_FALSE(block.gate_held);
+  // Held equals the gate's sigmoid at exactly 0 (bias -1e30): x + a, the read-out times 0.
+  Tensor bias;
+  {
+    NoGradGuard no_grad;
+    bias = clone(block.memory_gate->bias);
+    fill_(block.memory_gate->bias, -1e30);
+  }
+  const SegmentOutput shut = run(3);
+  {
+    NoGradGuard no_grad;
+    copy_(block.memory_gate->bias, bias);
+  }
+  CHECK(max_abs_diff(held.logits, shut.logits) < 1e-12);
+  CHECK(max_abs_diff(held.logits, open.logits) > 1e-6);  // the read-out counts once open
+  // The memory stores while held: the same state as with the gate open.
+  for (const auto& [name, t] : open.state.tensors) {
+    CAPTURE(name);
+    CHECK(max_abs_diff(held.state.at(name), t) == 0.0);
+  }
+  // Held, neither the gate nor the memory gets a gradient; the attention does.
+  lm->set_training_step(0);
+  lm->zero_grad();
+  lm->forward_backward({ids}, {from_vector(ids_of(2 * T, 9), {2, T})}, state);
+  CHECK_FALSE(block.memory_gate->weight.grad().defined());
+  CHECK_FALSE(block.memory_gate->bias.grad().defined());
+  CHECK_FALSE(block.memory->key_proj->weight.grad().defined());
+  CHECK(block.self_attn->q_proj->weight.grad().defined());
+  // Without gate_hold_steps no step holds it.
+  auto plain = tiny_lm(tiny_titans("mag"));
+  plain->set_training_step(0);
+  CHECK_FALSE(plain->memory_blocks[1]->gate_held);
+  CHECK_THROWS_WITH_AS(lm->set_training_step(-1), doctest::Contains("training step"), Error);
 }
 
 TEST_CASE("TitansLM: f64 gradcheck of two segments through the memory") {

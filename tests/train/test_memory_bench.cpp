@@ -14,6 +14,8 @@
 
 #include "core/error.h"
 #include "memory/baseline.h"
+#include "memory/tasks.h"
+#include "memory/titans.h"
 #include "support/tiny_llama.h"
 #include "train/lib/memory_bench.h"
 #include "train/lib/memory_capacity.h"
@@ -99,11 +101,12 @@ TEST_CASE("memory-bench: each task runs on a tiny setting and reports its metric
   CHECK(r["scalar_lr_scale"] == 10.0);
   CHECK(train::memory_bench_default_scalar_lr_scale("titans") == 1.0);
   // Titans' section: a gate without persistent tokens; overrides win.
-  const nlohmann::json titans = train::memory_bench_section("titans", 40, 5, {});
+  const nlohmann::json titans = train::memory_bench_section("titans", 40, 5, 2500, {});
   CHECK(titans["variant"] == "mag");
   CHECK(titans["persistent_tokens"] == 0);
   CHECK_FALSE(titans.contains("max_forget"));
-  CHECK(train::memory_bench_section("titans", 40, 5, {"max_forget=0.02"})["max_forget"] == 0.02);
+  CHECK(train::memory_bench_section("titans", 40, 5, 2500, {"max_forget=0.02"})["max_forget"] ==
+        0.02);
 
   auto copy = tiny_bench("copy-far");
   copy.task_options = {{"gap", "1"}, {"segment-length", "12"}};
@@ -127,6 +130,53 @@ TEST_CASE("memory-bench: each task runs on a tiny setting and reports its metric
   CHECK(r["higher_is_better"] == false);
   CHECK(r["baseline"].get<double>() > 0.0);
   CHECK(r["baseline"].get<double>() < 16.0);
+}
+
+TEST_CASE("memory-bench: titans' gate is held shut for the first 8% of the steps") {
+  // The section: 200 of 2500 steps, 32 of 400; an override wins; MAC has no gate to hold.
+  CHECK(train::memory_bench_section("titans", 40, 5, 2500, {})["gate_hold_steps"] == 200);
+  CHECK(train::memory_bench_section("titans", 40, 5, 400, {})["gate_hold_steps"] == 32);
+  CHECK(train::memory_bench_section("titans", 40, 5, 2500,
+                                    {"gate_hold_steps=0"})["gate_hold_steps"] == 0);
+  CHECK_FALSE(train::memory_bench_section("titans", 40, 5, 2500, {"variant=mac"})
+                  .contains("gate_hold_steps"));
+  CHECK_FALSE(
+      train::memory_bench_section("memorizing", 40, 5, 2500, {}).contains("gate_hold_steps"));
+  // The training loop tells the model its step: held over both steps, the gate and the
+  // memory's weights keep their bits (no gradient, so AdamW leaves them alone); held over one,
+  // the second step trains them.
+  train::MemoryBenchOptions o = train::memory_bench_resolved([] {
+    train::MemoryBenchOptions t = tiny_bench("recall");
+    t.mechanism = "titans";
+    return t;
+  }());
+  const auto task = memory::make_task("recall", 0, o.task_options);
+  const int64_t T = task->segment_length();
+  const nn::LlamaConfig model = train::memory_bench_model(o, task->vocab_size(), T);
+  for (int64_t hold : {2, 1}) {
+    CAPTURE(hold);
+    const nlohmann::json section = train::memory_bench_section(
+        "titans", T, task->num_segments(), 2, {fmt::format("gate_hold_steps={}", hold)});
+    CHECK(section["gate_hold_steps"] == hold);
+    train::MemoryBenchModels models = train::make_memory_bench_models(o, model, section, T);
+    auto& lm = dynamic_cast<memory::TitansLM&>(*models.memory);
+    const memory::TitansBlock& block = *lm.memory_blocks.back();
+    const std::vector<float> gate0 = block.memory_gate->weight.to_vector<float>();
+    const std::vector<float> keys0 = block.memory->key_proj->weight.to_vector<float>();
+    const std::vector<float> attn0 = block.self_attn->q_proj->weight.to_vector<float>();
+    std::ostringstream log;
+    train::train_memory_bench_model(
+        lm, o, 2, Device::cpu(),
+        [&](int64_t step) {
+          const memory::StreamBatch b = task->batch(memory::Split::train, step * o.batch, o.batch);
+          return lm.forward_backward(b.ids_segments(Device::cpu()),
+                                     b.targets_segments(Device::cpu()), lm.initial_state(o.batch));
+        },
+        log);
+    CHECK(block.self_attn->q_proj->weight.to_vector<float>() != attn0);  // trained either way
+    CHECK((block.memory_gate->weight.to_vector<float>() == gate0) == (hold == 2));
+    CHECK((block.memory->key_proj->weight.to_vector<float>() == keys0) == (hold == 2));
+  }
 }
 
 TEST_CASE("memory-bench: the rate warms up, holds, then falls over the last lr_decay") {

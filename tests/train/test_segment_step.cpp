@@ -6,9 +6,11 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "autograd/grad_mode.h"
@@ -51,7 +53,8 @@ double mean(const std::vector<double>& v, size_t begin, size_t end) {
 
 // A run of 30 steps: finite losses that fall, metrics, a checkpoint with the memory section;
 // then the run cut back to its step-20 checkpoint and resumed gives the same 30 losses.
-void check_learns_and_resumes(const json& memory) {
+void check_learns_and_resumes(const json& memory,
+                              const std::function<void(const fs::path& run)>& also = {}) {
   SegmentScratchDir dir;
   const std::string config = write_json(dir.path / "config.json", tiny_config(memory));
   const fs::path run = dir.path / "run";
@@ -90,6 +93,8 @@ void check_learns_and_resumes(const json& memory) {
   const json scored = json::parse(eval_out.str());
   CHECK(scored["mechanism"] == memory["mechanism"]);
   CHECK(std::isfinite(scored["bits_per_byte"].get<double>()));
+
+  if (also) also(run);
 
   // Without --resume an existing run is not overwritten.
   CHECK_THROWS_WITH_AS(run_train(options, log), doctest::Contains("--resume"), Error);
@@ -151,6 +156,34 @@ TEST_CASE("train memory: titans learns on the tiny corpus, checkpoints, resumes 
   // Segments of 16 in chunks of 3: the memory's unfinished chunk crosses segment boundaries.
   check_learns_and_resumes(
       {{"mechanism", "titans"}, {"segments", 3}, {"chunk_size", 3}, {"persistent_tokens", 2}});
+}
+
+TEST_CASE("train memory: titans mag with its gate held past the resume point resumes exactly") {
+  // The gate is held for 25 of 30 steps: the run resumed at step 20 must take its step count
+  // from the checkpoint (trainer.h's RunContext::step), or its steps 20-24 would open the gate.
+  // Held, the gate gets no gradient: its bias is still gate_init (-4) at step 20 and moves
+  // once the gate opens.
+  auto gate_bias = [](const fs::path& checkpoint) {
+    std::vector<float> out;
+    for (const auto& [name, t] : load_segment_checkpoint(checkpoint.string()).lm->state_dict()) {
+      if (name.find("memory_gate.bias") != std::string::npos) out = t.to_vector<float>();
+    }
+    REQUIRE_FALSE(out.empty());
+    return out;
+  };
+  check_learns_and_resumes({{"mechanism", "titans"},
+                            {"segments", 3},
+                            {"chunk_size", 3},
+                            {"variant", "mag"},
+                            {"gate_hold_steps", 25}},
+                           [&](const fs::path& run) {
+                             auto at_init = [](const std::vector<float>& b) {
+                               return std::all_of(b.begin(), b.end(),
+                                                  [](float v) { return v == -4.0f; });
+                             };
+                             CHECK(at_init(gate_bias(run / "step-00000020")));
+                             CHECK_FALSE(at_init(gate_bias(run / "step-00000030")));
+                           });
 }
 
 TEST_CASE("train memory: explicit learns on the tiny corpus, checkpoints, resumes exactly") {

@@ -175,7 +175,7 @@ nlohmann::json run_facts_bench(const MemoryBenchOptions& o, std::ostream& log) {
   const nn::LlamaConfig model = memory_bench_model(opts, task.vocab_size(), T);
   // The bank's shape is the task's, and it has no frozen part (every free slot takes an
   // insertion); --memory may still say otherwise, and the model then names the mismatch.
-  nlohmann::json section = memory_bench_section(o.mechanism, T, 1, o.memory_overrides);
+  nlohmann::json section = memory_bench_section(o.mechanism, T, 1, opts.steps, o.memory_overrides);
   if (o.mechanism == "explicit") {
     for (const auto& [key, value] :
          {std::pair<const char*, nlohmann::json>{"bank_entries", task.bank_entries()},
@@ -207,6 +207,7 @@ nlohmann::json run_facts_bench(const MemoryBenchOptions& o, std::ostream& log) {
   r["batch"] = o.batch;
   r["device"] = device.str();
   r["model"] = memory_bench_model_json(opts, model, T);
+  if (models.memory) r["memory_config"] = section;
   r["parameters"] = {{"memory", mem.parameters}, {"baseline", base.parameters}};
   r["task_config"] = task.config();
   r["chance"] = 1.0 / double(task.objects());

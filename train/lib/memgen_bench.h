@@ -48,8 +48,8 @@ struct MemGenBenchOptions {
   double lr = 2e-3;     // the weaver's
   double soft_prompt_lr = 1e-2;
   int64_t trigger_steps = 300;
-  int64_t weaver_grpo_steps = 0;  // 0: no weaver_grpo model
-  double weaver_grpo_lr = 1e-4;  // at 1e-3 it lost half the weaver's score in 100 steps
+  int64_t weaver_grpo_steps = 0;        // 0: no weaver_grpo model
+  double weaver_grpo_lr = 1e-4;         // at 1e-3 it lost half the weaver's score in 100 steps
   double trigger_budget_seconds = 480;  // the joint phase stops before passing it
   double trigger_penalty = 0.15;        // lambda of the insertion penalty (memgen_rl.h)
   int64_t eval_chains = 1000;

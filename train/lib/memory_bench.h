@@ -37,19 +37,19 @@
 namespace mnemo::train {
 
 struct MemoryBenchOptions {
-  std::string task;             // recall, copy-far, longdoc, facts
-  std::string mechanism;        // memory::mechanism_names()
-  uint64_t seed = 0;            // task streams and initial weights
-  int64_t steps = 0;            // 0 = the default (memory_bench_default_steps)
-  int64_t batch = 16;           // streams per step
-  int64_t eval_streams = 256;   // held-out streams scored
-  double lr = 0;                // AdamW's peak rate (memory_bench_lr); 0 = the
-                                // task's default (memory_bench_default_lr)
-  double lr_decay = -1;         // the last fraction of the steps over which the rate falls
-                                // linearly to 0 (0 = none: constant to the end); < 0 = the
-                                // mechanism's default (memory_bench_default_lr_decay)
-  double scalar_lr_scale = 0;   // learning-rate factor of small 0-/1-D non-norm parameters;
-                                // 0 = the mechanism's default (memory_bench_default_scalar_lr_scale)
+  std::string task;            // recall, copy-far, longdoc, facts
+  std::string mechanism;       // memory::mechanism_names()
+  uint64_t seed = 0;           // task streams and initial weights
+  int64_t steps = 0;           // 0 = the default (memory_bench_default_steps)
+  int64_t batch = 16;          // streams per step
+  int64_t eval_streams = 256;  // held-out streams scored
+  double lr = 0;               // AdamW's peak rate (memory_bench_lr); 0 = the
+                               // task's default (memory_bench_default_lr)
+  double lr_decay = -1;        // the last fraction of the steps over which the rate falls
+                               // linearly to 0 (0 = none: constant to the end); < 0 = the
+                               // mechanism's default (memory_bench_default_lr_decay)
+  double scalar_lr_scale = 0;  // learning-rate factor of small 0-/1-D non-norm parameters;
+                               // 0 = the mechanism's default (memory_bench_default_scalar_lr_scale)
   int64_t layers = 2, hidden = 128, heads = 4;  // the shared model size
   double init_std = 0;               // both models' weight init std; 0 = the task's default
                                      // (memory_bench_default_init_std)
@@ -98,10 +98,12 @@ nn::LlamaConfig memory_bench_model(const MemoryBenchOptions& o, int64_t vocab, i
 // o's model as reported in the JSON line ("model").
 nlohmann::json memory_bench_model_json(const MemoryBenchOptions& o, const nn::LlamaConfig& model,
                                        int64_t window);
-// The mechanism's memory section on a task of `segments` segments of `window` tokens, then
-// each "key=value" of `overrides` (the value parsed as JSON, else kept as text).
+// The mechanism's memory section on a task of `segments` segments of `window` tokens trained
+// for `steps` steps, then each "key=value" of `overrides` (the value parsed as JSON, else kept
+// as text); for Titans MAG, unless an override sets it, the gate hold over 8% of the steps.
+// The JSON line reports it as "memory_config".
 nlohmann::json memory_bench_section(const std::string& mechanism, int64_t window, int64_t segments,
-                                    const std::vector<std::string>& overrides);
+                                    int64_t steps, const std::vector<std::string>& overrides);
 // The two models of a run: the mechanism's (null for "none") from `section`, and BaselineLM of
 // the same size; both from the seed, both checked to take segments of `window` tokens.
 struct MemoryBenchModels {

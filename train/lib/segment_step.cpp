@@ -61,6 +61,10 @@ void SegmentStep::open_data(const RunContext& run) {
   if (!resumed_) load_run_bank(*lm_, *tokenizer_);  // a resumed run's bank is in its weights
 }
 
+void SegmentStep::begin_step(const RunContext& run) {
+  lm_->set_training_step(run.step);
+}
+
 double SegmentStep::micro_batch(const RunContext& run) {
   const TextRows rows = draw_rows(run);
   const int64_t S = config_.memory.segments, T = config_.train.seq_len, B = rows.rows;

@@ -55,6 +55,8 @@ class SegmentStep final : public TextStep {
   double micro_batch(const RunContext& run) override;
   // The Memorizing Transformer and Memformer's memory replay call backward once per segment.
   bool single_backward() const override { return false; }
+  // Tells the model which step it is taking (SegmentLM::set_training_step).
+  void begin_step(const RunContext& run) override;
   Validation validate(const RunContext& run) override;
 
  private:

@@ -70,7 +70,8 @@ class Run {
 
  private:
   RunContext context() const {
-    return RunContext{rc_, device_, *comm_, exact_grads_, fs::path(options_.out_dir) / "data"};
+    return RunContext{rc_,  device_, *comm_, exact_grads_, fs::path(options_.out_dir) / "data",
+                      step_};
   }
 
   // The step and its model first (a bad model or memory key fails before any data is

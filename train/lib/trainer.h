@@ -113,6 +113,7 @@ struct RunContext {
   dist::Communicator& comm;        // rank() of world_size(); world size 1 without mpirun
   bool exact_grads = false;        // split-invariant gradient sums are on (autograd/exact_grad.h)
   std::filesystem::path data_dir;  // RUN/data
+  int64_t step = 0;                // steps taken before this one (the run's, across resumes)
 };
 
 // One kind of training: a model, its data and one micro-batch's forward and backward.
