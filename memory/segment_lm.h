@@ -74,6 +74,11 @@ class SegmentLM : public nn::Module {
   // training follows a schedule (Titans' gate hold, titans.h). Never called outside
   // training. Default: nothing.
   virtual void set_training_step(int64_t /*step*/) {}
+  // Called by every trainer after each training step with its loss (the mean over the step's
+  // updates, the same on every rank), for a mechanism whose schedule follows the loss (Titans'
+  // gate_open_loss, titans.h). State it keeps must be in persistent buffers, so that a resumed
+  // run goes on as the uninterrupted one. Never called outside training. Default: nothing.
+  virtual void observe_training_loss(double /*loss*/) {}
 
   // `state` with the streams in `rows` restarted from the initial state (their documents
   // ended). Default: each tensor's rows replaced by initial_state's.

@@ -18,6 +18,11 @@ using nlohmann::json;
 
 constexpr const char* kWhat = "titans";  // names the mechanism in config errors
 
+// The gate hold's loss rule (titans.h): the moving average of the training loss is an EMA
+// over about this many steps, kept in millionths of a nat in an integer buffer.
+constexpr double kLossAverageSteps = 25;
+constexpr double kLossUnit = 1e-6;
+
 NeuralMemoryOptions memory_options(const TitansConfig& c) {
   NeuralMemoryOptions o;
   o.heads = c.heads;
@@ -104,6 +109,8 @@ TitansConfig TitansConfig::from_json(const json& j) {
       c.gate_init = number_key(v, kWhat, key);
     } else if (key == "gate_hold_steps") {
       c.gate_hold_steps = int_key(v, kWhat, key);
+    } else if (key == "gate_open_loss") {
+      c.gate_open_loss = number_key(v, kWhat, key);
     } else if (key == "segment_length") {
       c.segment_length = int_key(v, kWhat, key);
     } else if (key != "mechanism") {
@@ -111,7 +118,7 @@ TitansConfig TitansConfig::from_json(const json& j) {
           "titans config: unknown key '{}' (known: layers, heads, chunk_size, update_batch, "
           "memory_model, max_lr, max_forget, step_size, conv_kernel, persistent_tokens, "
           "memory_tokens, own_readout_bias, variant, gate_init, gate_hold_steps, "
-          "segment_length)",
+          "gate_open_loss, segment_length)",
           key);
     }
   }
@@ -158,6 +165,12 @@ void TitansConfig::validate(const nn::LlamaConfig& model) const {
               gate_hold_steps);
   MNEMO_CHECK(variant == "mag" || gate_hold_steps == 0,
               "titans config: 'gate_hold_steps' applies to variant \"mag\" only");
+  MNEMO_CHECK(gate_open_loss >= 0 && std::isfinite(gate_open_loss),
+              "titans config: 'gate_open_loss' must be a finite number >= 0, got {}",
+              gate_open_loss);
+  MNEMO_CHECK(gate_open_loss == 0 || gate_hold_steps > 0,
+              "titans config: 'gate_open_loss' ends a hold early and needs 'gate_hold_steps' > 0 "
+              "(the longest hold)");
   MNEMO_CHECK(segment_length >= 1 && segment_length <= model.max_position_embeddings,
               "titans config: 'segment_length' {} must be in 1 .. max_position_embeddings ({})",
               segment_length, model.max_position_embeddings);
@@ -293,6 +306,9 @@ TitansLM::TitansLM(const nn::LlamaConfig& m, const TitansConfig& cfg, Generator*
     }
   }
   finish_decoder(gen);
+  if (config.gate_open_loss > 0) {
+    gate_hold = register_buffer("gate_hold", from_vector(std::vector<int64_t>{0, -1}, {2}));
+  }
 }
 
 std::string TitansLM::prefix(int64_t layer) {
@@ -301,9 +317,40 @@ std::string TitansLM::prefix(int64_t layer) {
 
 void TitansLM::set_training_step(int64_t step) {
   MNEMO_CHECK(step >= 0, "TitansLM: training step must be >= 0, got {}", step);
+  const bool held = step < config.gate_hold_steps && !gate_opened_by_loss();
   for (const auto& block : memory_blocks) {
-    if (block && !block->mac) block->gate_held = step < config.gate_hold_steps;
+    if (block && !block->mac) block->gate_held = held;
   }
+}
+
+namespace {
+// gate_hold's two values, read on the host.
+std::vector<int64_t> hold_values(const Tensor& gate_hold) {
+  return contiguous(mnemo::to(gate_hold, Device::cpu())).to_vector<int64_t>();
+}
+}  // namespace
+
+bool TitansLM::gate_opened_by_loss() const {
+  return gate_hold.defined() && hold_values(gate_hold)[0] == 1;
+}
+
+double TitansLM::gate_loss_average() const {
+  const int64_t units = gate_hold.defined() ? hold_values(gate_hold)[1] : -1;
+  return units < 0 ? std::numeric_limits<double>::quiet_NaN() : double(units) * kLossUnit;
+}
+
+// average <- average + (loss - average) / 25 (the first loss as it is), rounded to the buffer's
+// millionths at every step, so that a run resumed from the buffer goes on exactly as one that
+// never stopped; the gate opens once the average is at gate_open_loss or below.
+void TitansLM::observe_training_loss(double loss) {
+  MNEMO_CHECK(std::isfinite(loss) && loss >= 0,
+              "TitansLM: the training loss must be finite and >= 0, got {}", loss);
+  if (!gate_hold.defined() || gate_opened_by_loss()) return;
+  const double before = gate_loss_average();
+  const double average = std::isnan(before) ? loss : before + (loss - before) / kLossAverageSteps;
+  const int64_t units = std::llround(average / kLossUnit);
+  const int64_t opened = double(units) * kLossUnit <= config.gate_open_loss ? 1 : 0;
+  copy_(gate_hold, from_vector(std::vector<int64_t>{opened, units}, {2}));
 }
 
 MemoryState TitansLM::initial_state(int64_t batch) const {

@@ -56,6 +56,15 @@
 // its in-segment lookup before the read-out competes with it in the residual stream, which
 // an open gate from the first step kept from forming on some seeds (docs/memory-results.md).
 // Outside training (no step set: `mnemo eval`, `mnemo sample`) the gate is never held.
+// Loss rule (gate_open_loss = L > 0): the hold ends earlier, at the first step after the
+// training loss's moving average (an EMA over ~25 steps, fed by the trainer through
+// SegmentLM::observe_training_loss) has fallen to L; gate_hold_steps is then the longest hold.
+// A hold of fixed length suits the seeds whose lookup forms at about the same step; one that
+// ends on the loss follows each seed's own curve: on recall the gate must open once the lookup
+// has begun to form (a read-out that comes earlier competes with it, one that comes after it
+// has formed is never taken up: docs/memory-results.md). The EMA and whether the gate has
+// opened are the integer buffer "gate_hold" (in checkpoints, so a resumed run opens it at the
+// same step; integer, so that a change of the model's dtype does not round it).
 //
 // State: "titans.<l>.*" for each memory layer l (titans_memory.h: weights, momentum,
 // batch_weights, pending, position), batch first, carrying the autograd graph: training
@@ -95,7 +104,9 @@ struct TitansConfig {
   std::string variant = "mac";          // "mac" | "mag"
   double gate_init = -4;                // mag: the memory gate's bias at init (sigmoid(-4) =
                                         // 0.018: the read-out starts nearly shut out)
-  int64_t gate_hold_steps = 0;          // mag: training steps with the gate held shut (below)
+  int64_t gate_hold_steps = 0;          // mag: training steps with the gate held shut (above)
+  double gate_open_loss = 0;            // mag, > 0: the hold ends once the training loss's
+                                        // moving average has fallen to this (above)
   int64_t segment_length = 64;          // the local window: the longest segment
 
   // The keys above (and "mechanism", ignored); unknown keys, wrong types and values out of
@@ -144,8 +155,16 @@ class TitansLM : public DecoderLM {
   // ids (B, T) integer, 1 <= T <= segment_length -> logits (B, T, V) and the new state.
   SegmentOutput forward_segment(const Tensor& ids, const MemoryState& state) override;
   int64_t segment_length() const override { return config.segment_length; }
-  // Holds the mag gate shut while step < gate_hold_steps (the gate hold above).
+  // Holds the mag gate shut while step < gate_hold_steps and, with gate_open_loss, until the
+  // loss rule has opened it (the gate hold above).
   void set_training_step(int64_t step) override;
+  // The loss rule: updates the loss's moving average and opens the gate once it is at
+  // gate_open_loss or below. Nothing without gate_open_loss, or once the gate is open.
+  void observe_training_loss(double loss) override;
+  // The loss rule's state: whether it has opened the gate, and the moving average (NaN before
+  // the first loss).
+  bool gate_opened_by_loss() const;
+  double gate_loss_average() const;
 
   // The state prefix of memory layer l: "titans.<l>".
   static std::string prefix(int64_t layer);
@@ -153,6 +172,9 @@ class TitansLM : public DecoderLM {
   TitansConfig config;                                        // layers resolved to 0 .. L-1, sorted
   std::vector<std::shared_ptr<nn::TransformerBlock>> blocks;  // null on memory layers
   std::vector<std::shared_ptr<TitansBlock>> memory_blocks;    // null elsewhere
+  // With gate_open_loss: (2,) int64 [opened (0 or 1), the loss's moving average in
+  // millionths, or -1 before the first loss]; undefined otherwise.
+  Tensor gate_hold;
 };
 
 }  // namespace mnemo::memory

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "autograd/engine.h"
@@ -73,6 +74,7 @@ TEST_CASE("TitansConfig: from_json reads every key and names the bad one") {
                                                   {"variant", "mag"},
                                                   {"gate_init", -2.5},
                                                   {"gate_hold_steps", 7},
+                                                  {"gate_open_loss", 1.5},
                                                   {"segment_length", 32}});
   CHECK(c.layers == std::vector<int64_t>{0, 1});
   CHECK(c.heads == 4);
@@ -94,6 +96,8 @@ TEST_CASE("TitansConfig: from_json reads every key and names the bad one") {
   CHECK(d.gate_init == -4);
   CHECK(c.gate_hold_steps == 7);
   CHECK(d.gate_hold_steps == 0);
+  CHECK(c.gate_open_loss == 1.5);
+  CHECK(d.gate_open_loss == 0);
   CHECK(c.segment_length == 32);
   CHECK(d.resolved_update_batch() == 64);
   TitansConfig odd = d;
@@ -130,6 +134,8 @@ TEST_CASE("TitansConfig: from_json reads every key and names the bad one") {
       {{{"variant", "mag"}, {"memory_tokens", 2}}, "'memory_tokens'"},
       {{{"variant", "mag"}, {"gate_hold_steps", -1}}, "'gate_hold_steps' must be >= 0"},
       {{{"variant", "mac"}, {"gate_hold_steps", 10}}, "'gate_hold_steps' applies to variant"},
+      {{{"variant", "mag"}, {"gate_hold_steps", 10}, {"gate_open_loss", -1}}, "'gate_open_loss'"},
+      {{{"variant", "mag"}, {"gate_open_loss", 2}}, "'gate_open_loss' ends a hold early"},
       {{{"segment_length", 65}}, "'segment_length'"},
   };
   for (const auto& [json, names] : bad) {
@@ -288,6 +294,60 @@ TEST_CASE("TitansLM: the mag gate held shut leaves the read-out out, stores, and
   plain->set_training_step(0);
   CHECK_FALSE(plain->memory_blocks[1]->gate_held);
   CHECK_THROWS_WITH_AS(lm->set_training_step(-1), doctest::Contains("training step"), Error);
+}
+
+TEST_CASE("TitansLM: the loss rule opens the held gate once the loss's average reaches it") {
+  TitansConfig cfg = tiny_titans("mag");
+  cfg.gate_hold_steps = 40;
+  cfg.gate_open_loss = 1.0;
+  auto lm = tiny_lm(cfg);
+  const TitansBlock& block = *lm->memory_blocks[1];
+  CHECK(std::isnan(lm->gate_loss_average()));
+  // The average as titans.cpp keeps it: the first loss, then an EMA over 25 steps, in
+  // millionths. Losses 2, then 0: the average is 2 * 0.96^n, at 1.0 or below from n = 17 on.
+  std::vector<double> losses = {2.0};
+  losses.resize(30, 0.0);
+  double average = std::nan("");
+  int64_t opens_after = -1;
+  for (size_t i = 0; i < losses.size(); ++i) {
+    lm->set_training_step(int64_t(i));
+    CHECK(block.gate_held == (opens_after < 0));
+    lm->observe_training_loss(losses[i]);
+    if (opens_after < 0) {  // once open, the average stops: the rule is done
+      average = std::isnan(average) ? losses[i] : average + (losses[i] - average) / 25;
+      average = double(std::llround(average * 1e6)) * 1e-6;
+    }
+    CHECK(lm->gate_loss_average() == doctest::Approx(average).epsilon(1e-12));
+    if (opens_after < 0 && average <= 1.0) opens_after = int64_t(i);
+    CHECK(lm->gate_opened_by_loss() == (opens_after >= 0));
+  }
+  CHECK(opens_after == 17);
+  lm->observe_training_loss(5.0);
+  CHECK(lm->gate_loss_average() == doctest::Approx(average).epsilon(1e-12));
+  // The rule's state is a checkpointed buffer: a model loaded from this one's state is open.
+  auto loaded = tiny_lm(cfg, 2);
+  loaded->set_training_step(0);
+  CHECK(loaded->memory_blocks[1]->gate_held);
+  loaded->load_state_dict(lm->state_dict());
+  CHECK(loaded->gate_opened_by_loss());
+  loaded->set_training_step(0);
+  CHECK_FALSE(loaded->memory_blocks[1]->gate_held);
+  // gate_hold_steps is the longest hold: a loss that never falls opens the gate at step 40.
+  auto slow = tiny_lm(cfg);
+  for (int64_t step = 0; step < 41; ++step) {
+    slow->set_training_step(step);
+    CHECK(slow->memory_blocks[1]->gate_held == (step < 40));
+    slow->observe_training_loss(3.0);
+  }
+  CHECK_FALSE(slow->gate_opened_by_loss());
+  // Without the rule there is no buffer and the loss is ignored; a bad loss is an error.
+  auto plain = tiny_lm(tiny_titans("mag"));
+  plain->observe_training_loss(0.5);
+  CHECK_FALSE(plain->gate_hold.defined());
+  CHECK(std::isnan(plain->gate_loss_average()));
+  for (const auto& [name, t] : plain->state_dict()) CHECK(name != "gate_hold");
+  CHECK_THROWS_WITH_AS(slow->observe_training_loss(std::nan("")),
+                       doctest::Contains("training loss"), Error);
 }
 
 TEST_CASE("TitansLM: f64 gradcheck of two segments through the memory") {

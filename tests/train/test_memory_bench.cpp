@@ -132,7 +132,7 @@ TEST_CASE("memory-bench: each task runs on a tiny setting and reports its metric
   CHECK(r["baseline"].get<double>() < 16.0);
 }
 
-TEST_CASE("memory-bench: titans' gate is held shut for the first 8% of the steps") {
+TEST_CASE("memory-bench: titans' gate is held shut for 8% of the steps, or until the loss falls") {
   // The section: 200 of 2500 steps, 32 of 400; an override wins; MAC has no gate to hold.
   CHECK(train::memory_bench_section("titans", 40, 5, 2500, {})["gate_hold_steps"] == 200);
   CHECK(train::memory_bench_section("titans", 40, 5, 400, {})["gate_hold_steps"] == 32);
@@ -142,9 +142,32 @@ TEST_CASE("memory-bench: titans' gate is held shut for the first 8% of the steps
                   .contains("gate_hold_steps"));
   CHECK_FALSE(
       train::memory_bench_section("memorizing", 40, 5, 2500, {}).contains("gate_hold_steps"));
-  // The training loop tells the model its step: held over both steps, the gate and the
-  // memory's weights keep their bits (no gradient, so AdamW leaves them alone); held over one,
-  // the second step trains them.
+  // A task with an opening loss (recall's): held until the loss's average falls to it, for
+  // 40% of the steps at most. A hold given by length stays a hold of that length; an opening
+  // loss given alone gets the 40% cap, an opening loss of 0 the 8% hold.
+  const nlohmann::json on_loss = train::memory_bench_section("titans", 40, 5, 2500, {}, 2.0);
+  CHECK(on_loss["gate_open_loss"] == 2.0);
+  CHECK(on_loss["gate_hold_steps"] == 1000);
+  const nlohmann::json by_length =
+      train::memory_bench_section("titans", 40, 5, 2500, {"gate_hold_steps=300"}, 2.0);
+  CHECK(by_length["gate_hold_steps"] == 300);
+  CHECK_FALSE(by_length.contains("gate_open_loss"));
+  CHECK(train::memory_bench_section("titans", 40, 5, 2500, {"gate_open_loss=0"},
+                                    2.0)["gate_hold_steps"] == 200);
+  const nlohmann::json given =
+      train::memory_bench_section("titans", 40, 5, 400, {"gate_open_loss=1.5"});
+  CHECK(given["gate_open_loss"] == 1.5);
+  CHECK(given["gate_hold_steps"] == 160);
+  CHECK_FALSE(
+      train::memory_bench_section("memorizing", 40, 5, 2500, {}, 2.0).contains("gate_open_loss"));
+  // recall's opening loss: 28% under chance, ln(values); none on the other tasks.
+  CHECK(train::memory_bench_gate_open_loss(*memory::make_task("recall", 0, {})) ==
+        doctest::Approx(0.72 * std::log(16.0)));
+  CHECK(train::memory_bench_gate_open_loss(*memory::make_task("copy-far", 0, {})) == 0);
+  // The training loop tells the model its step and its losses: held over both steps, the gate
+  // and the memory's weights keep their bits (no gradient, so AdamW leaves them alone); held
+  // over one, or over two with an opening loss that the first step's loss is under, the
+  // second step trains them.
   train::MemoryBenchOptions o = train::memory_bench_resolved([] {
     train::MemoryBenchOptions t = tiny_bench("recall");
     t.mechanism = "titans";
@@ -153,11 +176,15 @@ TEST_CASE("memory-bench: titans' gate is held shut for the first 8% of the steps
   const auto task = memory::make_task("recall", 0, o.task_options);
   const int64_t T = task->segment_length();
   const nn::LlamaConfig model = train::memory_bench_model(o, task->vocab_size(), T);
-  for (int64_t hold : {2, 1}) {
+  for (const auto& [hold, open_loss] : {std::pair{2, 0.0}, {1, 0.0}, {2, 100.0}}) {
     CAPTURE(hold);
-    const nlohmann::json section = train::memory_bench_section(
-        "titans", T, task->num_segments(), 2, {fmt::format("gate_hold_steps={}", hold)});
+    CAPTURE(open_loss);
+    std::vector<std::string> overrides = {fmt::format("gate_hold_steps={}", hold)};
+    if (open_loss > 0) overrides.push_back(fmt::format("gate_open_loss={}", open_loss));
+    const nlohmann::json section =
+        train::memory_bench_section("titans", T, task->num_segments(), 2, overrides);
     CHECK(section["gate_hold_steps"] == hold);
+    const bool trains = hold == 1 || open_loss > 0;
     train::MemoryBenchModels models = train::make_memory_bench_models(o, model, section, T);
     auto& lm = dynamic_cast<memory::TitansLM&>(*models.memory);
     const memory::TitansBlock& block = *lm.memory_blocks.back();
@@ -174,8 +201,10 @@ TEST_CASE("memory-bench: titans' gate is held shut for the first 8% of the steps
         },
         log);
     CHECK(block.self_attn->q_proj->weight.to_vector<float>() != attn0);  // trained either way
-    CHECK((block.memory_gate->weight.to_vector<float>() == gate0) == (hold == 2));
-    CHECK((block.memory->key_proj->weight.to_vector<float>() == keys0) == (hold == 2));
+    CHECK((block.memory_gate->weight.to_vector<float>() == gate0) != trains);
+    CHECK((block.memory->key_proj->weight.to_vector<float>() == keys0) != trains);
+    CHECK((log.str().find("titans gate opens after step 1 ") != std::string::npos) ==
+          (open_loss > 0));
   }
 }
 

@@ -186,6 +186,49 @@ TEST_CASE("train memory: titans mag with its gate held past the resume point res
                            });
 }
 
+TEST_CASE("train memory: titans' gate opened by the loss rule resumes exactly") {
+  // The trainer hands each step's loss to the model (SegmentStep::end_step): the loss rule's
+  // average and the step it opens the gate at are in the checkpoint (titans.h's "gate_hold"
+  // buffer), so a run resumed at step 20 opens it at the same step as the uninterrupted run.
+  // A first run with an opening loss the tiny run never reaches gives its losses, all with the
+  // gate held (the rule only ends holds); its 23rd step's average is then the opening loss of a
+  // second run, whose gate opens after step 23: between the step-20 and step-30 checkpoints.
+  json memory = {{"mechanism", "titans"}, {"segments", 3},         {"chunk_size", 3},
+                 {"variant", "mag"},      {"gate_hold_steps", 30}, {"gate_open_loss", 1e-6}};
+  std::vector<double> losses;
+  {
+    SegmentScratchDir dir;
+    const std::string config = write_json(dir.path / "config.json", tiny_config(memory));
+    std::ostringstream log;
+    run_train(test::train_options(config, dir.path / "run"), log);
+    losses = test::step_losses(test::read_metrics(dir.path / "run"));
+  }
+  REQUIRE(losses.size() == 30);
+  // The average as titans.cpp keeps it, in millionths: averages[i] after step i + 1.
+  std::vector<int64_t> averages;
+  for (double loss : losses) {
+    const double before = averages.empty() ? loss : double(averages.back()) * 1e-6;
+    averages.push_back(std::llround((before + (loss - before) / 25) / 1e-6));
+  }
+  const int64_t opening = averages[22];
+  for (size_t i = 0; i < 22; ++i) REQUIRE(averages[i] > opening);  // the loss falls
+  memory["gate_open_loss"] = double(opening) * 1e-6;
+  auto gate_hold = [](const fs::path& checkpoint) {
+    for (const auto& [name, t] : load_segment_checkpoint(checkpoint.string()).lm->state_dict()) {
+      if (name == "gate_hold") return t.to_vector<int64_t>();
+    }
+    FAIL("no gate_hold in " << checkpoint);
+    return std::vector<int64_t>{};
+  };
+  check_learns_and_resumes(memory, [&](const fs::path& run) {
+    CHECK(gate_hold(run / "step-00000020") == std::vector<int64_t>{0, averages[19]});
+    CHECK(gate_hold(run / "step-00000030") == std::vector<int64_t>{1, opening});
+    // The first 20 steps are the first run's: the gate held in both.
+    const std::vector<double> again = test::step_losses(test::read_metrics(run));
+    for (size_t i = 0; i < 20; ++i) CHECK(again[i] == losses[i]);
+  });
+}
+
 TEST_CASE("train memory: explicit learns on the tiny corpus, checkpoints, resumes exactly") {
   // An empty bank of 16 entries (the bank key and its round trip:
   // tests/train/test_explicit_run.cpp).

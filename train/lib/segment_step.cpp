@@ -2,6 +2,7 @@
 #include "train/lib/segment_step.h"
 
 #include <algorithm>
+#include <cmath>
 #include <optional>
 
 #include "autograd/engine.h"
@@ -63,6 +64,11 @@ void SegmentStep::open_data(const RunContext& run) {
 
 void SegmentStep::begin_step(const RunContext& run) {
   lm_->set_training_step(run.step);
+}
+
+nlohmann::json SegmentStep::end_step(const RunContext& run) {
+  if (std::isfinite(run.loss)) lm_->observe_training_loss(run.loss);
+  return nlohmann::json::object();
 }
 
 double SegmentStep::micro_batch(const RunContext& run) {

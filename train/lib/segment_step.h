@@ -57,6 +57,8 @@ class SegmentStep final : public TextStep {
   bool single_backward() const override { return false; }
   // Tells the model which step it is taking (SegmentLM::set_training_step).
   void begin_step(const RunContext& run) override;
+  // Tells the model the step's loss (SegmentLM::observe_training_loss).
+  nlohmann::json end_step(const RunContext& run) override;
   Validation validate(const RunContext& run) override;
 
  private:

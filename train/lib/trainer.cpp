@@ -318,7 +318,9 @@ class Run {
       line["grad_norm"] = norm / double(updates - skipped);
     }
     if (skipped > 0) line["skipped_updates"] = skipped;
-    line.update(step_fn_->end_step(run));
+    RunContext done = run;
+    if (skipped < updates) done.loss = loss / double(updates - skipped);
+    line.update(step_fn_->end_step(done));
     return line;
   }
 

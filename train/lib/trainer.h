@@ -57,6 +57,7 @@
 #include <filesystem>
 #include <functional>
 #include <iosfwd>
+#include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -114,6 +115,9 @@ struct RunContext {
   bool exact_grads = false;        // split-invariant gradient sums are on (autograd/exact_grad.h)
   std::filesystem::path data_dir;  // RUN/data
   int64_t step = 0;                // steps taken before this one (the run's, across resumes)
+  // end_step only: the step's loss (the mean over its updates that were not skipped, the same
+  // on every rank); NaN before the step's updates and when every one of them was skipped.
+  double loss = std::numeric_limits<double>::quiet_NaN();
 };
 
 // One kind of training: a model, its data and one micro-batch's forward and backward.
