@@ -59,12 +59,13 @@
 // Loss rule (gate_open_loss = L > 0): the hold ends earlier, at the first step after the
 // training loss's moving average (an EMA over ~25 steps, fed by the trainer through
 // SegmentLM::observe_training_loss) has fallen to L; gate_hold_steps is then the longest hold.
-// A hold of fixed length suits the seeds whose lookup forms at about the same step; one that
-// ends on the loss follows each seed's own curve: on recall the gate must open once the lookup
-// has begun to form (a read-out that comes earlier competes with it, one that comes after it
-// has formed is never taken up: docs/memory-results.md). The EMA and whether the gate has
-// opened are the integer buffer "gate_hold" (in checkpoints, so a resumed run opens it at the
-// same step; integer, so that a change of the model's dtype does not round it).
+// A hold of fixed length opens every seed's gate at the same step; one that ends on the loss
+// follows each seed's own curve. Neither serves every seed of recall: at 2.0 the loss rule
+// rescued a seed whose lookup forms late and lost one that the fixed hold serves, so
+// memory-bench keeps the fixed hold and the rule is an option (docs/memory-results.md). The
+// EMA and whether the gate has opened are the integer buffer "gate_hold" (in checkpoints, so a
+// resumed run opens it at the same step; integer, so that a change of the model's dtype does
+// not round it).
 //
 // State: "titans.<l>.*" for each memory layer l (titans_memory.h: weights, momentum,
 // batch_weights, pending, position), batch first, carrying the autograd graph: training

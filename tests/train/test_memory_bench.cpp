@@ -142,28 +142,18 @@ TEST_CASE("memory-bench: titans' gate is held shut for 8% of the steps, or until
                   .contains("gate_hold_steps"));
   CHECK_FALSE(
       train::memory_bench_section("memorizing", 40, 5, 2500, {}).contains("gate_hold_steps"));
-  // A task with an opening loss (recall's): held until the loss's average falls to it, for
-  // 40% of the steps at most. A hold given by length stays a hold of that length; an opening
-  // loss given alone gets the 40% cap, an opening loss of 0 the 8% hold.
-  const nlohmann::json on_loss = train::memory_bench_section("titans", 40, 5, 2500, {}, 2.0);
+  // An opening loss given (the loss rule, titans.h): the longest hold becomes 40% of the
+  // steps; a hold given by length stays that length; an opening loss of 0 is the 8% hold.
+  const nlohmann::json on_loss =
+      train::memory_bench_section("titans", 40, 5, 2500, {"gate_open_loss=2.0"});
   CHECK(on_loss["gate_open_loss"] == 2.0);
   CHECK(on_loss["gate_hold_steps"] == 1000);
-  const nlohmann::json by_length =
-      train::memory_bench_section("titans", 40, 5, 2500, {"gate_hold_steps=300"}, 2.0);
-  CHECK(by_length["gate_hold_steps"] == 300);
-  CHECK_FALSE(by_length.contains("gate_open_loss"));
-  CHECK(train::memory_bench_section("titans", 40, 5, 2500, {"gate_open_loss=0"},
-                                    2.0)["gate_hold_steps"] == 200);
-  const nlohmann::json given =
-      train::memory_bench_section("titans", 40, 5, 400, {"gate_open_loss=1.5"});
-  CHECK(given["gate_open_loss"] == 1.5);
-  CHECK(given["gate_hold_steps"] == 160);
-  CHECK_FALSE(
-      train::memory_bench_section("memorizing", 40, 5, 2500, {}, 2.0).contains("gate_open_loss"));
-  // recall's opening loss: 28% under chance, ln(values); none on the other tasks.
-  CHECK(train::memory_bench_gate_open_loss(*memory::make_task("recall", 0, {})) ==
-        doctest::Approx(0.72 * std::log(16.0)));
-  CHECK(train::memory_bench_gate_open_loss(*memory::make_task("copy-far", 0, {})) == 0);
+  CHECK(train::memory_bench_section(
+            "titans", 40, 5, 2500,
+            {"gate_open_loss=2.0", "gate_hold_steps=300"})["gate_hold_steps"] == 300);
+  CHECK(train::memory_bench_section("titans", 40, 5, 2500,
+                                    {"gate_open_loss=0"})["gate_hold_steps"] == 200);
+  CHECK_FALSE(train::memory_bench_section("titans", 40, 5, 2500, {}).contains("gate_open_loss"));
   // The training loop tells the model its step and its losses: held over both steps, the gate
   // and the memory's weights keep their bits (no gradient, so AdamW leaves them alone); held
   // over one, or over two with an opening loss that the first step's loss is under, the

@@ -100,19 +100,12 @@ nlohmann::json memory_bench_model_json(const MemoryBenchOptions& o, const nn::Ll
                                        int64_t window);
 // The mechanism's memory section on a task of `segments` segments of `window` tokens trained
 // for `steps` steps, then each "key=value" of `overrides` (the value parsed as JSON, else kept
-// as text). For Titans MAG, unless an override sets gate_hold_steps, the gate hold:
-//   open_loss > 0 (or a gate_open_loss override > 0): held until the training loss's moving
-//                 average falls to that loss, for 40% of the steps at most (the loss rule,
-//                 memory/titans.h)
-//   otherwise     held for 8% of the steps
+// as text). For Titans MAG, unless an override sets gate_hold_steps, the gate hold: 8% of the
+// steps, or, with a gate_open_loss override > 0 (the loss rule, memory/titans.h), until the
+// training loss's moving average falls to it and for 40% of the steps at most.
 // The JSON line reports the section as "memory_config".
 nlohmann::json memory_bench_section(const std::string& mechanism, int64_t window, int64_t segments,
-                                    int64_t steps, const std::vector<std::string>& overrides,
-                                    double open_loss = 0);
-// The loss at which Titans' gate opens on `task` (memory_bench_section's open_loss): on recall
-// 0.72 ln(values), 28% under chance (2.0 at the default 16 values), where the decoder's
-// in-segment lookup has begun to form; 0 (a hold of fixed length) on the other tasks.
-double memory_bench_gate_open_loss(const memory::MemoryTask& task);
+                                    int64_t steps, const std::vector<std::string>& overrides);
 // The two models of a run: the mechanism's (null for "none") from `section`, and BaselineLM of
 // the same size; both from the seed, both checked to take segments of `window` tokens.
 struct MemoryBenchModels {
