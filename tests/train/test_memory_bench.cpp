@@ -154,6 +154,17 @@ TEST_CASE("memory-bench: titans' gate is held shut for 8% of the steps, or until
   CHECK(train::memory_bench_section("titans", 40, 5, 2500,
                                     {"gate_open_loss=0"})["gate_hold_steps"] == 200);
   CHECK_FALSE(train::memory_bench_section("titans", 40, 5, 2500, {}).contains("gate_open_loss"));
+  // Values of the wrong type reach the model's config, whose error names the key.
+  CHECK(train::memory_bench_section("titans", 40, 5, 2500,
+                                    {"gate_open_loss=soon"})["gate_hold_steps"] == 200);
+  CHECK_FALSE(train::memory_bench_section("titans", 40, 5, 2500, {"variant=3"})
+                  .contains("gate_hold_steps"));
+  train::MemoryBenchOptions bad = tiny_bench("recall");
+  bad.mechanism = "titans";
+  bad.memory_overrides = {"gate_open_loss=soon"};
+  std::ostringstream bad_log;
+  CHECK_THROWS_WITH_AS(train::run_memory_bench(bad, bad_log), doctest::Contains("gate_open_loss"),
+                       Error);
   // The training loop tells the model its step and its losses: held over both steps, the gate
   // and the memory's weights keep their bits (no gradient, so AdamW leaves them alone); held
   // over one, or over two with an opening loss that the first step's loss is under, the
