@@ -158,9 +158,10 @@ class TrainStep {
   // Forward and backward of the next micro-batch on this rank's share of it, by the
   // accumulation convention above; returns this rank's share of the update's mean loss.
   virtual double micro_batch(const RunContext& run) = 0;
-  // Called on every rank after a step's updates; the figures it returns (the same on every
-  // rank: reduce them across ranks if they differ) join the step's line of metrics.jsonl
-  // beside step, loss, lr, grad_norm and tokens_per_s. Default: none.
+  // Called on every rank after a step's updates, with the step's loss in run.loss (the
+  // segment step hands it to the model: memory/segment_lm.h); the figures it returns (the
+  // same on every rank: reduce them across ranks if they differ) join the step's line of
+  // metrics.jsonl beside step, loss, lr, grad_norm and tokens_per_s. Default: none.
   virtual nlohmann::json end_step(const RunContext& /*run*/) { return nlohmann::json::object(); }
   // True when micro_batch runs backward once: the skeleton then starts each bucket's
   // all_reduce from the autograd hooks while backward is still running. A step that runs
