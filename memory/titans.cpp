@@ -345,9 +345,11 @@ double TitansLM::gate_loss_average() const {
 void TitansLM::observe_training_loss(double loss) {
   MNEMO_CHECK(std::isfinite(loss) && loss >= 0,
               "TitansLM: the training loss must be finite and >= 0, got {}", loss);
-  if (!gate_hold.defined() || gate_opened_by_loss()) return;
-  const double before = gate_loss_average();
-  const double average = std::isnan(before) ? loss : before + (loss - before) / kLossAverageSteps;
+  if (!gate_hold.defined()) return;
+  const std::vector<int64_t> held = hold_values(gate_hold);  // one read: a sync on a GPU
+  if (held[0] == 1) return;
+  const double before = double(held[1]) * kLossUnit;  // -1: no loss yet
+  const double average = held[1] < 0 ? loss : before + (loss - before) / kLossAverageSteps;
   const int64_t units = std::llround(average / kLossUnit);
   const int64_t opened = double(units) * kLossUnit <= config.gate_open_loss ? 1 : 0;
   copy_(gate_hold, from_vector(std::vector<int64_t>{opened, units}, {2}));

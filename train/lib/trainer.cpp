@@ -313,13 +313,13 @@ class Run {
       norm += r.norm;
     }
     json line = json::object();
+    RunContext done = run;  // end_step's: with the step's loss
     if (skipped < updates) {
-      line["loss"] = loss / double(updates - skipped);
+      done.loss = loss / double(updates - skipped);
+      line["loss"] = done.loss;
       line["grad_norm"] = norm / double(updates - skipped);
     }
     if (skipped > 0) line["skipped_updates"] = skipped;
-    RunContext done = run;
-    if (skipped < updates) done.loss = loss / double(updates - skipped);
     line.update(step_fn_->end_step(done));
     return line;
   }
