@@ -240,7 +240,7 @@ nn::LayerKV TitansBlock::extras(int64_t B, const Tensor& readout,
 }
 
 Tensor TitansBlock::forward(const Tensor& x, const nn::RopeTables& rope, const MemoryState& in,
-                            const std::string& prefix, MemoryState& out) const {
+                            const std::string& prefix, MemoryState& out, Tensor* readout) const {
   const int64_t B = x.size(0), T = x.size(1), C = x.size(2);
   const Tensor normed = input_layernorm->forward(x);
   const int64_t Np = persistent.defined() ? persistent.size(0) : 0;
@@ -255,8 +255,9 @@ Tensor TitansBlock::forward(const Tensor& x, const nn::RopeTables& rope, const M
       h = x + self_attn->forward(normed, rope, nullptr, &extra);
     } else {
       // One read-out per token, token t's visible to the queries s >= t.
-      const Tensor readout = memory->read(x, in, prefix);  // (B, T, C)
-      const nn::LayerKV extra = extras(B, readout, &rope);
+      const Tensor r = memory->read(x, in, prefix);  // (B, T, C)
+      if (readout != nullptr) *readout = r;
+      const nn::LayerKV extra = extras(B, r, &rope);
       // The bias on half the heads (rounded up): the others stay free for attention within
       // the segment, which a bias on every head drowns (docs/memory-results.md).
       const int64_t heads = self_attn->num_heads;
@@ -275,14 +276,11 @@ Tensor TitansBlock::forward(const Tensor& x, const nn::RopeTables& rope, const M
   } else {
     a = self_attn->forward(normed, rope);
   }
-  Tensor h;
-  if (gate_held) {  // the gate hold (titans.h): store, leave the read-out out
-    memory->forward(x, in, prefix, out, /*retrieve=*/false);
-    h = x + a;
-  } else {
-    const Tensor m = memory->forward(x, in, prefix, out, /*retrieve=*/true);  // (B, T, C)
-    h = x + a + sigmoid(memory_gate->forward(normed)) * m;
-  }
+  // The gate hold (titans.h) leaves the read-out out: read only when the caller asks for it.
+  const bool retrieve = !gate_held || readout != nullptr;
+  const Tensor m = memory->forward(x, in, prefix, out, retrieve);  // (B, T, C) or undefined
+  if (readout != nullptr) *readout = m;
+  const Tensor h = gate_held ? x + a : x + a + sigmoid(memory_gate->forward(normed)) * m;
   return h + mlp->forward(post_attention_layernorm->forward(h));
 }
 
@@ -365,6 +363,11 @@ MemoryState TitansLM::initial_state(int64_t batch) const {
 }
 
 SegmentOutput TitansLM::forward_segment(const Tensor& ids, const MemoryState& state) {
+  return forward_with_readouts(ids, state, nullptr);
+}
+
+SegmentOutput TitansLM::forward_with_readouts(const Tensor& ids, const MemoryState& state,
+                                              std::vector<Tensor>* readouts) {
   MNEMO_CHECK(ids.defined() && ids.dim() == 2 && is_integral(ids.dtype()),
               "TitansLM: ids must be integer (B, T), got {}",
               ids.defined() ? shape_str(ids.shape()) : std::string("undefined"));
@@ -377,7 +380,10 @@ SegmentOutput TitansLM::forward_segment(const Tensor& ids, const MemoryState& st
   Tensor x = embed_tokens->forward(ids);  // (B, T, C)
   for (size_t i = 0; i < blocks.size(); ++i) {
     if (memory_blocks[i]) {
-      x = memory_blocks[i]->forward(x, rope, state, prefix(int64_t(i)), out.state);
+      Tensor readout;
+      x = memory_blocks[i]->forward(x, rope, state, prefix(int64_t(i)), out.state,
+                                    readouts != nullptr ? &readout : nullptr);
+      if (readouts != nullptr) readouts->push_back(readout);
     } else {
       x = blocks[i]->forward(x, rope);
     }

@@ -124,9 +124,10 @@ class TitansBlock : public nn::Module {
   TitansBlock(const nn::LlamaConfig& model, const TitansConfig& cfg, Generator* gen);
 
   // x (B, T, C), rope for positions 0 .. T-1; reads the memory state "<prefix>.*" of `in` and
-  // writes the new one into `out` -> (B, T, C).
+  // writes the new one into `out` -> (B, T, C). With `readout` given, *readout receives the
+  // memory's read-out of every token (B, T, C), also while the gate is held.
   Tensor forward(const Tensor& x, const nn::RopeTables& rope, const MemoryState& in,
-                 const std::string& prefix, MemoryState& out) const;
+                 const std::string& prefix, MemoryState& out, Tensor* readout = nullptr) const;
 
   bool mac;  // the variant
   std::shared_ptr<nn::RMSNorm> input_layernorm, post_attention_layernorm;
@@ -166,6 +167,12 @@ class TitansLM : public DecoderLM {
   // the first loss).
   bool gate_opened_by_loss() const;
   double gate_loss_average() const;
+
+  // forward_segment, and each memory layer's read-out m (B, T, C) in layer order appended to
+  // *readouts (read also while the gate is held; undefined for mac with memory_tokens > 0):
+  // what the memory answers, for diagnostics (titans_diagnostics.h).
+  SegmentOutput forward_with_readouts(const Tensor& ids, const MemoryState& state,
+                                      std::vector<Tensor>* readouts);
 
   // The state prefix of memory layer l: "titans.<l>".
   static std::string prefix(int64_t layer);

@@ -18,7 +18,19 @@ struct GateSums {
   int64_t calls = 0;
   double stored = 0;  // sum over batches of the mean |W_end - W_0|
   int64_t batches = 0;
+  Tally readout;  // the task's tally of the read-out's own logits (output_logits of it)
 };
+
+// Adds a segment's argmax and next-token losses of logits (B, T, V) to the tally.
+void tally_logits(Tally& tally, const StreamBatch& b, int64_t s, const Tensor& logits,
+                  Device device) {
+  const int64_t V = logits.size(2);
+  const Tensor flat = reshape(logits, {-1, V});
+  const Tensor nll =
+      cross_entropy(flat, reshape(b.targets_tensor(s, device), {-1}), -100, 0.0, Reduction::none);
+  tally.add(b, s, to(argmax(flat, 1), Device::cpu()).to_vector<int64_t>(),
+            to(nll, Device::cpu()).to_vector<double>());
+}
 
 Tally score(TitansLM& lm, const MemoryTask& task, int64_t streams, int64_t batch, Device device,
             bool wipe, std::vector<GateSums>* gates) {
@@ -30,16 +42,16 @@ Tally score(TitansLM& lm, const MemoryTask& task, int64_t streams, int64_t batch
     MemoryState state = initial;
     for (int64_t s = 0; s < b.segments; ++s) {
       if (wipe && s == b.segments - 2) state = lm.initial_state(count);
-      const SegmentOutput out = lm.forward_segment(b.ids_tensor(s, device), state);
-      const int64_t V = out.logits.size(2);
-      const Tensor flat = reshape(out.logits, {-1, V});
-      const Tensor nll = cross_entropy(flat, reshape(b.targets_tensor(s, device), {-1}), -100, 0.0,
-                                       Reduction::none);
-      tally.add(b, s, to(argmax(flat, 1), Device::cpu()).to_vector<int64_t>(),
-                to(nll, Device::cpu()).to_vector<double>());
+      std::vector<Tensor> readouts;
+      const SegmentOutput out = lm.forward_with_readouts(b.ids_tensor(s, device), state,
+                                                         gates != nullptr ? &readouts : nullptr);
+      tally_logits(tally, b, s, out.logits, device);
       state = out.state;
       if (gates == nullptr) continue;
       for (size_t i = 0; i < lm.config.layers.size(); ++i) {
+        if (readouts[i].defined()) {
+          tally_logits((*gates)[i].readout, b, s, lm.output_logits(readouts[i]), device);
+        }
         const NeuralMemory& m = *lm.memory_blocks[size_t(lm.config.layers[i])]->memory;
         if (!m.last_gates.theta.defined()) continue;
         GateSums& g = (*gates)[i];
@@ -90,6 +102,9 @@ nlohmann::json diagnose_titans(TitansLM& lm, const MemoryTask& task, int64_t str
         {"alpha", g.alpha / calls},
         {"initial_norm", mean(sqrt(sum(w0 * w0, {1}))).item()},
         {"stored_norm", g.stored / double(std::max<int64_t>(1, g.batches))}};
+    if (g.readout.all().tokens > 0) {
+      out["layer." + std::to_string(layer)]["readout_score"] = task.score(g.readout);
+    }
   }
   return out;
 }

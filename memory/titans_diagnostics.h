@@ -12,6 +12,10 @@
 //     stored_norm         |W_end - W_0| per stream and head at the end of a stream: what the
 //                         stream wrote (a read-out is the initial weights' plus the stored
 //                         part's: a stored part much smaller than W_0 is drowned)
+//     readout_score       the headline figure scored from the layer's read-out alone, put
+//                         through the final norm and head as if it were the last layer's
+//                         output: what the memory answers by itself (absent for mac with
+//                         learned memory queries)
 // The model's mode is restored; nothing is trained.
 #pragma once
 

@@ -14,7 +14,9 @@
 #include "core/ops/random.h"
 #include "memory/factory.h"
 #include "memory/memory_test_util.h"
+#include "memory/tasks.h"
 #include "memory/titans.h"
+#include "memory/titans_diagnostics.h"
 
 namespace mnemo::memory {
 namespace {
@@ -372,6 +374,42 @@ TEST_CASE("TitansLM: f64 gradcheck of two segments through the memory") {
     INFO(r.message);
     CHECK(r.ok);
     CHECK(r.elements_checked > 250);
+  }
+}
+
+TEST_CASE("diagnose_titans: gates, stored weights and the read-out's own score on recall") {
+  const auto task = make_task("recall", 3, {{"segment-length", "24"}, {"local-items", "1"}});
+  const nn::LlamaConfig lc = mnemo::test::tiny_llama({.vocab_size = task->vocab_size(),
+                                                      .intermediate_size = 32,
+                                                      .num_attention_heads = 2,
+                                                      .num_key_value_heads = 2});
+  for (const int64_t memory_tokens : {0, 2}) {
+    CAPTURE(memory_tokens);
+    TitansConfig cfg;
+    cfg.variant = memory_tokens > 0 ? "mac" : "mag";
+    cfg.memory_tokens = memory_tokens;
+    cfg.segment_length = 24;
+    Generator gen(5);
+    TitansLM lm(lc, cfg, &gen);
+    lm.train();
+    const nlohmann::json d = diagnose_titans(lm, *task, 3, 2);
+    CHECK(lm.is_training());  // the mode is restored
+    const double wiped = d["far_score_wiped"].get<double>();
+    CHECK((wiped >= 0 && wiped <= 1));
+    const nlohmann::json& layer = d["layer.1"];
+    for (const char* gate : {"theta", "eta", "alpha"}) {
+      CAPTURE(gate);
+      CHECK(layer[gate].get<double>() > 0);
+      CHECK(layer[gate].get<double>() < 1);
+    }
+    CHECK(layer["stored_norm"].get<double>() > 0);
+    // One read-out per token (mag) is scored on its own; learned queries' read-outs are not
+    // per token.
+    CHECK(layer.contains("readout_score") == (memory_tokens == 0));
+    if (memory_tokens == 0) {
+      const double readout = layer["readout_score"].get<double>();
+      CHECK((readout >= 0 && readout <= 1));
+    }
   }
 }
 
