@@ -9,6 +9,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "autograd/ops.h"
 #include "core/error.h"
 #include "core/ops/factory.h"
 #include "core/ops/view.h"
@@ -56,6 +57,15 @@ double ProbeTally::accuracy() const {
 double ProbeTally::bits_per_token() const {
   MNEMO_CHECK(tokens > 0, "tally: no scored positions of this kind");
   return nll_nats / std::log(2.0) / double(tokens);
+}
+
+void Tally::add_logits(const StreamBatch& batch, int64_t s, const Tensor& logits) {
+  const int64_t V = logits.size(2);
+  const Tensor flat = reshape(logits, {-1, V});  // (B T, V)
+  const Tensor targets = reshape(batch.targets_tensor(s, logits.device()), {-1});
+  const Tensor nll = cross_entropy(flat, targets, -100, 0.0, Reduction::none);  // (B T)
+  add(batch, s, to(argmax(flat, 1), Device::cpu()).to_vector<int64_t>(),
+      to(nll, Device::cpu()).to_vector<double>());
 }
 
 void Tally::add(const StreamBatch& batch, int64_t s, const std::vector<int64_t>& predicted,

@@ -93,6 +93,9 @@ struct Tally {
   // nats, row-major (b, t); positions with target -100 are skipped.
   void add(const StreamBatch& batch, int64_t s, const std::vector<int64_t>& predicted,
            const std::vector<double>& nll);
+  // The same from a model's logits (B, T, V) for segment s, on any device: argmax and
+  // next-token loss of every position.
+  void add_logits(const StreamBatch& batch, int64_t s, const Tensor& logits);
   ProbeTally all() const;  // local and far together
 };
 

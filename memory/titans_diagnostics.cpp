@@ -21,17 +21,6 @@ struct GateSums {
   Tally readout;  // the task's tally of the read-out's own logits (output_logits of it)
 };
 
-// Adds a segment's argmax and next-token losses of logits (B, T, V) to the tally.
-void tally_logits(Tally& tally, const StreamBatch& b, int64_t s, const Tensor& logits,
-                  Device device) {
-  const int64_t V = logits.size(2);
-  const Tensor flat = reshape(logits, {-1, V});
-  const Tensor nll =
-      cross_entropy(flat, reshape(b.targets_tensor(s, device), {-1}), -100, 0.0, Reduction::none);
-  tally.add(b, s, to(argmax(flat, 1), Device::cpu()).to_vector<int64_t>(),
-            to(nll, Device::cpu()).to_vector<double>());
-}
-
 Tally score(TitansLM& lm, const MemoryTask& task, int64_t streams, int64_t batch, Device device,
             bool wipe, std::vector<GateSums>* gates) {
   Tally tally;
@@ -45,12 +34,12 @@ Tally score(TitansLM& lm, const MemoryTask& task, int64_t streams, int64_t batch
       std::vector<Tensor> readouts;
       const SegmentOutput out = lm.forward_with_readouts(b.ids_tensor(s, device), state,
                                                          gates != nullptr ? &readouts : nullptr);
-      tally_logits(tally, b, s, out.logits, device);
+      tally.add_logits(b, s, out.logits);
       state = out.state;
       if (gates == nullptr) continue;
       for (size_t i = 0; i < lm.config.layers.size(); ++i) {
         if (readouts[i].defined()) {
-          tally_logits((*gates)[i].readout, b, s, lm.output_logits(readouts[i]), device);
+          (*gates)[i].readout.add_logits(b, s, lm.output_logits(readouts[i]));
         }
         const NeuralMemory& m = *lm.memory_blocks[size_t(lm.config.layers[i])]->memory;
         if (!m.last_gates.theta.defined()) continue;

@@ -270,14 +270,8 @@ memory::Tally evaluate_segment_lm(memory::SegmentLM& lm, const memory::MemoryTas
     const memory::StreamBatch b = task.batch(memory::Split::eval, first, count);
     memory::MemoryState state = lm.initial_state(count);
     for (int64_t s = 0; s < b.segments; ++s) {
-      const Tensor targets = b.targets_tensor(s, device);  // (B, T)
       memory::SegmentOutput out = lm.forward_segment(b.ids_tensor(s, device), state);
-      const int64_t V = out.logits.size(2);
-      const Tensor flat = reshape(out.logits, {-1, V});  // (B*T, V)
-      const Tensor nll = cross_entropy(flat, reshape(targets, {-1}), -100, 0.0,
-                                       Reduction::none);  // (B*T)
-      tally.add(b, s, to(argmax(flat, 1), Device::cpu()).to_vector<int64_t>(),
-                to(nll, Device::cpu()).to_vector<double>());
+      tally.add_logits(b, s, out.logits);
       state = std::move(out.state);
     }
   }
