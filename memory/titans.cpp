@@ -63,6 +63,21 @@ Tensor readout_mask(int64_t Np, int64_t T, int64_t H, int64_t heads_with_bias, d
                    like.device());
 }
 
+// The MAG sliding window over [persistent; segment] (1, 1, T, Np + T): query i sees the
+// segment's keys j with i - window < j (-inf otherwise, and the causal rule for j > i);
+// persistent tokens are visible to all.
+Tensor window_mask(int64_t Np, int64_t T, int64_t window, const Tensor& like) {
+  const int64_t Tk = Np + T;
+  std::vector<double> mask(size_t(T * Tk), 0.0);
+  for (int64_t i = 0; i < T; ++i) {
+    for (int64_t j = 0; j <= i - window; ++j) {
+      mask[size_t(i * Tk + Np + j)] = -std::numeric_limits<double>::infinity();
+    }
+  }
+  return mnemo::to(mnemo::to(from_vector(mask, {1, 1, T, Tk}, {DType::f64}), like.dtype()),
+                   like.device());
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- TitansConfig
@@ -107,6 +122,8 @@ TitansConfig TitansConfig::from_json(const json& j) {
       c.variant = string_key(v, kWhat, key);
     } else if (key == "gate_init") {
       c.gate_init = number_key(v, kWhat, key);
+    } else if (key == "window") {
+      c.window = int_key(v, kWhat, key);
     } else if (key == "gate_hold_steps") {
       c.gate_hold_steps = int_key(v, kWhat, key);
     } else if (key == "gate_open_loss") {
@@ -117,7 +134,7 @@ TitansConfig TitansConfig::from_json(const json& j) {
       fail(
           "titans config: unknown key '{}' (known: layers, heads, chunk_size, update_batch, "
           "memory_model, max_lr, max_forget, step_size, conv_kernel, persistent_tokens, "
-          "memory_tokens, own_readout_bias, variant, gate_init, gate_hold_steps, "
+          "memory_tokens, own_readout_bias, variant, gate_init, window, gate_hold_steps, "
           "gate_open_loss, segment_length)",
           key);
     }
@@ -159,6 +176,10 @@ void TitansConfig::validate(const nn::LlamaConfig& model) const {
               "titans config: 'variant' must be \"mac\" or \"mag\", got \"{}\"", variant);
   MNEMO_CHECK(variant == "mac" || memory_tokens == 0,
               "titans config: 'memory_tokens' applies to variant \"mac\" only");
+  MNEMO_CHECK(window >= 0, "titans config: 'window' must be >= 0 (0 = the whole segment), got {}",
+              window);
+  MNEMO_CHECK(variant == "mag" || window == 0,
+              "titans config: 'window' applies to variant \"mag\" only");
   MNEMO_CHECK(std::isfinite(gate_init),
               "titans config: 'gate_init' must be a finite number, got {}", gate_init);
   MNEMO_CHECK(gate_hold_steps >= 0, "titans config: 'gate_hold_steps' must be >= 0, got {}",
@@ -184,7 +205,7 @@ int64_t TitansConfig::resolved_update_batch() const {
 // ---------------------------------------------------------------- TitansBlock
 
 TitansBlock::TitansBlock(const nn::LlamaConfig& m, const TitansConfig& cfg, Generator* gen)
-    : mac(cfg.variant == "mac") {
+    : mac(cfg.variant == "mac"), window(cfg.window) {
   const int64_t C = m.hidden_size;
   const double std = m.initializer_range;
   // The Llama block's pieces under its names (nn/transformer.h), in its order.
@@ -269,12 +290,13 @@ Tensor TitansBlock::forward(const Tensor& x, const nn::RopeTables& rope, const M
     return y;
   }
   // mag
+  const Tensor mask = window > 0 && T > window ? window_mask(Np, T, window, x) : Tensor();
   Tensor a;
   if (Np > 0) {
     const nn::LayerKV extra = extras(B, Tensor(), nullptr);
-    a = self_attn->forward(normed, rope, nullptr, &extra);
+    a = self_attn->forward(normed, rope, nullptr, &extra, mask);
   } else {
-    a = self_attn->forward(normed, rope);
+    a = self_attn->forward(normed, rope, nullptr, nullptr, mask);
   }
   // The gate hold (titans.h) leaves the read-out out: read only when the caller asks for it.
   const bool retrieve = !gate_held || readout != nullptr;

@@ -41,14 +41,21 @@
 // new weights are read by the next segment.
 //
 // Memory as a Gate ("mag"):
-//   a = attn(norm(x) | extra = P)      the segment's causal attention (the sliding window of
-//                                      the paper is the segment here), persistent tokens
+//   a = attn(norm(x) | extra = P)      causal attention over the last `window` tokens of the
+//                                      segment (the paper's sliding window; window 0 = the
+//                                      whole segment), persistent tokens visible to all
 //   m = memory.forward(x)              stores x chunk by chunk and returns each token's
 //                                      read-out with the weights before its chunk
 //   h = x + a + sigmoid(W_g norm(x) + b_g) m
 //   y = h + mlp(norm(h))
 // The read-out of chunk n depends on tokens before chunk n only (retrieve before store), so
 // MAG is causal without a mask.
+// The window splits the work as the paper does: attention for what is near, the memory for
+// what is far. The read-out of chunk n holds everything before chunk n, so a window of at
+// least chunk_size tokens leaves no earlier token out of reach. With the whole segment in
+// view the block's attention can answer everything inside the segment by itself, and on
+// recall it does, racing the memory for the in-segment items that train it (the gate hold
+// below; docs/memory-results.md).
 // Gate hold (gate_hold_steps = N > 0): during the first N training steps (the trainer says
 // which step it is taking: SegmentLM::set_training_step) the gate is held shut, h = x + a:
 // the memory still stores, its read-out is left out, and the gate and the memory get no
@@ -105,6 +112,8 @@ struct TitansConfig {
   std::string variant = "mac";          // "mac" | "mag"
   double gate_init = -4;                // mag: the memory gate's bias at init (sigmoid(-4) =
                                         // 0.018: the read-out starts nearly shut out)
+  int64_t window = 0;                   // mag: the attention's sliding window in tokens (above);
+                                        // 0 = the whole segment
   int64_t gate_hold_steps = 0;          // mag: training steps with the gate held shut (above)
   double gate_open_loss = 0;            // mag, > 0: the hold ends once the training loss's
                                         // moving average has fallen to this (above)
@@ -129,7 +138,8 @@ class TitansBlock : public nn::Module {
   Tensor forward(const Tensor& x, const nn::RopeTables& rope, const MemoryState& in,
                  const std::string& prefix, MemoryState& out, Tensor* readout = nullptr) const;
 
-  bool mac;  // the variant
+  bool mac;            // the variant
+  int64_t window = 0;  // mag: the attention's sliding window (0 = the whole segment)
   std::shared_ptr<nn::RMSNorm> input_layernorm, post_attention_layernorm;
   std::shared_ptr<nn::CausalSelfAttention> self_attn;
   std::shared_ptr<nn::SwiGLU> mlp;

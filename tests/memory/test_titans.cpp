@@ -75,6 +75,7 @@ TEST_CASE("TitansConfig: from_json reads every key and names the bad one") {
                                                   {"own_readout_bias", false},
                                                   {"variant", "mag"},
                                                   {"gate_init", -2.5},
+                                                  {"window", 8},
                                                   {"gate_hold_steps", 7},
                                                   {"gate_open_loss", 1.5},
                                                   {"segment_length", 32}});
@@ -96,6 +97,8 @@ TEST_CASE("TitansConfig: from_json reads every key and names the bad one") {
   CHECK(c.variant == "mag");
   CHECK(c.gate_init == -2.5);
   CHECK(d.gate_init == -4);
+  CHECK(c.window == 8);
+  CHECK(d.window == 0);
   CHECK(c.gate_hold_steps == 7);
   CHECK(d.gate_hold_steps == 0);
   CHECK(c.gate_open_loss == 1.5);
@@ -135,6 +138,8 @@ TEST_CASE("TitansConfig: from_json reads every key and names the bad one") {
       {{{"conv_kernel", 0}}, "'conv_kernel'"},
       {{{"variant", "mag"}, {"memory_tokens", 2}}, "'memory_tokens'"},
       {{{"variant", "mag"}, {"gate_hold_steps", -1}}, "'gate_hold_steps' must be >= 0"},
+      {{{"variant", "mag"}, {"window", -1}}, "'window' must be >= 0"},
+      {{{"variant", "mac"}, {"window", 4}}, "'window' applies to variant"},
       {{{"variant", "mac"}, {"gate_hold_steps", 10}}, "'gate_hold_steps' applies to variant"},
       {{{"variant", "mag"}, {"gate_hold_steps", 10}, {"gate_open_loss", -1}}, "'gate_open_loss'"},
       {{{"variant", "mag"}, {"gate_open_loss", 2}}, "'gate_open_loss' ends a hold early"},
@@ -181,17 +186,18 @@ TEST_CASE("TitansLM: a later token never changes an earlier logit (every variant
     const char* variant;
     int64_t memory_tokens;
     const char* model;
+    int64_t window = 0;
   };
-  const Case cases[] = {{"mac", 0, "linear"},
-                        {"mac", 0, "attention"},
-                        {"mac", 3, "mlp"},
-                        {"mag", 0, "linear"},
-                        {"mag", 0, "attention"}};
+  const Case cases[] = {{"mac", 0, "linear"}, {"mac", 0, "attention"}, {"mac", 3, "mlp"},
+                        {"mag", 0, "linear"}, {"mag", 0, "attention"}, {"mag", 0, "linear", 3}};
   for (const Case& c : cases) {
     CAPTURE(c.variant);
     CAPTURE(c.memory_tokens);
     CAPTURE(c.model);
-    auto lm = tiny_lm(tiny_titans(c.variant, c.memory_tokens, c.model));
+    CAPTURE(c.window);
+    TitansConfig cfg = tiny_titans(c.variant, c.memory_tokens, c.model);
+    cfg.window = c.window;
+    auto lm = tiny_lm(cfg);
     NoGradGuard no_grad;
     const int64_t T = 7;
     // A first segment fills the memory; the check runs on the second.
@@ -211,6 +217,48 @@ TEST_CASE("TitansLM: a later token never changes an earlier logit (every variant
       CHECK(max_abs_diff(narrow(logits, 1, t + 1, 1), narrow(base, 1, t + 1, 1)) > 1e-6);
     }
   }
+}
+
+TEST_CASE("TitansBlock: the mag window hides older rows from the attention, not the memory") {
+  // One block, T = 8 rows, chunks of 2, window 3. With the gate held the block is x + a + mlp:
+  // a change of row j reaches rows j .. j + 2 and no later one. With the gate open it also
+  // reaches the rows of the chunks after j's through the memory's read-out.
+  TitansConfig cfg = tiny_titans("mag");
+  cfg.segment_length = 8;
+  cfg.window = 3;
+  Generator gen(5);
+  const nn::LlamaConfig model = test::micro_llama(1);
+  TitansBlock block(model, cfg, &gen);
+  block.to(DType::f64);
+  nn::RotaryEmbedding rotary(model.head_dim(), model.max_position_embeddings, model.rope_theta);
+  const int64_t B = 2, T = 8, C = model.hidden_size, j = 1;
+  const nn::RopeTables rope = rotary.tables({}, 0, T);
+  const Tensor x = normal({B, T, C}, 0.0, 1.0, {DType::f64}, &gen);
+  Tensor changed = clone(x);
+  {
+    NoGradGuard no_grad;
+    Tensor row = narrow(changed, 1, j, 1);
+    copy_(row, add(row, 0.5));
+  }
+  NoGradGuard no_grad;
+  auto rows_moved = [&](bool held) {
+    block.gate_held = held;
+    NeuralMemory& memory = *block.memory;
+    MemoryState in, out_a, out_b;
+    memory.initial_state(B, "m", in);
+    const Tensor a = block.forward(x, rope, in, "m", out_a);
+    const Tensor b = block.forward(changed, rope, in, "m", out_b);
+    std::vector<int64_t> moved;
+    for (int64_t i = 0; i < T; ++i) {
+      if (max_abs_diff(narrow(a, 1, i, 1), narrow(b, 1, i, 1)) > 1e-9) moved.push_back(i);
+    }
+    return moved;
+  };
+  CHECK(rows_moved(true) == std::vector<int64_t>{1, 2, 3});
+  // Row 1 is in chunk 0: chunks 1.. read it from the memory (rows 2 .. 7).
+  CHECK(rows_moved(false) == std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7});
+  block.window = 0;  // the whole segment
+  CHECK(rows_moved(true) == std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7});
 }
 
 TEST_CASE("TitansLM: gradients reach the memory's projections through the inner updates") {
