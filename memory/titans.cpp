@@ -33,6 +33,7 @@ NeuralMemoryOptions memory_options(const TitansConfig& c) {
   o.max_forget = c.max_forget;
   o.exp_step = c.step_size == "exp";
   o.conv_kernel = c.conv_kernel;
+  o.read_batch = c.read_from == "batch";
   return o;
 }
 
@@ -122,6 +123,8 @@ TitansConfig TitansConfig::from_json(const json& j) {
       c.variant = string_key(v, kWhat, key);
     } else if (key == "gate_init") {
       c.gate_init = number_key(v, kWhat, key);
+    } else if (key == "read_from") {
+      c.read_from = string_key(v, kWhat, key);
     } else if (key == "window") {
       c.window = int_key(v, kWhat, key);
     } else if (key == "gate_hold_steps") {
@@ -134,8 +137,8 @@ TitansConfig TitansConfig::from_json(const json& j) {
       fail(
           "titans config: unknown key '{}' (known: layers, heads, chunk_size, update_batch, "
           "memory_model, max_lr, max_forget, step_size, conv_kernel, persistent_tokens, "
-          "memory_tokens, own_readout_bias, variant, gate_init, window, gate_hold_steps, "
-          "gate_open_loss, segment_length)",
+          "memory_tokens, own_readout_bias, variant, gate_init, read_from, window, "
+          "gate_hold_steps, gate_open_loss, segment_length)",
           key);
     }
   }
@@ -176,6 +179,10 @@ void TitansConfig::validate(const nn::LlamaConfig& model) const {
               "titans config: 'variant' must be \"mac\" or \"mag\", got \"{}\"", variant);
   MNEMO_CHECK(variant == "mac" || memory_tokens == 0,
               "titans config: 'memory_tokens' applies to variant \"mac\" only");
+  MNEMO_CHECK(read_from == "chunk" || read_from == "batch",
+              "titans config: 'read_from' must be \"chunk\" or \"batch\", got \"{}\"", read_from);
+  MNEMO_CHECK(variant == "mag" || read_from == "chunk",
+              "titans config: 'read_from' applies to variant \"mag\" only");
   MNEMO_CHECK(window >= 0, "titans config: 'window' must be >= 0 (0 = the whole segment), got {}",
               window);
   MNEMO_CHECK(variant == "mag" || window == 0,

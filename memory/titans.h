@@ -49,7 +49,9 @@
 //   h = x + a + sigmoid(W_g norm(x) + b_g) m
 //   y = h + mlp(norm(h))
 // The read-out of chunk n depends on tokens before chunk n only (retrieve before store), so
-// MAG is causal without a mask.
+// MAG is causal without a mask. With read_from "batch" every chunk reads the weights its
+// update batch started from (by default: the segment's start), so the memory answers only
+// what earlier segments stored and leaves the segment to the attention.
 // The window splits the work as the paper does: attention for what is near, the memory for
 // what is far. The read-out of chunk n holds everything before chunk n, so a window of at
 // least chunk_size tokens leaves no earlier token out of reach. With the whole segment in
@@ -112,6 +114,9 @@ struct TitansConfig {
   std::string variant = "mac";          // "mac" | "mag"
   double gate_init = -4;                // mag: the memory gate's bias at init (sigmoid(-4) =
                                         // 0.018: the read-out starts nearly shut out)
+  std::string read_from = "chunk";      // mag: "chunk" (each chunk reads the weights after the
+                                        // chunk before it) | "batch" (its update batch's start:
+                                        // titans_memory.h)
   int64_t window = 0;                   // mag: the attention's sliding window in tokens (above);
                                         // 0 = the whole segment
   int64_t gate_hold_steps = 0;          // mag: training steps with the gate held shut (above)

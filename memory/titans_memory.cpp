@@ -55,6 +55,25 @@ InnerUpdate inner_update(const MemoryModel& model, const InnerChunks& chunks,
   return {s, weights.size() == 1 ? weights[0] : concat(weights, 1)};
 }
 
+Tensor batch_start_weights(const Tensor& weights_before, const Tensor& batch_weights,
+                           int64_t first_chunk, int64_t chunks_per_batch, int64_t M) {
+  const int64_t G = batch_weights.size(0), P = batch_weights.size(1);
+  std::vector<Tensor> runs;  // (G, run length, P) each: one per update batch the chunks touch
+  Tensor start = unsqueeze(batch_weights, 1);  // W' of the batch chunk 0 continues
+  int64_t run = 0;
+  for (int64_t j = 0; j < M; ++j) {
+    if ((first_chunk + j) % chunks_per_batch == 0) {  // chunk j opens a batch: W' = W_j
+      if (run > 0) runs.push_back(expand(start, {G, run, P}));
+      start = narrow(weights_before, 1, j, 1);
+      run = 0;
+    }
+    ++run;
+  }
+  if (runs.empty()) return start;  // one batch: (G, 1, P), read by every chunk
+  runs.push_back(expand(start, {G, run, P}));
+  return concat(runs, 1);
+}
+
 Tensor read_chunks(const MemoryModel& model, const Tensor& weights_before, const Tensor& q,
                    int64_t c) {
   const int64_t G = q.size(0), L = q.size(1), D = q.size(2);
@@ -234,7 +253,9 @@ Tensor NeuralMemory::forward(const Tensor& x, const MemoryState& in, const std::
   const Tensor context = K > 1 ? concat({in.at(prefix + ".history"), rows}, 1) : rows;
   InnerState s{reshape(weights, {G, P}), reshape(in.at(prefix + ".momentum"), {G, P}),
                reshape(in.at(prefix + ".batch_weights"), {G, P})};
-  Tensor weights_before = unsqueeze(s.weights, 1);  // (G, 1, P) when no chunk completes
+  const Tensor batch_weights_in = s.batch_weights;
+  const int64_t first_chunk = ((position - r) % b) / c;  // chunk 0's place in its update batch
+  Tensor weights_before = unsqueeze(s.weights, 1);       // (G, 1, P) when no chunk completes
   if (N > 0) {
     // The complete chunks' rows and their left context, normed: (B, K - 1 + N c, C).
     const Tensor xs = store_norm->forward(narrow(context, 1, 0, K - 1 + N * c));
@@ -242,7 +263,7 @@ Tensor NeuralMemory::forward(const Tensor& x, const MemoryState& in, const std::
     if (record) last_gates = {detach(g.theta), detach(g.eta), detach(g.alpha)};
     InnerChunks chunks{reshape(keys(xs), {G, N, c, D}), reshape(values(xs), {G, N, c, D}), g.theta,
                        g.eta, g.alpha};
-    const InnerUpdate update = inner_update(model, chunks, s, ((position - r) % b) / c, b / c);
+    const InnerUpdate update = inner_update(model, chunks, s, first_chunk, b / c);
     s = update.state;
     weights_before = update.weights_before;
   }
@@ -256,8 +277,13 @@ Tensor NeuralMemory::forward(const Tensor& x, const MemoryState& in, const std::
   // The K - 1 rows before the new pending ones: context rows N c .. N c + K - 2.
   if (K > 1) out.set(prefix + ".history", narrow(context, 1, N * c, K - 1));
   if (!retrieve) return {};
-  // Row i of `rows` reads weights_before[:, i / c]: the weights before its chunk.
-  const Tensor y = read_chunks(model, weights_before, queries(context), c);  // (G, L, D)
+  // Row i of `rows` reads weights_before[:, i / c]: the weights before its chunk; or, with
+  // read_batch, the weights its chunk's update batch started from.
+  const Tensor read_weights = options.read_batch
+                                  ? batch_start_weights(weights_before, batch_weights_in,
+                                                        first_chunk, b / c, (L + c - 1) / c)
+                                  : weights_before;
+  const Tensor y = read_chunks(model, read_weights, queries(context), c);  // (G, L, D)
   return combine(narrow(y, 1, r, T), B);
 }
 

@@ -42,6 +42,11 @@
 // the scan returns W_1..W_N; the reads use [W_0, W_1, ..., W_{N-1}] — the scan's output shifted
 // by one chunk, never W_n for chunk n — and the new state is W_N itself (not W_0 + W_N: the
 // scan already started from W_0, which is how the weights are not added twice).
+// With read_batch (TitansConfig read_from "batch") every chunk reads W' instead, the weights its
+// update batch started from: with the default update batch of one segment, a segment's rows
+// read only what earlier segments stored, and the memory cannot answer anything inside the
+// segment (which MAG's attention can: docs/memory-results.md). Update batches follow the
+// stream, so a stream cut anywhere still reads the same.
 // y is then joined over heads (B, T, H D), combined by a linear layer (H D -> C) and
 // RMS-normed (post_norm).
 //
@@ -106,6 +111,13 @@ MomentumScan momentum_and_forgetting(const Tensor& eta, const Tensor& alpha, con
 InnerUpdate inner_update(const MemoryModel& model, const InnerChunks& chunks,
                          const InnerState& state, int64_t first_chunk, int64_t chunks_per_batch);
 
+// The weights M chunks read with read_batch: chunk j the W' of its update batch. weights_before
+// (G, >= M, P) holds W_j before chunk j (or (G, 1, P) when M = 1); chunk j opens a batch when
+// (first_chunk + j) % chunks_per_batch == 0, its W' then W_j, else its predecessor's (chunk 0's:
+// batch_weights (G, P), the state's). -> (G, 1, P) when all M share one batch, else (G, M, P).
+Tensor batch_start_weights(const Tensor& weights_before, const Tensor& batch_weights,
+                           int64_t first_chunk, int64_t chunks_per_batch, int64_t M);
+
 // Reads rows q (G, L, D) whose row i belongs to chunk i / c, with weights_before (G, M, P),
 // M >= ceil(L / c), chunk j reading weights_before[:, j] -> (G, L, D).
 Tensor read_chunks(const MemoryModel& model, const Tensor& weights_before, const Tensor& q,
@@ -119,6 +131,7 @@ struct NeuralMemoryOptions {
   double max_lr = 0.1;
   double max_forget = 1.0;  // alpha's ceiling
   bool exp_step = false;    // step_size "exp" (the seed's) instead of "token"
+  bool read_batch = false;  // read_from "batch": every chunk reads its update batch's W'
   int64_t conv_kernel = 1;  // K: the causal convolution's width (1 = none)
   // Initial gate biases: eta = sigmoid(2) = 0.88 and alpha = sigmoid(-6) = 0.0025 are near
   // where the recall prototype's gates settled (eta 0.87, alpha -> 1e-4); theta starts at

@@ -75,6 +75,7 @@ TEST_CASE("TitansConfig: from_json reads every key and names the bad one") {
                                                   {"own_readout_bias", false},
                                                   {"variant", "mag"},
                                                   {"gate_init", -2.5},
+                                                  {"read_from", "batch"},
                                                   {"window", 8},
                                                   {"gate_hold_steps", 7},
                                                   {"gate_open_loss", 1.5},
@@ -97,6 +98,8 @@ TEST_CASE("TitansConfig: from_json reads every key and names the bad one") {
   CHECK(c.variant == "mag");
   CHECK(c.gate_init == -2.5);
   CHECK(d.gate_init == -4);
+  CHECK(c.read_from == "batch");
+  CHECK(d.read_from == "chunk");
   CHECK(c.window == 8);
   CHECK(d.window == 0);
   CHECK(c.gate_hold_steps == 7);
@@ -140,6 +143,8 @@ TEST_CASE("TitansConfig: from_json reads every key and names the bad one") {
       {{{"variant", "mag"}, {"gate_hold_steps", -1}}, "'gate_hold_steps' must be >= 0"},
       {{{"variant", "mag"}, {"window", -1}}, "'window' must be >= 0"},
       {{{"variant", "mac"}, {"window", 4}}, "'window' applies to variant"},
+      {{{"variant", "mag"}, {"read_from", "segment"}}, "'read_from' must be"},
+      {{{"variant", "mac"}, {"read_from", "batch"}}, "'read_from' applies to variant"},
       {{{"variant", "mac"}, {"gate_hold_steps", 10}}, "'gate_hold_steps' applies to variant"},
       {{{"variant", "mag"}, {"gate_hold_steps", 10}, {"gate_open_loss", -1}}, "'gate_open_loss'"},
       {{{"variant", "mag"}, {"gate_open_loss", 2}}, "'gate_open_loss' ends a hold early"},
@@ -187,16 +192,24 @@ TEST_CASE("TitansLM: a later token never changes an earlier logit (every variant
     int64_t memory_tokens;
     const char* model;
     int64_t window = 0;
+    const char* read_from = "chunk";
   };
-  const Case cases[] = {{"mac", 0, "linear"}, {"mac", 0, "attention"}, {"mac", 3, "mlp"},
-                        {"mag", 0, "linear"}, {"mag", 0, "attention"}, {"mag", 0, "linear", 3}};
+  const Case cases[] = {{"mac", 0, "linear"},
+                        {"mac", 0, "attention"},
+                        {"mac", 3, "mlp"},
+                        {"mag", 0, "linear"},
+                        {"mag", 0, "attention"},
+                        {"mag", 0, "linear", 3},
+                        {"mag", 0, "linear", 0, "batch"}};
   for (const Case& c : cases) {
     CAPTURE(c.variant);
     CAPTURE(c.memory_tokens);
     CAPTURE(c.model);
     CAPTURE(c.window);
+    CAPTURE(c.read_from);
     TitansConfig cfg = tiny_titans(c.variant, c.memory_tokens, c.model);
     cfg.window = c.window;
+    cfg.read_from = c.read_from;
     auto lm = tiny_lm(cfg);
     NoGradGuard no_grad;
     const int64_t T = 7;

@@ -192,10 +192,15 @@ TEST_CASE("titans memory: a stream cut anywhere, the state carried, equals one c
   // Chunks of 3, update batches of 6: the cuts fall inside chunks and inside update batches.
   const std::vector<std::vector<int64_t>> cuts = {
       {5, 3, 5}, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {6, 7}, {2, 11}};
-  for (MemoryModelKind kind : kModels) {
+  for (const auto& [kind, read_batch] :
+       {std::pair{MemoryModelKind::linear, false}, std::pair{MemoryModelKind::mlp, false},
+        std::pair{MemoryModelKind::attention, false}, std::pair{MemoryModelKind::linear, true},
+        std::pair{MemoryModelKind::mlp, true}}) {
     CAPTURE(memory_model_name(kind));
+    CAPTURE(read_batch);
     Generator gen(11);
     const auto mem = make_memory(kind, 3, 6, gen, /*conv_kernel=*/3);
+    mem->options.read_batch = read_batch;
     const int64_t B = 2, T = 13;
     const Tensor x = rand64({B, T, 8}, gen);
     MemoryState initial, whole;
@@ -226,6 +231,46 @@ TEST_CASE("titans memory: a stream cut anywhere, the state carried, equals one c
     const Tensor fresh = mem->forward(narrow(x, 1, T - 3, 3), initial, "m", unused);
     CHECK(max_abs_diff(narrow(want, 1, T - 3, 3), fresh) > 1e-3);
   }
+}
+
+TEST_CASE("titans memory: read_batch reads each update batch's starting weights") {
+  // Chunks of 3, update batches of 6, 13 rows: batches of rows 0-5, 6-11 and 12. A change of
+  // row 1 reaches no read-out of its own batch and every one of the next; chunk by chunk (the
+  // default) it reaches rows 3-5 of its own batch too.
+  Generator gen(12);
+  const auto mem = make_memory(MemoryModelKind::linear, 3, 6, gen);
+  const int64_t B = 2, T = 13;
+  const Tensor x = rand64({B, T, 8}, gen);
+  Tensor changed = clone(x);
+  {
+    NoGradGuard no_grad;
+    Tensor row = narrow(changed, 1, 1, 1);
+    copy_(row, add(row, 0.5));
+  }
+  MemoryState initial;
+  mem->initial_state(B, "m", initial);
+  auto moved = [&](bool read_batch) {
+    mem->options.read_batch = read_batch;
+    MemoryState a, b;
+    const Tensor ya = mem->forward(x, initial, "m", a), yb = mem->forward(changed, initial, "m", b);
+    std::vector<int64_t> rows;
+    for (int64_t i = 0; i < T; ++i) {
+      if (max_abs_diff(narrow(ya, 1, i, 1), narrow(yb, 1, i, 1)) > 1e-9) rows.push_back(i);
+    }
+    CHECK(max_abs_diff(a.at("m.weights"), b.at("m.weights")) > 1e-6);  // stored either way
+    return rows;
+  };
+  CHECK(moved(true) == std::vector<int64_t>{1, 6, 7, 8, 9, 10, 11, 12});
+  CHECK(moved(false) == std::vector<int64_t>{1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12});
+  // Batch-start weights of chunks that open, continue and reopen batches.
+  const Tensor wb = rand64({2, 5, 4}, gen), start = rand64({2, 4}, gen);
+  const Tensor w = batch_start_weights(wb, start, /*first_chunk=*/1, /*chunks_per_batch=*/2, 4);
+  CHECK(w.shape() == Shape{2, 4, 4});
+  CHECK(max_abs_diff(select(w, 1, 0), start) == 0.0);  // chunk 0 continues the state's batch
+  CHECK(max_abs_diff(select(w, 1, 1), select(wb, 1, 1)) == 0.0);  // chunk 1 opens one
+  CHECK(max_abs_diff(select(w, 1, 2), select(wb, 1, 1)) == 0.0);
+  CHECK(max_abs_diff(select(w, 1, 3), select(wb, 1, 3)) == 0.0);
+  CHECK(batch_start_weights(wb, start, 0, 4, 4).shape() == Shape{2, 1, 4});
 }
 
 TEST_CASE("titans memory: f64 gradcheck of the outer loss through several chunks") {
