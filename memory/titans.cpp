@@ -60,8 +60,7 @@ Tensor readout_mask(int64_t Np, int64_t T, int64_t H, int64_t heads_with_bias, d
       }
     }
   }
-  return mnemo::to(mnemo::to(from_vector(mask, {1, H, T, Tk}, {DType::f64}), like.dtype()),
-                   like.device());
+  return mnemo::to(from_vector(mask, {1, H, T, Tk}, {like.dtype()}), like.device());
 }
 
 // The MAG sliding window over [persistent; segment] (1, 1, T, Np + T): query i sees the
@@ -75,8 +74,7 @@ Tensor window_mask(int64_t Np, int64_t T, int64_t window, const Tensor& like) {
       mask[size_t(i * Tk + Np + j)] = -std::numeric_limits<double>::infinity();
     }
   }
-  return mnemo::to(mnemo::to(from_vector(mask, {1, 1, T, Tk}, {DType::f64}), like.dtype()),
-                   like.device());
+  return mnemo::to(from_vector(mask, {1, 1, T, Tk}, {like.dtype()}), like.device());
 }
 
 }  // namespace

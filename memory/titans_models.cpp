@@ -29,7 +29,7 @@ Tensor causal_mask(int64_t c, const Tensor& like) {
     for (int64_t j = i + 1; j < c; ++j)
       mask[size_t(i * c + j)] = -std::numeric_limits<double>::infinity();
   }
-  return mnemo::to(mnemo::to(from_vector(mask, {c, c}, {DType::f64}), like.dtype()), like.device());
+  return mnemo::to(from_vector(mask, {c, c}, {like.dtype()}), like.device());
 }
 
 // t (..., r, c) -> (..., r c)
